@@ -1,0 +1,23 @@
+"""Datasets for hfgen: the built-in digits, local image folders and `datasets` names."""
+
+from .images import (
+    BUILTIN_DIGITS,
+    ImageDataError,
+    check_resolution,
+    collate_images,
+    image_transform,
+    load_digits_dataset,
+    load_image_dataset,
+    verify_image_files,
+)
+
+__all__ = [
+    "BUILTIN_DIGITS",
+    "ImageDataError",
+    "check_resolution",
+    "collate_images",
+    "image_transform",
+    "load_digits_dataset",
+    "load_image_dataset",
+    "verify_image_files",
+]

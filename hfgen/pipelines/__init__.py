@@ -1,0 +1,1 @@
+"""hfgen pipelines: diffusers `DiffusionPipeline` subclasses, one folder per family."""

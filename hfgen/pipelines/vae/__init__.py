@@ -1,0 +1,3 @@
+from .pipeline_vae import VAEPipeline, VAEPipelineOutput, slerp
+
+__all__ = ["VAEPipeline", "VAEPipelineOutput", "slerp"]

@@ -1,0 +1,234 @@
+"""Pipeline around hfgen's VAE: sample from the prior, reconstruct, interpolate, and edit with attribute vectors."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ...models.vae.modeling_vae import VAEModel
+
+INTERPOLATION_METHODS = ("linear", "spherical")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass
+class VAEPipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The images, as asked by `output_type`: PIL images, a `(batch, height, width, channels)` array in [0, 1], a
+            `(batch, channels, height, width)` tensor in [0, 1], or the latents themselves for `"latent"`.
+        latents (`torch.Tensor` of shape `(batch, latent_channels, latent_size, latent_size)`):
+            The latents the images were decoded from.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    latents: torch.Tensor
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, weight: float) -> torch.Tensor:
+    """Spherical interpolation between two latents, treated as flat vectors; linear when they are (anti)parallel."""
+    start_flat, end_flat = start.flatten(), end.flatten()
+    cosine = torch.dot(start_flat, end_flat) / (start_flat.norm() * end_flat.norm()).clamp_min(1e-12)
+    angle = torch.arccos(cosine.clamp(-1.0, 1.0))
+    if angle.abs() < 1e-4 or (torch.pi - angle).abs() < 1e-4:
+        return torch.lerp(start, end, weight)
+    return (torch.sin((1.0 - weight) * angle) * start + torch.sin(weight * angle) * end) / torch.sin(angle)
+
+
+class VAEPipeline(DiffusionPipeline):
+    r"""
+    Pipeline for a [`VAEModel`]: `__call__` samples from the prior N(0, I) and decodes; `reconstruct`, `interpolate`,
+    `attribute_vector` and `apply_attribute` work on given images.
+
+    Images may be given as PIL images, NumPy arrays in [0, 1] or tensors in [-1, 1], as in diffusers pipelines;
+    they are resized to `vae.config.sample_size`.
+
+    Parameters:
+        vae ([`VAEModel`]):
+            The variational autoencoder.
+    """
+
+    model_cpu_offload_seq = "vae"
+
+    def __init__(self, vae: VAEModel):
+        super().__init__()
+        self.register_modules(vae=vae)
+        self.image_processor = VaeImageProcessor(
+            vae_scale_factor=1, do_convert_grayscale=vae.config.in_channels == 1, resample="bicubic"
+        )
+
+    # --- helpers shared by the modes ---
+
+    def _check_output_type(self, output_type: str) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+    def _preprocess(self, images, name: str = "images") -> torch.Tensor:
+        if isinstance(images, (PIL.Image.Image, np.ndarray, torch.Tensor)) and not (
+            isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
+        ):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError(f"{name} is empty: give at least one image")
+        size = self.vae.config.sample_size
+        pixel_values = self.image_processor.preprocess(images, height=size, width=size)
+        if pixel_values.shape[1] != self.vae.config.in_channels:
+            raise ValueError(
+                f"{name} have {pixel_values.shape[1]} channels but the VAE expects {self.vae.config.in_channels}"
+            )
+        return pixel_values.to(device=self._execution_device, dtype=self.vae.dtype)
+
+    def _posterior_latents(self, pixel_values: torch.Tensor, generator, sample_posterior: bool) -> torch.Tensor:
+        latent_dist = self.vae.encode(pixel_values).latent_dist
+        return latent_dist.sample(generator=generator) if sample_posterior else latent_dist.mode()
+
+    def _finish(self, latents: torch.Tensor, output_type: str, return_dict: bool):
+        if output_type == "latent":
+            images = latents
+        else:
+            decoded = self.vae.decode(latents).sample
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, latents)
+        return VAEPipelineOutput(images=images, latents=latents)
+
+    # --- modes ---
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Sample images from the prior.
+
+        Args:
+            batch_size (`int`, defaults to 1):
+                Number of images; ignored when `latents` is given.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Makes sampling deterministic; a list gives one generator per image.
+            latents (`torch.Tensor` of shape `(batch, latent_channels, latent_size, latent_size)`, *optional*):
+                Prior samples to decode instead of drawing new ones.
+            output_type (`str`, defaults to `"pil"`):
+                `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            return_dict (`bool`, defaults to `True`):
+                Return a [`VAEPipelineOutput`] instead of a tuple `(images, latents)`.
+        """
+        # 1. check inputs
+        self._check_output_type(output_type)
+        config = self.vae.config
+        shape = (batch_size, config.latent_channels, config.latent_size, config.latent_size)
+        if latents is not None and (latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]):
+            raise ValueError(f"latents must have shape (batch, {', '.join(map(str, shape[1:]))}), got {tuple(latents.shape)}")
+        if isinstance(generator, list) and len(generator) != batch_size and latents is None:
+            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
+        # 2. prepare latents from the prior N(0, I)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.vae.dtype)
+        else:
+            latents = latents.to(device=self._execution_device, dtype=self.vae.dtype)
+        # 3. decode
+        return self._finish(latents, output_type, return_dict)
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        images,
+        sample_posterior: bool = False,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Encode then decode `images`. With `sample_posterior=False` (default) the posterior mean is decoded, which is
+        deterministic; with `True` a sample of q(z|x) drawn from `generator`.
+        """
+        # 1. check inputs
+        self._check_output_type(output_type)
+        pixel_values = self._preprocess(images)
+        # 2. encode
+        latents = self._posterior_latents(pixel_values, generator, sample_posterior)
+        # 3. decode
+        return self._finish(latents, output_type, return_dict)
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        image_start,
+        image_end,
+        num_steps: int = 8,
+        method: str = "linear",
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Decode `num_steps` latents evenly spaced between the posterior means of two images, both ends included.
+
+        Args:
+            method (`str`, defaults to `"linear"`):
+                `"linear"` (straight line in latent space) or `"spherical"` (slerp, which keeps the norm of
+                prior-like latents, so intermediate points stay where the prior puts its mass).
+        """
+        # 1. check inputs
+        self._check_output_type(output_type)
+        if method not in INTERPOLATION_METHODS:
+            raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
+        if num_steps < 2:
+            raise ValueError(f"num_steps must be at least 2 (both ends), got {num_steps}")
+        # 2. encode both ends to their posterior means
+        start = self._posterior_latents(self._preprocess(image_start, "image_start"), None, False)[0]
+        end = self._posterior_latents(self._preprocess(image_end, "image_end"), None, False)[0]
+        # 3. walk between them
+        weights = torch.linspace(0.0, 1.0, num_steps).tolist()
+        mix = torch.lerp if method == "linear" else slerp
+        latents = torch.stack([mix(start, end, weight) for weight in weights])
+        # 4. decode
+        return self._finish(latents, output_type, return_dict)
+
+    @torch.no_grad()
+    def attribute_vector(self, images_with, images_without) -> torch.Tensor:
+        r"""
+        The mean latent difference between images that show an attribute and images that do not (or images of two
+        labels): mean of the posterior means of `images_with` minus that of `images_without`. Returns a tensor of
+        shape `(latent_channels, latent_size, latent_size)` for [`~VAEPipeline.apply_attribute`].
+        """
+        with_latents = self._posterior_latents(self._preprocess(images_with, "images_with"), None, False)
+        without_latents = self._posterior_latents(self._preprocess(images_without, "images_without"), None, False)
+        return with_latents.mean(dim=0) - without_latents.mean(dim=0)
+
+    @torch.no_grad()
+    def apply_attribute(
+        self,
+        images,
+        attribute_vector: torch.Tensor,
+        strength: float = 1.0,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Add `strength` times `attribute_vector` to the posterior means of `images` and decode. A strength of 0 gives
+        the plain reconstruction; negative strengths remove the attribute.
+        """
+        # 1. check inputs
+        self._check_output_type(output_type)
+        pixel_values = self._preprocess(images)
+        config = self.vae.config
+        expected = (config.latent_channels, config.latent_size, config.latent_size)
+        if tuple(attribute_vector.shape) != expected:
+            raise ValueError(f"attribute_vector must have shape {expected}, got {tuple(attribute_vector.shape)}")
+        # 2. encode and move along the attribute direction
+        latents = self._posterior_latents(pixel_values, None, False)
+        latents = latents + strength * attribute_vector.to(device=latents.device, dtype=latents.dtype)
+        # 3. decode
+        return self._finish(latents, output_type, return_dict)
