@@ -144,11 +144,12 @@ def load_image_dataset(
     return dataset
 
 
-def image_transform(resolution: int, color_mode: str = "L", random_flip: bool = False):
+def image_transform(resolution: int, color_mode: str = "L"):
     """Return a `datasets` transform that turns the `image` column into `pixel_values` in [-1, 1], (C, H, W).
 
     Images are converted to `color_mode` (`"L"` or `"RGB"`), resized with bicubic filtering so the short side is
-    `resolution` and center-cropped. `random_flip` draws from torch's RNG, which accelerate seeds per process.
+    `resolution` and center-cropped. Random augmentation is left to the training loop, where its RNG draws happen in
+    step order and are restored exactly on resume (the data loader prefetches, so draws made here would not be).
     """
     resolution = check_resolution(resolution)
     if color_mode not in ("L", "RGB"):
@@ -166,10 +167,7 @@ def image_transform(resolution: int, color_mode: str = "L", random_flip: bool = 
             top = (image.height - resolution) // 2
             image = image.crop((left, top, left + resolution, top + resolution))
         array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-        tensor = torch.from_numpy(array.reshape(resolution, resolution, -1)).permute(2, 0, 1).contiguous()
-        if random_flip and torch.rand(()) < 0.5:
-            tensor = tensor.flip(-1)
-        return tensor
+        return torch.from_numpy(array.reshape(resolution, resolution, -1)).permute(2, 0, 1).contiguous()
 
     def transform(batch):
         output = {"pixel_values": [to_tensor(image) for image in batch["image"]]}

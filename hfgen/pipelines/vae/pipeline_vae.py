@@ -46,8 +46,8 @@ class VAEPipeline(DiffusionPipeline):
     Pipeline for a [`VAEModel`]: `__call__` samples from the prior N(0, I) and decodes; `reconstruct`, `interpolate`,
     `attribute_vector` and `apply_attribute` work on given images.
 
-    Images may be given as PIL images, NumPy arrays in [0, 1] or tensors in [-1, 1], as in diffusers pipelines;
-    they are resized to `vae.config.sample_size`.
+    Images may be given as PIL images, or NumPy arrays and tensors in [0, 1], as in diffusers pipelines; they are
+    resized to `vae.config.sample_size`.
 
     Parameters:
         vae ([`VAEModel`]):

@@ -1,0 +1,1 @@
+"""Model card templates, one `<family>.md` per model family, read by `hfgen.model_card`."""
