@@ -1,0 +1,178 @@
+"""train_vae.py run as users run it: `accelerate launch` subprocesses on a tiny config and the built-in digits."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+import hfgen
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(REPO, "training_scripts", "train_vae.py")
+ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+
+
+@pytest.fixture(scope="module")
+def tiny_config_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_vae_config")
+    hfgen.VAEConfig(
+        in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4, latent_channels=2
+    ).save_pretrained(folder)
+    return str(folder)
+
+
+def run_script(output_dir, config_dir, *extra, num_processes=1, check=True):
+    command = [ACCELERATE, "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    if num_processes > 1:
+        # Two CPU processes: accelerate needs --multi_gpu plus ACCELERATE_USE_CPU (--cpu alone starts one).
+        command += ["--multi_gpu", "--num_processes", str(num_processes)]
+        environment["ACCELERATE_USE_CPU"] = "1"
+    else:
+        command += ["--num_processes", "1"]
+    command += [
+        SCRIPT, "--output_dir", str(output_dir), "--model_config_name_or_path", config_dir, "--resolution", "16",
+        "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images", "4", "--report_to", "none",
+        *extra,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"train_vae.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_config_dir):
+    """Four steps, checkpoints every two, validation at step 2: the uninterrupted reference run."""
+    output_dir = tmp_path_factory.mktemp("run") / "vae"
+    result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                        "--validation_steps", "2", "--checkpoints_total_limit", "5", "--report_to", "tensorboard")
+    return output_dir, result
+
+
+def test_run_writes_a_hub_ready_folder(trained_run):
+    output_dir, result = trained_run
+    for name in ("model_index.json", "vae/config.json", "vae/model.safetensors", "config.json", "model.safetensors",
+                 "README.md", "samples.png", "training_args.json", "metrics.json"):
+        assert (output_dir / name).is_file(), name
+    assert f"Hub-ready folder: {output_dir}" in result.stdout
+    assert '"psnr"' in result.stdout
+    assert (output_dir / "validation" / "step-000002-samples.png").is_file()
+    assert (output_dir / "validation" / "step-000002-reconstructions.png").is_file()
+    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files)
+    training_args = json.loads((output_dir / "training_args.json").read_text())
+    assert training_args["max_train_steps"] == 4 and training_args["seed"] == 0
+
+
+def test_saved_folder_loads_three_ways(trained_run):
+    output_dir, _ = trained_run
+    import transformers
+
+    vae = hfgen.VAEModel.from_pretrained(output_dir)
+    auto = transformers.AutoModel.from_pretrained(output_dir)
+    pipeline = hfgen.VAEPipeline.from_pretrained(output_dir)
+    images = torch.rand(2, 1, 16, 16) * 2 - 1
+    expected = vae(images, sample_posterior=False).sample
+    assert isinstance(auto, hfgen.VAEModel)
+    torch.testing.assert_close(auto(images, sample_posterior=False).sample, expected)
+    torch.testing.assert_close(pipeline.vae(images, sample_posterior=False).sample, expected)
+    assert len(pipeline(batch_size=3, generator=torch.Generator().manual_seed(0)).images) == 3
+
+
+def test_metrics_are_measured_and_in_the_card(trained_run):
+    output_dir, _ = trained_run
+    record = json.loads((output_dir / "metrics.json").read_text())
+    metrics = record["metrics"]
+    for key in ("psnr", "ssim", "fid", "kid_mean", "precision", "recall", "inception_score_mean"):
+        assert key in metrics and metrics[key] == metrics[key], key  # present and not NaN
+    assert record["step"] == 4 and record["num_processes"] == 1
+    assert set(record["references"]) == {"real_train_vs_test", "train_mean_plus_noise"}
+    assert record["protocol"]["num_fake_samples"] == 40
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.library_name == "hfgen"
+    card_values = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert card_values["psnr"] == pytest.approx(metrics["psnr"])
+    assert card_values["fid"] == pytest.approx(metrics["fid"])
+    assert "fid_real_train_vs_test" in card_values
+
+
+def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir):
+    output_dir = tmp_path / "capped"
+    run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "1",
+               "--checkpoints_total_limit", "2", "--num_eval_samples", "10")
+    names = sorted(name for name in os.listdir(output_dir) if name.startswith("checkpoint"))
+    assert names == ["checkpoint-2", "checkpoint-3"]
+    assert os.path.isfile(output_dir / "checkpoint-3" / "model.safetensors")
+    assert os.path.isfile(output_dir / "checkpoint-3" / "optimizer.bin")
+
+
+def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir):
+    reference_dir, _ = trained_run
+    # A run stopped right after checkpoint 2 leaves exactly this folder; a half-written checkpoint (.tmp) beside it
+    # must be ignored by `latest`.
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
+    (resumed_dir / "checkpoint-4.tmp").mkdir()
+    run_script(resumed_dir, tiny_config_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
+               "--validation_steps", "2", "--checkpoints_total_limit", "5", "--resume_from_checkpoint", "latest")
+    reference = load_file(reference_dir / "model.safetensors")
+    resumed = load_file(resumed_dir / "model.safetensors")
+    assert reference.keys() == resumed.keys()
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=1e-6, msg=name)
+    # and the resumed run really trained: its weights moved away from checkpoint 2
+    at_step_2 = load_file(reference_dir / "checkpoint-2" / "model.safetensors")
+    assert any(not torch.equal(at_step_2[name], resumed[name]) for name in resumed)
+
+
+def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_dir):
+    output_dir = tmp_path / "ddp"
+    run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "100",
+               num_processes=2)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["num_processes"] == 2
+    assert record["replica_max_abs_difference"] == 0.0
+    assert record["step"] == 3
+    assert sorted(os.listdir(output_dir)) == sorted([
+        "README.md", "config.json", "metrics.json", "model.safetensors", "model_index.json", "samples.png",
+        "training_args.json", "vae",
+    ])
+
+
+def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir):
+    output_dir = tmp_path / "dry"
+    result = run_script(output_dir, tiny_config_dir, "--dry_run", "--kl_weight", "4")
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["args"]["resolution"] == 16
+    assert printed["model_config"]["kl_weight"] == 4.0
+    assert printed["model_config"]["block_out_channels"] == [8, 16]
+    assert not output_dir.exists()
+
+
+def test_bad_data_fails_before_training(tmp_path, tiny_config_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script(tmp_path / "out", tiny_config_dir, "--train_data_dir", str(empty), "--color_mode", "L",
+                        check=False)
+    assert result.returncode != 0
+    assert "holds no images" in result.stderr and str(empty) in result.stderr
+    assert not any(name.startswith("checkpoint") for name in os.listdir(tmp_path / "out")) \
+        if (tmp_path / "out").exists() else True
+
+
+def test_push_to_hub_offline_keeps_the_saved_folder(tmp_path, tiny_config_dir):
+    output_dir = tmp_path / "push"
+    result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "1", "--num_eval_samples", "10",
+                        "--push_to_hub", "--hub_model_id", "someone/vae-test", check=False)
+    # No network here: the push fails, loudly, after the folder is complete.
+    assert result.returncode != 0
+    assert "offline" in (result.stderr + result.stdout).lower()
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "README.md").is_file()
+    assert "someone/vae-test" in (output_dir / "README.md").read_text()
