@@ -18,7 +18,11 @@ from .feature_extractor import DigitsFeatureExtractor, load_digits_feature_extra
 from .precision_recall import ManifoldPrecisionRecall
 
 KID_MAX_SUBSET_SIZE = 1000
-"""Subset size of KID (Binkowski et al. 2018) when there are enough samples; fewer samples give smaller subsets."""
+"""Subset size of KID (Binkowski et al. 2018) when there are enough samples; fewer samples give smaller subsets.
+
+With fewer than 2,000 samples a side, the default subset holds half of the smaller set: subsets as large as the whole
+set would all be the same set, and `kid_std` would be 0 instead of the spread over subsets it is meant to report.
+"""
 
 
 class PrecomputedFeatures(nn.Module):
@@ -55,8 +59,8 @@ class GenerativeMetrics(Metric):
         kid_subsets (`int`, *optional*, defaults to 100):
             Random subsets over which KID's unbiased MMD^2 is averaged (`kid_std` is its spread over them).
         kid_subset_size (`int`, *optional*):
-            Samples per KID subset. By default `min(1000, num_real, num_fake)`, decided at `compute()` from the
-            counts of all processes; an explicit value larger than either count raises a `ValueError`.
+            Samples per KID subset. By default `min(1000, min(num_real, num_fake) // 2)`, decided at `compute()`
+            from the counts of all processes; an explicit value larger than either count raises a `ValueError`.
         inception_score_splits (`int`, *optional*, defaults to 10):
             Splits of the generated set over which the Inception Score is averaged.
         precision_recall_k (`int`, *optional*, defaults to 3):
@@ -145,10 +149,10 @@ class GenerativeMetrics(Metric):
             self.num_fake += images.shape[0]
 
     def effective_kid_subset_size(self, num_real: int, num_fake: int) -> int:
-        """Samples per KID subset for these counts: `kid_subset_size`, or `min(1000, num_real, num_fake)` if unset."""
+        """Samples per KID subset: `kid_subset_size`, or by default `min(1000, min(num_real, num_fake) // 2)`."""
         available = min(num_real, num_fake)
         if self.kid_subset_size is None:
-            return min(KID_MAX_SUBSET_SIZE, available)
+            return max(2, min(KID_MAX_SUBSET_SIZE, available // 2))
         if self.kid_subset_size > available:
             raise ValueError(
                 f"kid_subset_size={self.kid_subset_size} is larger than the {num_real} real and {num_fake} generated "

@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Speed and quality of hfgen's VAE on this machine; prints a Markdown table of what it measured.
+
+    python benchmarks/bench_vae.py --model_dir vae-digits     # a folder written by training_scripts/train_vae.py
+
+- training throughput: images/s of optimizer steps (forward, backward, AdamW) on the default architecture of
+  train_vae.py at 32 px, batch 64;
+- sampling throughput: images/s of `VAEPipeline` prior sampling and of `reconstruct`, batch 256;
+- quality of the trained model in `--model_dir`: test PSNR / SSIM of reconstructions, and digits-FID / KID / IS /
+  precision / recall of prior samples against the held-out split, next to the two references measured the same way.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+import hfgen
+from hfgen.data import collate_images, image_transform, load_digits_dataset
+from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, metric_protocol, psnr, ssim
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
+from train_vae import DEFAULT_ARCHITECTURE  # noqa: E402  (the benchmark times exactly the architecture the script trains)
+
+
+def timed(function, repeats: int) -> float:
+    function()  # warm-up: first calls allocate and pick kernels
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - start) / repeats
+
+
+def training_throughput(batch_size: int, repeats: int) -> float:
+    model = hfgen.VAEModel(hfgen.VAEConfig(in_channels=1, sample_size=32, **DEFAULT_ARCHITECTURE))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images = torch.rand(batch_size, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def step():
+        loss = model(images).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return batch_size / timed(step, repeats)
+
+
+def sampling_throughput(pipeline, test_images, batch_size: int, repeats: int) -> tuple:
+    generator = torch.Generator().manual_seed(0)
+    sample_seconds = timed(lambda: pipeline(batch_size=batch_size, generator=generator, output_type="pt"), repeats)
+    recon_seconds = timed(lambda: pipeline.reconstruct(test_images[:batch_size] * 0.5 + 0.5, output_type="pt"), repeats)
+    return batch_size / sample_seconds, min(batch_size, len(test_images)) / recon_seconds
+
+
+@torch.no_grad()
+def quality(pipeline, test_images, num_samples: int, seed: int) -> dict:
+    vae = pipeline.vae
+    reconstructions = vae(test_images, sample_posterior=False).sample.clamp(-1, 1)
+    metrics = GenerativeMetrics(load_digits_feature_extractor(), sync_on_compute=False)
+    metrics.update(test_images, real=True)
+    samples = pipeline(batch_size=num_samples, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    metrics.update(samples * 2 - 1, real=False)
+    return {"psnr": psnr(reconstructions, test_images).item(), "ssim": ssim(reconstructions, test_images).item(),
+            **metrics.compute()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", type=str, default="vae-digits", help="Output folder of train_vae.py.")
+    parser.add_argument("--train_batch_size", type=int, default=64)
+    parser.add_argument("--sample_batch_size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--num_samples", type=int, default=360)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    rows = [("training throughput (default architecture, 32 px, batch %d)" % args.train_batch_size,
+             f"{training_throughput(args.train_batch_size, args.repeats):.0f} images/s")]
+
+    pipeline = hfgen.VAEPipeline.from_pretrained(args.model_dir)
+    pipeline.set_progress_bar_config(disable=True)
+    resolution = pipeline.vae.config.sample_size
+    test = load_digits_dataset(resolution)["test"].with_transform(image_transform(resolution, "L"))
+    test_images = collate_images([test[i] for i in range(len(test))])["pixel_values"]
+    sampling, reconstruction = sampling_throughput(pipeline, test_images, args.sample_batch_size, args.repeats)
+    rows.append((f"prior sampling throughput (batch {args.sample_batch_size})", f"{sampling:.0f} images/s"))
+    rows.append((f"reconstruction throughput (batch {args.sample_batch_size})", f"{reconstruction:.0f} images/s"))
+
+    measured = quality(pipeline, test_images, args.num_samples, args.seed)
+    references = digits_reference_metrics(num_samples=args.num_samples, seed=0)
+    rows.append(("test PSNR of reconstructions (posterior mean)", f"{measured['psnr']:.2f} dB"))
+    rows.append(("test SSIM of reconstructions", f"{measured['ssim']:.3f}"))
+    for key, label in (("fid", "digits-FID"), ("kid_mean", "digits-KID"), ("inception_score_mean", "digits-IS"),
+                       ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
+        reference_text = ", ".join(f"{name}: {values[key]:.3g}" for name, values in references.items())
+        rows.append((f"{label} of {args.num_samples} prior samples", f"{measured[key]:.3g} (references: {reference_text})"))
+
+    print(f"\nmodel: {os.path.abspath(args.model_dir)}")
+    print(f"protocol: {metric_protocol(args.num_samples)}\n")
+    print("| measure | value |\n|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
