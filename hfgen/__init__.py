@@ -8,12 +8,19 @@ Every saveable class is `hfgen.<Name>`. Importing hfgen registers its configs an
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
+from .models.gan import GANConfig, GANDiscriminator, GANGenerator
+from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
+from .pipelines.gan import GANPipeline, GANPipelineOutput
+from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
 
 __version__ = "0.1.0"
 
-for _config, _model in ((VAEConfig, VAEModel), (DigitsClassifierConfig, DigitsClassifier)):
+# A GAN's config maps to its generator: what `AutoModel` loads from a Hub folder (the discriminator, when shared,
+# sits in its `discriminator/` subfolder and loads with `GANDiscriminator` / `StyleGANDiscriminator`).
+for _config, _model in ((VAEConfig, VAEModel), (DigitsClassifierConfig, DigitsClassifier), (GANConfig, GANGenerator),
+                        (StyleGANConfig, StyleGANGenerator)):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifier, exist_ok=True)
@@ -21,6 +28,16 @@ AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifie
 __all__ = [
     "DigitsClassifier",
     "DigitsClassifierConfig",
+    "GANConfig",
+    "GANDiscriminator",
+    "GANGenerator",
+    "GANPipeline",
+    "GANPipelineOutput",
+    "StyleGANConfig",
+    "StyleGANDiscriminator",
+    "StyleGANGenerator",
+    "StyleGANPipeline",
+    "StyleGANPipelineOutput",
     "VAEConfig",
     "VAEModel",
     "VAEPipeline",

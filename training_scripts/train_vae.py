@@ -144,7 +144,7 @@ def log_validation(model, test_images, args, accelerator, step):
     pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     samples = pipeline(batch_size=args.num_validation_images, generator=generator).images
-    reconstructions = pipeline.reconstruct(test_images).images
+    reconstructions = pipeline.reconstruct(test_images * 0.5 + 0.5).images  # pipelines take images in [0, 1]
     originals = pipeline.image_processor.postprocess(test_images, output_type="pil")
     columns = int(math.sqrt(args.num_validation_images)) or 1
     sample_grid = make_image_grid(samples, rows=math.ceil(len(samples) / columns), cols=columns)

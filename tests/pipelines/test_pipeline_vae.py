@@ -1,5 +1,4 @@
 import json
-import math
 
 import numpy as np
 import PIL.Image
@@ -7,7 +6,6 @@ import pytest
 import torch
 
 from hfgen import VAEPipeline, VAEPipelineOutput
-from hfgen.pipelines.vae import slerp
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -239,23 +237,3 @@ def test_save_and_load_round_trip(pipeline, digit_images, tmp_path):
     )
     reconstructions = pipeline.reconstruct(digit_images, output_type="pt").images
     assert torch.equal(loaded.reconstruct(digit_images, output_type="pt").images, reconstructions)
-
-
-# --- slerp ---
-
-
-def test_slerp_of_orthogonal_unit_vectors():
-    start, end = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
-    middle = slerp(start, end, 0.5)
-    assert middle.norm().item() == pytest.approx(1.0, abs=1e-6)
-    assert torch.allclose(middle, torch.tensor([1.0, 1.0, 0.0]) / math.sqrt(2), atol=1e-6)
-    assert torch.allclose(slerp(start, end, 0.0), start, atol=1e-6)
-    assert torch.allclose(slerp(start, end, 1.0), end, atol=1e-6)
-    third = slerp(start, end, 1 / 3)  # a third of the 90 degree arc: 30 degrees from start
-    assert torch.allclose(third, torch.tensor([math.cos(math.pi / 6), math.sin(math.pi / 6), 0.0]), atol=1e-6)
-
-
-def test_slerp_keeps_the_shape_and_falls_back_to_lerp_for_parallel_vectors():
-    start = torch.randn(2, 4, 4, generator=seeded(0))
-    assert slerp(start, torch.randn(2, 4, 4, generator=seeded(1)), 0.3).shape == (2, 4, 4)
-    assert torch.allclose(slerp(start, 3 * start, 0.5), 2 * start, atol=1e-6)

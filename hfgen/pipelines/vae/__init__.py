@@ -1,3 +1,3 @@
-from .pipeline_vae import VAEPipeline, VAEPipelineOutput, slerp
+from .pipeline_vae import VAEPipeline, VAEPipelineOutput
 
-__all__ = ["VAEPipeline", "VAEPipelineOutput", "slerp"]
+__all__ = ["VAEPipeline", "VAEPipelineOutput"]

@@ -11,8 +11,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.vae.modeling_vae import VAEModel
+from ..interpolation import interpolation_path
 
-INTERPOLATION_METHODS = ("linear", "spherical")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
@@ -29,16 +29,6 @@ class VAEPipelineOutput(BaseOutput):
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     latents: torch.Tensor
-
-
-def slerp(start: torch.Tensor, end: torch.Tensor, weight: float) -> torch.Tensor:
-    """Spherical interpolation between two latents, treated as flat vectors; linear when they are (anti)parallel."""
-    start_flat, end_flat = start.flatten(), end.flatten()
-    cosine = torch.dot(start_flat, end_flat) / (start_flat.norm() * end_flat.norm()).clamp_min(1e-12)
-    angle = torch.arccos(cosine.clamp(-1.0, 1.0))
-    if angle.abs() < 1e-4 or (torch.pi - angle).abs() < 1e-4:
-        return torch.lerp(start, end, weight)
-    return (torch.sin((1.0 - weight) * angle) * start + torch.sin(weight * angle) * end) / torch.sin(angle)
 
 
 class VAEPipeline(DiffusionPipeline):
@@ -182,17 +172,11 @@ class VAEPipeline(DiffusionPipeline):
         """
         # 1. check inputs
         self._check_output_type(output_type)
-        if method not in INTERPOLATION_METHODS:
-            raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
-        if num_steps < 2:
-            raise ValueError(f"num_steps must be at least 2 (both ends), got {num_steps}")
         # 2. encode both ends to their posterior means
         start = self._posterior_latents(self._preprocess(image_start, "image_start"), None, False)[0]
         end = self._posterior_latents(self._preprocess(image_end, "image_end"), None, False)[0]
         # 3. walk between them
-        weights = torch.linspace(0.0, 1.0, num_steps).tolist()
-        mix = torch.lerp if method == "linear" else slerp
-        latents = torch.stack([mix(start, end, weight) for weight in weights])
+        latents = interpolation_path(start, end, num_steps, method)
         # 4. decode
         return self._finish(latents, output_type, return_dict)
 

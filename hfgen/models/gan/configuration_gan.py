@@ -1,0 +1,104 @@
+"""Configuration of hfgen's vanilla (MLP) GAN and DCGAN, unconditional or class-conditional."""
+
+from transformers import PreTrainedConfig
+
+GAN_ARCHITECTURES = ("mlp", "dcgan")
+DISCRIMINATOR_CONDITIONINGS = ("projection", "concat")
+DISCRIMINATOR_NORMS = ("batch", "layer", "none")
+
+
+class GANConfig(PreTrainedConfig):
+    r"""
+    Configuration shared by a [`GANGenerator`] and its [`GANDiscriminator`].
+
+    Args:
+        architecture (`str`, *optional*, defaults to `"dcgan"`):
+            `"mlp"`: fully connected layers on flattened images (Goodfellow et al. 2014). `"dcgan"`: convolutional
+            (Radford et al. 2016): the generator doubles the resolution per block with nearest-neighbour upsampling
+            and a 3x3 convolution (so PEFT LoRA reaches every layer, which it cannot on transposed convolutions),
+            batch norm and ReLU; the discriminator halves it with strided 4x4 convolutions and LeakyReLU(0.2).
+        latent_dim (`int`, *optional*, defaults to 64):
+            Size of the Gaussian noise z.
+        image_size (`int`, *optional*, defaults to 32):
+            Side of the square images; a power of two, at least 8, for `"dcgan"`.
+        num_channels (`int`, *optional*, defaults to 1):
+            Image channels (1 for the built-in digits, 3 for RGB).
+        num_classes (`int`, *optional*, defaults to 0):
+            0 for an unconditional GAN; otherwise a conditional GAN (Mirza & Osindero 2014) over this many labels:
+            the generator sees a learned label embedding next to z.
+        class_embedding_dim (`int`, *optional*, defaults to 32):
+            Size of the generator's label embedding.
+        discriminator_conditioning (`str`, *optional*, defaults to `"projection"`):
+            How a conditional discriminator uses the label: `"projection"` (Miyato & Koyama 2018, the inner product
+            of a label embedding with the features) or `"concat"` (label maps concatenated to the input).
+        generator_hidden_sizes (`list[int]`, *optional*, defaults to `[256, 512]`):
+            `"mlp"`: widths of the generator's hidden layers.
+        discriminator_hidden_sizes (`list[int]`, *optional*, defaults to `[512, 256]`):
+            `"mlp"`: widths of the discriminator's hidden layers.
+        generator_channels (`int`, *optional*, defaults to 64):
+            `"dcgan"`: channels of the generator's last block; they double per block towards the 4x4 start, up to
+            `max_channels`.
+        discriminator_channels (`int`, *optional*, defaults to 64):
+            `"dcgan"`: channels of the discriminator's first block, doubled per halving up to `max_channels`.
+        max_channels (`int`, *optional*, defaults to 256):
+            Cap on the channels of any block.
+        discriminator_norm (`str`, *optional*, defaults to `"batch"`):
+            Normalisation in the discriminator: `"batch"` (DCGAN), `"layer"` (the choice for WGAN-GP, whose penalty
+            is defined per image and is broken by batch statistics) or `"none"`.
+    """
+
+    model_type = "hfgen_gan"
+
+    architecture: str = "dcgan"
+    latent_dim: int = 64
+    image_size: int = 32
+    num_channels: int = 1
+    num_classes: int = 0
+    class_embedding_dim: int = 32
+    discriminator_conditioning: str = "projection"
+    generator_hidden_sizes: list[int] | tuple[int, ...] = (256, 512)
+    discriminator_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
+    generator_channels: int = 64
+    discriminator_channels: int = 64
+    max_channels: int = 256
+    discriminator_norm: str = "batch"
+
+    def __post_init__(self, **kwargs):
+        self.generator_hidden_sizes = list(self.generator_hidden_sizes)
+        self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
+        for name, value, choices in (("architecture", self.architecture, GAN_ARCHITECTURES),
+                                     ("discriminator_conditioning", self.discriminator_conditioning,
+                                      DISCRIMINATOR_CONDITIONINGS),
+                                     ("discriminator_norm", self.discriminator_norm, DISCRIMINATOR_NORMS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        for name in ("latent_dim", "image_size", "num_channels", "class_embedding_dim", "generator_channels",
+                     "discriminator_channels", "max_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {self.num_classes}")
+        if self.architecture == "dcgan" and (self.image_size < 8 or self.image_size & (self.image_size - 1)):
+            raise ValueError(f"the dcgan architecture needs a power-of-two image_size of at least 8, got {self.image_size}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def num_resolution_blocks(self) -> int:
+        """`"dcgan"`: blocks between the 4x4 start and `image_size` (each doubles or halves the resolution)."""
+        return self.image_size.bit_length() - 3
+
+    def generator_block_channels(self) -> list[int]:
+        """`"dcgan"`: output channels of the generator's 4x4 start and of each upsampling block, coarse to fine."""
+        return [min(self.max_channels, self.generator_channels * 2 ** (self.num_resolution_blocks - i))
+                for i in range(self.num_resolution_blocks + 1)]
+
+    def discriminator_block_channels(self) -> list[int]:
+        """`"dcgan"`: output channels of each downsampling block of the discriminator, fine to coarse."""
+        return [min(self.max_channels, self.discriminator_channels * 2**i) for i in range(self.num_resolution_blocks)]
+
+
+__all__ = ["GANConfig"]

@@ -1,0 +1,250 @@
+"""hfgen's vanilla GAN (MLP) and DCGAN generator and discriminator, optionally class-conditional.
+
+Both networks are `PreTrainedModel`s over one [`GANConfig`]: a Hub folder holds the generator at its root and,
+optionally, the discriminator in `discriminator/` (for fine-tuning). The losses live in `hfgen.losses`.
+
+Every layer of the generator is an `nn.Linear`, `nn.Conv2d` or `nn.Embedding`, so PEFT LoRA reaches all of them
+(`LORA_GENERATOR_TARGETS`); batch norm layers go to `modules_to_save`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_gan import GANConfig
+
+LORA_GENERATOR_TARGETS = ["input_projection", "conv", "to_image", "layers"]
+"""`target_modules` for LoRA on a [`GANGenerator`] (DCGAN and MLP); add `modules_to_save=["norm"]` for DCGAN's batch
+norms, which LoRA cannot adapt."""
+
+
+@dataclass
+class GANGeneratorOutput(ModelOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(batch, num_channels, image_size, image_size)`):
+            Generated images in [-1, 1].
+    """
+
+    sample: torch.Tensor = None
+
+
+@dataclass
+class GANDiscriminatorOutput(ModelOutput):
+    """
+    Args:
+        logits (`torch.Tensor` of shape `(batch,)`):
+            One raw score per image (real if high); the losses in `hfgen.losses` take these.
+    """
+
+    logits: torch.Tensor = None
+
+
+def _check_labels(config: GANConfig, labels: torch.Tensor | None, batch_size: int) -> None:
+    if config.is_conditional:
+        if labels is None:
+            raise ValueError(f"this GAN is conditional on {config.num_classes} classes: pass `labels`")
+        if labels.shape != (batch_size,):
+            raise ValueError(f"labels must have shape ({batch_size},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= config.num_classes):
+            raise ValueError(f"labels must lie in [0, {config.num_classes - 1}], got {labels.min()}..{labels.max()}")
+    elif labels is not None:
+        raise ValueError("this GAN is unconditional (num_classes=0) and takes no `labels`")
+
+
+class ClassProjection(nn.Embedding):
+    """Label embedding of a projection discriminator (Miyato & Koyama 2018): its inner product with the features is
+    added to the logit."""
+
+
+class GANPreTrainedModel(PreTrainedModel):
+    config: GANConfig
+    config_class = GANConfig
+    main_input_name = "latents"
+    input_modalities = ("image",)
+
+    def _init_weights(self, module):
+        # DCGAN's initialisation (Radford et al. 2016): N(0, 0.02) weights, batch norm scales N(1, 0.02). The MLP GAN
+        # keeps PyTorch's default (uniform in +-1/sqrt(fan_in)): N(0, 0.02) starves a stack of wide linear layers.
+        if isinstance(module, nn.Linear) and self.config.architecture == "mlp":
+            bound = 1.0 / module.in_features**0.5
+            init.uniform_(module.weight, -bound, bound)
+            init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, ClassProjection):
+            init.normal_(module.weight, mean=0.0, std=0.02)  # starts near the unconditional discriminator
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)  # on the scale of z, which it sits next to
+        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            init.normal_(module.weight, mean=1.0, std=0.02)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.GroupNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class GANUpsampleBlock(nn.Module):
+    """Nearest-neighbour x2, 3x3 convolution, batch norm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.activation = nn.ReLU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.norm(self.conv(self.upsample(hidden_states))))
+
+
+class GANDownsampleBlock(nn.Module):
+    """Strided 4x4 convolution (halves the resolution), optional normalisation, LeakyReLU(0.2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=norm == "none")
+        if norm == "batch":
+            self.norm = nn.BatchNorm2d(out_channels)
+        elif norm == "layer":
+            self.norm = nn.GroupNorm(1, out_channels)  # one group: normalises each image over (C, H, W)
+        else:
+            self.norm = nn.Identity()
+        self.activation = nn.LeakyReLU(0.2)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.norm(self.conv(hidden_states)))
+
+
+class GANGenerator(GANPreTrainedModel):
+    """Maps Gaussian noise `latents` (and `labels` when conditional) to images in [-1, 1].
+
+    Example:
+
+    ```python
+    >>> import torch, hfgen
+    >>> generator = hfgen.GANGenerator(hfgen.GANConfig(architecture="dcgan", num_classes=10))
+    >>> z = torch.randn(4, generator.config.latent_dim)
+    >>> generator(z, labels=torch.tensor([0, 1, 2, 3])).sample.shape
+    torch.Size([4, 1, 32, 32])
+    ```
+    """
+
+    base_model_prefix = "generator"
+
+    def __init__(self, config: GANConfig):
+        super().__init__(config)
+        input_size = config.latent_dim
+        if config.is_conditional:
+            self.class_embedding = nn.Embedding(config.num_classes, config.class_embedding_dim)
+            input_size += config.class_embedding_dim
+        image_shape = (config.num_channels, config.image_size, config.image_size)
+        if config.architecture == "mlp":
+            sizes = [input_size] + config.generator_hidden_sizes
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.activation = nn.LeakyReLU(0.2)
+            self.to_image = nn.Linear(sizes[-1], image_shape[0] * image_shape[1] * image_shape[2])
+        else:
+            channels = config.generator_block_channels()
+            self.input_projection = nn.Linear(input_size, channels[0] * 16, bias=False)
+            self.input_norm = nn.BatchNorm2d(channels[0])
+            self.activation = nn.ReLU()
+            self.blocks = nn.ModuleList(GANUpsampleBlock(a, b) for a, b in zip(channels[:-1], channels[1:]))
+            self.to_image = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
+        self.post_init()
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+        config = self.config
+        if latents.ndim != 2 or latents.shape[1] != config.latent_dim:
+            raise ValueError(f"latents must have shape (batch, {config.latent_dim}), got {tuple(latents.shape)}")
+        _check_labels(config, labels, latents.shape[0])
+        hidden = latents
+        if config.is_conditional:
+            hidden = torch.cat([hidden, self.class_embedding(labels)], dim=1)
+        if config.architecture == "mlp":
+            for layer in self.layers:
+                hidden = self.activation(layer(hidden))
+            sample = torch.tanh(self.to_image(hidden)).view(-1, config.num_channels, config.image_size, config.image_size)
+        else:
+            hidden = self.input_projection(hidden).view(latents.shape[0], -1, 4, 4)
+            hidden = self.activation(self.input_norm(hidden))
+            for block in self.blocks:
+                hidden = block(hidden)
+            sample = torch.tanh(self.to_image(hidden))
+        if not return_dict:
+            return (sample,)
+        return GANGeneratorOutput(sample=sample)
+
+
+class GANDiscriminator(GANPreTrainedModel):
+    """Scores images (and their `labels` when conditional): one logit per image, high for real."""
+
+    base_model_prefix = "discriminator"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: GANConfig):
+        super().__init__(config)
+        in_channels = config.num_channels
+        conditioning = config.discriminator_conditioning if config.is_conditional else None
+        if conditioning == "concat":
+            # Label maps as extra input channels (conv) or extra input features (MLP).
+            self.class_embedding = nn.Embedding(config.num_classes, config.class_embedding_dim)
+            in_channels += config.class_embedding_dim
+        if config.architecture == "mlp":
+            input_size = config.num_channels * config.image_size**2
+            if conditioning == "concat":
+                input_size += config.class_embedding_dim
+            sizes = [input_size] + config.discriminator_hidden_sizes
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.activation = nn.LeakyReLU(0.2)
+            feature_size = sizes[-1]
+        else:
+            channels = config.discriminator_block_channels()
+            # DCGAN leaves the first block without normalisation.
+            norms = ["none"] + [config.discriminator_norm] * (len(channels) - 1)
+            self.blocks = nn.ModuleList(
+                GANDownsampleBlock(a, b, norm) for a, b, norm in zip([in_channels] + channels[:-1], channels, norms)
+            )
+            feature_size = channels[-1] * 16
+        self.output = nn.Linear(feature_size, 1)
+        if conditioning == "projection":
+            self.class_projection = ClassProjection(config.num_classes, feature_size)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+        config = self.config
+        expected = (config.num_channels, config.image_size, config.image_size)
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
+                             f"{tuple(pixel_values.shape)}")
+        _check_labels(config, labels, pixel_values.shape[0])
+        conditioning = config.discriminator_conditioning if config.is_conditional else None
+        hidden = pixel_values
+        if config.architecture == "mlp":
+            hidden = hidden.flatten(1)
+            if conditioning == "concat":
+                hidden = torch.cat([hidden, self.class_embedding(labels)], dim=1)
+            for layer in self.layers:
+                hidden = self.activation(layer(hidden))
+        else:
+            if conditioning == "concat":
+                label_maps = self.class_embedding(labels)[:, :, None, None].expand(-1, -1, *hidden.shape[2:])
+                hidden = torch.cat([hidden, label_maps], dim=1)
+            for block in self.blocks:
+                hidden = block(hidden)
+            hidden = hidden.flatten(1)
+        logits = self.output(hidden).squeeze(1)
+        if conditioning == "projection":
+            logits = logits + (self.class_projection(labels) * hidden).sum(dim=1)
+        if not return_dict:
+            return (logits,)
+        return GANDiscriminatorOutput(logits=logits)
+
+
+__all__ = ["GANDiscriminator", "GANDiscriminatorOutput", "GANGenerator", "GANGeneratorOutput", "GANPreTrainedModel"]

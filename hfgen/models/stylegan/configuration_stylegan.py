@@ -1,0 +1,111 @@
+"""Configuration of hfgen's StyleGAN 1 / StyleGAN 2 generator and discriminator."""
+
+from transformers import PreTrainedConfig
+
+STYLE_BLOCKS = ("modulated", "adain")
+GENERATOR_ARCHITECTURES = ("skip", "plain")
+DISCRIMINATOR_ARCHITECTURES = ("resnet", "plain")
+
+
+class StyleGANConfig(PreTrainedConfig):
+    r"""
+    Configuration shared by a [`StyleGANGenerator`] and its [`StyleGANDiscriminator`].
+
+    Channels per resolution follow StyleGAN 2: `min(channel_base // resolution, channel_max)`.
+
+    Args:
+        resolution (`int`, *optional*, defaults to 32):
+            Side of the square images, a power of two of at least 8.
+        num_channels (`int`, *optional*, defaults to 1):
+            Image channels.
+        latent_dim (`int`, *optional*, defaults to 512):
+            Size of z.
+        w_dim (`int`, *optional*, defaults to 512):
+            Size of the intermediate latent w.
+        num_classes (`int`, *optional*, defaults to 0):
+            0 for unconditional; otherwise the mapping network also sees a label embedding (as in StyleGAN2-ADA) and
+            the discriminator projects onto a label embedding.
+        mapping_layers (`int`, *optional*, defaults to 8):
+            Fully connected layers of the mapping network.
+        mapping_lr_multiplier (`float`, *optional*, defaults to 0.01):
+            Learning-rate multiplier of the mapping network (equalised learning rate scales it at run time).
+        w_avg_beta (`float`, *optional*, defaults to 0.995):
+            Decay of the running average of w tracked during training, the centre of the truncation trick.
+        style_block (`str`, *optional*, defaults to `"modulated"`):
+            `"adain"`: StyleGAN 1 layers (convolution, noise, instance norm, then a per-channel scale and bias from
+            w). `"modulated"`: StyleGAN 2 layers (w scales the convolution weights per input channel, then the
+            weights are demodulated to unit output variance).
+        generator_architecture (`str`, *optional*, defaults to `"skip"`):
+            `"skip"`: StyleGAN 2's generator, which sums upsampled RGB outputs of every resolution. `"plain"`: one
+            RGB output at the final resolution (StyleGAN 1 after progressive growing has finished).
+        discriminator_architecture (`str`, *optional*, defaults to `"resnet"`):
+            `"resnet"`: residual blocks (StyleGAN 2). `"plain"`: two convolutions per resolution, no skips.
+        channel_base (`int`, *optional*, defaults to 8192), channel_max (`int`, *optional*, defaults to 256):
+            Channels at resolution r are `min(channel_base // r, channel_max)`.
+        use_noise (`bool`, *optional*, defaults to `True`):
+            Per-layer noise inputs, scaled by a learned strength per channel.
+        mbstd_group_size (`int`, *optional*, defaults to 4), mbstd_num_channels (`int`, *optional*, defaults to 1):
+            Minibatch standard deviation layer of the discriminator (Karras et al. 2018): group size and number of
+            statistics channels appended at 4x4.
+    """
+
+    model_type = "hfgen_stylegan"
+
+    resolution: int = 32
+    num_channels: int = 1
+    latent_dim: int = 512
+    w_dim: int = 512
+    num_classes: int = 0
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.995
+    style_block: str = "modulated"
+    generator_architecture: str = "skip"
+    discriminator_architecture: str = "resnet"
+    channel_base: int = 8192
+    channel_max: int = 256
+    use_noise: bool = True
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+
+    def __post_init__(self, **kwargs):
+        for name, value, choices in (("style_block", self.style_block, STYLE_BLOCKS),
+                                     ("generator_architecture", self.generator_architecture, GENERATOR_ARCHITECTURES),
+                                     ("discriminator_architecture", self.discriminator_architecture,
+                                      DISCRIMINATOR_ARCHITECTURES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution must be a power of two of at least 8, got {self.resolution}")
+        for name in ("num_channels", "latent_dim", "w_dim", "mapping_layers", "channel_base", "channel_max",
+                     "mbstd_group_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {self.num_classes}")
+        if not 0 <= self.w_avg_beta < 1:
+            raise ValueError(f"w_avg_beta must lie in [0, 1), got {self.w_avg_beta}")
+        if self.mapping_lr_multiplier <= 0:
+            raise ValueError(f"mapping_lr_multiplier must be positive, got {self.mapping_lr_multiplier}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Resolutions of the synthesis blocks, 4 up to `resolution`."""
+        return [2**i for i in range(2, self.resolution.bit_length())]
+
+    @property
+    def num_ws(self) -> int:
+        """How many w vectors the synthesis network takes: one per convolution layer, plus one for the last RGB
+        output (the RGB output of every other resolution shares the w of the next layer, as in StyleGAN 2)."""
+        return 2 * len(self.resolutions)
+
+    def channels_at(self, resolution: int) -> int:
+        return max(1, min(self.channel_base // resolution, self.channel_max))
+
+
+__all__ = ["StyleGANConfig"]

@@ -1,0 +1,501 @@
+"""hfgen's StyleGAN 1 (Karras et al. 2019) and StyleGAN 2 (Karras et al. 2020) in pure PyTorch.
+
+Nothing is compiled: upsampling is bilinear interpolation and downsampling average pooling instead of the FIR
+filters of NVIDIA's CUDA kernels, so the code runs wherever PyTorch does (CPU, CUDA, MPS).
+
+- Mapping network: PixelNorm(z) (and a label embedding when conditional), `mapping_layers` equalised linear layers
+  with a learning-rate multiplier, a running average of w for the truncation trick.
+- Synthesis network: a learned 4x4 constant, then per resolution two style layers (`"adain"` or `"modulated"`),
+  per-layer noise inputs with a learned per-channel strength, and RGB outputs (summed across resolutions by the
+  `"skip"` architecture).
+- Discriminator: residual (`"resnet"`) or plain blocks, minibatch standard deviation at 4x4, projection onto a
+  label embedding when conditional.
+
+All weights use the equalised learning rate (Karras et al. 2018): stored as N(0, 1) / lr_multiplier and scaled by
+lr_multiplier / sqrt(fan_in) at run time, so Adam's per-parameter step sizes match across layers.
+`EqualizedLinear` and `EqualizedConv2d` subclass `nn.Linear` / `nn.Conv2d`, so PEFT LoRA wraps them
+(`LORA_STYLE_TARGETS`); keep such adapters unmerged, since merging writes the update into the stored weight, which
+the run-time scale then multiplies.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_stylegan import StyleGANConfig
+
+LORA_STYLE_TARGETS = r".*(mapping\.layers\.\d+|mapping\.class_embedding|\.affine)"
+"""`target_modules` for LoRA on a [`StyleGANGenerator`] (a regular expression, matched by PEFT against full module
+names): the mapping network and every layer's style affine, which together decide what each layer is told to draw."""
+
+LEAKY_RELU_GAIN = math.sqrt(2.0)
+"""Rescales LeakyReLU(0.2) outputs to keep unit variance through equalised layers, as StyleGAN does."""
+
+
+@dataclass
+class StyleGANGeneratorOutput(ModelOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(batch, num_channels, resolution, resolution)`): images in [-1, 1] (not
+            clamped: StyleGAN's output is unbounded, pipelines clamp).
+        ws (`torch.Tensor` of shape `(batch, num_ws, w_dim)`): the w latents each layer received.
+    """
+
+    sample: torch.Tensor = None
+    ws: torch.Tensor = None
+
+
+@dataclass
+class StyleGANDiscriminatorOutput(ModelOutput):
+    """
+    Args:
+        logits (`torch.Tensor` of shape `(batch,)`): one raw score per image, high for real.
+    """
+
+    logits: torch.Tensor = None
+
+
+def leaky_relu(hidden_states: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(hidden_states, 0.2) * LEAKY_RELU_GAIN
+
+
+class EqualizedLinear(nn.Linear):
+    """Linear layer with the equalised learning rate: weights N(0, 1) / lr_multiplier, scaled at run time."""
+
+    def __init__(self, in_features: int, out_features: int, lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.lr_multiplier = lr_multiplier
+        self.bias_init = bias_init
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        weight = self.weight * (self.lr_multiplier / math.sqrt(self.in_features))
+        return F.linear(hidden_states, weight, self.bias * self.lr_multiplier)
+
+
+class EqualizedConv2d(nn.Conv2d):
+    """Convolution with the equalised learning rate (same padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        weight = self.weight / math.sqrt(self.weight[0].numel())
+        return F.conv2d(hidden_states, weight, self.bias, padding=self.padding)
+
+
+class PixelNorm(nn.Module):
+    """Scales each vector to unit root mean square (Karras et al. 2018)."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states * torch.rsqrt(hidden_states.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class NoiseInjection(nn.Module):
+    """Adds single-channel Gaussian noise, scaled by a learned strength per feature channel (initially 0)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, hidden_states: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.strength[None, :, None, None] * noise
+
+
+class MappingNetwork(nn.Module):
+    """z (and a label) to w, with the running average of w that truncation pulls towards."""
+
+    def __init__(self, config: StyleGANConfig):
+        super().__init__()
+        self.normalize = PixelNorm()
+        input_size = config.latent_dim
+        if config.is_conditional:
+            self.class_embedding = EqualizedLinear(config.num_classes, config.w_dim)
+            input_size += config.w_dim
+        sizes = [input_size] + [config.w_dim] * config.mapping_layers
+        self.layers = nn.ModuleList(EqualizedLinear(a, b, lr_multiplier=config.mapping_lr_multiplier)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
+        self.register_buffer("w_avg", torch.zeros(config.w_dim))
+        self.w_avg_beta = config.w_avg_beta
+        self.num_classes = config.num_classes
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.normalize(latents)
+        if labels is not None:
+            one_hot = F.one_hot(labels, self.num_classes).to(latents.dtype)
+            hidden = torch.cat([hidden, self.normalize(self.class_embedding(one_hot))], dim=1)
+        for layer in self.layers:
+            hidden = leaky_relu(layer(hidden))
+        if self.training:
+            # Tracked in the forward pass, as StyleGAN does; DDP broadcasts buffers from the main process.
+            with torch.no_grad():
+                self.w_avg.copy_(torch.lerp(hidden.detach().mean(dim=0).to(self.w_avg.dtype), self.w_avg, self.w_avg_beta))
+        return hidden
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN 2's modulated convolution: w scales the weights per input channel and, with `demodulate`, the
+    weights of each output channel are rescaled to unit norm (replacing AdaIN's instance norm)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)  # styles start at 1: the plain conv
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.demodulate = demodulate
+        self.padding = kernel_size // 2
+
+    def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        batch, in_channels, height, width = hidden_states.shape
+        styles = self.affine(w)
+        weight = self.weight[None] * styles[:, None, :, None, None] / math.sqrt(self.weight[0].numel())
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        # One grouped convolution for the whole batch: each image has its own weights.
+        out_channels = weight.shape[1]
+        hidden_states = hidden_states.reshape(1, batch * in_channels, height, width)
+        weight = weight.reshape(batch * out_channels, in_channels, *weight.shape[3:])
+        output = F.conv2d(hidden_states, weight, padding=self.padding, groups=batch)
+        return output.reshape(batch, out_channels, height, width)
+
+
+class StyleLayer(nn.Module):
+    """One synthesis layer: optional x2 upsampling, a style-controlled 3x3 convolution, noise, bias, activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, resolution: int, config: StyleGANConfig, upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.style_block = config.style_block
+        if config.style_block == "modulated":
+            self.conv = ModulatedConv2d(in_channels, out_channels, 3, config.w_dim)
+        else:
+            self.conv = EqualizedConv2d(in_channels, out_channels, 3, bias=False)
+            self.instance_norm = nn.InstanceNorm2d(out_channels)
+            # AdaIN's per-channel scale and bias; the scale is applied as (1 + s), so the layer starts as plain IN.
+            self.affine = EqualizedLinear(config.w_dim, 2 * out_channels)
+        self.noise = NoiseInjection(out_channels) if config.use_noise else None
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.resolution = resolution
+
+    def forward(self, hidden_states: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if self.upsample:
+            hidden_states = F.interpolate(hidden_states, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.style_block == "modulated":
+            hidden_states = self.conv(hidden_states, w)
+        else:
+            hidden_states = self.conv(hidden_states)
+        if self.noise is not None and noise is not None:
+            hidden_states = self.noise(hidden_states, noise)
+        hidden_states = leaky_relu(hidden_states + self.bias[None, :, None, None])
+        if self.style_block == "adain":
+            scale, shift = self.affine(w)[:, :, None, None].chunk(2, dim=1)
+            hidden_states = self.instance_norm(hidden_states) * (1 + scale) + shift
+        return hidden_states
+
+
+class ToImage(nn.Module):
+    """1x1 convolution to image channels: modulated without demodulation (StyleGAN 2) or plain (StyleGAN 1)."""
+
+    def __init__(self, in_channels: int, config: StyleGANConfig):
+        super().__init__()
+        self.modulated = config.style_block == "modulated"
+        if self.modulated:
+            self.conv = ModulatedConv2d(in_channels, config.num_channels, 1, config.w_dim, demodulate=False)
+        else:
+            self.conv = EqualizedConv2d(in_channels, config.num_channels, 1, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.num_channels))
+
+    def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        output = self.conv(hidden_states, w) if self.modulated else self.conv(hidden_states)
+        return output + self.bias[None, :, None, None]
+
+
+class SynthesisBlock(nn.Module):
+    """All layers of one resolution: the 4x4 block holds the learned constant and one layer, the others two."""
+
+    def __init__(self, resolution: int, config: StyleGANConfig, is_last: bool):
+        super().__init__()
+        channels = config.channels_at(resolution)
+        self.is_first = resolution == 4
+        if self.is_first:
+            self.constant = nn.Parameter(torch.randn(channels, 4, 4))
+            self.layers = nn.ModuleList([StyleLayer(channels, channels, 4, config, upsample=False)])
+        else:
+            previous = config.channels_at(resolution // 2)
+            self.layers = nn.ModuleList([StyleLayer(previous, channels, resolution, config, upsample=True),
+                                         StyleLayer(channels, channels, resolution, config, upsample=False)])
+        has_image_output = config.generator_architecture == "skip" or is_last
+        self.to_image = ToImage(channels, config) if has_image_output else None
+        self.resolution = resolution
+
+
+class SynthesisNetwork(nn.Module):
+    """ws `(batch, num_ws, w_dim)` to images."""
+
+    def __init__(self, config: StyleGANConfig):
+        super().__init__()
+        resolutions = config.resolutions
+        self.blocks = nn.ModuleList(SynthesisBlock(r, config, is_last=r == resolutions[-1]) for r in resolutions)
+        self.use_noise = config.use_noise
+        # Fixed noise of every layer, for noise_mode="const": saved with the model, so a reloaded model draws the
+        # same images.
+        for index, resolution in enumerate(self.layer_resolutions()):
+            self.register_buffer(f"noise_const_{index}", torch.randn(1, 1, resolution, resolution))
+
+    def layer_resolutions(self) -> list[int]:
+        return [layer.resolution for block in self.blocks for layer in block.layers]
+
+    def noise_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
+        """Shapes of the per-layer noise maps, for callers that draw them from their own generator."""
+        return [(batch_size, 1, r, r) for r in self.layer_resolutions()]
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", noise: list[torch.Tensor] | None = None):
+        if noise_mode not in ("random", "const", "none"):
+            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+        batch = ws.shape[0]
+        num_layers = len(self.layer_resolutions())
+        if noise is not None and len(noise) != num_layers:
+            raise ValueError(f"noise must hold {num_layers} maps (one per layer), got {len(noise)}")
+        w_index, layer_index, image = 0, 0, None
+        hidden = None
+        for block in self.blocks:
+            if block.is_first:
+                hidden = block.constant[None].expand(batch, -1, -1, -1)
+            for layer in block.layers:
+                if noise is not None:
+                    layer_noise = noise[layer_index]
+                elif not self.use_noise or noise_mode == "none":
+                    layer_noise = None
+                elif noise_mode == "const":
+                    layer_noise = getattr(self, f"noise_const_{layer_index}")
+                else:
+                    layer_noise = torch.randn(batch, 1, layer.resolution, layer.resolution, device=ws.device,
+                                              dtype=ws.dtype)
+                hidden = layer(hidden, ws[:, w_index], layer_noise)
+                w_index += 1
+                layer_index += 1
+            if block.to_image is not None:
+                # The RGB output uses the w of the next layer (the last one has its own), as in StyleGAN 2.
+                block_image = block.to_image(hidden, ws[:, w_index])
+                if image is not None:
+                    image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
+                    block_image = block_image + image
+                image = block_image
+        return image
+
+
+class StyleGANPreTrainedModel(PreTrainedModel):
+    config: StyleGANConfig
+    config_class = StyleGANConfig
+    input_modalities = ("image",)
+
+    def _init_weights(self, module):
+        # Equalised learning rate: N(0, 1) weights (divided by the lr multiplier), scaled at run time.
+        if isinstance(module, EqualizedLinear):
+            init.normal_(module.weight, mean=0.0, std=1.0 / module.lr_multiplier)
+            init.constant_(module.bias, module.bias_init / module.lr_multiplier)
+        elif isinstance(module, EqualizedConv2d):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, ModulatedConv2d):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+        elif isinstance(module, SynthesisBlock) and module.is_first:
+            init.normal_(module.constant, mean=0.0, std=1.0)
+        elif isinstance(module, NoiseInjection):
+            init.zeros_(module.strength)
+        elif isinstance(module, (StyleLayer, ToImage)):
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+
+
+def check_labels(config: StyleGANConfig, labels: torch.Tensor | None, batch_size: int) -> None:
+    if config.is_conditional:
+        if labels is None:
+            raise ValueError(f"this StyleGAN is conditional on {config.num_classes} classes: pass `labels`")
+        if labels.shape != (batch_size,):
+            raise ValueError(f"labels must have shape ({batch_size},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= config.num_classes):
+            raise ValueError(f"labels must lie in [0, {config.num_classes - 1}], got {labels.min()}..{labels.max()}")
+    elif labels is not None:
+        raise ValueError("this StyleGAN is unconditional (num_classes=0) and takes no `labels`")
+
+
+def mix_styles(ws: torch.Tensor, other_ws: torch.Tensor, crossover_layer: int) -> torch.Tensor:
+    """Style mixing: layers before `crossover_layer` keep `ws`, the rest take `other_ws`."""
+    if ws.shape != other_ws.shape:
+        raise ValueError(f"ws and other_ws differ in shape: {tuple(ws.shape)} vs {tuple(other_ws.shape)}")
+    if not 0 <= crossover_layer <= ws.shape[1]:
+        raise ValueError(f"crossover_layer must lie in [0, {ws.shape[1]}], got {crossover_layer}")
+    return torch.cat([ws[:, :crossover_layer], other_ws[:, crossover_layer:]], dim=1)
+
+
+class StyleGANGenerator(StyleGANPreTrainedModel):
+    """Mapping network and synthesis network.
+
+    Example:
+
+    ```python
+    >>> import torch, hfgen
+    >>> config = hfgen.StyleGANConfig(resolution=16, latent_dim=32, w_dim=32, mapping_layers=2, channel_base=256,
+    ...                               channel_max=32)
+    >>> stylegan = hfgen.StyleGANGenerator(config)
+    >>> stylegan(torch.randn(2, 32), truncation_psi=0.7).sample.shape
+    torch.Size([2, 1, 16, 16])
+    ```
+    """
+
+    base_model_prefix = "stylegan"
+    main_input_name = "latents"
+
+    def __init__(self, config: StyleGANConfig):
+        super().__init__(config)
+        self.mapping = MappingNetwork(config)
+        self.synthesis = SynthesisNetwork(config)
+        self.post_init()
+
+    @property
+    def num_ws(self) -> int:
+        return self.config.num_ws
+
+    def map(self, latents: torch.Tensor, labels: torch.Tensor | None = None, truncation_psi: float = 1.0,
+            truncation_cutoff: int | None = None) -> torch.Tensor:
+        """z to ws `(batch, num_ws, w_dim)`, with the truncation trick: w_avg + psi * (w - w_avg) on the first
+        `truncation_cutoff` layers (all layers if None)."""
+        if latents.ndim != 2 or latents.shape[1] != self.config.latent_dim:
+            raise ValueError(f"latents must have shape (batch, {self.config.latent_dim}), got {tuple(latents.shape)}")
+        check_labels(self.config, labels, latents.shape[0])
+        w = self.mapping(latents, labels)
+        ws = w[:, None].repeat(1, self.num_ws, 1)
+        if truncation_psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            w_avg = self.mapping.w_avg.to(ws.dtype)
+            ws[:, :cutoff] = torch.lerp(w_avg, ws[:, :cutoff], truncation_psi)
+        return ws
+
+    def synthesize(self, ws: torch.Tensor, noise_mode: str = "random", noise: list[torch.Tensor] | None = None):
+        """ws `(batch, num_ws, w_dim)` to images."""
+        expected = (self.num_ws, self.config.w_dim)
+        if ws.ndim != 3 or tuple(ws.shape[1:]) != expected:
+            raise ValueError(f"ws must have shape (batch, {expected[0]}, {expected[1]}), got {tuple(ws.shape)}")
+        return self.synthesis(ws, noise_mode=noise_mode, noise=noise)
+
+    def forward(
+        self,
+        latents: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        ws: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "random",
+        noise: list[torch.Tensor] | None = None,
+        return_dict: bool = True,
+    ):
+        """Images from z (`latents`, with `labels` when conditional) or directly from `ws`."""
+        if (latents is None) == (ws is None):
+            raise ValueError("pass exactly one of `latents` (z) and `ws`")
+        if ws is None:
+            ws = self.map(latents, labels, truncation_psi, truncation_cutoff)
+        sample = self.synthesize(ws, noise_mode=noise_mode, noise=noise)
+        if not return_dict:
+            return (sample, ws)
+        return StyleGANGeneratorOutput(sample=sample, ws=ws)
+
+
+class MinibatchStdDev(nn.Module):
+    """Appends the standard deviation of features across a group of images (Karras et al. 2018), so the
+    discriminator can see a lack of variety."""
+
+    def __init__(self, group_size: int, num_channels: int):
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = hidden_states.shape
+        group = min(self.group_size, batch)
+        while batch % group:  # the largest group size that divides the batch
+            group -= 1
+        statistics = hidden_states.reshape(group, -1, self.num_channels, channels // self.num_channels, height, width)
+        statistics = statistics - statistics.mean(dim=0)
+        statistics = (statistics.pow(2).mean(dim=0) + 1e-8).sqrt()
+        statistics = statistics.mean(dim=(2, 3, 4))  # (batch / group, num_channels)
+        statistics = statistics.reshape(-1, self.num_channels, 1, 1).repeat(group, 1, height, width)
+        return torch.cat([hidden_states, statistics], dim=1)
+
+
+class DiscriminatorBlock(nn.Module):
+    """Two 3x3 convolutions then x2 average-pool downsampling; `"resnet"` adds a 1x1 skip, scaled by 1/sqrt(2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, residual: bool):
+        super().__init__()
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
+        self.skip = EqualizedConv2d(in_channels, out_channels, 1, bias=False) if residual else None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        output = leaky_relu(self.conv0(hidden_states))
+        output = F.avg_pool2d(leaky_relu(self.conv1(output)), 2)
+        if self.skip is not None:
+            output = (output + self.skip(F.avg_pool2d(hidden_states, 2))) * math.sqrt(0.5)
+        return output
+
+
+class StyleGANDiscriminator(StyleGANPreTrainedModel):
+    """Scores images (and `labels` when conditional): one logit per image."""
+
+    base_model_prefix = "discriminator"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: StyleGANConfig):
+        super().__init__(config)
+        resolutions = config.resolutions[::-1]  # top resolution down to 4
+        self.from_image = EqualizedConv2d(config.num_channels, config.channels_at(resolutions[0]), 1)
+        residual = config.discriminator_architecture == "resnet"
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(config.channels_at(r), config.channels_at(r // 2), residual) for r in resolutions[:-1]
+        )
+        channels = config.channels_at(4)
+        self.minibatch_std = MinibatchStdDev(config.mbstd_group_size, config.mbstd_num_channels)
+        self.conv = EqualizedConv2d(channels + config.mbstd_num_channels, channels, 3)
+        self.fc = EqualizedLinear(channels * 16, channels)
+        self.output = EqualizedLinear(channels, 1)
+        if config.is_conditional:
+            self.class_projection = nn.Embedding(config.num_classes, channels)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+        config = self.config
+        expected = (config.num_channels, config.resolution, config.resolution)
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
+                             f"{tuple(pixel_values.shape)}")
+        check_labels(config, labels, pixel_values.shape[0])
+        hidden = leaky_relu(self.from_image(pixel_values))
+        for block in self.blocks:
+            hidden = block(hidden)
+        hidden = leaky_relu(self.conv(self.minibatch_std(hidden)))
+        hidden = leaky_relu(self.fc(hidden.flatten(1)))
+        logits = self.output(hidden).squeeze(1)
+        if config.is_conditional:
+            # Projection discriminator (Miyato & Koyama 2018), normalised by sqrt(dim) as in StyleGAN2-ADA.
+            logits = logits + (self.class_projection(labels) * hidden).sum(dim=1) / math.sqrt(hidden.shape[1])
+        if not return_dict:
+            return (logits,)
+        return StyleGANDiscriminatorOutput(logits=logits)
+
+
+__all__ = [
+    "LORA_STYLE_TARGETS",
+    "StyleGANDiscriminator",
+    "StyleGANDiscriminatorOutput",
+    "StyleGANGenerator",
+    "StyleGANGeneratorOutput",
+    "StyleGANPreTrainedModel",
+    "mix_styles",
+]

@@ -1,0 +1,3 @@
+from .pipeline_gan import GANPipeline, GANPipelineOutput
+
+__all__ = ["GANPipeline", "GANPipelineOutput"]

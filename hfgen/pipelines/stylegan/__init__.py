@@ -1,0 +1,3 @@
+from .pipeline_stylegan import StyleGANPipeline, StyleGANPipelineOutput
+
+__all__ = ["StyleGANPipeline", "StyleGANPipelineOutput"]

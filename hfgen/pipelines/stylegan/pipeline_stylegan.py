@@ -1,0 +1,241 @@
+"""Pipeline around hfgen's StyleGAN generator: truncation, style mixing, interpolation in Z and W."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ...models.stylegan.modeling_stylegan import StyleGANGenerator, mix_styles
+from ..gan.pipeline_gan import check_output_type, prepare_class_labels
+from ..interpolation import interpolation_path
+
+NOISE_MODES = ("random", "const", "none")
+
+
+@dataclass
+class StyleGANPipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            PIL images, a `(batch, height, width, channels)` array in [0, 1], or a `(batch, channels, height, width)`
+            tensor in [0, 1], as asked by `output_type`.
+        latents (`torch.Tensor` of shape `(batch, latent_dim)`, *optional*):
+            The z the images came from (None when they were made from given `ws`).
+        ws (`torch.Tensor` of shape `(batch, num_ws, w_dim)`):
+            The w each synthesis layer received, after truncation and mixing.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    latents: torch.Tensor | None
+    ws: torch.Tensor
+
+
+class StyleGANPipeline(DiffusionPipeline):
+    r"""
+    Pipeline for a [`StyleGANGenerator`].
+
+    `__call__` samples with the truncation trick; `style_mixing` combines the coarse layers of one set of latents with
+    the fine layers of another; `interpolate` walks in Z (spherical) or W (linear); `synthesize` draws given ws.
+
+    Noise inputs: `noise_mode="random"` draws them from `generator`, so a seeded generator fixes the whole image;
+    `"const"` uses the noise maps stored in the model; `"none"` leaves them out.
+
+    Parameters:
+        stylegan ([`StyleGANGenerator`]):
+            The generator (mapping and synthesis networks).
+    """
+
+    model_cpu_offload_seq = "stylegan"
+
+    def __init__(self, stylegan: StyleGANGenerator):
+        super().__init__()
+        self.register_modules(stylegan=stylegan)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=1)
+
+    def _prepare_latents(self, batch_size, generator, latents, name: str = "latents") -> torch.Tensor:
+        latent_dim = self.stylegan.config.latent_dim
+        if latents is None:
+            if isinstance(generator, list) and len(generator) != batch_size:
+                raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
+            return randn_tensor((batch_size, latent_dim), generator=generator, device=self._execution_device,
+                                dtype=self.stylegan.dtype)
+        if latents.ndim != 2 or latents.shape[1] != latent_dim:
+            raise ValueError(f"{name} must have shape (batch, {latent_dim}), got {tuple(latents.shape)}")
+        return latents.to(device=self._execution_device, dtype=self.stylegan.dtype)
+
+    def _noise(self, batch_size: int, noise_mode: str, generator) -> list[torch.Tensor] | None:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if noise_mode != "random" or not self.stylegan.config.use_noise:
+            return None
+        if isinstance(generator, list) and len(generator) != batch_size:
+            generator = generator[0]  # per-image generators were used up by the latents; noise follows the first
+        return [randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.stylegan.dtype)
+                for shape in self.stylegan.synthesis.noise_shapes(batch_size)]
+
+    def _check_truncation(self, truncation_psi: float, truncation_cutoff: int | None) -> None:
+        if not 0 <= truncation_psi <= 1:
+            raise ValueError(f"truncation_psi must lie in [0, 1], got {truncation_psi}")
+        if truncation_cutoff is not None and not 0 <= truncation_cutoff <= self.stylegan.num_ws:
+            raise ValueError(f"truncation_cutoff must lie in [0, {self.stylegan.num_ws}], got {truncation_cutoff}")
+
+    def _finish(self, ws, latents, noise_mode, generator, output_type, return_dict):
+        noise = self._noise(ws.shape[0], noise_mode, generator)
+        sample = self.stylegan.synthesize(ws, noise_mode=noise_mode, noise=noise)
+        images = self.image_processor.postprocess(sample, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, latents, ws)
+        return StyleGANPipelineOutput(images=images, latents=latents, ws=ws)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        class_labels: int | list[int] | torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "random",
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Generate images.
+
+        Args:
+            batch_size (`int`, defaults to 1):
+                Number of images; ignored when `latents` is given.
+            class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
+                Required by a conditional generator: one label for all images, or one per image.
+            truncation_psi (`float`, defaults to 1.0):
+                Truncation trick: each w moves to w_avg + psi * (w - w_avg). Lower values trade variety for
+                fidelity; 0 gives the average image.
+            truncation_cutoff (`int`, *optional*):
+                Truncate only the first `truncation_cutoff` layers (the coarse ones); all layers if None.
+            noise_mode (`str`, defaults to `"random"`):
+                `"random"`, `"const"` or `"none"` (see the class docstring).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Makes generation deterministic; a list gives one generator per image for z.
+            latents (`torch.Tensor` of shape `(batch, latent_dim)`, *optional*):
+                z to use instead of drawing it.
+            output_type (`str`, defaults to `"pil"`):
+                `"pil"`, `"np"` or `"pt"`.
+            return_dict (`bool`, defaults to `True`):
+                Return a [`StyleGANPipelineOutput`] instead of a tuple `(images, latents, ws)`.
+        """
+        # 1. check inputs
+        check_output_type(output_type)
+        self._check_truncation(truncation_psi, truncation_cutoff)
+        if latents is not None:
+            batch_size = latents.shape[0]
+        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
+                                      self._execution_device)
+        # 2. prepare z, then map it to ws
+        latents = self._prepare_latents(batch_size, generator, latents)
+        ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
+        # 3. synthesize
+        return self._finish(ws, latents, noise_mode, generator, output_type, return_dict)
+
+    @torch.no_grad()
+    def style_mixing(
+        self,
+        crossover_layer: int,
+        batch_size: int = 1,
+        class_labels: int | list[int] | torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        mixing_latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Style mixing: the synthesis layers before `crossover_layer` get the ws of `latents` (coarse structure: pose,
+        shape), the layers from it on get those of `mixing_latents` (finer features: stroke, texture).
+
+        `latents` and `mixing_latents` are drawn from `generator` (in that order) when not given. Noise defaults to
+        `"const"` so the images differ only through their styles.
+        """
+        # 1. check inputs
+        check_output_type(output_type)
+        self._check_truncation(truncation_psi, truncation_cutoff)
+        if not 0 <= crossover_layer <= self.stylegan.num_ws:
+            raise ValueError(f"crossover_layer must lie in [0, {self.stylegan.num_ws}], got {crossover_layer}")
+        for given in (latents, mixing_latents):
+            if given is not None:
+                batch_size = given.shape[0]
+        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
+                                      self._execution_device)
+        # 2. both sets of latents, mapped to ws
+        latents = self._prepare_latents(batch_size, generator, latents)
+        mixing_latents = self._prepare_latents(batch_size, generator, mixing_latents, "mixing_latents")
+        ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
+        mixing_ws = self.stylegan.map(mixing_latents, labels, truncation_psi, truncation_cutoff)
+        # 3. mix, then synthesize
+        return self._finish(mix_styles(ws, mixing_ws, crossover_layer), latents, noise_mode, generator,
+                            output_type, return_dict)
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        latents_start: torch.Tensor,
+        latents_end: torch.Tensor,
+        num_steps: int = 8,
+        space: str = "w",
+        class_labels: int | list[int] | torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Images along a path between two z `(latent_dim,)`, both ends included.
+
+        Args:
+            space (`str`, defaults to `"w"`):
+                `"w"`: both ends are mapped to W and joined by a straight line there (W is what the paper found
+                disentangled). `"z"`: a spherical path in Z, each point then mapped.
+        """
+        # 1. check inputs
+        check_output_type(output_type)
+        self._check_truncation(truncation_psi, None)
+        if space not in ("w", "z"):
+            raise ValueError(f"space must be 'w' or 'z', got {space!r}")
+        latent_dim = self.stylegan.config.latent_dim
+        for name, value in (("latents_start", latents_start), ("latents_end", latents_end)):
+            if value.shape != (latent_dim,):
+                raise ValueError(f"{name} must have shape ({latent_dim},), got {tuple(value.shape)}")
+        labels = prepare_class_labels(class_labels, num_steps, self.stylegan.config.num_classes,
+                                      self._execution_device)
+        ends = torch.stack([latents_start, latents_end]).to(device=self._execution_device, dtype=self.stylegan.dtype)
+        # 2. the path, in the chosen space
+        if space == "z":
+            latents = interpolation_path(ends[0], ends[1], num_steps, "spherical")
+            ws = self.stylegan.map(latents, labels, truncation_psi)
+        else:
+            end_labels = None if labels is None else labels[[0, -1]]
+            end_ws = self.stylegan.map(ends, end_labels, truncation_psi)
+            ws = interpolation_path(end_ws[0], end_ws[1], num_steps, "linear")
+            latents = None
+        # 3. synthesize
+        return self._finish(ws, latents, noise_mode, None, output_type, return_dict)
+
+    @torch.no_grad()
+    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", generator=None, output_type: str = "pil",
+                   return_dict: bool = True):
+        r"""Images from given ws `(batch, num_ws, w_dim)`, e.g. the `ws` of an earlier output, edited."""
+        check_output_type(output_type)
+        ws = ws.to(device=self._execution_device, dtype=self.stylegan.dtype)
+        return self._finish(ws, None, noise_mode, generator, output_type, return_dict)
+
+
+__all__ = ["StyleGANPipeline", "StyleGANPipelineOutput"]
