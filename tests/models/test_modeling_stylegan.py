@@ -1,0 +1,241 @@
+"""StyleGAN 1 / 2 generator and discriminator: variants, truncation, style mixing, noise, save/load, LoRA."""
+
+import math
+import os
+
+import pytest
+import torch
+import transformers
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from hfgen import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
+from hfgen.models.stylegan import LORA_STYLE_TARGETS, mix_styles
+from hfgen.models.stylegan.modeling_stylegan import EqualizedLinear, MinibatchStdDev, StyleLayer
+
+VARIANTS = [
+    dict(style_block="modulated", generator_architecture="skip", discriminator_architecture="resnet"),
+    dict(style_block="adain", generator_architecture="plain", discriminator_architecture="plain"),
+    dict(style_block="adain", generator_architecture="skip", discriminator_architecture="resnet", num_classes=10),
+    dict(style_block="modulated", generator_architecture="plain", discriminator_architecture="plain", num_classes=10),
+    dict(style_block="modulated", use_noise=False),
+]
+
+
+def tiny_config(**changes) -> StyleGANConfig:
+    settings = dict(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+    return StyleGANConfig(**{**settings, **changes})
+
+
+def build(config: StyleGANConfig) -> tuple[StyleGANGenerator, StyleGANDiscriminator]:
+    torch.manual_seed(0)
+    return StyleGANGenerator(config).eval(), StyleGANDiscriminator(config).eval()
+
+
+def labels_for(config, batch: int):
+    return torch.arange(batch) % config.num_classes if config.is_conditional else None
+
+
+def z_batch(batch: int, seed: int = 0, dim: int = 16) -> torch.Tensor:
+    return torch.randn(batch, dim, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))
+def test_shapes_and_determinism_with_constant_noise(variant):
+    config = tiny_config(**variant)
+    generator, discriminator = build(config)
+    z, labels = z_batch(4), labels_for(config, 4)
+    with torch.no_grad():
+        output = generator(z, labels=labels, noise_mode="const")
+        again = generator(z, labels=labels, noise_mode="const")
+        logits = discriminator(output.sample, labels=labels).logits
+    assert output.sample.shape == (4, 1, 16, 16)
+    assert output.ws.shape == (4, config.num_ws, 16) and config.num_ws == 6  # 4, 8, 16 px: 1 + 2 + 2 layers + 1
+    assert torch.equal(output.sample, again.sample)
+    assert logits.shape == (4,) and torch.isfinite(logits).all()
+    assert output.sample.std() > 1e-2
+
+
+def test_noise_inputs_vary_the_image_only_once_their_strength_is_learned():
+    generator, _ = build(tiny_config())
+    z = z_batch(2)
+    with torch.no_grad():
+        # strengths start at 0: random noise changes nothing yet
+        assert torch.allclose(generator(z, noise_mode="random").sample, generator(z, noise_mode="none").sample)
+        for module in generator.modules():
+            if hasattr(module, "strength"):
+                module.strength.fill_(0.5)
+        first, second = generator(z, noise_mode="random").sample, generator(z, noise_mode="random").sample
+        assert not torch.allclose(first, second)
+        assert torch.equal(generator(z, noise_mode="const").sample, generator(z, noise_mode="const").sample)
+        shapes = generator.synthesis.noise_shapes(2)
+        noise = [torch.zeros(shape) for shape in shapes]
+        assert torch.allclose(generator(z, noise=noise).sample, generator(z, noise_mode="none").sample)
+    assert [s[-1] for s in shapes] == [4, 8, 8, 16, 16]
+
+
+def test_truncation_with_psi_zero_gives_the_average_w_image():
+    generator, _ = build(tiny_config())
+    with torch.no_grad():
+        generator.mapping.w_avg.copy_(torch.randn(16, generator=torch.Generator().manual_seed(5)))
+        truncated = generator(z_batch(3), truncation_psi=0.0, noise_mode="const")
+        average_ws = generator.mapping.w_avg[None, None].repeat(1, generator.num_ws, 1)
+        average_image = generator(ws=average_ws, noise_mode="const").sample
+    assert torch.allclose(truncated.ws, average_ws.expand(3, -1, -1))
+    assert torch.allclose(truncated.sample, average_image.expand(3, -1, -1, -1), atol=1e-5)
+
+
+def test_truncation_cutoff_leaves_the_later_layers_untouched():
+    generator, _ = build(tiny_config())
+    with torch.no_grad():
+        full = generator.map(z_batch(2))
+        cut = generator.map(z_batch(2), truncation_psi=0.5, truncation_cutoff=2)
+    w_avg = generator.mapping.w_avg
+    assert torch.allclose(cut[:, :2], w_avg + 0.5 * (full[:, :2] - w_avg))
+    assert torch.equal(cut[:, 2:], full[:, 2:])
+
+
+def test_style_mixing_changes_only_the_layers_after_the_crossover():
+    generator, _ = build(tiny_config())
+    crossover = 3
+    activations = []
+    hooks = [layer.register_forward_hook(lambda module, inputs, output: activations.append(output))
+             for layer in generator.modules() if isinstance(layer, StyleLayer)]
+    with torch.no_grad():
+        ws, other = generator.map(z_batch(2, seed=0)), generator.map(z_batch(2, seed=1))
+        plain = generator(ws=ws, noise_mode="const").sample
+        plain_activations, activations[:] = list(activations), []
+        mixed = generator(ws=mix_styles(ws, other, crossover), noise_mode="const").sample
+    for hook in hooks:
+        hook.remove()
+    assert len(plain_activations) == 5
+    for index in range(crossover):  # layers fed ws[:, :crossover] see the same styles and compute the same features
+        assert torch.equal(activations[index], plain_activations[index])
+    for index in range(crossover, 5):
+        assert not torch.allclose(activations[index], plain_activations[index])
+    assert not torch.allclose(mixed, plain)
+    with pytest.raises(ValueError, match=r"crossover_layer must lie in \[0, 6\]"):
+        mix_styles(ws, other, 7)
+
+
+def test_w_average_is_tracked_in_training_mode_only():
+    generator, _ = build(tiny_config(w_avg_beta=0.5))
+    z = z_batch(8)
+    with torch.no_grad():
+        generator(z)  # eval mode: untouched
+        assert torch.equal(generator.mapping.w_avg, torch.zeros(16))
+        generator.train()
+        w = generator.mapping(z)
+        expected = 0.5 * w.mean(dim=0)  # lerp(mean w, w_avg=0, 0.5); the forward updated w_avg once
+        generator.mapping.w_avg.zero_()
+        generator.mapping(z)
+    assert torch.allclose(generator.mapping.w_avg, expected, atol=1e-6)
+
+
+def test_equalized_learning_rate_scales_weights_at_run_time():
+    layer = EqualizedLinear(64, 8, lr_multiplier=0.01)
+    torch.nn.init.normal_(layer.weight, std=100.0)  # as _init_weights does: N(0, 1) / lr_multiplier
+    torch.nn.init.zeros_(layer.bias)
+    x = torch.randn(4096, 64)
+    # effective weight std = 100 * 0.01 / sqrt(64): outputs of unit-variance inputs have variance 64 * that^2 = 1
+    assert layer(x).std().item() == pytest.approx(1.0, rel=0.15)
+    generator, _ = build(tiny_config())
+    mapping_layer = generator.mapping.layers[0]
+    assert mapping_layer.weight.std().item() == pytest.approx(1 / generator.config.mapping_lr_multiplier, rel=0.2)
+
+
+def test_minibatch_stddev_appends_the_group_spread():
+    layer = MinibatchStdDev(group_size=2, num_channels=1)
+    same = torch.ones(4, 3, 2, 2)
+    assert torch.allclose(layer(same)[:, 3], torch.full((4, 2, 2), 1e-4), atol=1e-4)  # no spread: sqrt(eps)
+    spread = torch.cat([torch.zeros(2, 3, 2, 2), 2 * torch.ones(2, 3, 2, 2)])  # groups pair image i with i + 2
+    assert torch.allclose(layer(spread)[:, 3], torch.ones(4, 2, 2), atol=1e-4)
+    assert layer(torch.randn(3, 3, 2, 2)).shape == (3, 4, 2, 2)  # a batch of 3 falls back to groups that divide it
+
+
+@pytest.mark.parametrize("style_block", ["modulated", "adain"])
+def test_save_load_round_trip_and_automodel(style_block, tmp_path):
+    config = tiny_config(style_block=style_block, num_classes=10)
+    generator, discriminator = build(config)
+    with torch.no_grad():
+        generator.mapping.w_avg.copy_(torch.randn(16))  # a tracked average must survive the round trip
+    generator.save_pretrained(tmp_path / "g")
+    discriminator.save_pretrained(tmp_path / "d")
+    assert {"config.json", "model.safetensors"} <= set(os.listdir(tmp_path / "g"))
+    loaded = StyleGANGenerator.from_pretrained(tmp_path / "g").eval()
+    auto = transformers.AutoModel.from_pretrained(tmp_path / "g").eval()
+    loaded_d = StyleGANDiscriminator.from_pretrained(tmp_path / "d").eval()
+    assert isinstance(auto, StyleGANGenerator)
+    z, labels = z_batch(3), torch.tensor([1, 5, 9])
+    with torch.no_grad():
+        images = generator(z, labels=labels, truncation_psi=0.7, noise_mode="const").sample
+        for other in (loaded, auto):
+            assert torch.allclose(other(z, labels=labels, truncation_psi=0.7, noise_mode="const").sample, images,
+                                  atol=1e-5)
+        assert torch.allclose(loaded_d(images, labels=labels).logits, discriminator(images, labels=labels).logits,
+                              atol=1e-5)
+
+
+def test_bad_inputs_fail_clearly():
+    generator, discriminator = build(tiny_config())
+    with pytest.raises(ValueError, match="exactly one of `latents` \\(z\\) and `ws`"):
+        generator()
+    with pytest.raises(ValueError, match=r"ws must have shape \(batch, 6, 16\)"):
+        generator(ws=torch.zeros(1, 5, 16))
+    with pytest.raises(ValueError, match="noise_mode must be"):
+        generator(z_batch(1), noise_mode="fixed")
+    with pytest.raises(ValueError, match="takes no `labels`"):
+        generator(z_batch(1), labels=torch.tensor([0]))
+    with pytest.raises(ValueError, match="pixel_values must have shape"):
+        discriminator(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="resolution must be a power of two"):
+        StyleGANConfig(resolution=48)
+    with pytest.raises(ValueError, match="style_block must be one of"):
+        StyleGANConfig(style_block="conv")
+
+
+def test_gradients_reach_every_generator_parameter():
+    generator, discriminator = build(tiny_config(num_classes=10))
+    generator.train()
+    for module in generator.modules():  # noise strengths start at 0 and only get a gradient through the noise
+        if hasattr(module, "strength"):
+            torch.nn.init.constant_(module.strength, 0.1)
+    labels = torch.arange(4)
+    logits = discriminator(generator(z_batch(4), labels=labels).sample, labels=labels).logits
+    logits.sum().backward()
+    missing = [name for name, p in generator.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_lora_on_mapping_and_styles_trains_saves_only_the_adapter_and_reloads(tmp_path):
+    generator, discriminator = build(tiny_config(num_classes=10))
+    generator.save_pretrained(tmp_path / "base")
+    base = StyleGANGenerator.from_pretrained(tmp_path / "base").eval()
+    z, labels = z_batch(4), torch.full((4,), 3)
+    with torch.no_grad():
+        before = base(z, labels=labels, noise_mode="const").sample
+    adapted = get_peft_model(base, LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS))
+    targeted = {name.removeprefix("base_model.model.") for name, module in adapted.named_modules()
+                if hasattr(module, "lora_A")}
+    assert {"mapping.layers.0", "mapping.layers.1", "mapping.class_embedding"} <= targeted
+    assert sum(name.endswith(".affine") for name in targeted) == 5 + 3  # every style layer and RGB output
+    optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        fake = adapted(z, labels=labels, noise_mode="const").sample
+        loss = torch.nn.functional.softplus(-discriminator(fake, labels=labels).logits).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        tuned = adapted(z, labels=labels, noise_mode="const").sample
+    assert not torch.allclose(tuned, before, atol=1e-4)
+    adapted.save_pretrained(tmp_path / "adapter")
+    assert set(os.listdir(tmp_path / "adapter")) - {"README.md"} == {"adapter_model.safetensors", "adapter_config.json"}
+    reloaded = PeftModel.from_pretrained(StyleGANGenerator.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    with torch.no_grad():
+        assert torch.allclose(reloaded.eval()(z, labels=labels, noise_mode="const").sample, tuned, atol=1e-5)
+
+
+def test_channels_follow_channel_base_and_max():
+    config = StyleGANConfig(resolution=64, channel_base=1024, channel_max=128)
+    assert [config.channels_at(r) for r in config.resolutions] == [128, 128, 64, 32, 16]
+    assert config.num_ws == 2 * int(math.log2(64)) - 2
