@@ -178,6 +178,15 @@ def image_transform(resolution: int, color_mode: str = "L"):
     return transform
 
 
+def dataset_num_classes(dataset: Dataset) -> int:
+    """Number of classes in a dataset's `label` column (from its `ClassLabel` feature when it has one); 0 without
+    labels."""
+    if "label" not in dataset.column_names:
+        return 0
+    feature = dataset.features["label"]
+    return feature.num_classes if isinstance(feature, ClassLabel) else int(max(dataset["label"])) + 1
+
+
 def collate_images(examples) -> dict:
     """Stack `pixel_values` (and `labels` where present) from transformed examples into a batch."""
     batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}

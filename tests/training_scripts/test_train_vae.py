@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,11 +10,6 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 import hfgen
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO, "training_scripts", "train_vae.py")
-ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
-
 
 @pytest.fixture(scope="module")
 def tiny_config_dir(tmp_path_factory):
@@ -27,28 +20,18 @@ def tiny_config_dir(tmp_path_factory):
     return str(folder)
 
 
-def run_script(output_dir, config_dir, *extra, num_processes=1, check=True):
-    command = [ACCELERATE, "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    if num_processes > 1:
-        # Two CPU processes: accelerate needs --multi_gpu plus ACCELERATE_USE_CPU (--cpu alone starts one).
-        command += ["--multi_gpu", "--num_processes", str(num_processes)]
-        environment["ACCELERATE_USE_CPU"] = "1"
-    else:
-        command += ["--num_processes", "1"]
-    command += [
-        SCRIPT, "--output_dir", str(output_dir), "--model_config_name_or_path", config_dir, "--resolution", "16",
-        "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images", "4", "--report_to", "none",
-        *extra,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"train_vae.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
+@pytest.fixture(scope="module")
+def run_script(launch_script):
+    def run(output_dir, config_dir, *extra, num_processes=1, check=True):
+        return launch_script(
+            "train_vae.py", "--output_dir", output_dir, "--model_config_name_or_path", config_dir, "--resolution", "16",
+            "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images", "4", "--report_to",
+            "none", *extra, num_processes=num_processes, check=check)
+    return run
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_config_dir):
+def trained_run(tmp_path_factory, tiny_config_dir, run_script):
     """Four steps, checkpoints every two, validation at step 2: the uninterrupted reference run."""
     output_dir = tmp_path_factory.mktemp("run") / "vae"
     result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
@@ -102,7 +85,7 @@ def test_metrics_are_measured_and_in_the_card(trained_run):
     assert "fid_real_train_vs_test" in card_values
 
 
-def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir):
+def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "capped"
     run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "1",
                "--checkpoints_total_limit", "2", "--num_eval_samples", "10")
@@ -112,7 +95,7 @@ def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir):
     assert os.path.isfile(output_dir / "checkpoint-3" / "optimizer.bin")
 
 
-def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir):
+def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir, run_script):
     reference_dir, _ = trained_run
     # A run stopped right after checkpoint 2 leaves exactly this folder; a half-written checkpoint (.tmp) beside it
     # must be ignored by `latest`.
@@ -132,7 +115,7 @@ def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir):
     assert any(not torch.equal(at_step_2[name], resumed[name]) for name in resumed)
 
 
-def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_dir):
+def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "ddp"
     run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "100",
                num_processes=2)
@@ -146,7 +129,7 @@ def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_d
     ])
 
 
-def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir):
+def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "dry"
     result = run_script(output_dir, tiny_config_dir, "--dry_run", "--kl_weight", "4")
     printed = json.loads(result.stdout[result.stdout.index("{"):])
@@ -156,7 +139,7 @@ def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir):
     assert not output_dir.exists()
 
 
-def test_bad_data_fails_before_training(tmp_path, tiny_config_dir):
+def test_bad_data_fails_before_training(tmp_path, tiny_config_dir, run_script):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_script(tmp_path / "out", tiny_config_dir, "--train_data_dir", str(empty), "--color_mode", "L",
@@ -167,7 +150,7 @@ def test_bad_data_fails_before_training(tmp_path, tiny_config_dir):
         if (tmp_path / "out").exists() else True
 
 
-def test_push_to_hub_offline_keeps_the_saved_folder(tmp_path, tiny_config_dir):
+def test_push_to_hub_offline_keeps_the_saved_folder(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "push"
     result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "1", "--num_eval_samples", "10",
                         "--push_to_hub", "--hub_model_id", "someone/vae-test", check=False)

@@ -1,0 +1,28 @@
+"""Exponential moving average of a model's weights (the G_ema of GAN training)."""
+
+import copy
+
+import torch
+from torch import nn
+
+
+def create_ema(model: nn.Module) -> nn.Module:
+    """A frozen copy of `model` in eval mode, to be updated with [`update_ema`]."""
+    ema = copy.deepcopy(model).eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> float:
+    """Move `ema`'s parameters towards `model`'s and copy its buffers (batch-norm statistics, StyleGAN's w_avg).
+
+    The decay warms up as min(decay, (1 + step) / (10 + step)), so early averages are not dominated by the random
+    initialisation of a short run. Returns the decay used.
+    """
+    used = min(decay, (1 + step) / (10 + step))
+    for ema_parameter, parameter in zip(ema.parameters(), model.parameters()):
+        ema_parameter.lerp_(parameter.detach().to(ema_parameter.dtype), 1 - used)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
+        ema_buffer.copy_(buffer)
+    return used

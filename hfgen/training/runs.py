@@ -1,0 +1,194 @@
+"""What every training script does around its loop: common flags, grids, a guard against diverging losses, replica
+checks and pushing the finished folder to the Hub."""
+
+import argparse
+import math
+import os
+
+import numpy as np
+import torch
+from diffusers.utils import make_image_grid
+from PIL import Image
+
+LR_SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, builtin: str) -> None:
+    parser.add_argument("--dataset_name", type=str, default=builtin,
+                        help=f"A `datasets` name or a local folder; `{builtin}` is the built-in real digits.")
+    parser.add_argument("--dataset_config_name", type=str, default=None)
+    parser.add_argument("--train_data_dir", type=str, default=None,
+                        help="A local folder of images in imagefolder layout (class subfolders give labels).")
+    parser.add_argument("--cache_dir", type=str, default=None)
+    parser.add_argument("--resolution", type=int, default=32, help="Images are resized (bicubic) and center-cropped to this.")
+    parser.add_argument("--color_mode", type=str, default=None, choices=["L", "RGB"],
+                        help="Greyscale or RGB; defaults to L for the built-in digits and RGB otherwise.")
+    parser.add_argument("--class_filter", type=int, nargs="+", default=None,
+                        help="Keep only images with these labels (e.g. one digit class for a small fine-tuning set); "
+                             "the label set, and so a conditional model's classes, stay as they are.")
+    parser.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
+    """Seed, schedule length, checkpoints, validation, logging, precision and Hub flags, as in train_vae.py."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
+    parser.add_argument("--num_train_epochs", type=int, default=20)
+    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--lr_scheduler", type=str, default="constant", choices=LR_SCHEDULERS)
+    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--max_grad_norm", type=float, default=None, help="Clip gradient norms (off by default).")
+    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"],
+                        help="Overrides the accelerate config; keep fp32 on CPUs.")
+    parser.add_argument("--output_dir", type=str, default=output_dir)
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=2)
+    parser.add_argument("--resume_from_checkpoint", type=str, default=None,
+                        help='"latest" or a checkpoint folder; a new run starts when there is none yet.')
+    parser.add_argument("--validation_steps", type=int, default=500,
+                        help="Save sample grids and measure the metrics every this many steps.")
+    parser.add_argument("--num_validation_images", type=int, default=16)
+    parser.add_argument("--num_eval_samples", type=int, default=360,
+                        help="Generated images for FID / KID / IS / precision / recall (against the held-out split).")
+    parser.add_argument("--report_to", type=str, default="tensorboard", help='"tensorboard" or "none".')
+    parser.add_argument("--logging_dir", type=str, default="logs")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", type=str, default=None)
+    parser.add_argument("--hub_token", type=str, default=None)
+    parser.add_argument("--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit.")
+
+
+def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, builtin: str) -> None:
+    """Reject impossible values with the flag's name; resolve the colour mode."""
+    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps",
+                 "num_train_epochs", "num_validation_images", "num_eval_samples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("max_train_steps", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.color_mode is None:
+        args.color_mode = "L" if uses_builtin_data(args, builtin) else "RGB"
+
+
+def filter_classes(dataset, classes: list[int] | None):
+    """Keep the examples of `classes` in every split of a labelled `DatasetDict` (all of them when None)."""
+    if classes is None:
+        return dataset
+    if "label" not in dataset["train"].column_names:
+        raise ValueError("--class_filter needs labelled data (a `label` column, or class subfolders)")
+    kept = set(classes)
+    filtered = dataset.filter(lambda label: label in kept, input_columns="label")
+    if len(filtered["train"]) == 0:
+        raise ValueError(f"--class_filter {classes}: no training image has these labels")
+    return filtered
+
+
+def uses_builtin_data(args: argparse.Namespace, builtin: str) -> bool:
+    return args.train_data_dir is None and args.dataset_name == builtin
+
+
+def check_finite(loss: torch.Tensor, name: str, step: int, output_dir: str, limit: float = float("inf")) -> None:
+    """Stop a diverging run with a clear message; the checkpoints already written are left as they are."""
+    value = loss.item()
+    if not math.isfinite(value) or abs(value) > limit:
+        raise FloatingPointError(
+            f"{name} became {value} at step {step}: the run diverged. Lower the "
+            f"learning rates or raise the regularisation; the last complete checkpoint in {output_dir} is kept "
+            "(--resume_from_checkpoint latest continues from it)"
+        )
+
+
+def save_grid(images: list, folder: str, name: str, accelerator, step: int, columns: int | None = None):
+    """Save PIL images as one grid PNG under `folder`, and send it to tensorboard; returns the grid."""
+    columns = columns or max(1, int(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / columns)
+    blank = Image.new(images[0].mode, images[0].size)  # fills the last row
+    grid = make_image_grid(list(images) + [blank] * (rows * columns - len(images)), rows=rows, cols=columns)
+    os.makedirs(folder, exist_ok=True)
+    grid.save(os.path.join(folder, f"step-{step:06d}-{name}.png"))
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image(f"validation/{name}", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
+    return grid
+
+
+@torch.no_grad()
+def replica_max_difference(accelerator, model) -> float:
+    """Largest difference between any process's weights and the main process's: 0 when data-parallel training kept
+    the replicas in sync (a cheap guard against a model updated outside the DDP wrapper)."""
+    weights = torch.cat([p.detach().flatten().float() for p in accelerator.unwrap_model(model).parameters()])
+    all_weights = accelerator.gather(weights[None])
+    return (all_weights - all_weights[0]).abs().max().item()
+
+
+def push_folder(output_dir: str, hub_model_id: str | None, hub_token: str | None, logging_dir: str, script: str) -> str:
+    """Upload the finished folder (not checkpoints, validation grids or logs) to the Hub; returns the repo id."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    repo_id = create_repo(repo_id, exist_ok=True, token=hub_token).repo_id
+    upload_folder(repo_id=repo_id, folder_path=output_dir, token=hub_token, commit_message=f"hfgen {script}",
+                  ignore_patterns=["checkpoint-*", "validation/*", f"{logging_dir}/*"])
+    return repo_id
+
+
+def make_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int = 1):
+    """The run's Accelerator: trackers, the project folder, and per-epoch seeded shuffling (so a resumed run sees
+    the same batches in the same order)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    return Accelerator(
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir,
+                                            logging_dir=os.path.join(args.output_dir, args.logging_dir)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+
+
+def make_train_dataloader(train_dataset, args: argparse.Namespace, collate_fn):
+    return torch.utils.data.DataLoader(
+        train_dataset, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers, drop_last=len(train_dataset) >= args.train_batch_size,
+        # Its own generator: a DataLoader draws a base seed when an epoch starts, and a draw from the global RNG
+        # there would shift the noise of a resumed run by one draw.
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+
+
+def resume_run(accelerator, output_dir: str, resume_from_checkpoint: str | None, logger) -> int:
+    """Load the checkpoint `resume_from_checkpoint` names (if any) into everything prepared or registered with the
+    accelerator; returns the step it was taken at (0 for a new run)."""
+    from .checkpointing import resolve_checkpoint
+
+    if resume_from_checkpoint is None:
+        return 0
+    checkpoint = resolve_checkpoint(output_dir, resume_from_checkpoint)
+    if checkpoint is None:
+        logger.info("no checkpoint to resume from yet: starting a new run")
+        return 0
+    step, path = checkpoint
+    logger.info(f"resuming from {path} (step {step})")
+    accelerator.load_state(path)
+    return step
+
+
+def endless_batches(accelerator, dataloader, batches_already_seen: int):
+    """Training batches without end, epoch after epoch, starting after `batches_already_seen` (of a resumed run)."""
+    epoch, skip = divmod(batches_already_seen, len(dataloader))
+    while True:
+        dataloader.set_epoch(epoch)
+        yield from accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        skip = 0
+        epoch += 1
+
+
+def random_flip(images: torch.Tensor) -> torch.Tensor:
+    """Mirror each image horizontally with probability 1/2."""
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)

@@ -1,0 +1,396 @@
+#!/usr/bin/env python
+"""Train a vanilla GAN, DCGAN, WGAN-GP or conditional GAN, ending with a Hub-ready folder and measured metrics.
+
+    accelerate launch training_scripts/train_gan.py                                  # conditional DCGAN on the digits
+    accelerate launch training_scripts/train_gan.py --architecture dcgan --loss wgan-gp --d_steps_per_g_step 5
+    accelerate launch training_scripts/train_gan.py --architecture mlp --loss minimax --unconditional
+    accelerate launch training_scripts/train_gan.py --train_data_dir my_images/ --resolution 64 --augment ada
+    # LoRA fine-tuning of a trained generator on a small new set; saves only the adapter:
+    accelerate launch training_scripts/train_gan.py --pretrained_model_name_or_path gan-digits \
+        --train_data_dir sevens/ --lora_rank 8 --output_dir gan-sevens-lora
+
+Each step is written out below: `--d_steps_per_g_step` discriminator (critic) updates, then one generator update,
+each with its own optimizer and learning rate. The folder loads with `hfgen.GANPipeline.from_pretrained(dir)`,
+`hfgen.GANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)` (after `import hfgen`).
+"""
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from tqdm.auto import tqdm
+
+import hfgen
+from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
+from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from hfgen.metrics import digits_reference_metrics
+from hfgen.models.gan import LORA_GENERATOR_TARGETS
+from hfgen.training import save_checkpoint
+from hfgen.training.augment import AdaptiveAugmentation
+from hfgen.training.ema import create_ema, update_ema
+from hfgen.training.evaluation import evaluate_generator
+from hfgen.training.gan_folder import save_gan_folder
+from hfgen.training.runs import (
+    add_data_arguments,
+    add_run_arguments,
+    check_finite,
+    check_run_arguments,
+    endless_batches,
+    filter_classes,
+    make_accelerator,
+    make_train_dataloader,
+    push_folder,
+    random_flip,
+    replica_max_difference,
+    resume_run,
+    save_grid,
+    uses_builtin_data,
+)
+
+logger = get_logger(__name__)
+
+# The architecture of a new model when no --model_config_name_or_path is given: sized so that the default run on the
+# built-in digits trains in a few minutes on 2 CPU cores.
+DEFAULT_ARCHITECTURE = dict(latent_dim=64, generator_channels=32, discriminator_channels=32, max_channels=128,
+                            class_embedding_dim=16)
+
+
+def parse_args(input_args=None):
+    parser = argparse.ArgumentParser(description="Train a GAN / DCGAN / WGAN-GP / conditional GAN with hfgen.")
+    add_data_arguments(parser, BUILTIN_DIGITS)
+    parser.add_argument("--unconditional", action="store_true",
+                        help="Ignore the dataset's labels (by default a labelled dataset trains a conditional GAN).")
+    parser.add_argument("--architecture", type=str, default="dcgan", choices=["mlp", "dcgan"])
+    parser.add_argument("--loss", type=str, default="non-saturating", choices=GAN_LOSSES)
+    parser.add_argument("--gp_weight", type=float, default=10.0, help="lambda of WGAN-GP's gradient penalty.")
+    parser.add_argument("--r1_gamma", type=float, default=0.0, help="R1 penalty weight gamma (0: off).")
+    parser.add_argument("--r1_interval", type=int, default=16, help="Lazy regularisation: R1 every this many D steps.")
+    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
+                        help="A folder or Hub id written by this script: the generator, and its discriminator/ if kept.")
+    parser.add_argument("--model_config_name_or_path", type=str, default=None, help="A GANConfig for a new model.")
+    parser.add_argument("--lora_rank", type=int, default=0,
+                        help="Fine-tune the pretrained generator with PEFT LoRA of this rank and save only the adapter.")
+    parser.add_argument("--d_steps_per_g_step", type=int, default=1, help="Critic updates per generator update (n_critic).")
+    parser.add_argument("--generator_learning_rate", type=float, default=2e-4)
+    parser.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
+    parser.add_argument("--adam_beta1", type=float, default=0.5)
+    parser.add_argument("--adam_beta2", type=float, default=0.999)
+    parser.add_argument("--ema_decay", type=float, default=0.999, help="EMA of the generator's weights (0: off).")
+    parser.add_argument("--augment", type=str, default="none", choices=["none", "diffaugment", "ada"],
+                        help="Differentiable augmentation of what D sees: fixed probability, or adapted (ADA).")
+    parser.add_argument("--augment_policy", type=str, default="color,translation,cutout")
+    parser.add_argument("--augment_probability", type=float, default=None,
+                        help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.")
+    parser.add_argument("--ada_target", type=float, default=0.6)
+    parser.add_argument("--loss_limit", type=float, default=1e5,
+                        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.")
+    parser.add_argument("--save_discriminator", action=argparse.BooleanOptionalAction, default=True,
+                        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.")
+    add_run_arguments(parser, output_dir="gan-digits")
+    parser.set_defaults(num_train_epochs=25, checkpointing_steps=250, validation_steps=250)
+    args = parser.parse_args(input_args)
+    check_run_arguments(parser, args, BUILTIN_DIGITS)
+    if args.d_steps_per_g_step < 1 or args.r1_interval < 1:
+        parser.error("--d_steps_per_g_step and --r1_interval must be at least 1")
+    if args.lora_rank < 0:
+        parser.error(f"--lora_rank must be 0 (off) or more, got {args.lora_rank}")
+    if args.lora_rank and args.pretrained_model_name_or_path is None:
+        parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
+    if args.augment_probability is None:
+        args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
+    return args
+
+
+def build_models(args, num_classes: int):
+    channels = 1 if args.color_mode == "L" else 3
+    if args.pretrained_model_name_or_path is not None:
+        generator = hfgen.GANGenerator.from_pretrained(args.pretrained_model_name_or_path)
+        discriminator_dir = os.path.join(args.pretrained_model_name_or_path, "discriminator")
+        if os.path.isdir(discriminator_dir):
+            discriminator = hfgen.GANDiscriminator.from_pretrained(discriminator_dir)
+        else:
+            logger.info("no discriminator/ next to the generator: starting a new discriminator")
+            discriminator = hfgen.GANDiscriminator(generator.config)
+    else:
+        if args.model_config_name_or_path is not None:
+            config = hfgen.GANConfig.from_pretrained(args.model_config_name_or_path)
+        else:
+            config = hfgen.GANConfig(architecture=args.architecture, image_size=args.resolution,
+                                     num_channels=channels, num_classes=num_classes,
+                                     # WGAN-GP's penalty is per image: batch statistics in the critic break it.
+                                     discriminator_norm="layer" if args.loss == "wgan-gp" else "batch",
+                                     **DEFAULT_ARCHITECTURE)
+        generator, discriminator = hfgen.GANGenerator(config), hfgen.GANDiscriminator(config)
+    config = generator.config
+    problems = []
+    if config.num_channels != channels:
+        problems.append(f"it takes {config.num_channels}-channel images but --color_mode {args.color_mode} gives {channels}")
+    if config.image_size != args.resolution:
+        problems.append(f"it makes {config.image_size}px images but --resolution is {args.resolution}")
+    if config.num_classes != num_classes:
+        problems.append(f"it is conditional on {config.num_classes} classes (0: unconditional) but the data gives "
+                        f"{num_classes} (use --unconditional to ignore labels)")
+    if problems:
+        raise ValueError("the model does not fit the data: " + "; ".join(problems))
+    if args.loss == "wgan-gp" and discriminator.config.discriminator_norm == "batch":
+        raise ValueError("--loss wgan-gp needs a critic without batch norm: set discriminator_norm to 'layer' or 'none'")
+    return generator, discriminator
+
+
+def main(args):
+    accelerator = make_accelerator(args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    # 1. data: every image is checked before training starts
+    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name,
+                                 args.cache_dir)
+    dataset = filter_classes(dataset, args.class_filter)
+    num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
+    transform = image_transform(args.resolution, args.color_mode)
+    train_dataset = dataset["train"].with_transform(transform)
+    test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+
+    # 2. models: built with the same seed everywhere, then each process gets its own stream of noise
+    set_seed(args.seed)
+    generator, discriminator = build_models(args, num_classes)
+    if args.dry_run:
+        if accelerator.is_main_process:
+            print(json.dumps({"args": vars(args), "model_config": generator.config.to_dict(),
+                              "num_classes": num_classes}, indent=2, default=str))
+        return None
+    if args.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        generator = get_peft_model(generator, LoraConfig(
+            r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=LORA_GENERATOR_TARGETS,
+            modules_to_save=["norm", "input_norm"]))  # LoRA cannot adapt batch norm: it is trained in full
+    set_seed(args.seed, device_specific=True)
+    use_ema = args.ema_decay > 0 and not args.lora_rank
+    ema_generator = create_ema(generator) if use_ema else None
+
+    train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
+
+    # 3. optimisation: one optimizer (and schedule) per network
+    betas = (args.adam_beta1, args.adam_beta2)
+    g_optimizer = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad],
+                                   lr=args.generator_learning_rate, betas=betas)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.discriminator_learning_rate, betas=betas)
+    batches_per_step = args.d_steps_per_g_step * args.gradient_accumulation_steps
+    batches_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes)
+    if args.max_train_steps is None:
+        args.max_train_steps = max(1, args.num_train_epochs * batches_per_epoch // batches_per_step)
+    # accelerate steps a prepared scheduler once per process at every step
+    g_scheduler, d_scheduler = (
+        get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                      num_training_steps=args.max_train_steps * accelerator.num_processes)
+        for optimizer in (g_optimizer, d_optimizer))
+    generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
+        accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
+                            d_scheduler))
+    augment = None
+    if args.augment != "none":
+        augment = AdaptiveAugmentation(args.augment_policy, args.augment_probability, adaptive=args.augment == "ada",
+                                       target=args.ada_target)
+        accelerator.register_for_checkpointing(augment)
+    if ema_generator is not None:
+        ema_generator.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_generator)
+
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        accelerator.init_trackers("train_gan", config={k: v for k, v in vars(args).items()
+                                                        if isinstance(v, (int, float, str, bool))})
+
+    # 4. resume: networks, optimizers, schedules, EMA, augmentation state and RNG states come back together
+    global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
+
+    logger.info(f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps of "
+                f"{args.d_steps_per_g_step} D + 1 G update(s), batch {args.train_batch_size} x "
+                f"{args.gradient_accumulation_steps} x {accelerator.num_processes} processes")
+    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
+                    disable=not accelerator.is_local_main_process)
+    batches = endless_batches(accelerator, train_dataloader, global_step * batches_per_step)
+    unwrapped_generator = accelerator.unwrap_model(generator)
+    unwrapped_discriminator = accelerator.unwrap_model(discriminator)
+    latent_dim = unwrapped_generator.config.latent_dim
+    d_step_count = global_step * args.d_steps_per_g_step
+
+    def see(images):
+        return augment(images) if augment is not None else images
+
+    # 5. the loop
+    generator.train()
+    discriminator.train()
+    while global_step < args.max_train_steps:
+        # 5a. discriminator (critic) updates: real images against generated ones, which get no gradient here
+        for _ in range(args.d_steps_per_g_step):
+            d_optimizer.zero_grad(set_to_none=True)
+            apply_r1 = args.r1_gamma > 0 and d_step_count % args.r1_interval == 0
+            sign_sum, real_count = torch.zeros((), device=accelerator.device), 0
+            for micro_step in range(args.gradient_accumulation_steps):
+                batch = next(batches)
+                real = batch["pixel_values"]
+                if args.random_flip:
+                    real = random_flip(real)
+                labels = batch["labels"] if num_classes else None
+                with torch.no_grad():
+                    z = torch.randn(real.shape[0], latent_dim, device=real.device)
+                    fake = unwrapped_generator(z, labels=labels).sample
+                real_seen = see(real).detach().requires_grad_(apply_r1)
+                # Gradients are averaged across processes once, on the last micro-batch.
+                last = micro_step == args.gradient_accumulation_steps - 1
+                with contextlib.nullcontext() if last else accelerator.no_sync(discriminator):
+                    real_logits = discriminator(real_seen, labels=labels).logits
+                    fake_logits = discriminator(see(fake), labels=labels).logits
+                    d_loss = discriminator_loss(real_logits, fake_logits, args.loss)
+                    check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
+                    total = d_loss
+                    if args.loss == "wgan-gp":
+                        total = total + gradient_penalty(lambda x: discriminator(x, labels=labels).logits,
+                                                         real_seen, see(fake), weight=args.gp_weight)
+                    if apply_r1:
+                        # Lazy regularisation: every r1_interval steps, scaled up by the interval.
+                        total = total + r1_penalty(real_logits, real_seen) * (args.r1_gamma / 2) * args.r1_interval
+                    accelerator.backward(total / args.gradient_accumulation_steps)
+                sign_sum += real_logits.detach().sign().sum()
+                real_count += real.shape[0]
+            if args.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+            d_optimizer.step()
+            d_step_count += 1
+            if augment is not None:
+                # Every process adapts p from the same, summed statistic, so p stays identical across replicas.
+                totals = accelerator.reduce(torch.stack([sign_sum, torch.tensor(float(real_count), device=sign_sum.device)]),
+                                            reduction="sum")
+                augment.accumulate(totals[0].item(), int(totals[1].item()))
+
+        # 5b. generator update: fool the discriminator, whose weights stay out of this step
+        g_optimizer.zero_grad(set_to_none=True)
+        unwrapped_discriminator.requires_grad_(False)
+        for micro_step in range(args.gradient_accumulation_steps):
+            z = torch.randn(args.train_batch_size, latent_dim, device=accelerator.device)
+            labels = torch.randint(0, num_classes, (args.train_batch_size,), device=accelerator.device) \
+                if num_classes else None
+            last = micro_step == args.gradient_accumulation_steps - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(generator):
+                fake = generator(z, labels=labels).sample
+                g_loss = generator_loss(unwrapped_discriminator(see(fake), labels=labels).logits, args.loss)
+                check_finite(g_loss, "the generator loss", global_step, args.output_dir, args.loss_limit)
+                accelerator.backward(g_loss / args.gradient_accumulation_steps)
+        unwrapped_discriminator.requires_grad_(True)
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(generator.parameters(), args.max_grad_norm)
+        g_optimizer.step()
+        g_scheduler.step()
+        d_scheduler.step()
+        if ema_generator is not None:
+            update_ema(ema_generator, unwrapped_generator, args.ema_decay, global_step)
+
+        global_step += 1
+        progress.update(1)
+        logs = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
+                "d_fake": fake_logits.mean().item(), "lr_g": g_scheduler.get_last_lr()[0]}
+        if augment is not None:
+            logs["augment_p"] = augment.probability
+        progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")
+        accelerator.log(logs, step=global_step)
+
+        if global_step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+        if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
+            validate(published(ema_generator, unwrapped_generator), test_dataset, num_classes, args, accelerator, global_step)
+            generator.train()
+    progress.close()
+
+    # 6. final metrics (all processes), then the Hub-ready folder (main process)
+    accelerator.wait_for_everyone()
+    replica_difference = replica_max_difference(accelerator, generator)
+    if replica_difference > 0:
+        logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
+    final_generator = published(ema_generator, unwrapped_generator)
+    metrics = validate(final_generator, test_dataset, num_classes, args, accelerator, global_step)
+    if accelerator.is_main_process:
+        # The references describe the whole built-in set: they do not apply to a class-filtered subset.
+        references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0) \
+            if uses_builtin_data(args, BUILTIN_DIGITS) and args.class_filter is None else None
+        run = {"step": global_step, "num_processes": accelerator.num_processes,
+               "replica_max_abs_difference": replica_difference}
+        save_folder(final_generator, unwrapped_discriminator, num_classes, args, metrics, references, run)
+        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
+        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
+        if args.push_to_hub:
+            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, "train_gan.py")
+            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    accelerator.end_training()
+    return metrics
+
+
+def published(ema_generator, generator_model):
+    """The generator that is validated and saved: the EMA copy when there is one."""
+    return ema_generator if ema_generator is not None else generator_model
+
+
+def plain_generator(generator_model):
+    """A `GANGenerator` for pipelines: LoRA-adapted generators are merged into a copy (exact for plain layers)."""
+    if hasattr(generator_model, "merge_and_unload"):
+        return copy.deepcopy(generator_model).merge_and_unload()
+    return generator_model
+
+
+def sampler(generator_model, num_classes: int):
+    """`sample(batch_size, labels, torch_generator)` for `evaluate_generator`, in eval mode."""
+    def sample(batch_size, labels, torch_generator):
+        z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
+        return generator_model(z.to(generator_model.device), labels=labels).sample
+    return sample
+
+
+@torch.no_grad()
+def validate(generator_model, test_dataset, num_classes: int, args, accelerator, step: int) -> dict:
+    """Sample grid (main process) and metrics (all processes) of `generator_model`; logged to the trackers."""
+    was_training = generator_model.training
+    generator_model.eval()
+    if accelerator.is_main_process:
+        pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
+        pipeline.set_progress_bar_config(disable=True)
+        count = args.num_validation_images
+        labels = [i % num_classes for i in range(count)] if num_classes else None
+        images = pipeline(batch_size=count, class_labels=labels,
+                          generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
+        save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
+                  columns=num_classes or None)
+    metrics = {}
+    if test_dataset is not None:
+        metrics = evaluate_generator(sampler(generator_model, num_classes), test_dataset, accelerator,
+                                     args.num_eval_samples, args.seed, num_classes,
+                                     measure_distribution=uses_builtin_data(args, BUILTIN_DIGITS))
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+        logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    generator_model.train(was_training)
+    return metrics
+
+
+def save_folder(generator_model, discriminator, num_classes: int, args, metrics, references, run):
+    generator_model.eval()
+    sample_kwargs = {"class_labels": [i % num_classes for i in range(64)]} if num_classes else {}
+    # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
+    pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
+    config = pipeline.gan.config
+    tags = ["gan", config.architecture, args.loss] + (["conditional-gan"] if num_classes else []) + \
+        (["lora"] if args.lora_rank else [])
+    save_gan_folder(args.output_dir, pipeline, generator_model,
+                    discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
+                    references, run, family="gan", tags=tags, sample_kwargs=sample_kwargs,
+                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank)
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,420 @@
+#!/usr/bin/env python
+"""Train StyleGAN 2 (or StyleGAN 1 with --style_block adain), ending with a Hub-ready folder and measured metrics.
+
+    accelerate launch training_scripts/train_stylegan.py                          # conditional StyleGAN 2, digits
+    accelerate launch training_scripts/train_stylegan.py --style_block adain --generator_architecture plain \
+        --discriminator_architecture plain --unconditional                        # StyleGAN 1 layers
+    accelerate launch training_scripts/train_stylegan.py --train_data_dir my_images/ --resolution 64 --augment ada
+
+The loop is StyleGAN 2's: a discriminator step (logistic loss, lazy R1 every --r1_interval steps) and a generator
+step (non-saturating loss, style mixing with probability --style_mixing_prob, lazy path-length regularisation every
+--pl_interval steps), separate Adam optimizers whose learning rate and betas are corrected for the lazy
+regularisation, and an EMA of the generator. The folder loads with `hfgen.StyleGANPipeline.from_pretrained(dir)`,
+`hfgen.StyleGANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)`.
+"""
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import os
+
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from tqdm.auto import tqdm
+
+import hfgen
+from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
+from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
+from hfgen.metrics import digits_reference_metrics
+from hfgen.models.stylegan import LORA_STYLE_TARGETS
+from hfgen.training import save_checkpoint
+from hfgen.training.augment import AdaptiveAugmentation
+from hfgen.training.ema import create_ema, update_ema
+from hfgen.training.evaluation import evaluate_generator
+from hfgen.training.gan_folder import save_gan_folder
+from hfgen.training.runs import (
+    add_data_arguments,
+    add_run_arguments,
+    check_finite,
+    check_run_arguments,
+    endless_batches,
+    filter_classes,
+    make_accelerator,
+    make_train_dataloader,
+    push_folder,
+    random_flip,
+    replica_max_difference,
+    resume_run,
+    save_grid,
+    uses_builtin_data,
+)
+
+logger = get_logger(__name__)
+
+# A new model's architecture when no --model_config_name_or_path is given: small enough for the default run on the
+# built-in digits to train in minutes on 2 CPU cores. The default resolution is 16: the digit scans are 8x8, so 16
+# keeps all their detail at a quarter of the cost of 32.
+DEFAULT_ARCHITECTURE = dict(latent_dim=64, w_dim=64, mapping_layers=4, channel_base=512, channel_max=64)
+
+
+def parse_args(input_args=None):
+    parser = argparse.ArgumentParser(description="Train StyleGAN 1 / 2 with hfgen.")
+    add_data_arguments(parser, BUILTIN_DIGITS)
+    parser.add_argument("--unconditional", action="store_true",
+                        help="Ignore the dataset's labels (by default a labelled dataset trains a conditional model).")
+    parser.add_argument("--style_block", type=str, default="modulated", choices=["modulated", "adain"])
+    parser.add_argument("--generator_architecture", type=str, default="skip", choices=["skip", "plain"])
+    parser.add_argument("--discriminator_architecture", type=str, default="resnet", choices=["resnet", "plain"])
+    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
+                        help="A folder or Hub id written by this script: the generator, and its discriminator/ if kept.")
+    parser.add_argument("--model_config_name_or_path", type=str, default=None, help="A StyleGANConfig for a new model.")
+    parser.add_argument("--lora_rank", type=int, default=0,
+                        help="Fine-tune the pretrained generator's mapping network and style affines with PEFT LoRA of "
+                             "this rank, and save only the adapter.")
+    parser.add_argument("--generator_learning_rate", type=float, default=2e-3)
+    parser.add_argument("--discriminator_learning_rate", type=float, default=2e-3)
+    parser.add_argument("--adam_beta1", type=float, default=0.0)
+    parser.add_argument("--adam_beta2", type=float, default=0.99)
+    parser.add_argument("--r1_gamma", type=float, default=0.1, help="R1 weight gamma (0.01 to 10 depending on data).")
+    parser.add_argument("--r1_interval", type=int, default=16, help="Lazy regularisation: R1 every this many D steps.")
+    parser.add_argument("--pl_weight", type=float, default=2.0, help="Path-length regularisation weight (0: off).")
+    parser.add_argument("--pl_interval", type=int, default=4, help="Path-length regularisation every this many G steps.")
+    parser.add_argument("--pl_batch_shrink", type=int, default=2, help="The path-length batch is this much smaller.")
+    parser.add_argument("--style_mixing_prob", type=float, default=0.9)
+    parser.add_argument("--ema_decay", type=float, default=0.999, help="EMA of the generator's weights (0: off).")
+    parser.add_argument("--augment", type=str, default="none", choices=["none", "diffaugment", "ada"])
+    parser.add_argument("--augment_policy", type=str, default="color,translation,cutout")
+    parser.add_argument("--augment_probability", type=float, default=None,
+                        help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.")
+    parser.add_argument("--ada_target", type=float, default=0.6)
+    parser.add_argument("--truncation_psi", type=float, default=1.0, help="Truncation of the saved sample grid.")
+    parser.add_argument("--loss_limit", type=float, default=1e5,
+                        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.")
+    parser.add_argument("--save_discriminator", action=argparse.BooleanOptionalAction, default=True,
+                        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.")
+    add_run_arguments(parser, output_dir="stylegan-digits")
+    parser.set_defaults(resolution=16, num_train_epochs=40, checkpointing_steps=300, validation_steps=300)
+    args = parser.parse_args(input_args)
+    check_run_arguments(parser, args, BUILTIN_DIGITS)
+    for name in ("r1_interval", "pl_interval", "pl_batch_shrink"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.style_mixing_prob <= 1:
+        parser.error(f"--style_mixing_prob must lie in [0, 1], got {args.style_mixing_prob}")
+    if args.lora_rank < 0:
+        parser.error(f"--lora_rank must be 0 (off) or more, got {args.lora_rank}")
+    if args.lora_rank and args.pretrained_model_name_or_path is None:
+        parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
+    if args.augment_probability is None:
+        args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
+    return args
+
+
+def build_models(args, num_classes: int):
+    channels = 1 if args.color_mode == "L" else 3
+    if args.pretrained_model_name_or_path is not None:
+        generator = hfgen.StyleGANGenerator.from_pretrained(args.pretrained_model_name_or_path)
+        discriminator_dir = os.path.join(args.pretrained_model_name_or_path, "discriminator")
+        if os.path.isdir(discriminator_dir):
+            discriminator = hfgen.StyleGANDiscriminator.from_pretrained(discriminator_dir)
+        else:
+            logger.info("no discriminator/ next to the generator: starting a new discriminator")
+            discriminator = hfgen.StyleGANDiscriminator(generator.config)
+    else:
+        if args.model_config_name_or_path is not None:
+            config = hfgen.StyleGANConfig.from_pretrained(args.model_config_name_or_path)
+        else:
+            config = hfgen.StyleGANConfig(
+                resolution=args.resolution, num_channels=channels, num_classes=num_classes,
+                style_block=args.style_block, generator_architecture=args.generator_architecture,
+                discriminator_architecture=args.discriminator_architecture, **DEFAULT_ARCHITECTURE)
+        generator, discriminator = hfgen.StyleGANGenerator(config), hfgen.StyleGANDiscriminator(config)
+    config = generator.config
+    problems = []
+    if config.num_channels != channels:
+        problems.append(f"it takes {config.num_channels}-channel images but --color_mode {args.color_mode} gives {channels}")
+    if config.resolution != args.resolution:
+        problems.append(f"it makes {config.resolution}px images but --resolution is {args.resolution}")
+    if config.num_classes != num_classes:
+        problems.append(f"it is conditional on {config.num_classes} classes (0: unconditional) but the data gives "
+                        f"{num_classes} (use --unconditional to ignore labels)")
+    if problems:
+        raise ValueError("the model does not fit the data: " + "; ".join(problems))
+    return generator, discriminator
+
+
+def lazy_adam(parameters, learning_rate: float, betas: tuple, interval: int) -> torch.optim.Adam:
+    """Adam for a network regularised every `interval` steps: StyleGAN 2 scales the learning rate and the betas by
+    interval / (interval + 1), so the main loss and the occasional regulariser share one optimizer state."""
+    ratio = interval / (interval + 1)
+    return torch.optim.Adam(parameters, lr=learning_rate * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+
+
+def main(args):
+    accelerator = make_accelerator(args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    # 1. data: every image is checked before training starts
+    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name,
+                                 args.cache_dir)
+    dataset = filter_classes(dataset, args.class_filter)
+    num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
+    transform = image_transform(args.resolution, args.color_mode)
+    train_dataset = dataset["train"].with_transform(transform)
+    test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+
+    # 2. models
+    set_seed(args.seed)
+    generator, discriminator = build_models(args, num_classes)
+    if args.dry_run:
+        if accelerator.is_main_process:
+            print(json.dumps({"args": vars(args), "model_config": generator.config.to_dict(),
+                              "num_classes": num_classes}, indent=2, default=str))
+        return None
+    if args.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        generator = get_peft_model(generator, LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank,
+                                                         target_modules=LORA_STYLE_TARGETS))
+    set_seed(args.seed, device_specific=True)
+    use_ema = args.ema_decay > 0 and not args.lora_rank
+    ema_generator = create_ema(generator) if use_ema else None
+    train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
+
+    # 3. optimisation: one optimizer per network, corrected for its lazy regulariser
+    betas = (args.adam_beta1, args.adam_beta2)
+    g_interval = args.pl_interval if args.pl_weight > 0 else 0
+    d_interval = args.r1_interval if args.r1_gamma > 0 else 0
+    g_optimizer = lazy_adam([p for p in generator.parameters() if p.requires_grad], args.generator_learning_rate,
+                            betas, g_interval)
+    d_optimizer = lazy_adam(discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval)
+    batches_per_step = args.gradient_accumulation_steps
+    batches_per_epoch = -(-len(train_dataloader) // accelerator.num_processes)
+    if args.max_train_steps is None:
+        args.max_train_steps = max(1, args.num_train_epochs * batches_per_epoch // batches_per_step)
+    g_scheduler, d_scheduler = (
+        get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                      num_training_steps=args.max_train_steps * accelerator.num_processes)
+        for optimizer in (g_optimizer, d_optimizer))
+    generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
+        accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
+                            d_scheduler))
+    augment = None
+    if args.augment != "none":
+        augment = AdaptiveAugmentation(args.augment_policy, args.augment_probability, adaptive=args.augment == "ada",
+                                       target=args.ada_target)
+        accelerator.register_for_checkpointing(augment)
+    if ema_generator is not None:
+        ema_generator.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_generator)
+    # The running mean of path lengths is training state too: a tensor inside a module, so it is checkpointed.
+    path_length_state = torch.nn.Module()
+    path_length_state.register_buffer("mean", torch.zeros((), device=accelerator.device))
+    accelerator.register_for_checkpointing(path_length_state)
+
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        accelerator.init_trackers("train_stylegan", config={k: v for k, v in vars(args).items()
+                                                             if isinstance(v, (int, float, str, bool))})
+
+    # 4. resume: networks, optimizers, schedules, EMA, augmentation and path-length state, RNG states
+    global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
+
+    logger.info(f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps, "
+                f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} x {accelerator.num_processes} "
+                "processes")
+    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
+                    disable=not accelerator.is_local_main_process)
+    batches = endless_batches(accelerator, train_dataloader, global_step * batches_per_step)
+    unwrapped_generator = accelerator.unwrap_model(generator)
+    unwrapped_discriminator = accelerator.unwrap_model(discriminator)
+    config = unwrapped_generator.config
+    num_ws = config.num_ws
+
+    def see(images):
+        return augment(images) if augment is not None else images
+
+    def generate(model, z, labels):
+        """Images and their ws from `model` (the DDP replica or the plain module), with style mixing regularisation:
+        with probability style_mixing_prob, a second z takes over from a random layer on."""
+        mixing = {}
+        if torch.rand(()) < args.style_mixing_prob:
+            mixing = {"crossover_layer": int(torch.randint(1, num_ws, ())), "mixing_latents": torch.randn_like(z)}
+        output = model(z, labels=labels, **mixing)
+        return output.sample, output.ws
+
+    # 5. the loop
+    generator.train()
+    discriminator.train()
+    while global_step < args.max_train_steps:
+        # 5a. discriminator step: logistic loss, plus lazy R1 on the real images every r1_interval steps
+        d_optimizer.zero_grad(set_to_none=True)
+        apply_r1 = d_interval and global_step % d_interval == 0
+        sign_sum, real_count = torch.zeros((), device=accelerator.device), 0
+        micro_labels = []
+        for micro_step in range(args.gradient_accumulation_steps):
+            batch = next(batches)
+            real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
+            labels = batch["labels"] if num_classes else None
+            micro_labels.append(labels)
+            with torch.no_grad():
+                z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
+                fake, _ = generate(unwrapped_generator, z, labels)
+            real_seen = see(real).detach().requires_grad_(bool(apply_r1))
+            last = micro_step == args.gradient_accumulation_steps - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(discriminator):
+                real_logits = discriminator(real_seen, labels=labels).logits
+                fake_logits = discriminator(see(fake), labels=labels).logits
+                d_loss = discriminator_loss(real_logits, fake_logits, "non-saturating")
+                check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
+                total = d_loss
+                if apply_r1:
+                    total = total + r1_penalty(real_logits, real_seen) * (args.r1_gamma / 2) * d_interval
+                accelerator.backward(total / args.gradient_accumulation_steps)
+            sign_sum += real_logits.detach().sign().sum()
+            real_count += real.shape[0]
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+        d_optimizer.step()
+        if augment is not None:
+            totals = accelerator.reduce(torch.stack([sign_sum, torch.tensor(float(real_count), device=sign_sum.device)]),
+                                        reduction="sum")
+            augment.accumulate(totals[0].item(), int(totals[1].item()))
+
+        # 5b. generator step: non-saturating loss with style mixing, plus lazy path-length regularisation
+        g_optimizer.zero_grad(set_to_none=True)
+        unwrapped_discriminator.requires_grad_(False)
+        apply_pl = g_interval and global_step % g_interval == 0
+        for micro_step, labels in enumerate(micro_labels):
+            batch_size = args.train_batch_size if labels is None else labels.shape[0]
+            z = torch.randn(batch_size, config.latent_dim, device=accelerator.device)
+            last = micro_step == args.gradient_accumulation_steps - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(generator):
+                fake, _ = generate(generator, z, labels)
+                g_loss = generator_loss(unwrapped_discriminator(see(fake), labels=labels).logits, "non-saturating")
+                check_finite(g_loss, "the generator loss", global_step, args.output_dir, args.loss_limit)
+                total = g_loss
+                if apply_pl:
+                    # On a smaller batch, through the same replica (so DDP sees one forward per backward).
+                    pl_batch = max(1, batch_size // args.pl_batch_shrink)
+                    pl_labels = None if labels is None else labels[:pl_batch]
+                    pl_images, pl_ws = generate(generator, z[:pl_batch], pl_labels)
+                    penalty, new_mean = path_length_penalty(pl_images, pl_ws, path_length_state.mean)
+                    path_length_state.mean.copy_(accelerator.reduce(new_mean, reduction="mean"))
+                    # The 0 * images term keeps every output in the graph, as StyleGAN 2 does.
+                    total = total + (penalty * args.pl_weight * g_interval + 0 * pl_images.sum())
+                accelerator.backward(total / args.gradient_accumulation_steps)
+        unwrapped_discriminator.requires_grad_(True)
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(generator.parameters(), args.max_grad_norm)
+        g_optimizer.step()
+        g_scheduler.step()
+        d_scheduler.step()
+        if ema_generator is not None:
+            update_ema(ema_generator, unwrapped_generator, args.ema_decay, global_step)
+
+        global_step += 1
+        progress.update(1)
+        logs = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
+                "d_fake": fake_logits.mean().item(), "path_length_mean": path_length_state.mean.item()}
+        if augment is not None:
+            logs["augment_p"] = augment.probability
+        progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")
+        accelerator.log(logs, step=global_step)
+
+        if global_step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+        if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
+            validate(published(ema_generator, unwrapped_generator), test_dataset, num_classes, args, accelerator,
+                     global_step)
+            generator.train()
+    progress.close()
+
+    # 6. final metrics (all processes), then the Hub-ready folder (main process)
+    accelerator.wait_for_everyone()
+    replica_difference = replica_max_difference(accelerator, generator)
+    if replica_difference > 0:
+        logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
+    final_generator = published(ema_generator, unwrapped_generator)
+    metrics = validate(final_generator, test_dataset, num_classes, args, accelerator, global_step)
+    if accelerator.is_main_process:
+        # The references describe the whole built-in set: they do not apply to a class-filtered subset.
+        references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0) \
+            if uses_builtin_data(args, BUILTIN_DIGITS) and args.class_filter is None else None
+        run = {"step": global_step, "num_processes": accelerator.num_processes,
+               "replica_max_abs_difference": replica_difference}
+        save_folder(final_generator, unwrapped_discriminator, num_classes, args, metrics, references, run)
+        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
+        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
+        if args.push_to_hub:
+            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir,
+                                  "train_stylegan.py")
+            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    accelerator.end_training()
+    return metrics
+
+
+def published(ema_generator, generator_model):
+    """The generator that is validated and saved: the EMA copy when there is one."""
+    return ema_generator if ema_generator is not None else generator_model
+
+
+def plain_generator(generator_model):
+    """A `StyleGANGenerator` for pipelines. LoRA-adapted generators run unmerged (merging would be rescaled by the
+    equalised learning rate), inside a copy whose adapter layers stay attached."""
+    return generator_model.get_base_model() if hasattr(generator_model, "get_base_model") else generator_model
+
+
+@torch.no_grad()
+def validate(generator_model, test_dataset, num_classes: int, args, accelerator, step: int) -> dict:
+    """Sample grid (main process) and metrics (all processes) of `generator_model`; logged to the trackers."""
+    was_training = generator_model.training
+    generator_model.eval()
+    if accelerator.is_main_process:
+        pipeline = hfgen.StyleGANPipeline(stylegan=plain_generator(generator_model))
+        pipeline.set_progress_bar_config(disable=True)
+        count = args.num_validation_images
+        labels = [i % num_classes for i in range(count)] if num_classes else None
+        images = pipeline(batch_size=count, class_labels=labels, noise_mode="const",
+                          generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
+        save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
+                  columns=num_classes or None)
+    metrics = {}
+    if test_dataset is not None:
+        base = plain_generator(generator_model)
+
+        def sample(batch_size, labels, torch_generator):
+            z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
+            return base(z, labels=labels, noise_mode="const").sample
+
+        metrics = evaluate_generator(sample, test_dataset, accelerator, args.num_eval_samples, args.seed, num_classes,
+                                     measure_distribution=uses_builtin_data(args, BUILTIN_DIGITS))
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+        logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    generator_model.train(was_training)
+    return metrics
+
+
+def save_folder(generator_model, discriminator, num_classes: int, args, metrics, references, run):
+    generator_model.eval()
+    sample_kwargs = {"truncation_psi": args.truncation_psi, "noise_mode": "const"}
+    if num_classes:
+        sample_kwargs["class_labels"] = [i % num_classes for i in range(64)]
+    # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached draws samples.
+    sampling_model = copy.deepcopy(plain_generator(generator_model)) if args.lora_rank else generator_model
+    pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
+    config = sampling_model.config
+    tags = ["stylegan", "stylegan2" if config.style_block == "modulated" else "stylegan1"] + \
+        (["conditional-gan"] if num_classes else []) + (["lora"] if args.lora_rank else [])
+    save_gan_folder(args.output_dir, pipeline, generator_model,
+                    discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
+                    references, run, family="stylegan", tags=tags, sample_kwargs=sample_kwargs,
+                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank)
+
+
+if __name__ == "__main__":
+    main(parse_args())
