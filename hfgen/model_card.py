@@ -172,4 +172,17 @@ def render_model_card(
     return ModelCard(content)
 
 
-__all__ = ["EvalMetric", "available_families", "render_model_card"]
+
+def card_metrics(metrics: dict, references: dict | None, dataset_type: str, names: dict) -> list[EvalMetric]:
+    """Metrics measured on the built-in digits' held-out split (those of `names`, a key-to-title mapping) and the FID
+    references, as model-index entries."""
+    dataset = dict(dataset_name="hfgen digits (held-out split)", dataset_type=dataset_type, dataset_split="test")
+    entries = [EvalMetric(name=names[key], type=key, value=float(metrics[key]), **dataset)
+               for key in names if key in metrics]
+    for reference, values in (references or {}).items():
+        entries.append(EvalMetric(name=f"digits-FID reference: {reference}", type=f"fid_{reference}",
+                                  value=float(values["fid"]), **dataset))
+    return entries
+
+
+__all__ = ["EvalMetric", "available_families", "card_metrics", "render_model_card"]

@@ -34,10 +34,18 @@ from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradien
 from hfgen.metrics import digits_reference_metrics
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
 from hfgen.training import save_checkpoint
-from hfgen.training.augment import AdaptiveAugmentation
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator
-from hfgen.training.gan_folder import save_gan_folder
+from hfgen.training.gan_runs import (
+    adapt_augmentation,
+    add_gan_arguments,
+    check_fits_data,
+    check_gan_arguments,
+    load_pretrained_pair,
+    make_augmentation,
+    published,
+    save_gan_folder,
+)
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -66,80 +74,38 @@ DEFAULT_ARCHITECTURE = dict(latent_dim=64, generator_channels=32, discriminator_
 def parse_args(input_args=None):
     parser = argparse.ArgumentParser(description="Train a GAN / DCGAN / WGAN-GP / conditional GAN with hfgen.")
     add_data_arguments(parser, BUILTIN_DIGITS)
-    parser.add_argument("--unconditional", action="store_true",
-                        help="Ignore the dataset's labels (by default a labelled dataset trains a conditional GAN).")
     parser.add_argument("--architecture", type=str, default="dcgan", choices=["mlp", "dcgan"])
     parser.add_argument("--loss", type=str, default="non-saturating", choices=GAN_LOSSES)
     parser.add_argument("--gp_weight", type=float, default=10.0, help="lambda of WGAN-GP's gradient penalty.")
     parser.add_argument("--r1_gamma", type=float, default=0.0, help="R1 penalty weight gamma (0: off).")
-    parser.add_argument("--r1_interval", type=int, default=16, help="Lazy regularisation: R1 every this many D steps.")
-    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
-                        help="A folder or Hub id written by this script: the generator, and its discriminator/ if kept.")
-    parser.add_argument("--model_config_name_or_path", type=str, default=None, help="A GANConfig for a new model.")
-    parser.add_argument("--lora_rank", type=int, default=0,
-                        help="Fine-tune the pretrained generator with PEFT LoRA of this rank and save only the adapter.")
     parser.add_argument("--d_steps_per_g_step", type=int, default=1, help="Critic updates per generator update (n_critic).")
-    parser.add_argument("--generator_learning_rate", type=float, default=2e-4)
-    parser.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
-    parser.add_argument("--adam_beta1", type=float, default=0.5)
-    parser.add_argument("--adam_beta2", type=float, default=0.999)
-    parser.add_argument("--ema_decay", type=float, default=0.999, help="EMA of the generator's weights (0: off).")
-    parser.add_argument("--augment", type=str, default="none", choices=["none", "diffaugment", "ada"],
-                        help="Differentiable augmentation of what D sees: fixed probability, or adapted (ADA).")
-    parser.add_argument("--augment_policy", type=str, default="color,translation,cutout")
-    parser.add_argument("--augment_probability", type=float, default=None,
-                        help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.")
-    parser.add_argument("--ada_target", type=float, default=0.6)
-    parser.add_argument("--loss_limit", type=float, default=1e5,
-                        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.")
-    parser.add_argument("--save_discriminator", action=argparse.BooleanOptionalAction, default=True,
-                        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.")
+    add_gan_arguments(parser, learning_rate=2e-4, betas=(0.5, 0.999))
     add_run_arguments(parser, output_dir="gan-digits")
     parser.set_defaults(num_train_epochs=25, checkpointing_steps=250, validation_steps=250)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args, BUILTIN_DIGITS)
-    if args.d_steps_per_g_step < 1 or args.r1_interval < 1:
-        parser.error("--d_steps_per_g_step and --r1_interval must be at least 1")
-    if args.lora_rank < 0:
-        parser.error(f"--lora_rank must be 0 (off) or more, got {args.lora_rank}")
-    if args.lora_rank and args.pretrained_model_name_or_path is None:
-        parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
-    if args.augment_probability is None:
-        args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
+    check_gan_arguments(parser, args)
+    if args.d_steps_per_g_step < 1:
+        parser.error(f"--d_steps_per_g_step must be at least 1, got {args.d_steps_per_g_step}")
     return args
 
 
 def build_models(args, num_classes: int):
-    channels = 1 if args.color_mode == "L" else 3
     if args.pretrained_model_name_or_path is not None:
-        generator = hfgen.GANGenerator.from_pretrained(args.pretrained_model_name_or_path)
-        discriminator_dir = os.path.join(args.pretrained_model_name_or_path, "discriminator")
-        if os.path.isdir(discriminator_dir):
-            discriminator = hfgen.GANDiscriminator.from_pretrained(discriminator_dir)
-        else:
-            logger.info("no discriminator/ next to the generator: starting a new discriminator")
-            discriminator = hfgen.GANDiscriminator(generator.config)
+        generator, discriminator = load_pretrained_pair(hfgen.GANGenerator, hfgen.GANDiscriminator,
+                                                        args.pretrained_model_name_or_path, logger)
     else:
         if args.model_config_name_or_path is not None:
             config = hfgen.GANConfig.from_pretrained(args.model_config_name_or_path)
         else:
             config = hfgen.GANConfig(architecture=args.architecture, image_size=args.resolution,
-                                     num_channels=channels, num_classes=num_classes,
+                                     num_channels=1 if args.color_mode == "L" else 3, num_classes=num_classes,
                                      # WGAN-GP's penalty is per image: batch statistics in the critic break it.
                                      discriminator_norm="layer" if args.loss == "wgan-gp" else "batch",
                                      **DEFAULT_ARCHITECTURE)
         generator, discriminator = hfgen.GANGenerator(config), hfgen.GANDiscriminator(config)
     config = generator.config
-    problems = []
-    if config.num_channels != channels:
-        problems.append(f"it takes {config.num_channels}-channel images but --color_mode {args.color_mode} gives {channels}")
-    if config.image_size != args.resolution:
-        problems.append(f"it makes {config.image_size}px images but --resolution is {args.resolution}")
-    if config.num_classes != num_classes:
-        problems.append(f"it is conditional on {config.num_classes} classes (0: unconditional) but the data gives "
-                        f"{num_classes} (use --unconditional to ignore labels)")
-    if problems:
-        raise ValueError("the model does not fit the data: " + "; ".join(problems))
+    check_fits_data(args, config.num_channels, config.image_size, config.num_classes, num_classes)
     if args.loss == "wgan-gp" and discriminator.config.discriminator_norm == "batch":
         raise ValueError("--loss wgan-gp needs a critic without batch norm: set discriminator_norm to 'layer' or 'none'")
     return generator, discriminator
@@ -195,11 +161,7 @@ def main(args):
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
         accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
                             d_scheduler))
-    augment = None
-    if args.augment != "none":
-        augment = AdaptiveAugmentation(args.augment_policy, args.augment_probability, adaptive=args.augment == "ada",
-                                       target=args.ada_target)
-        accelerator.register_for_checkpointing(augment)
+    augment = make_augmentation(args, accelerator)
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
@@ -266,11 +228,7 @@ def main(args):
                 accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
             d_optimizer.step()
             d_step_count += 1
-            if augment is not None:
-                # Every process adapts p from the same, summed statistic, so p stays identical across replicas.
-                totals = accelerator.reduce(torch.stack([sign_sum, torch.tensor(float(real_count), device=sign_sum.device)]),
-                                            reduction="sum")
-                augment.accumulate(totals[0].item(), int(totals[1].item()))
+            adapt_augmentation(augment, accelerator, sign_sum, real_count)
 
         # 5b. generator update: fool the discriminator, whose weights stay out of this step
         g_optimizer.zero_grad(set_to_none=True)
@@ -329,13 +287,11 @@ def main(args):
         if args.push_to_hub:
             repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, "train_gan.py")
             logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
+    # already left can leave the other waiting on it.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
-
-
-def published(ema_generator, generator_model):
-    """The generator that is validated and saved: the EMA copy when there is one."""
-    return ema_generator if ema_generator is not None else generator_model
 
 
 def plain_generator(generator_model):
@@ -380,7 +336,7 @@ def validate(generator_model, test_dataset, num_classes: int, args, accelerator,
 
 def save_folder(generator_model, discriminator, num_classes: int, args, metrics, references, run):
     generator_model.eval()
-    sample_kwargs = {"class_labels": [i % num_classes for i in range(64)]} if num_classes else {}
+    sample_kwargs = {"class_labels": [i % num_classes for i in range(8 * num_classes)]} if num_classes else {}
     # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
     pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
     config = pipeline.gan.config
@@ -389,7 +345,8 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
     save_gan_folder(args.output_dir, pipeline, generator_model,
                     discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
                     references, run, family="gan", tags=tags, sample_kwargs=sample_kwargs,
-                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank)
+                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank,
+                    grid_columns=num_classes or 8)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,18 @@ from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty
 from hfgen.metrics import digits_reference_metrics
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
-from hfgen.training.augment import AdaptiveAugmentation
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator
-from hfgen.training.gan_folder import save_gan_folder
+from hfgen.training.gan_runs import (
+    adapt_augmentation,
+    add_gan_arguments,
+    check_fits_data,
+    check_gan_arguments,
+    load_pretrained_pair,
+    make_augmentation,
+    published,
+    save_gan_folder,
+)
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -64,86 +72,44 @@ DEFAULT_ARCHITECTURE = dict(latent_dim=64, w_dim=64, mapping_layers=4, channel_b
 def parse_args(input_args=None):
     parser = argparse.ArgumentParser(description="Train StyleGAN 1 / 2 with hfgen.")
     add_data_arguments(parser, BUILTIN_DIGITS)
-    parser.add_argument("--unconditional", action="store_true",
-                        help="Ignore the dataset's labels (by default a labelled dataset trains a conditional model).")
     parser.add_argument("--style_block", type=str, default="modulated", choices=["modulated", "adain"])
     parser.add_argument("--generator_architecture", type=str, default="skip", choices=["skip", "plain"])
     parser.add_argument("--discriminator_architecture", type=str, default="resnet", choices=["resnet", "plain"])
-    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
-                        help="A folder or Hub id written by this script: the generator, and its discriminator/ if kept.")
-    parser.add_argument("--model_config_name_or_path", type=str, default=None, help="A StyleGANConfig for a new model.")
-    parser.add_argument("--lora_rank", type=int, default=0,
-                        help="Fine-tune the pretrained generator's mapping network and style affines with PEFT LoRA of "
-                             "this rank, and save only the adapter.")
-    parser.add_argument("--generator_learning_rate", type=float, default=2e-3)
-    parser.add_argument("--discriminator_learning_rate", type=float, default=2e-3)
-    parser.add_argument("--adam_beta1", type=float, default=0.0)
-    parser.add_argument("--adam_beta2", type=float, default=0.99)
     parser.add_argument("--r1_gamma", type=float, default=0.1, help="R1 weight gamma (0.01 to 10 depending on data).")
-    parser.add_argument("--r1_interval", type=int, default=16, help="Lazy regularisation: R1 every this many D steps.")
     parser.add_argument("--pl_weight", type=float, default=2.0, help="Path-length regularisation weight (0: off).")
     parser.add_argument("--pl_interval", type=int, default=4, help="Path-length regularisation every this many G steps.")
     parser.add_argument("--pl_batch_shrink", type=int, default=2, help="The path-length batch is this much smaller.")
     parser.add_argument("--style_mixing_prob", type=float, default=0.9)
-    parser.add_argument("--ema_decay", type=float, default=0.999, help="EMA of the generator's weights (0: off).")
-    parser.add_argument("--augment", type=str, default="none", choices=["none", "diffaugment", "ada"])
-    parser.add_argument("--augment_policy", type=str, default="color,translation,cutout")
-    parser.add_argument("--augment_probability", type=float, default=None,
-                        help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.")
-    parser.add_argument("--ada_target", type=float, default=0.6)
+    add_gan_arguments(parser, learning_rate=2e-3, betas=(0.0, 0.99))
     parser.add_argument("--truncation_psi", type=float, default=1.0, help="Truncation of the saved sample grid.")
-    parser.add_argument("--loss_limit", type=float, default=1e5,
-                        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.")
-    parser.add_argument("--save_discriminator", action=argparse.BooleanOptionalAction, default=True,
-                        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.")
     add_run_arguments(parser, output_dir="stylegan-digits")
     parser.set_defaults(resolution=16, num_train_epochs=40, checkpointing_steps=300, validation_steps=300)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args, BUILTIN_DIGITS)
-    for name in ("r1_interval", "pl_interval", "pl_batch_shrink"):
+    check_gan_arguments(parser, args)
+    for name in ("pl_interval", "pl_batch_shrink"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not 0 <= args.style_mixing_prob <= 1:
         parser.error(f"--style_mixing_prob must lie in [0, 1], got {args.style_mixing_prob}")
-    if args.lora_rank < 0:
-        parser.error(f"--lora_rank must be 0 (off) or more, got {args.lora_rank}")
-    if args.lora_rank and args.pretrained_model_name_or_path is None:
-        parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
-    if args.augment_probability is None:
-        args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
     return args
 
 
 def build_models(args, num_classes: int):
-    channels = 1 if args.color_mode == "L" else 3
     if args.pretrained_model_name_or_path is not None:
-        generator = hfgen.StyleGANGenerator.from_pretrained(args.pretrained_model_name_or_path)
-        discriminator_dir = os.path.join(args.pretrained_model_name_or_path, "discriminator")
-        if os.path.isdir(discriminator_dir):
-            discriminator = hfgen.StyleGANDiscriminator.from_pretrained(discriminator_dir)
-        else:
-            logger.info("no discriminator/ next to the generator: starting a new discriminator")
-            discriminator = hfgen.StyleGANDiscriminator(generator.config)
+        generator, discriminator = load_pretrained_pair(hfgen.StyleGANGenerator, hfgen.StyleGANDiscriminator,
+                                                        args.pretrained_model_name_or_path, logger)
     else:
         if args.model_config_name_or_path is not None:
             config = hfgen.StyleGANConfig.from_pretrained(args.model_config_name_or_path)
         else:
             config = hfgen.StyleGANConfig(
-                resolution=args.resolution, num_channels=channels, num_classes=num_classes,
+                resolution=args.resolution, num_channels=1 if args.color_mode == "L" else 3, num_classes=num_classes,
                 style_block=args.style_block, generator_architecture=args.generator_architecture,
                 discriminator_architecture=args.discriminator_architecture, **DEFAULT_ARCHITECTURE)
         generator, discriminator = hfgen.StyleGANGenerator(config), hfgen.StyleGANDiscriminator(config)
     config = generator.config
-    problems = []
-    if config.num_channels != channels:
-        problems.append(f"it takes {config.num_channels}-channel images but --color_mode {args.color_mode} gives {channels}")
-    if config.resolution != args.resolution:
-        problems.append(f"it makes {config.resolution}px images but --resolution is {args.resolution}")
-    if config.num_classes != num_classes:
-        problems.append(f"it is conditional on {config.num_classes} classes (0: unconditional) but the data gives "
-                        f"{num_classes} (use --unconditional to ignore labels)")
-    if problems:
-        raise ValueError("the model does not fit the data: " + "; ".join(problems))
+    check_fits_data(args, config.num_channels, config.resolution, config.num_classes, num_classes)
     return generator, discriminator
 
 
@@ -203,11 +169,7 @@ def main(args):
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
         accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
                             d_scheduler))
-    augment = None
-    if args.augment != "none":
-        augment = AdaptiveAugmentation(args.augment_policy, args.augment_probability, adaptive=args.augment == "ada",
-                                       target=args.ada_target)
-        accelerator.register_for_checkpointing(augment)
+    augment = make_augmentation(args, accelerator)
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
@@ -280,10 +242,7 @@ def main(args):
         if args.max_grad_norm is not None:
             accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
         d_optimizer.step()
-        if augment is not None:
-            totals = accelerator.reduce(torch.stack([sign_sum, torch.tensor(float(real_count), device=sign_sum.device)]),
-                                        reduction="sum")
-            augment.accumulate(totals[0].item(), int(totals[1].item()))
+        adapt_augmentation(augment, accelerator, sign_sum, real_count)
 
         # 5b. generator step: non-saturating loss with style mixing, plus lazy path-length regularisation
         g_optimizer.zero_grad(set_to_none=True)
@@ -354,13 +313,11 @@ def main(args):
             repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir,
                                   "train_stylegan.py")
             logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
+    # already left can leave the other waiting on it.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
-
-
-def published(ema_generator, generator_model):
-    """The generator that is validated and saved: the EMA copy when there is one."""
-    return ema_generator if ema_generator is not None else generator_model
 
 
 def plain_generator(generator_model):
@@ -403,7 +360,7 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
     generator_model.eval()
     sample_kwargs = {"truncation_psi": args.truncation_psi, "noise_mode": "const"}
     if num_classes:
-        sample_kwargs["class_labels"] = [i % num_classes for i in range(64)]
+        sample_kwargs["class_labels"] = [i % num_classes for i in range(8 * num_classes)]
     # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached draws samples.
     sampling_model = copy.deepcopy(plain_generator(generator_model)) if args.lora_rank else generator_model
     pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
@@ -413,7 +370,8 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
     save_gan_folder(args.output_dir, pipeline, generator_model,
                     discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
                     references, run, family="stylegan", tags=tags, sample_kwargs=sample_kwargs,
-                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank)
+                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank,
+                    grid_columns=num_classes or 8)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ import math
 import os
 
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
@@ -26,8 +25,18 @@ from tqdm.auto import tqdm
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_image_dataset
 from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, metric_protocol, psnr, ssim
-from hfgen.model_card import EvalMetric, render_model_card
-from hfgen.training import resolve_checkpoint, save_checkpoint
+from hfgen.model_card import card_metrics, render_model_card
+from hfgen.training import save_checkpoint
+from hfgen.training.evaluation import evaluation_batches
+from hfgen.training.runs import (
+    LR_SCHEDULERS,
+    make_accelerator,
+    make_train_dataloader,
+    push_folder,
+    replica_max_difference,
+    resume_run,
+    save_grid,
+)
 
 logger = get_logger(__name__)
 
@@ -36,8 +45,6 @@ logger = get_logger(__name__)
 # posterior close enough to the N(0, I) prior that prior samples look like digits; wider latents reconstruct better
 # but sample worse.
 DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], latent_channels=2, norm_num_groups=8)
-
-LR_SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
 
 
 def parse_args(input_args=None):
@@ -132,11 +139,6 @@ def build_model(args) -> hfgen.VAEModel:
     return model
 
 
-def evaluation_batches(dataset, batch_size: int):
-    for start in range(0, len(dataset), batch_size):
-        yield collate_images([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])["pixel_values"]
-
-
 @torch.no_grad()
 def log_validation(model, test_images, args, accelerator, step):
     """Save a grid of prior samples and of test images over their reconstructions; send both to the trackers."""
@@ -146,19 +148,9 @@ def log_validation(model, test_images, args, accelerator, step):
     samples = pipeline(batch_size=args.num_validation_images, generator=generator).images
     reconstructions = pipeline.reconstruct(test_images * 0.5 + 0.5).images  # pipelines take images in [0, 1]
     originals = pipeline.image_processor.postprocess(test_images, output_type="pil")
-    columns = int(math.sqrt(args.num_validation_images)) or 1
-    sample_grid = make_image_grid(samples, rows=math.ceil(len(samples) / columns), cols=columns)
-    recon_grid = make_image_grid(originals + reconstructions, rows=2, cols=len(originals))
     folder = os.path.join(args.output_dir, "validation")
-    os.makedirs(folder, exist_ok=True)
-    sample_grid.save(os.path.join(folder, f"step-{step:06d}-samples.png"))
-    recon_grid.save(os.path.join(folder, f"step-{step:06d}-reconstructions.png"))
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            import numpy as np
-
-            for tag, grid in (("samples", sample_grid), ("reconstructions", recon_grid)):
-                tracker.writer.add_image(f"validation/{tag}", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
+    sample_grid = save_grid(samples, folder, "samples", accelerator, step)
+    save_grid(originals + reconstructions, folder, "reconstructions", accelerator, step, columns=len(originals))
     return sample_grid
 
 
@@ -175,8 +167,8 @@ def evaluate(model, test_dataset, args, accelerator, measure_distribution: bool)
     with accelerator.split_between_processes(indices) as local_indices:
         local_test = test_dataset.select(local_indices)
     originals, reconstructions, kl_terms = [], [], []
-    for pixel_values in evaluation_batches(local_test, 128):
-        pixel_values = pixel_values.to(accelerator.device)
+    for batch in evaluation_batches(local_test, 128):
+        pixel_values = batch["pixel_values"].to(accelerator.device)
         output = vae(pixel_values, sample_posterior=False)
         originals.append(pixel_values)
         reconstructions.append(output.sample.clamp(-1, 1))
@@ -193,8 +185,8 @@ def evaluate(model, test_dataset, args, accelerator, measure_distribution: bool)
     if measure_distribution:
         extractor = load_digits_feature_extractor().to(accelerator.device)
         distribution = GenerativeMetrics(extractor).to(accelerator.device)
-        for pixel_values in evaluation_batches(local_test, 128):
-            distribution.update(pixel_values.to(accelerator.device), real=True)
+        for batch in evaluation_batches(local_test, 128):
+            distribution.update(batch["pixel_values"].to(accelerator.device), real=True)
         with accelerator.split_between_processes(list(range(args.num_eval_samples))) as local_samples:
             count = len(local_samples)
         # One generator per process, seeded from the run's seed: the samples differ across processes and runs
@@ -209,30 +201,13 @@ def evaluate(model, test_dataset, args, accelerator, measure_distribution: bool)
     return metrics
 
 
-def metrics_for_card(metrics: dict, references: dict | None) -> list:
-    dataset = dict(dataset_name="hfgen digits (held-out split)", dataset_type=BUILTIN_DIGITS, dataset_split="test")
-    names = {"psnr": "PSNR (reconstruction, dB)", "ssim": "SSIM (reconstruction)", "fid": "digits-FID",
-             "kid_mean": "digits-KID", "inception_score_mean": "digits-IS", "precision": "precision (k=3)",
-             "recall": "recall (k=3)"}
-    card_metrics = [EvalMetric(name=names[key], type=key, value=float(metrics[key]), **dataset)
-                    for key in names if key in metrics]
-    if references is not None:
-        for reference, values in references.items():
-            card_metrics.append(EvalMetric(name=f"digits-FID reference: {reference}", type=f"fid_{reference}",
-                                           value=float(values["fid"]), **dataset))
-    return card_metrics
+CARD_METRIC_NAMES = {"psnr": "PSNR (reconstruction, dB)", "ssim": "SSIM (reconstruction)", "fid": "digits-FID",
+                     "kid_mean": "digits-KID", "inception_score_mean": "digits-IS", "precision": "precision (k=3)",
+                     "recall": "recall (k=3)"}
 
 
 def main(args):
-    logging_dir = os.path.join(args.output_dir, args.logging_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
-        # Shuffling seeded per epoch, so a resumed run sees the same batches in the same order.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
+    accelerator = make_accelerator(args, args.gradient_accumulation_steps)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. model: built with the same seed everywhere, then each process gets its own stream of noise
@@ -252,13 +227,7 @@ def main(args):
     transform = image_transform(args.resolution, args.color_mode)
     train_dataset = dataset["train"].with_transform(transform)
     test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate_images,
-        num_workers=args.dataloader_num_workers, drop_last=len(train_dataset) >= args.train_batch_size,
-        # Its own generator: a DataLoader draws a base seed when an epoch starts, and a draw from the global RNG
-        # there would shift the posterior noise of a resumed run by one draw.
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+    train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
@@ -276,15 +245,7 @@ def main(args):
         accelerator.init_trackers("train_vae", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
     # 4. resume
-    global_step = 0
-    if args.resume_from_checkpoint is not None:
-        checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-        if checkpoint is None:
-            logger.info("no checkpoint to resume from yet: starting a new run")
-        else:
-            global_step, path = checkpoint
-            logger.info(f"resuming from {path} (step {global_step})")
-            accelerator.load_state(path)
+    global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
     first_epoch = global_step // updates_per_epoch
     batches_to_skip = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
 
@@ -295,7 +256,7 @@ def main(args):
                     disable=not accelerator.is_local_main_process)
     fixed_test_images = None
     if test_dataset is not None:
-        fixed_test_images = next(evaluation_batches(test_dataset, min(8, len(test_dataset))))
+        fixed_test_images = next(evaluation_batches(test_dataset, min(8, len(test_dataset))))["pixel_values"]
 
     # 5. the loop
     for epoch in range(first_epoch, num_epochs):
@@ -358,18 +319,13 @@ def main(args):
         print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
         print("metrics (held-out split): " + json.dumps(metrics, indent=2))
         if args.push_to_hub:
-            push_folder(args)
+            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, "train_vae.py")
+            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
+    # already left can leave the other waiting on it.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
-
-
-@torch.no_grad()
-def replica_max_difference(accelerator, model) -> float:
-    """Largest difference between any process's weights and the main process's: 0 when data-parallel training kept
-    the replicas in sync (a cheap guard against a model updated outside the DDP wrapper)."""
-    weights = torch.cat([p.detach().flatten().float() for p in accelerator.unwrap_model(model).parameters()])
-    all_weights = accelerator.gather(weights[None])
-    return (all_weights - all_weights[0]).abs().max().item()
 
 
 def save_hub_folder(vae, args, metrics, references, run):
@@ -392,7 +348,7 @@ def save_hub_folder(vae, args, metrics, references, run):
     card = render_model_card(
         family="vae",
         model_name=args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
-        metrics=metrics_for_card(metrics, references),
+        metrics=card_metrics(metrics, references, BUILTIN_DIGITS, CARD_METRIC_NAMES),
         pipeline_tag="unconditional-image-generation",
         datasets=[dataset] if args.train_data_dir is None else [],
         tags=["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"],
@@ -408,16 +364,6 @@ def save_hub_folder(vae, args, metrics, references, run):
         },
     )
     card.save(os.path.join(output_dir, "README.md"))
-
-
-def push_folder(args):
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
-    repo_id = create_repo(repo_id, exist_ok=True, token=args.hub_token).repo_id
-    upload_folder(repo_id=repo_id, folder_path=args.output_dir, token=args.hub_token,
-                  commit_message="hfgen train_vae.py", ignore_patterns=["checkpoint-*", "validation/*", f"{args.logging_dir}/*"])
-    logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
 
 
 if __name__ == "__main__":
