@@ -85,9 +85,18 @@ def test_gan_pipeline_interpolates_between_latents(gan_pipeline):
     assert torch.allclose(output.images[[0, -1]], ends, atol=1e-5)
 
 
+def test_gan_pipeline_draws_labels_from_the_generator_when_none_are_given(gan_pipeline):
+    drawn = gan_pipeline(batch_size=16, generator=seeded(0), output_type="pt")
+    again = gan_pipeline(batch_size=16, generator=seeded(0), output_type="pt")
+    assert torch.equal(drawn.class_labels, again.class_labels) and torch.equal(drawn.images, again.images)
+    assert len(set(drawn.class_labels.tolist())) > 3  # uniform over the 10 classes, not one class
+    expected = gan_pipeline(latents=drawn.latents, class_labels=drawn.class_labels, output_type="pt").images
+    assert torch.allclose(drawn.images, expected)
+    with pytest.raises(ValueError, match="pass class_labels for the path"):
+        gan_pipeline.interpolate(torch.zeros(8), torch.ones(8))
+
+
 def test_gan_pipeline_bad_inputs(gan_pipeline):
-    with pytest.raises(ValueError, match="conditional on 10 classes: pass class_labels"):
-        gan_pipeline(batch_size=2)
     with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 9\]"):
         gan_pipeline(batch_size=1, class_labels=10)
     with pytest.raises(ValueError, match="got 3 class_labels for 2 images"):
@@ -124,6 +133,18 @@ def test_stylegan_pipeline_is_deterministic_under_a_seeded_generator(stylegan_pi
     assert torch.equal(constant, stylegan_pipeline(latents=first.latents, noise_mode="const", output_type="pt").images)
     pil = stylegan_pipeline(batch_size=2, generator=seeded(0)).images
     assert len(pil) == 2 and pil[0].size == (16, 16)
+
+
+def test_stylegan_pipeline_draws_labels_for_a_conditional_model():
+    torch.manual_seed(0)
+    config = StyleGANConfig(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16,
+                            num_classes=10)
+    pipeline = StyleGANPipeline(stylegan=StyleGANGenerator(config).eval())
+    drawn = pipeline(batch_size=12, generator=seeded(0), output_type="pt")
+    assert drawn.class_labels.shape == (12,) and len(set(drawn.class_labels.tolist())) > 3
+    assert torch.equal(drawn.images, pipeline(batch_size=12, generator=seeded(0), output_type="pt").images)
+    given = pipeline(latents=drawn.latents, class_labels=drawn.class_labels, noise_mode="none", output_type="pt")
+    assert torch.allclose(given.ws, drawn.ws)
 
 
 def test_stylegan_pipeline_truncation(stylegan_pipeline):

@@ -112,8 +112,8 @@ def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script)
     final_raw = load_file(resumed_dir / "checkpoint-4" / "model.safetensors")
     assert any(not torch.equal(at_step_2[key], final_raw[key]) for key in final_raw)
     # the augmentation state came back too
-    state = torch.load(resumed_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
-    reference_state = torch.load(reference_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    state = torch.load(resumed_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=True)
+    reference_state = torch.load(reference_dir / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=True)
     assert state == reference_state and state["steps"] == 4
 
 

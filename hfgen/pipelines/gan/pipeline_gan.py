@@ -39,15 +39,21 @@ def check_output_type(output_type: str) -> None:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
 
 
-def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device) -> torch.Tensor | None:
-    """`class_labels` (an int for every image, or one per image) as a tensor; None for unconditional models."""
+def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device, generator=None) -> torch.Tensor | None:
+    """`class_labels` (an int for every image, or one per image) as a tensor; None for unconditional models.
+
+    A conditional model called without labels gets labels drawn uniformly from `generator` (its first one, for a
+    list), so `pipeline(batch_size=16, generator=g)` works for every model and is reproducible.
+    """
     if num_classes == 0:
         if class_labels is not None:
             raise ValueError("this model is unconditional: it takes no class_labels")
         return None
     if class_labels is None:
-        raise ValueError(f"this model is conditional on {num_classes} classes: pass class_labels (an int or one per "
-                         "image)")
+        label_generator = generator[0] if isinstance(generator, list) else generator
+        labels_device = label_generator.device if label_generator is not None else "cpu"
+        drawn = torch.randint(0, num_classes, (batch_size,), generator=label_generator, device=labels_device)
+        return drawn.to(device)
     if isinstance(class_labels, int):
         class_labels = [class_labels] * batch_size
     class_labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).flatten()
@@ -56,6 +62,15 @@ def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device
     if class_labels.min() < 0 or class_labels.max() >= num_classes:
         raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {class_labels.tolist()}")
     return class_labels
+
+
+def path_class_labels(class_labels, num_steps: int, num_classes: int, device) -> torch.Tensor | None:
+    """Labels of an interpolation path: a conditional model needs them given (one for the whole path, or one per
+    step), since random labels would make the path jump between classes."""
+    if num_classes and class_labels is None:
+        raise ValueError(f"this model is conditional on {num_classes} classes: pass class_labels for the path (an int "
+                         "or one per step)")
+    return prepare_class_labels(class_labels, num_steps, num_classes, device)
 
 
 class GANPipeline(DiffusionPipeline):
@@ -108,7 +123,8 @@ class GANPipeline(DiffusionPipeline):
             batch_size (`int`, defaults to 1):
                 Number of images; ignored when `latents` is given.
             class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
-                Required by a conditional generator: one label for all images, or one per image.
+                For a conditional generator: one label for all images, or one per image; drawn at random from
+                `generator` when not given.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
                 Makes generation deterministic; a list gives one generator per image.
             latents (`torch.Tensor` of shape `(batch, latent_dim)`, *optional*):
@@ -127,13 +143,14 @@ class GANPipeline(DiffusionPipeline):
             batch_size = latents.shape[0]
         if isinstance(generator, list) and len(generator) != batch_size and latents is None:
             raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
-        labels = prepare_class_labels(class_labels, batch_size, self.gan.config.num_classes, self._execution_device)
-        # 2. prepare latents
+        # 2. prepare latents (and labels)
         if latents is None:
             latents = randn_tensor((batch_size, latent_dim), generator=generator, device=self._execution_device,
                                    dtype=self.gan.dtype)
         else:
             latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)
+        labels = prepare_class_labels(class_labels, batch_size, self.gan.config.num_classes, self._execution_device,
+                                      generator)
         # 3. generate
         return self._generate(latents, labels, output_type, return_dict)
 
@@ -158,7 +175,7 @@ class GANPipeline(DiffusionPipeline):
         for name, value in (("latents_start", latents_start), ("latents_end", latents_end)):
             if value.shape != (latent_dim,):
                 raise ValueError(f"{name} must have shape ({latent_dim},), got {tuple(value.shape)}")
-        labels = prepare_class_labels(class_labels, num_steps, self.gan.config.num_classes, self._execution_device)
+        labels = path_class_labels(class_labels, num_steps, self.gan.config.num_classes, self._execution_device)
         # 2. walk between the ends
         latents = interpolation_path(latents_start, latents_end, num_steps, method)
         latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)

@@ -11,7 +11,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.stylegan.modeling_stylegan import StyleGANGenerator, mix_styles
-from ..gan.pipeline_gan import check_output_type, prepare_class_labels
+from ..gan.pipeline_gan import check_output_type, path_class_labels, prepare_class_labels
 from ..interpolation import interpolation_path
 
 NOISE_MODES = ("random", "const", "none")
@@ -28,11 +28,14 @@ class StyleGANPipelineOutput(BaseOutput):
             The z the images came from (None when they were made from given `ws`).
         ws (`torch.Tensor` of shape `(batch, num_ws, w_dim)`):
             The w each synthesis layer received, after truncation and mixing.
+        class_labels (`torch.Tensor` of shape `(batch,)`, *optional*):
+            The labels of a conditional generator's images.
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     latents: torch.Tensor | None
     ws: torch.Tensor
+    class_labels: torch.Tensor | None = None
 
 
 class StyleGANPipeline(DiffusionPipeline):
@@ -84,14 +87,14 @@ class StyleGANPipeline(DiffusionPipeline):
         if truncation_cutoff is not None and not 0 <= truncation_cutoff <= self.stylegan.num_ws:
             raise ValueError(f"truncation_cutoff must lie in [0, {self.stylegan.num_ws}], got {truncation_cutoff}")
 
-    def _finish(self, ws, latents, noise_mode, generator, output_type, return_dict):
+    def _finish(self, ws, latents, noise_mode, generator, output_type, return_dict, class_labels=None):
         noise = self._noise(ws.shape[0], noise_mode, generator)
         sample = self.stylegan.synthesize(ws, noise_mode=noise_mode, noise=noise)
         images = self.image_processor.postprocess(sample, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, latents, ws)
-        return StyleGANPipelineOutput(images=images, latents=latents, ws=ws)
+        return StyleGANPipelineOutput(images=images, latents=latents, ws=ws, class_labels=class_labels)
 
     @torch.no_grad()
     def __call__(
@@ -113,7 +116,8 @@ class StyleGANPipeline(DiffusionPipeline):
             batch_size (`int`, defaults to 1):
                 Number of images; ignored when `latents` is given.
             class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
-                Required by a conditional generator: one label for all images, or one per image.
+                For a conditional generator: one label for all images, or one per image; drawn at random from
+                `generator` when not given.
             truncation_psi (`float`, defaults to 1.0):
                 Truncation trick: each w moves to w_avg + psi * (w - w_avg). Lower values trade variety for
                 fidelity; 0 gives the average image.
@@ -135,13 +139,13 @@ class StyleGANPipeline(DiffusionPipeline):
         self._check_truncation(truncation_psi, truncation_cutoff)
         if latents is not None:
             batch_size = latents.shape[0]
-        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
-                                      self._execution_device)
-        # 2. prepare z, then map it to ws
+        # 2. prepare z (and labels), then map them to ws
         latents = self._prepare_latents(batch_size, generator, latents)
+        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
+                                      self._execution_device, generator)
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         # 3. synthesize
-        return self._finish(ws, latents, noise_mode, generator, output_type, return_dict)
+        return self._finish(ws, latents, noise_mode, generator, output_type, return_dict, labels)
 
     @torch.no_grad()
     def style_mixing(
@@ -173,16 +177,16 @@ class StyleGANPipeline(DiffusionPipeline):
         for given in (latents, mixing_latents):
             if given is not None:
                 batch_size = given.shape[0]
-        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
-                                      self._execution_device)
-        # 2. both sets of latents, mapped to ws
+        # 2. both sets of latents (and labels), mapped to ws
         latents = self._prepare_latents(batch_size, generator, latents)
         mixing_latents = self._prepare_latents(batch_size, generator, mixing_latents, "mixing_latents")
+        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
+                                      self._execution_device, generator)
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         mixing_ws = self.stylegan.map(mixing_latents, labels, truncation_psi, truncation_cutoff)
         # 3. mix, then synthesize
         return self._finish(mix_styles(ws, mixing_ws, crossover_layer), latents, noise_mode, generator,
-                            output_type, return_dict)
+                            output_type, return_dict, labels)
 
     @torch.no_grad()
     def interpolate(
@@ -214,8 +218,7 @@ class StyleGANPipeline(DiffusionPipeline):
         for name, value in (("latents_start", latents_start), ("latents_end", latents_end)):
             if value.shape != (latent_dim,):
                 raise ValueError(f"{name} must have shape ({latent_dim},), got {tuple(value.shape)}")
-        labels = prepare_class_labels(class_labels, num_steps, self.stylegan.config.num_classes,
-                                      self._execution_device)
+        labels = path_class_labels(class_labels, num_steps, self.stylegan.config.num_classes, self._execution_device)
         ends = torch.stack([latents_start, latents_end]).to(device=self._execution_device, dtype=self.stylegan.dtype)
         # 2. the path, in the chosen space
         if space == "z":
@@ -227,7 +230,7 @@ class StyleGANPipeline(DiffusionPipeline):
             ws = interpolation_path(end_ws[0], end_ws[1], num_steps, "linear")
             latents = None
         # 3. synthesize
-        return self._finish(ws, latents, noise_mode, None, output_type, return_dict)
+        return self._finish(ws, latents, noise_mode, None, output_type, return_dict, labels)
 
     @torch.no_grad()
     def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", generator=None, output_type: str = "pil",
