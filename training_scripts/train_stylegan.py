@@ -264,8 +264,8 @@ def main(args):
                     pl_images, pl_ws = generate(generator, z[:pl_batch], pl_labels)
                     penalty, new_mean = path_length_penalty(pl_images, pl_ws, path_length_state.mean)
                     path_length_state.mean.copy_(accelerator.reduce(new_mean, reduction="mean"))
-                    # The 0 * images term keeps every output in the graph, as StyleGAN 2 does.
-                    total = total + (penalty * args.pl_weight * g_interval + 0 * pl_images.sum())
+                    # Lazy regularisation: every pl_interval steps, scaled up by the interval.
+                    total = total + penalty * args.pl_weight * g_interval
                 accelerator.backward(total / args.gradient_accumulation_steps)
         unwrapped_discriminator.requires_grad_(True)
         if args.max_grad_norm is not None:
