@@ -16,7 +16,6 @@
 import argparse
 import os
 import sys
-import time
 
 import torch
 from accelerate import Accelerator
@@ -28,16 +27,10 @@ from hfgen.metrics import digits_reference_metrics, metric_protocol
 from hfgen.training.evaluation import evaluate_generator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_gan  # noqa: E402  (the benchmark times exactly the architectures the scripts train)
 import train_stylegan  # noqa: E402
-
-
-def timed(function, repeats: int) -> float:
-    function()  # warm-up: first calls allocate and pick kernels
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+from bench_vae import timed  # noqa: E402
 
 
 def default_models(family: str):
