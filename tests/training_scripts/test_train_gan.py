@@ -245,3 +245,14 @@ def test_dry_run_prints_config_and_trains_nothing(tmp_path, script, launch_scrip
     else:
         assert printed["model_config"]["architecture"] == "mlp"
     assert not (tmp_path / "dry").exists()
+
+
+def test_wgan_gp_two_processes_with_accumulation_stay_in_sync(tmp_path, configs, launch_script):
+    # The gradient penalty's double backward, critic steps, micro-batches and ADA's reduced statistic under DDP.
+    output_dir = tmp_path / "ddp"
+    launch_script("train_gan.py", "--output_dir", output_dir, "--model_config_name_or_path", configs / "mlp", *COMMON,
+                  "--unconditional", "--loss", "wgan-gp", "--d_steps_per_g_step", "2", "--gradient_accumulation_steps",
+                  "2", "--max_train_steps", "3", "--augment", "ada", num_processes=2)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["num_processes"] == 2 and record["replica_max_abs_difference"] == 0.0
+    assert (output_dir / "model_index.json").is_file() and (output_dir / "discriminator" / "model.safetensors").is_file()
