@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_image_dataset
-from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, metric_protocol, psnr, ssim
+from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
 from hfgen.training.evaluation import evaluation_batches
@@ -36,6 +36,7 @@ from hfgen.training.runs import (
     replica_max_difference,
     resume_run,
     save_grid,
+    write_run_record,
 )
 
 logger = get_logger(__name__)
@@ -337,13 +338,7 @@ def save_hub_folder(vae, args, metrics, references, run):
     vae.save_pretrained(output_dir)  # config.json + model.safetensors, for VAEModel / AutoModel.from_pretrained
     samples = pipeline(batch_size=64, generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
     make_image_grid(samples, rows=8, cols=8).resize((8 * 64, 8 * 64), 0).save(os.path.join(output_dir, "samples.png"))
-    with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-        json.dump(vars(args), f, indent=2)
-    record = {**run, "metrics": metrics, "protocol": metric_protocol(args.num_eval_samples)}
-    if references is not None:
-        record["references"] = references
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    record = write_run_record(output_dir, args, metrics, references, run)
     dataset = args.train_data_dir or args.dataset_name
     card = render_model_card(
         family="vae",

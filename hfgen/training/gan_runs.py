@@ -3,15 +3,14 @@ loading a generator / discriminator pair, checking it fits the data, augmentatio
 (pipeline, generator, optional discriminator, sample grid, arguments, metrics and the model card)."""
 
 import argparse
-import json
 import os
 
 import torch
 from diffusers.utils import make_image_grid
 
-from ..metrics import metric_protocol
 from ..model_card import card_metrics, render_model_card
 from .augment import AdaptiveAugmentation
+from .runs import write_run_record
 
 GAN_CARD_METRIC_NAMES = {
     "fid": "digits-FID",
@@ -149,13 +148,7 @@ def save_gan_folder(
     size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
     grid = make_image_grid(samples, rows=8, cols=grid_columns)
     grid.resize((grid_columns * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
-    with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-        json.dump(vars(args), f, indent=2)
-    record = {**run, "metrics": metrics, "protocol": metric_protocol(args.num_eval_samples)}
-    if references is not None:
-        record["references"] = references
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    record = write_run_record(output_dir, args, metrics, references, run)
     dataset = args.train_data_dir or args.dataset_name
     card = render_model_card(
         family=family,

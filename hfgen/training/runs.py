@@ -2,6 +2,7 @@
 checks and pushing the finished folder to the Hub."""
 
 import argparse
+import json
 import math
 import os
 
@@ -122,6 +123,22 @@ def replica_max_difference(accelerator, model) -> float:
     weights = torch.cat([p.detach().flatten().float() for p in accelerator.unwrap_model(model).parameters()])
     all_weights = accelerator.gather(weights[None])
     return (all_weights - all_weights[0]).abs().max().item()
+
+
+def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, references: dict | None,
+                     run: dict) -> dict:
+    """Write `training_args.json` (every resolved flag) and `metrics.json` (the run's facts, the metrics, their
+    protocol and, when measured, the references); returns the metrics record."""
+    from ..metrics import metric_protocol
+
+    with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+        json.dump(vars(args), f, indent=2)
+    record = {**run, "metrics": metrics, "protocol": metric_protocol(args.num_eval_samples)}
+    if references is not None:
+        record["references"] = references
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
 
 
 def push_folder(output_dir: str, hub_model_id: str | None, hub_token: str | None, logging_dir: str, script: str) -> str:

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..conditioning import check_class_labels
 from .configuration_gan import GANConfig
 
 LORA_GENERATOR_TARGETS = ["input_projection", "conv", "to_image", "layers"]
@@ -42,18 +43,6 @@ class GANDiscriminatorOutput(ModelOutput):
     """
 
     logits: torch.Tensor = None
-
-
-def _check_labels(config: GANConfig, labels: torch.Tensor | None, batch_size: int) -> None:
-    if config.is_conditional:
-        if labels is None:
-            raise ValueError(f"this GAN is conditional on {config.num_classes} classes: pass `labels`")
-        if labels.shape != (batch_size,):
-            raise ValueError(f"labels must have shape ({batch_size},), got {tuple(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= config.num_classes):
-            raise ValueError(f"labels must lie in [0, {config.num_classes - 1}], got {labels.min()}..{labels.max()}")
-    elif labels is not None:
-        raise ValueError("this GAN is unconditional (num_classes=0) and takes no `labels`")
 
 
 class ClassProjection(nn.Embedding):
@@ -163,7 +152,7 @@ class GANGenerator(GANPreTrainedModel):
         config = self.config
         if latents.ndim != 2 or latents.shape[1] != config.latent_dim:
             raise ValueError(f"latents must have shape (batch, {config.latent_dim}), got {tuple(latents.shape)}")
-        _check_labels(config, labels, latents.shape[0])
+        check_class_labels(config.num_classes, labels, latents.shape[0], "GAN")
         hidden = latents
         if config.is_conditional:
             hidden = torch.cat([hidden, self.class_embedding(labels)], dim=1)
@@ -223,7 +212,7 @@ class GANDiscriminator(GANPreTrainedModel):
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
                              f"{tuple(pixel_values.shape)}")
-        _check_labels(config, labels, pixel_values.shape[0])
+        check_class_labels(config.num_classes, labels, pixel_values.shape[0], "GAN")
         conditioning = config.discriminator_conditioning if config.is_conditional else None
         hidden = pixel_values
         if config.architecture == "mlp":

@@ -28,6 +28,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..conditioning import check_class_labels
 from .configuration_stylegan import StyleGANConfig
 
 LORA_STYLE_TARGETS = r".*(mapping\.layers\.\d+|mapping\.class_embedding|\.affine)"
@@ -313,18 +314,6 @@ class StyleGANPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=1.0)
 
 
-def check_labels(config: StyleGANConfig, labels: torch.Tensor | None, batch_size: int) -> None:
-    if config.is_conditional:
-        if labels is None:
-            raise ValueError(f"this StyleGAN is conditional on {config.num_classes} classes: pass `labels`")
-        if labels.shape != (batch_size,):
-            raise ValueError(f"labels must have shape ({batch_size},), got {tuple(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= config.num_classes):
-            raise ValueError(f"labels must lie in [0, {config.num_classes - 1}], got {labels.min()}..{labels.max()}")
-    elif labels is not None:
-        raise ValueError("this StyleGAN is unconditional (num_classes=0) and takes no `labels`")
-
-
 def mix_styles(ws: torch.Tensor, other_ws: torch.Tensor, crossover_layer: int) -> torch.Tensor:
     """Style mixing: layers before `crossover_layer` keep `ws`, the rest take `other_ws`."""
     if ws.shape != other_ws.shape:
@@ -368,7 +357,7 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
         `truncation_cutoff` layers (all layers if None)."""
         if latents.ndim != 2 or latents.shape[1] != self.config.latent_dim:
             raise ValueError(f"latents must have shape (batch, {self.config.latent_dim}), got {tuple(latents.shape)}")
-        check_labels(self.config, labels, latents.shape[0])
+        check_class_labels(self.config.num_classes, labels, latents.shape[0], "StyleGAN")
         w = self.mapping(latents, labels)
         ws = w[:, None].repeat(1, self.num_ws, 1)
         if truncation_psi != 1:
@@ -487,7 +476,7 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
                              f"{tuple(pixel_values.shape)}")
-        check_labels(config, labels, pixel_values.shape[0])
+        check_class_labels(config.num_classes, labels, pixel_values.shape[0], "StyleGAN")
         hidden = leaky_relu(self.from_image(pixel_values))
         for block in self.blocks:
             hidden = block(hidden)
