@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
 from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
-from hfgen.metrics import digits_reference_metrics
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
 from hfgen.training.ema import create_ema, update_ema
@@ -51,11 +50,10 @@ from hfgen.training.runs import (
     check_run_arguments,
     endless_batches,
     filter_classes,
+    finish_run,
     make_accelerator,
     make_train_dataloader,
-    push_folder,
     random_flip,
-    replica_max_difference,
     resume_run,
     save_grid,
     uses_builtin_data,
@@ -294,30 +292,13 @@ def main(args):
     progress.close()
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    accelerator.wait_for_everyone()
-    replica_difference = replica_max_difference(accelerator, generator)
-    if replica_difference > 0:
-        logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
     final_generator = published(ema_generator, unwrapped_generator)
-    metrics = validate(final_generator, test_dataset, num_classes, args, accelerator, global_step)
-    if accelerator.is_main_process:
-        # The references describe the whole built-in set: they do not apply to a class-filtered subset.
-        references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0) \
-            if uses_builtin_data(args, BUILTIN_DIGITS) and args.class_filter is None else None
-        run = {"step": global_step, "num_processes": accelerator.num_processes,
-               "replica_max_abs_difference": replica_difference}
-        save_folder(final_generator, unwrapped_discriminator, num_classes, args, metrics, references, run)
-        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
-        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
-        if args.push_to_hub:
-            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir,
-                                  "train_stylegan.py")
-            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
-    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
-    # already left can leave the other waiting on it.
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return metrics
+    return finish_run(
+        accelerator, args, generator,
+        measure=lambda: validate(final_generator, test_dataset, num_classes, args, accelerator, global_step),
+        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args,
+                                                          metrics, references, run),
+        builtin=BUILTIN_DIGITS, script="train_stylegan.py", logger=logger, step=global_step)
 
 
 def plain_generator(generator_model):

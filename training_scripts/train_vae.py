@@ -24,18 +24,22 @@ from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_image_dataset
-from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, psnr, ssim
+from hfgen.metrics import GenerativeMetrics, load_digits_feature_extractor, psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
 from hfgen.training.evaluation import evaluation_batches
 from hfgen.training.runs import (
-    LR_SCHEDULERS,
+    add_data_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    filter_classes,
+    finish_run,
     make_accelerator,
     make_train_dataloader,
-    push_folder,
-    replica_max_difference,
+    random_flip,
     resume_run,
     save_grid,
+    uses_builtin_data,
     write_run_record,
 )
 
@@ -50,18 +54,7 @@ DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], latent_channels
 
 def parse_args(input_args=None):
     parser = argparse.ArgumentParser(description="Train an hfgen VAE.")
-    # data
-    parser.add_argument("--dataset_name", type=str, default=BUILTIN_DIGITS,
-                        help=f"A `datasets` name, a local imagefolder path, or {BUILTIN_DIGITS!r} (built in, no download).")
-    parser.add_argument("--dataset_config_name", type=str, default=None)
-    parser.add_argument("--train_data_dir", type=str, default=None,
-                        help="A local folder in imagefolder layout; overrides --dataset_name.")
-    parser.add_argument("--cache_dir", type=str, default=None)
-    parser.add_argument("--resolution", type=int, default=32, help="Images are resized (bicubic) and center-cropped to this.")
-    parser.add_argument("--color_mode", type=str, default=None, choices=["L", "RGB"],
-                        help="Greyscale or RGB; defaults to L for the built-in digits and RGB otherwise.")
-    parser.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
-    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    add_data_arguments(parser, BUILTIN_DIGITS)
     # model
     parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
                         help="Start from a trained VAE (folder or Hub id) instead of random weights.")
@@ -71,52 +64,16 @@ def parse_args(input_args=None):
                         help="Override the config's beta on the KL term (1.0 = VAE, >1 = beta-VAE).")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     # optimisation
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
-    parser.add_argument("--num_train_epochs", type=int, default=20)
-    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
-    parser.add_argument("--lr_scheduler", type=str, default="cosine", choices=LR_SCHEDULERS)
-    parser.add_argument("--lr_warmup_steps", type=int, default=20)
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
-    parser.add_argument("--max_grad_norm", type=float, default=1.0)
-    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"],
-                        help="Defaults to accelerate's config. Keep 'no' on CPU.")
-    # checkpoints, validation, logging
-    parser.add_argument("--output_dir", type=str, default="vae-digits")
-    parser.add_argument("--checkpointing_steps", type=int, default=200)
-    parser.add_argument("--checkpoints_total_limit", type=int, default=2)
-    parser.add_argument("--resume_from_checkpoint", type=str, default=None,
-                        help="'latest' or a checkpoint-<step> folder.")
-    parser.add_argument("--validation_steps", type=int, default=200,
-                        help="Save and log sample and reconstruction grids every this many steps.")
-    parser.add_argument("--num_validation_images", type=int, default=16)
-    parser.add_argument("--num_eval_samples", type=int, default=360,
-                        help="Prior samples drawn for the final distribution metrics (FID, KID, IS, precision/recall).")
-    parser.add_argument("--report_to", type=str, default="tensorboard",
-                        help="'tensorboard', 'wandb', 'all' or 'none'.")
-    parser.add_argument("--logging_dir", type=str, default="logs")
-    # Hub
-    parser.add_argument("--push_to_hub", action="store_true")
-    parser.add_argument("--hub_model_id", type=str, default=None)
-    parser.add_argument("--hub_token", type=str, default=None)
-    parser.add_argument("--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit.")
-
+    # seed, schedule, checkpoints, validation, logging, Hub
+    add_run_arguments(parser, output_dir="vae-digits")
+    parser.set_defaults(num_train_epochs=20, lr_scheduler="cosine", lr_warmup_steps=20, max_grad_norm=1.0,
+                        checkpointing_steps=200, validation_steps=200)
     args = parser.parse_args(input_args)
-    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps",
-                 "num_train_epochs", "num_validation_images", "num_eval_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.max_train_steps is not None and args.max_train_steps < 1:
-        parser.error(f"--max_train_steps must be at least 1, got {args.max_train_steps}")
-    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
-        parser.error(f"--checkpoints_total_limit must be at least 1, got {args.checkpoints_total_limit}")
-    if args.color_mode is None:
-        uses_builtin = args.train_data_dir is None and args.dataset_name == BUILTIN_DIGITS
-        args.color_mode = "L" if uses_builtin else "RGB"
+    check_run_arguments(parser, args, BUILTIN_DIGITS)
     return args
 
 
@@ -225,6 +182,7 @@ def main(args):
     # 2. data: every image is checked before training starts
     dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution,
                                  args.dataset_config_name, args.cache_dir)
+    dataset = filter_classes(dataset, args.class_filter)
     transform = image_transform(args.resolution, args.color_mode)
     train_dataset = dataset["train"].with_transform(transform)
     test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
@@ -270,8 +228,7 @@ def main(args):
             with accelerator.accumulate(model):
                 pixel_values = batch["pixel_values"]
                 if args.random_flip:
-                    flip = torch.rand(pixel_values.shape[0], device=pixel_values.device) < 0.5
-                    pixel_values = torch.where(flip[:, None, None, None], pixel_values.flip(-1), pixel_values)
+                    pixel_values = random_flip(pixel_values)
                 output = model(pixel_values)
                 if not torch.isfinite(output.loss):
                     raise FloatingPointError(
@@ -304,29 +261,14 @@ def main(args):
     progress.close()
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    accelerator.wait_for_everyone()
-    replica_difference = replica_max_difference(accelerator, model)
-    if replica_difference > 0:
-        logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
-    measures_digits = args.train_data_dir is None and args.dataset_name == BUILTIN_DIGITS
-    metrics = evaluate(model, dataset["test"].with_transform(transform), args, accelerator, measures_digits) \
-        if test_dataset is not None else {}
-    if accelerator.is_main_process:
-        vae = accelerator.unwrap_model(model)
-        references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0) if measures_digits else None
-        run = {"step": global_step, "num_processes": accelerator.num_processes,
-               "replica_max_abs_difference": replica_difference}
-        save_hub_folder(vae, args, metrics, references, run)
-        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
-        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
-        if args.push_to_hub:
-            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, "train_vae.py")
-            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
-    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
-    # already left can leave the other waiting on it.
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return metrics
+    measures_digits = uses_builtin_data(args, BUILTIN_DIGITS)
+    return finish_run(
+        accelerator, args, model,
+        measure=lambda: evaluate(model, test_dataset, args, accelerator, measures_digits) if test_dataset is not None
+        else {},
+        save=lambda metrics, references, run: save_hub_folder(accelerator.unwrap_model(model), args, metrics,
+                                                              references, run),
+        builtin=BUILTIN_DIGITS, script="train_vae.py", logger=logger, step=global_step)
 
 
 def save_hub_folder(vae, args, metrics, references, run):

@@ -141,6 +141,40 @@ def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, r
     return record
 
 
+def finish_run(accelerator, args: argparse.Namespace, model, measure, save, builtin: str, script: str, logger,
+               step: int) -> dict:
+    """The end every training script shares, on all processes.
+
+    Checks that the data-parallel replicas of `model` agree, measures the final metrics with `measure()` (all
+    processes take part), then on the main process writes the Hub-ready folder with `save(metrics, references, run)`,
+    prints where it is and its metrics, and pushes it with `--push_to_hub`. References are measured only on the
+    whole built-in set, which they describe.
+    """
+    from ..metrics import digits_reference_metrics
+
+    accelerator.wait_for_everyone()
+    replica_difference = replica_max_difference(accelerator, model)
+    if replica_difference > 0:
+        logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
+    metrics = measure()
+    if accelerator.is_main_process:
+        references = None
+        if uses_builtin_data(args, builtin) and getattr(args, "class_filter", None) is None:
+            references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0)
+        save(metrics, references, {"step": step, "num_processes": accelerator.num_processes,
+                                   "replica_max_abs_difference": replica_difference})
+        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
+        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
+        if args.push_to_hub:
+            repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, script)
+            logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")
+    # Every process waits for the main one to finish writing: tearing the process group down while one rank has
+    # already left can leave the other waiting on it.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
 def push_folder(output_dir: str, hub_model_id: str | None, hub_token: str | None, logging_dir: str, script: str) -> str:
     """Upload the finished folder (not checkpoints, validation grids or logs) to the Hub; returns the repo id."""
     from huggingface_hub import create_repo, upload_folder
