@@ -33,6 +33,7 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, imag
 from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
 from hfgen.training import save_checkpoint
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator
 from hfgen.training.gan_runs import (
@@ -127,7 +128,7 @@ def main(args):
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": vars(args), "model_config": generator.config.to_dict(),
+            print(json.dumps({"args": recordable_arguments(args), "model_config": generator.config.to_dict(),
                               "num_classes": num_classes}, indent=2, default=str))
         return None
     if args.lora_rank:
@@ -166,8 +167,7 @@ def main(args):
 
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_gan", config={k: v for k, v in vars(args).items()
-                                                        if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers("train_gan", config=tracker_hyperparameters(args))
 
     # 4. resume: networks, optimizers, schedules, EMA, augmentation state and RNG states come back together
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -204,7 +204,9 @@ def main(args):
                 with torch.no_grad():
                     z = torch.randn(real.shape[0], latent_dim, device=real.device)
                     fake = unwrapped_generator(z, labels=labels).sample
-                real_seen = see(real).detach().requires_grad_(apply_r1)
+                # R1 is taken with respect to the real images before augmentation, through it.
+                real = real.detach().requires_grad_(apply_r1)
+                real_seen = see(real)
                 # Gradients are averaged across processes once, on the last micro-batch.
                 last = micro_step == args.gradient_accumulation_steps - 1
                 with contextlib.nullcontext() if last else accelerator.no_sync(discriminator):
@@ -217,8 +219,10 @@ def main(args):
                         total = total + gradient_penalty(lambda x: discriminator(x, labels=labels).logits,
                                                          real_seen, see(fake), weight=args.gp_weight)
                     if apply_r1:
-                        # Lazy regularisation: every r1_interval steps, scaled up by the interval.
-                        total = total + r1_penalty(real_logits, real_seen) * (args.r1_gamma / 2) * args.r1_interval
+                        # Lazy regularisation folded into the main step: every r1_interval steps, scaled up by the
+                        # interval, with a plain Adam (StyleGAN 2 appendix B: the lr / beta correction belongs only
+                        # to regularisers that take optimizer steps of their own, as in train_stylegan.py).
+                        total = total + r1_penalty(real_logits, real) * (args.r1_gamma / 2) * args.r1_interval
                     accelerator.backward(total / args.gradient_accumulation_steps)
                 sign_sum += real_logits.detach().sign().sum()
                 real_count += real.shape[0]

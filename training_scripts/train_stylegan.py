@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
-from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
+from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
+from hfgen.training.adversarial import lazy_regularised_adam
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator
 from hfgen.training.gan_runs import (
@@ -111,13 +113,6 @@ def build_models(args, num_classes: int):
     return generator, discriminator
 
 
-def lazy_adam(parameters, learning_rate: float, betas: tuple, interval: int) -> torch.optim.Adam:
-    """Adam for a network regularised every `interval` steps: StyleGAN 2 scales the learning rate and the betas by
-    interval / (interval + 1), so the main loss and the occasional regulariser share one optimizer state."""
-    ratio = interval / (interval + 1)
-    return torch.optim.Adam(parameters, lr=learning_rate * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
-
-
 def main(args):
     accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -136,7 +131,7 @@ def main(args):
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": vars(args), "model_config": generator.config.to_dict(),
+            print(json.dumps({"args": recordable_arguments(args), "model_config": generator.config.to_dict(),
                               "num_classes": num_classes}, indent=2, default=str))
         return None
     if args.lora_rank:
@@ -149,13 +144,13 @@ def main(args):
     ema_generator = create_ema(generator) if use_ema else None
     train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
 
-    # 3. optimisation: one optimizer per network, corrected for its lazy regulariser
+    # 3. optimisation: one optimizer per network, corrected for its lazy regulariser (None: that regulariser is off)
     betas = (args.adam_beta1, args.adam_beta2)
-    g_interval = args.pl_interval if args.pl_weight > 0 else 0
-    d_interval = args.r1_interval if args.r1_gamma > 0 else 0
-    g_optimizer = lazy_adam([p for p in generator.parameters() if p.requires_grad], args.generator_learning_rate,
-                            betas, g_interval)
-    d_optimizer = lazy_adam(discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval)
+    g_interval = args.pl_interval if args.pl_weight > 0 else None
+    d_interval = args.r1_interval if args.r1_gamma > 0 else None
+    trainable = [parameter for parameter in generator.parameters() if parameter.requires_grad]
+    g_optimizer = lazy_regularised_adam(trainable, args.generator_learning_rate, betas, g_interval)
+    d_optimizer = lazy_regularised_adam(discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval)
     batches_per_step = args.gradient_accumulation_steps
     batches_per_epoch = -(-len(train_dataloader) // accelerator.num_processes)
     if args.max_train_steps is None:
@@ -178,8 +173,7 @@ def main(args):
 
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_stylegan", config={k: v for k, v in vars(args).items()
-                                                             if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers("train_stylegan", config=tracker_hyperparameters(args))
 
     # 4. resume: networks, optimizers, schedules, EMA, augmentation and path-length state, RNG states
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -198,6 +192,16 @@ def main(args):
     def see(images):
         return augment(images) if augment is not None else images
 
+    def accumulating(model, micro_step: int):
+        """Gradients are averaged across processes once per optimizer step, on the last micro-batch."""
+        last = micro_step == args.gradient_accumulation_steps - 1
+        return contextlib.nullcontext() if last else accelerator.no_sync(model)
+
+    def step_optimizer(optimizer, model):
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+
     def generate(model, z, labels):
         """Images and their ws from `model` (the DDP replica or the plain module), with style mixing regularisation:
         with probability style_mixing_prob, a second z takes over from a random layer on."""
@@ -207,68 +211,78 @@ def main(args):
         output = model(z, labels=labels, **mixing)
         return output.sample, output.ws
 
-    # 5. the loop
+    # 5. the loop, in StyleGAN 2's four phases. Lazy regularisation runs each regulariser as its own optimizer step
+    # every N iterations, its loss scaled by N (the optimizers above are corrected for the extra steps); a disabled
+    # regulariser (weight 0) simply never runs.
     generator.train()
     discriminator.train()
     while global_step < args.max_train_steps:
-        # 5a. discriminator step: logistic loss, plus lazy R1 on the real images every r1_interval steps
+        logs = {}
+        # 5a. D main: logistic loss on real images against generated ones (no gradient to G)
         d_optimizer.zero_grad(set_to_none=True)
-        apply_r1 = d_interval and global_step % d_interval == 0
         sign_sum, real_count = torch.zeros((), device=accelerator.device), 0
-        micro_labels = []
+        micro_batches = []
         for micro_step in range(args.gradient_accumulation_steps):
             batch = next(batches)
             real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
             labels = batch["labels"] if num_classes else None
-            micro_labels.append(labels)
+            micro_batches.append((real, labels))
             with torch.no_grad():
                 z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
                 fake, _ = generate(unwrapped_generator, z, labels)
-            real_seen = see(real).detach().requires_grad_(bool(apply_r1))
-            last = micro_step == args.gradient_accumulation_steps - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(discriminator):
-                real_logits = discriminator(real_seen, labels=labels).logits
+            with accumulating(discriminator, micro_step):
+                real_logits = discriminator(see(real), labels=labels).logits
                 fake_logits = discriminator(see(fake), labels=labels).logits
                 d_loss = discriminator_loss(real_logits, fake_logits, "non-saturating")
                 check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
-                total = d_loss
-                if apply_r1:
-                    total = total + r1_penalty(real_logits, real_seen) * (args.r1_gamma / 2) * d_interval
-                accelerator.backward(total / args.gradient_accumulation_steps)
+                accelerator.backward(d_loss / args.gradient_accumulation_steps)
             sign_sum += real_logits.detach().sign().sum()
             real_count += real.shape[0]
-        if args.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-        d_optimizer.step()
+        step_optimizer(d_optimizer, discriminator)
         adapt_augmentation(augment, accelerator, sign_sum, real_count)
 
-        # 5b. generator step: non-saturating loss with style mixing, plus lazy path-length regularisation
+        # 5b. D regulariser: R1 on the same real images, with respect to them before augmentation
+        if d_interval and global_step % d_interval == 0:
+            d_optimizer.zero_grad(set_to_none=True)
+            for micro_step, (real, labels) in enumerate(micro_batches):
+                with accumulating(discriminator, micro_step):
+                    r1, logits = augmented_r1_penalty(lambda images: discriminator(images, labels=labels).logits,
+                                                      real, augment)
+                    logs["r1_penalty"] = r1.item()
+                    # The zero term puts every parameter in the graph, as data-parallel training needs (R1 gives
+                    # the last layer's bias no gradient).
+                    loss = r1 * (args.r1_gamma / 2) * d_interval + 0 * logits.sum()
+                    accelerator.backward(loss / args.gradient_accumulation_steps)
+            step_optimizer(d_optimizer, discriminator)
+
+        # 5c. G main: non-saturating loss with style mixing; D's weights stay out of it
         g_optimizer.zero_grad(set_to_none=True)
         unwrapped_discriminator.requires_grad_(False)
-        apply_pl = g_interval and global_step % g_interval == 0
-        for micro_step, labels in enumerate(micro_labels):
-            batch_size = args.train_batch_size if labels is None else labels.shape[0]
-            z = torch.randn(batch_size, config.latent_dim, device=accelerator.device)
-            last = micro_step == args.gradient_accumulation_steps - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(generator):
+        for micro_step, (real, labels) in enumerate(micro_batches):
+            z = torch.randn(real.shape[0], config.latent_dim, device=accelerator.device)
+            with accumulating(generator, micro_step):
                 fake, _ = generate(generator, z, labels)
                 g_loss = generator_loss(unwrapped_discriminator(see(fake), labels=labels).logits, "non-saturating")
                 check_finite(g_loss, "the generator loss", global_step, args.output_dir, args.loss_limit)
-                total = g_loss
-                if apply_pl:
-                    # On a smaller batch, through the same replica (so DDP sees one forward per backward).
-                    pl_batch = max(1, batch_size // args.pl_batch_shrink)
-                    pl_labels = None if labels is None else labels[:pl_batch]
-                    pl_images, pl_ws = generate(generator, z[:pl_batch], pl_labels)
+                accelerator.backward(g_loss / args.gradient_accumulation_steps)
+        unwrapped_discriminator.requires_grad_(True)
+        step_optimizer(g_optimizer, generator)
+
+        # 5d. G regulariser: path length on a smaller batch
+        if g_interval and global_step % g_interval == 0:
+            g_optimizer.zero_grad(set_to_none=True)
+            for micro_step, (real, labels) in enumerate(micro_batches):
+                pl_batch = max(1, real.shape[0] // args.pl_batch_shrink)
+                z = torch.randn(pl_batch, config.latent_dim, device=accelerator.device)
+                with accumulating(generator, micro_step):
+                    pl_images, pl_ws = generate(generator, z, None if labels is None else labels[:pl_batch])
                     penalty, new_mean = path_length_penalty(pl_images, pl_ws, path_length_state.mean)
                     path_length_state.mean.copy_(accelerator.reduce(new_mean, reduction="mean"))
-                    # Lazy regularisation: every pl_interval steps, scaled up by the interval.
-                    total = total + penalty * args.pl_weight * g_interval
-                accelerator.backward(total / args.gradient_accumulation_steps)
-        unwrapped_discriminator.requires_grad_(True)
-        if args.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(generator.parameters(), args.max_grad_norm)
-        g_optimizer.step()
+                    logs["path_length_penalty"] = penalty.item()
+                    loss = penalty * args.pl_weight * g_interval + 0 * pl_images.sum()
+                    accelerator.backward(loss / args.gradient_accumulation_steps)
+            step_optimizer(g_optimizer, generator)
+
         g_scheduler.step()
         d_scheduler.step()
         if ema_generator is not None:
@@ -276,8 +290,8 @@ def main(args):
 
         global_step += 1
         progress.update(1)
-        logs = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
-                "d_fake": fake_logits.mean().item(), "path_length_mean": path_length_state.mean.item()}
+        logs.update({"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
+                     "d_fake": fake_logits.mean().item(), "path_length_mean": path_length_state.mean.item()})
         if augment is not None:
             logs["augment_p"] = augment.probability
         progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")

@@ -27,6 +27,7 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_ima
 from hfgen.metrics import GenerativeMetrics, load_digits_feature_extractor, psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.evaluation import evaluation_batches
 from hfgen.training.runs import (
     add_data_arguments,
@@ -173,7 +174,7 @@ def main(args):
     model = build_model(args)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": vars(args), "model_config": model.config.to_dict()}, indent=2, default=str))
+            print(json.dumps({"args": recordable_arguments(args), "model_config": model.config.to_dict()}, indent=2, default=str))
         return None
     set_seed(args.seed, device_specific=True)
     if args.gradient_checkpointing:
@@ -201,7 +202,7 @@ def main(args):
 
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_vae", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers("train_vae", config=tracker_hyperparameters(args))
 
     # 4. resume
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -229,7 +230,7 @@ def main(args):
                 pixel_values = batch["pixel_values"]
                 if args.random_flip:
                     pixel_values = random_flip(pixel_values)
-                output = model(pixel_values)
+                output = model(pixel_values, sample_posterior=True)
                 if not torch.isfinite(output.loss):
                     raise FloatingPointError(
                         f"loss became {output.loss.item()} at step {global_step}: lower --learning_rate or "
@@ -293,7 +294,7 @@ def save_hub_folder(vae, args, metrics, references, run):
             "repo_id_or_path": args.hub_model_id or output_dir,
             "protocol": record["protocol"],
             "references": references,
-            "training_args": vars(args),
+            "training_args": recordable_arguments(args),
             "samples_image": "samples.png",
             "base_model": args.pretrained_model_name_or_path,
             "dataset": dataset,

@@ -108,6 +108,31 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return gradients.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def augmented_r1_penalty(
+    discriminate, real_images: torch.Tensor, augment=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""
+    R1 for a discriminator that sees augmented images: the gradient is taken with respect to the *un-augmented* real
+    images, through the (differentiable) augmentation, as StyleGAN2-ADA and DiffAugment do. Taking it with respect to
+    the augmented images instead would penalise a different function of the data, one that changes with the
+    augmentation probability.
+
+    Args:
+        discriminate (`Callable[[torch.Tensor], torch.Tensor]`):
+            Maps images to one logit per image (a discriminator, or a closure that adds class labels).
+        real_images (`torch.Tensor`):
+            The real batch before augmentation; it is detached here, so the penalty only trains the discriminator.
+        augment (`Callable[[torch.Tensor], torch.Tensor]`, *optional*):
+            Differentiable augmentation; None for none.
+
+    Returns:
+        `(penalty, real_logits)`: the penalty without the gamma / 2 factor, and the logits it was taken on.
+    """
+    reals = real_images.detach().requires_grad_(True)
+    real_logits = discriminate(augment(reals) if augment is not None else reals)
+    return r1_penalty(real_logits, reals), real_logits
+
+
 def path_length_penalty(
     fake_images: torch.Tensor,
     ws: torch.Tensor,

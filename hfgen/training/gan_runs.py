@@ -10,6 +10,7 @@ from diffusers.utils import make_image_grid
 
 from ..model_card import card_metrics, render_model_card
 from .augment import AdaptiveAugmentation
+from .redaction import recordable_arguments
 from .runs import write_run_record
 
 GAN_CARD_METRIC_NAMES = {
@@ -161,7 +162,7 @@ def save_gan_folder(
             "repo_id_or_path": args.hub_model_id or output_dir,
             "protocol": record["protocol"],
             "references": references,
-            "training_args": vars(args),
+            "training_args": recordable_arguments(args),
             "samples_image": "samples.png",
             "base_model": args.pretrained_model_name_or_path,
             "dataset": dataset,

@@ -57,7 +57,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     parser.add_argument("--logging_dir", type=str, default="logs")
     parser.add_argument("--push_to_hub", action="store_true")
     parser.add_argument("--hub_model_id", type=str, default=None)
-    parser.add_argument("--hub_token", type=str, default=None)
+    parser.add_argument("--hub_token", type=str, default=None,
+                        help="Prefer `hf auth login` or the HF_TOKEN environment variable, which need no flag. A token "
+                             "given here is used for the upload only and is never written to any file.")
     parser.add_argument("--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit.")
 
 
@@ -130,9 +132,10 @@ def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, r
     """Write `training_args.json` (every resolved flag) and `metrics.json` (the run's facts, the metrics, their
     protocol and, when measured, the references); returns the metrics record."""
     from ..metrics import metric_protocol
+    from .redaction import recordable_arguments
 
     with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-        json.dump(vars(args), f, indent=2)
+        json.dump(recordable_arguments(args), f, indent=2)
     record = {**run, "metrics": metrics, "protocol": metric_protocol(args.num_eval_samples)}
     if references is not None:
         record["references"] = references

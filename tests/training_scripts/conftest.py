@@ -31,3 +31,35 @@ def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) 
 @pytest.fixture(scope="session")
 def launch_script():
     return launch
+
+
+@pytest.fixture(scope="session")
+def tiny_model_configs(tmp_path_factory):
+    """Config folders of tiny models of every family, for runs of a few steps at 16 px on the built-in digits."""
+    import hfgen
+
+    folder = tmp_path_factory.mktemp("tiny_model_configs")
+    hfgen.VAEConfig(in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4,
+                    latent_channels=2).save_pretrained(folder / "vae")
+    hfgen.GANConfig(architecture="dcgan", image_size=16, latent_dim=8, generator_channels=4, discriminator_channels=4,
+                    max_channels=16, num_classes=10, class_embedding_dim=4).save_pretrained(folder / "gan")
+    hfgen.StyleGANConfig(resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
+                         num_classes=10).save_pretrained(folder / "stylegan")
+    return folder
+
+
+# What every tiny run passes: small batches and evaluations, at 16 px.
+TINY_RUN = ["--resolution", "16", "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images",
+            "4"]
+SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_stylegan.py"}
+
+
+@pytest.fixture(scope="session")
+def launch_tiny(launch_script, tiny_model_configs):
+    """`launch_tiny(family, output_dir, *extra)`: the family's script on its tiny config at 16 px."""
+
+    def run(family, output_dir, *extra, num_processes=1, check=True):
+        return launch_script(SCRIPTS[family], "--output_dir", output_dir, "--model_config_name_or_path",
+                             tiny_model_configs / family, *TINY_RUN, *extra, num_processes=num_processes, check=check)
+
+    return run
