@@ -33,6 +33,7 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, imag
 from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
 from hfgen.training import save_checkpoint
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator
@@ -53,6 +54,7 @@ from hfgen.training.runs import (
     check_run_arguments,
     endless_batches,
     filter_classes,
+    is_power_of_two,
     finish_run,
     make_accelerator,
     make_train_dataloader,
@@ -71,7 +73,7 @@ DEFAULT_ARCHITECTURE = dict(latent_dim=64, generator_channels=32, discriminator_
 
 
 def parse_args(input_args=None):
-    parser = argparse.ArgumentParser(description="Train a GAN / DCGAN / WGAN-GP / conditional GAN with hfgen.")
+    parser = make_parser("Train a GAN / DCGAN / WGAN-GP / conditional GAN with hfgen.")
     add_data_arguments(parser, BUILTIN_DIGITS)
     parser.add_argument("--architecture", type=str, default="dcgan", choices=["mlp", "dcgan"])
     parser.add_argument("--loss", type=str, default="non-saturating", choices=GAN_LOSSES)
@@ -84,8 +86,11 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args, BUILTIN_DIGITS)
     check_gan_arguments(parser, args)
-    if args.d_steps_per_g_step < 1:
-        parser.error(f"--d_steps_per_g_step must be at least 1, got {args.d_steps_per_g_step}")
+    check_flag_ranges(parser, args, {"d_steps_per_g_step": (1, None, "closed"), "gp_weight": (0, None, "closed")})
+    building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
+    if building_from_flags and args.architecture == "dcgan" and not is_power_of_two(args.resolution):
+        parser.error(f"--resolution must be a power of two (8, 16, 32, ...) for --architecture dcgan, got "
+                     f"{args.resolution}")
     return args
 
 
@@ -336,4 +341,4 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args())

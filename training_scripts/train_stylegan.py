@@ -31,6 +31,7 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, imag
 from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.adversarial import lazy_regularised_adam
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
@@ -52,6 +53,7 @@ from hfgen.training.runs import (
     check_run_arguments,
     endless_batches,
     filter_classes,
+    is_power_of_two,
     finish_run,
     make_accelerator,
     make_train_dataloader,
@@ -70,7 +72,7 @@ DEFAULT_ARCHITECTURE = dict(latent_dim=64, w_dim=64, mapping_layers=4, channel_b
 
 
 def parse_args(input_args=None):
-    parser = argparse.ArgumentParser(description="Train StyleGAN 1 / 2 with hfgen.")
+    parser = make_parser("Train StyleGAN 1 / 2 with hfgen.")
     add_data_arguments(parser, BUILTIN_DIGITS)
     parser.add_argument("--style_block", type=str, default="modulated", choices=["modulated", "adain"])
     parser.add_argument("--generator_architecture", type=str, default="skip", choices=["skip", "plain"])
@@ -87,11 +89,12 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args, BUILTIN_DIGITS)
     check_gan_arguments(parser, args)
-    for name in ("pl_interval", "pl_batch_shrink"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if not 0 <= args.style_mixing_prob <= 1:
-        parser.error(f"--style_mixing_prob must lie in [0, 1], got {args.style_mixing_prob}")
+    check_flag_ranges(parser, args, {"pl_interval": (1, None, "closed"), "pl_batch_shrink": (1, None, "closed"),
+                                     "pl_weight": (0, None, "closed"), "style_mixing_prob": (0, 1, "closed"),
+                                     "truncation_psi": (0, None, "closed")})
+    building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
+    if building_from_flags and not is_power_of_two(args.resolution):
+        parser.error(f"--resolution must be a power of two (8, 16, 32, ...) for StyleGAN, got {args.resolution}")
     return args
 
 
@@ -370,4 +373,4 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args())

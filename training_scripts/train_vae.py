@@ -27,6 +27,7 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_ima
 from hfgen.metrics import GenerativeMetrics, load_digits_feature_extractor, psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.evaluation import evaluation_batches
 from hfgen.training.runs import (
@@ -54,7 +55,7 @@ DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], latent_channels
 
 
 def parse_args(input_args=None):
-    parser = argparse.ArgumentParser(description="Train an hfgen VAE.")
+    parser = make_parser("Train an hfgen VAE.")
     add_data_arguments(parser, BUILTIN_DIGITS)
     # model
     parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
@@ -75,6 +76,12 @@ def parse_args(input_args=None):
                         checkpointing_steps=200, validation_steps=200)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args, BUILTIN_DIGITS)
+    check_flag_ranges(parser, args, {"kl_weight": (0, None, "closed")})
+    building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
+    downsampling = 2 ** (len(DEFAULT_ARCHITECTURE["block_out_channels"]) - 1)
+    if building_from_flags and args.resolution % downsampling:
+        parser.error(f"--resolution must be a multiple of {downsampling} for the default VAE architecture, got "
+                     f"{args.resolution}")
     return args
 
 
@@ -169,24 +176,26 @@ def main(args):
     accelerator = make_accelerator(args, args.gradient_accumulation_steps)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
-    # 1. model: built with the same seed everywhere, then each process gets its own stream of noise
-    set_seed(args.seed)
-    model = build_model(args)
-    if args.dry_run:
-        if accelerator.is_main_process:
-            print(json.dumps({"args": recordable_arguments(args), "model_config": model.config.to_dict()}, indent=2, default=str))
-        return None
-    set_seed(args.seed, device_specific=True)
-    if args.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-
-    # 2. data: every image is checked before training starts
+    # 1. data: every image is decoded before anything else, so a broken file fails first (--dry_run included)
     dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution,
                                  args.dataset_config_name, args.cache_dir)
     dataset = filter_classes(dataset, args.class_filter)
     transform = image_transform(args.resolution, args.color_mode)
     train_dataset = dataset["train"].with_transform(transform)
     test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+
+    # 2. model: built with the same seed everywhere, then each process gets its own stream of noise
+    set_seed(args.seed)
+    model = build_model(args)
+    if args.dry_run:
+        if accelerator.is_main_process:
+            print(json.dumps({"args": recordable_arguments(args), "model_config": model.config.to_dict(),
+                              "data": {split: len(images) for split, images in dataset.items()}}, indent=2,
+                             default=str))
+        return None
+    set_seed(args.seed, device_specific=True)
+    if args.gradient_checkpointing:
+        model.activation_checkpointing_enable()
     train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
 
     # 3. optimisation
@@ -305,4 +314,4 @@ def save_hub_folder(vae, args, metrics, references, run):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args())

@@ -40,9 +40,17 @@ def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str):
     path = resume_from_checkpoint.rstrip("/")
     match = CHECKPOINT_PATTERN.match(os.path.basename(path))
     if match is None or not os.path.isdir(path):
+        inside = list_checkpoints(path)
+        hint = (f"; it holds {os.path.basename(inside[-1][1])}: pass that folder, or 'latest' with --output_dir {path}"
+                if inside else "; pass 'latest' to continue the newest checkpoint of --output_dir")
         raise ValueError(
             f"--resume_from_checkpoint {resume_from_checkpoint!r} is neither 'latest' nor an existing "
-            "'checkpoint-<step>' folder"
+            f"'checkpoint-<step>' folder{hint}"
+        )
+    if not any(name.startswith("random_states") for name in os.listdir(path)):
+        raise ValueError(
+            f"--resume_from_checkpoint {path!r} is not a complete checkpoint (no saved training state in it): pass "
+            "another checkpoint-<step> folder or 'latest'"
         )
     return int(match.group(1)), path
 

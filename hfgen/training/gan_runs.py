@@ -10,6 +10,7 @@ from diffusers.utils import make_image_grid
 
 from ..model_card import card_metrics, render_model_card
 from .augment import AdaptiveAugmentation
+from .cli import check_flag_ranges
 from .redaction import recordable_arguments
 from .runs import write_run_record
 
@@ -50,11 +51,21 @@ def add_gan_arguments(parser: argparse.ArgumentParser, learning_rate: float, bet
                         help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.")
 
 
+GAN_FLAG_RANGES = {
+    "r1_interval": (1, None, "closed"),
+    "r1_gamma": (0, None, "closed"),
+    "lora_rank": (0, None, "closed"),
+    "generator_learning_rate": (0, None, "open"),
+    "discriminator_learning_rate": (0, None, "open"),
+    "ema_decay": (0, 1, "high_open"),
+    "augment_probability": (0, 1, "closed"),
+    "ada_target": (0, 1, "open"),
+    "loss_limit": (0, None, "open"),
+}
+
+
 def check_gan_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.r1_interval < 1:
-        parser.error(f"--r1_interval must be at least 1, got {args.r1_interval}")
-    if args.lora_rank < 0:
-        parser.error(f"--lora_rank must be 0 (off) or more, got {args.lora_rank}")
+    check_flag_ranges(parser, args, GAN_FLAG_RANGES)
     if args.lora_rank and args.pretrained_model_name_or_path is None:
         parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
     if args.augment_probability is None:

@@ -11,6 +11,9 @@ import torch
 from diffusers.utils import make_image_grid
 from PIL import Image
 
+from ..data.images import MAX_RESOLUTION, MIN_RESOLUTION
+from .cli import check_flag_ranges
+
 LR_SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
 
 
@@ -63,15 +66,31 @@ def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     parser.add_argument("--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit.")
 
 
+# The ranges of the flags every script has (see `check_flag_ranges` for the notation).
+RUN_FLAG_RANGES = {
+    "resolution": (MIN_RESOLUTION, MAX_RESOLUTION, "closed"),
+    "dataloader_num_workers": (0, None, "closed"),
+    "train_batch_size": (1, None, "closed"),
+    "gradient_accumulation_steps": (1, None, "closed"),
+    "checkpointing_steps": (1, None, "closed"),
+    "validation_steps": (1, None, "closed"),
+    "num_train_epochs": (1, None, "closed"),
+    "num_validation_images": (1, None, "closed"),
+    "num_eval_samples": (1, None, "closed"),
+    "max_train_steps": (1, None, "closed"),
+    "checkpoints_total_limit": (1, None, "closed"),
+    "lr_warmup_steps": (0, None, "closed"),
+    "max_grad_norm": (0, None, "open"),
+    "learning_rate": (0, None, "open"),
+    "adam_beta1": (0, 1, "high_open"),
+    "adam_beta2": (0, 1, "high_open"),
+    "adam_weight_decay": (0, None, "closed"),
+}
+
+
 def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, builtin: str) -> None:
     """Reject impossible values with the flag's name; resolve the colour mode."""
-    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps",
-                 "num_train_epochs", "num_validation_images", "num_eval_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_train_steps", "checkpoints_total_limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    check_flag_ranges(parser, args, RUN_FLAG_RANGES)
     if args.color_mode is None:
         args.color_mode = "L" if uses_builtin_data(args, builtin) else "RGB"
 
@@ -87,6 +106,10 @@ def filter_classes(dataset, classes: list[int] | None):
     if len(filtered["train"]) == 0:
         raise ValueError(f"--class_filter {classes}: no training image has these labels")
     return filtered
+
+
+def is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
 
 
 def uses_builtin_data(args: argparse.Namespace, builtin: str) -> bool:
@@ -228,7 +251,15 @@ def resume_run(accelerator, output_dir: str, resume_from_checkpoint: str | None,
         return 0
     step, path = checkpoint
     logger.info(f"resuming from {path} (step {step})")
-    accelerator.load_state(path)
+    try:
+        accelerator.load_state(path)
+    except (RuntimeError, KeyError, FileNotFoundError) as error:
+        # Typically a checkpoint of another model or configuration than the one this run built.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"cannot resume from {path}: it does not match this run's models and optimizers ({first_line}); resume "
+            "with the flags and model config of the run that wrote it, or start a new --output_dir"
+        ) from error
     return step
 
 
