@@ -173,15 +173,17 @@ def render_model_card(
 
 
 
-def card_metrics(metrics: dict, references: dict | None, dataset_type: str, names: dict) -> list[EvalMetric]:
-    """Metrics measured on the built-in digits' held-out split (those of `names`, a key-to-title mapping) and the FID
-    references, as model-index entries."""
-    dataset = dict(dataset_name="hfgen digits (held-out split)", dataset_type=dataset_type, dataset_split="test")
-    entries = [EvalMetric(name=names[key], type=key, value=float(metrics[key]), **dataset)
+def card_metrics(metrics: dict, references: dict | None, protocol: dict, names: dict) -> list[EvalMetric]:
+    """The model-index entries of a run: the metrics of `names` (a key-to-title mapping) that were measured, and the
+    FID of each reference, all labelled with the data and split the protocol names (never assumed)."""
+    dataset = str(protocol.get("dataset") or "unknown data")
+    split = protocol.get("split")
+    labels = dict(dataset_name=f"{dataset} ({split})" if split else dataset, dataset_type=dataset, dataset_split=split)
+    entries = [EvalMetric(name=names[key], type=key, value=float(metrics[key]), **labels)
                for key in names if key in metrics]
     for reference, values in (references or {}).items():
-        entries.append(EvalMetric(name=f"digits-FID reference: {reference}", type=f"fid_{reference}",
-                                  value=float(values["fid"]), **dataset))
+        entries.append(EvalMetric(name=f"FID reference: {reference}", type=f"fid_{reference}",
+                                  value=float(values["fid"]), **labels))
     return entries
 
 

@@ -14,7 +14,6 @@ each with its own optimizer and learning rate. The folder loads with `hfgen.GANP
 `hfgen.GANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)` (after `import hfgen`).
 """
 
-import argparse
 import contextlib
 import copy
 import json
@@ -36,7 +35,7 @@ from hfgen.training import save_checkpoint
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
-from hfgen.training.evaluation import evaluate_generator
+from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
 from hfgen.training.gan_runs import (
     adapt_augmentation,
     add_gan_arguments,
@@ -59,9 +58,9 @@ from hfgen.training.runs import (
     make_accelerator,
     make_train_dataloader,
     random_flip,
+    resolve_color_mode,
     resume_run,
     save_grid,
-    uses_builtin_data,
 )
 
 logger = get_logger(__name__)
@@ -84,7 +83,7 @@ def parse_args(input_args=None):
     add_run_arguments(parser, output_dir="gan-digits")
     parser.set_defaults(num_train_epochs=25, checkpointing_steps=250, validation_steps=250)
     args = parser.parse_args(input_args)
-    check_run_arguments(parser, args, BUILTIN_DIGITS)
+    check_run_arguments(parser, args)
     check_gan_arguments(parser, args)
     check_flag_ranges(parser, args, {"d_steps_per_g_step": (1, None, "closed"), "gp_weight": (0, None, "closed")})
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
@@ -124,9 +123,12 @@ def main(args):
                                  args.cache_dir)
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
-    transform = image_transform(args.resolution, args.color_mode)
-    train_dataset = dataset["train"].with_transform(transform)
-    test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+    # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
+    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
+    train_dataset = evaluation.train.with_transform(transform)
+    eval_dataset = evaluation.evaluation.with_transform(transform)
+    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
 
     # 2. models: built with the same seed everywhere, then each process gets its own stream of noise
     set_seed(args.seed)
@@ -271,7 +273,7 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
-            validate(published(ema_generator, unwrapped_generator), test_dataset, num_classes, args, accelerator, global_step)
+            validate(published(ema_generator, unwrapped_generator), evaluation, eval_dataset, num_classes, args, accelerator, global_step)
             generator.train()
     progress.close()
 
@@ -279,10 +281,10 @@ def main(args):
     final_generator = published(ema_generator, unwrapped_generator)
     return finish_run(
         accelerator, args, generator,
-        measure=lambda: validate(final_generator, test_dataset, num_classes, args, accelerator, global_step),
-        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args,
+        measure=lambda: validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step),
+        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args, evaluation,
                                                           metrics, references, run),
-        builtin=BUILTIN_DIGITS, script="train_gan.py", logger=logger, step=global_step)
+        evaluation=evaluation, script="train_gan.py", logger=logger, step=global_step)
 
 
 def plain_generator(generator_model):
@@ -301,7 +303,7 @@ def sampler(generator_model, num_classes: int):
 
 
 @torch.no_grad()
-def validate(generator_model, test_dataset, num_classes: int, args, accelerator, step: int) -> dict:
+def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, accelerator, step: int) -> dict:
     """Sample grid (main process) and metrics (all processes) of `generator_model`; logged to the trackers."""
     was_training = generator_model.training
     generator_model.eval()
@@ -314,18 +316,15 @@ def validate(generator_model, test_dataset, num_classes: int, args, accelerator,
                           generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
         save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
                   columns=num_classes or None)
-    metrics = {}
-    if test_dataset is not None:
-        metrics = evaluate_generator(sampler(generator_model, num_classes), test_dataset, accelerator,
-                                     args.num_eval_samples, args.seed, num_classes,
-                                     measure_distribution=uses_builtin_data(args, BUILTIN_DIGITS))
-        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-        logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    metrics = evaluate_generator(sampler(generator_model, num_classes), evaluation, eval_dataset, accelerator,
+                                 args.num_eval_samples, args.seed, num_classes)
+    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
     return metrics
 
 
-def save_folder(generator_model, discriminator, num_classes: int, args, metrics, references, run):
+def save_folder(generator_model, discriminator, num_classes: int, args, evaluation, metrics, references, run):
     generator_model.eval()
     sample_kwargs = {"class_labels": [i % num_classes for i in range(8 * num_classes)]} if num_classes else {}
     # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
@@ -336,7 +335,7 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
     save_gan_folder(args.output_dir, pipeline, generator_model,
                     discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
                     references, run, family="gan", tags=tags, sample_kwargs=sample_kwargs,
-                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank,
+                    evaluation=evaluation, save_pipeline=not args.lora_rank,
                     grid_columns=num_classes or 8)
 
 

@@ -13,7 +13,6 @@ regularisation, and an EMA of the generator. The folder loads with `hfgen.StyleG
 `hfgen.StyleGANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)`.
 """
 
-import argparse
 import contextlib
 import copy
 import json
@@ -35,7 +34,7 @@ from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.adversarial import lazy_regularised_adam
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
-from hfgen.training.evaluation import evaluate_generator
+from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
 from hfgen.training.gan_runs import (
     adapt_augmentation,
     add_gan_arguments,
@@ -58,9 +57,9 @@ from hfgen.training.runs import (
     make_accelerator,
     make_train_dataloader,
     random_flip,
+    resolve_color_mode,
     resume_run,
     save_grid,
-    uses_builtin_data,
 )
 
 logger = get_logger(__name__)
@@ -87,7 +86,7 @@ def parse_args(input_args=None):
     add_run_arguments(parser, output_dir="stylegan-digits")
     parser.set_defaults(resolution=16, num_train_epochs=40, checkpointing_steps=300, validation_steps=300)
     args = parser.parse_args(input_args)
-    check_run_arguments(parser, args, BUILTIN_DIGITS)
+    check_run_arguments(parser, args)
     check_gan_arguments(parser, args)
     check_flag_ranges(parser, args, {"pl_interval": (1, None, "closed"), "pl_batch_shrink": (1, None, "closed"),
                                      "pl_weight": (0, None, "closed"), "style_mixing_prob": (0, 1, "closed"),
@@ -125,9 +124,12 @@ def main(args):
                                  args.cache_dir)
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
-    transform = image_transform(args.resolution, args.color_mode)
-    train_dataset = dataset["train"].with_transform(transform)
-    test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+    # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
+    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
+    train_dataset = evaluation.train.with_transform(transform)
+    eval_dataset = evaluation.evaluation.with_transform(transform)
+    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
 
     # 2. models
     set_seed(args.seed)
@@ -303,7 +305,7 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
-            validate(published(ema_generator, unwrapped_generator), test_dataset, num_classes, args, accelerator,
+            validate(published(ema_generator, unwrapped_generator), evaluation, eval_dataset, num_classes, args, accelerator,
                      global_step)
             generator.train()
     progress.close()
@@ -312,20 +314,20 @@ def main(args):
     final_generator = published(ema_generator, unwrapped_generator)
     return finish_run(
         accelerator, args, generator,
-        measure=lambda: validate(final_generator, test_dataset, num_classes, args, accelerator, global_step),
-        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args,
+        measure=lambda: validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step),
+        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args, evaluation,
                                                           metrics, references, run),
-        builtin=BUILTIN_DIGITS, script="train_stylegan.py", logger=logger, step=global_step)
+        evaluation=evaluation, script="train_stylegan.py", logger=logger, step=global_step)
 
 
 def plain_generator(generator_model):
-    """A `StyleGANGenerator` for pipelines. LoRA-adapted generators run unmerged (merging would be rescaled by the
-    equalised learning rate), inside a copy whose adapter layers stay attached."""
+    """A `StyleGANGenerator` for pipelines: for a LoRA-adapted generator, its base model, whose adapter layers stay
+    attached (unmerged; a merged copy gives the same images)."""
     return generator_model.get_base_model() if hasattr(generator_model, "get_base_model") else generator_model
 
 
 @torch.no_grad()
-def validate(generator_model, test_dataset, num_classes: int, args, accelerator, step: int) -> dict:
+def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, accelerator, step: int) -> dict:
     """Sample grid (main process) and metrics (all processes) of `generator_model`; logged to the trackers."""
     was_training = generator_model.training
     generator_model.eval()
@@ -338,23 +340,21 @@ def validate(generator_model, test_dataset, num_classes: int, args, accelerator,
                           generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
         save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
                   columns=num_classes or None)
-    metrics = {}
-    if test_dataset is not None:
-        base = plain_generator(generator_model)
+    base = plain_generator(generator_model)
 
-        def sample(batch_size, labels, torch_generator):
-            z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
-            return base(z, labels=labels, noise_mode="const").sample
+    def sample(batch_size, labels, torch_generator):
+        z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
+        return base(z, labels=labels, noise_mode="const").sample
 
-        metrics = evaluate_generator(sample, test_dataset, accelerator, args.num_eval_samples, args.seed, num_classes,
-                                     measure_distribution=uses_builtin_data(args, BUILTIN_DIGITS))
-        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-        logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    metrics = evaluate_generator(sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed,
+                                 num_classes)
+    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
     return metrics
 
 
-def save_folder(generator_model, discriminator, num_classes: int, args, metrics, references, run):
+def save_folder(generator_model, discriminator, num_classes: int, args, evaluation, metrics, references, run):
     generator_model.eval()
     sample_kwargs = {"truncation_psi": args.truncation_psi, "noise_mode": "const"}
     if num_classes:
@@ -368,7 +368,7 @@ def save_folder(generator_model, discriminator, num_classes: int, args, metrics,
     save_gan_folder(args.output_dir, pipeline, generator_model,
                     discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
                     references, run, family="stylegan", tags=tags, sample_kwargs=sample_kwargs,
-                    dataset_type=BUILTIN_DIGITS, save_pipeline=not args.lora_rank,
+                    evaluation=evaluation, save_pipeline=not args.lora_rank,
                     grid_columns=num_classes or 8)
 
 

@@ -9,7 +9,6 @@ The output folder loads with `hfgen.VAEPipeline.from_pretrained(dir)`, `hfgen.VA
 metrics measured at the end of training, `samples.png`, `metrics.json` and `training_args.json`.
 """
 
-import argparse
 import json
 import logging
 import math
@@ -17,19 +16,25 @@ import os
 
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_image_dataset
-from hfgen.metrics import GenerativeMetrics, load_digits_feature_extractor, psnr, ssim
+from hfgen.metrics import psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
-from hfgen.training.evaluation import evaluation_batches
+from hfgen.training.evaluation import (
+    DISTRIBUTION_METRIC_NAMES,
+    evaluate_generator,
+    evaluation_batches,
+    prepare_evaluation,
+    run_protocol,
+)
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -39,9 +44,9 @@ from hfgen.training.runs import (
     make_accelerator,
     make_train_dataloader,
     random_flip,
+    resolve_color_mode,
     resume_run,
     save_grid,
-    uses_builtin_data,
     write_run_record,
 )
 
@@ -75,7 +80,7 @@ def parse_args(input_args=None):
     parser.set_defaults(num_train_epochs=20, lr_scheduler="cosine", lr_warmup_steps=20, max_grad_norm=1.0,
                         checkpointing_steps=200, validation_steps=200)
     args = parser.parse_args(input_args)
-    check_run_arguments(parser, args, BUILTIN_DIGITS)
+    check_run_arguments(parser, args)
     check_flag_ranges(parser, args, {"kl_weight": (0, None, "closed")})
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
     downsampling = 2 ** (len(DEFAULT_ARCHITECTURE["block_out_channels"]) - 1)
@@ -121,55 +126,45 @@ def log_validation(model, test_images, args, accelerator, step):
 
 
 @torch.no_grad()
-def evaluate(model, test_dataset, args, accelerator, measure_distribution: bool) -> dict:
-    """Metrics of the trained model; every process works on its share and the results are gathered.
+def evaluate(model, evaluation, eval_dataset, args, accelerator) -> dict:
+    """Metrics of the trained model on the run's evaluation images; every process works on its share and the
+    results are gathered.
 
-    Reconstruction quality (PSNR, SSIM, the loss terms) uses the posterior mean of each held-out image. Distribution
-    metrics compare `--num_eval_samples` prior samples with the held-out images through hfgen's digits classifier.
+    Reconstruction quality (PSNR, SSIM, the loss terms) uses the posterior mean of each evaluation image. Distribution
+    metrics compare `--num_eval_samples` prior samples with the evaluation images through the run's feature extractor
+    (when there is one for this data), and the diversity ratio tells how varied the samples are.
     """
     vae = accelerator.unwrap_model(model)
     vae.eval()
-    indices = list(range(len(test_dataset)))
-    with accelerator.split_between_processes(indices) as local_indices:
-        local_test = test_dataset.select(local_indices)
+    with accelerator.split_between_processes(list(range(len(eval_dataset)))) as local_indices:
+        local_eval = eval_dataset.select(local_indices)
     originals, reconstructions, kl_terms = [], [], []
-    for batch in evaluation_batches(local_test, 128):
+    for batch in evaluation_batches(local_eval, 128):
         pixel_values = batch["pixel_values"].to(accelerator.device)
         output = vae(pixel_values, sample_posterior=False)
         originals.append(pixel_values)
         reconstructions.append(output.sample.clamp(-1, 1))
         kl_terms.append(output.latent_dist.kl())
-    originals = accelerator.gather(torch.cat(originals))
-    reconstructions = accelerator.gather(torch.cat(reconstructions))
-    kl_terms = accelerator.gather(torch.cat(kl_terms))
+    originals = torch.cat(gather_object([torch.cat(originals).cpu()]))
+    reconstructions = torch.cat(gather_object([torch.cat(reconstructions).cpu()]))
+    kl_terms = torch.cat(gather_object([torch.cat(kl_terms).cpu()]))
     metrics = {
         "psnr": psnr(reconstructions, originals).item(),
         "ssim": ssim(reconstructions, originals).item(),
         "reconstruction_mse": torch.mean((reconstructions - originals) ** 2).item(),
         "kl_per_image": kl_terms.mean().item(),
     }
-    if measure_distribution:
-        extractor = load_digits_feature_extractor().to(accelerator.device)
-        distribution = GenerativeMetrics(extractor).to(accelerator.device)
-        for batch in evaluation_batches(local_test, 128):
-            distribution.update(batch["pixel_values"].to(accelerator.device), real=True)
-        with accelerator.split_between_processes(list(range(args.num_eval_samples))) as local_samples:
-            count = len(local_samples)
-        # One generator per process, seeded from the run's seed: the samples differ across processes and runs
-        # with the same seed and process count draw the same ones.
-        generator = torch.Generator(device="cpu").manual_seed(args.seed + 1000 * (accelerator.process_index + 1))
-        pipeline = hfgen.VAEPipeline(vae=vae)
-        pipeline.set_progress_bar_config(disable=True)
-        for start in range(0, count, 128):
-            samples = pipeline(batch_size=min(128, count - start), generator=generator, output_type="pt").images
-            distribution.update((samples * 2 - 1).to(accelerator.device), real=False)
-        metrics.update(distribution.compute())
+    pipeline = hfgen.VAEPipeline(vae=vae)
+    pipeline.set_progress_bar_config(disable=True)
+
+    def sample(batch_size, labels, generator):
+        return pipeline(batch_size=batch_size, generator=generator, output_type="pt").images * 2 - 1
+
+    metrics.update(evaluate_generator(sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed))
     return metrics
 
 
-CARD_METRIC_NAMES = {"psnr": "PSNR (reconstruction, dB)", "ssim": "SSIM (reconstruction)", "fid": "digits-FID",
-                     "kid_mean": "digits-KID", "inception_score_mean": "digits-IS", "precision": "precision (k=3)",
-                     "recall": "recall (k=3)"}
+CARD_METRIC_NAMES = {"psnr": "PSNR (reconstruction, dB)", "ssim": "SSIM (reconstruction)", **DISTRIBUTION_METRIC_NAMES}
 
 
 def main(args):
@@ -180,9 +175,12 @@ def main(args):
     dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution,
                                  args.dataset_config_name, args.cache_dir)
     dataset = filter_classes(dataset, args.class_filter)
-    transform = image_transform(args.resolution, args.color_mode)
-    train_dataset = dataset["train"].with_transform(transform)
-    test_dataset = dataset["test"].with_transform(transform) if "test" in dataset else None
+    # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
+    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
+    train_dataset = evaluation.train.with_transform(transform)
+    eval_dataset = evaluation.evaluation.with_transform(transform)
+    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
 
     # 2. model: built with the same seed everywhere, then each process gets its own stream of noise
     set_seed(args.seed)
@@ -223,9 +221,7 @@ def main(args):
                 f"batch {total_batch} ({accelerator.num_processes} processes)")
     progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
                     disable=not accelerator.is_local_main_process)
-    fixed_test_images = None
-    if test_dataset is not None:
-        fixed_test_images = next(evaluation_batches(test_dataset, min(8, len(test_dataset))))["pixel_values"]
+    fixed_test_images = next(evaluation_batches(eval_dataset, min(8, len(eval_dataset))))["pixel_values"]
 
     # 5. the loop
     for epoch in range(first_epoch, num_epochs):
@@ -263,7 +259,7 @@ def main(args):
 
             if global_step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
-            if global_step % args.validation_steps == 0 and accelerator.is_main_process and fixed_test_images is not None:
+            if global_step % args.validation_steps == 0 and accelerator.is_main_process:
                 log_validation(model, fixed_test_images.to(accelerator.device), args, accelerator, global_step)
                 model.train()
             if global_step >= args.max_train_steps:
@@ -271,31 +267,39 @@ def main(args):
     progress.close()
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    measures_digits = uses_builtin_data(args, BUILTIN_DIGITS)
     return finish_run(
         accelerator, args, model,
-        measure=lambda: evaluate(model, test_dataset, args, accelerator, measures_digits) if test_dataset is not None
-        else {},
-        save=lambda metrics, references, run: save_hub_folder(accelerator.unwrap_model(model), args, metrics,
-                                                              references, run),
-        builtin=BUILTIN_DIGITS, script="train_vae.py", logger=logger, step=global_step)
+        measure=lambda: evaluate(model, evaluation, eval_dataset, args, accelerator),
+        save=lambda metrics, references, run: save_hub_folder(accelerator.unwrap_model(model), args, evaluation,
+                                                              fixed_test_images, metrics, references, run),
+        evaluation=evaluation, script="train_vae.py", logger=logger, step=global_step)
 
 
-def save_hub_folder(vae, args, metrics, references, run):
-    """Write what users load: pipeline folder, top-level model files, samples, card, args and metrics."""
+def save_hub_folder(vae, args, evaluation, evaluation_images, metrics, references, run):
+    """Write what users load: pipeline folder, top-level model files, samples, card, args and metrics.
+
+    `samples.png` is an 8 x 8 grid: six rows of prior samples, then up to eight evaluation images over their
+    reconstructions.
+    """
     output_dir = args.output_dir
     pipeline = hfgen.VAEPipeline(vae=vae)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.save_pretrained(output_dir)
     vae.save_pretrained(output_dir)  # config.json + model.safetensors, for VAEModel / AutoModel.from_pretrained
-    samples = pipeline(batch_size=64, generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
-    make_image_grid(samples, rows=8, cols=8).resize((8 * 64, 8 * 64), 0).save(os.path.join(output_dir, "samples.png"))
-    record = write_run_record(output_dir, args, metrics, references, run)
-    dataset = args.train_data_dir or args.dataset_name
+    samples = pipeline(batch_size=48, generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
+    originals = evaluation_images[:8].to(vae.device)
+    reconstructions = pipeline.reconstruct(originals * 0.5 + 0.5).images  # pipelines take images in [0, 1]
+    originals = pipeline.image_processor.postprocess(originals, output_type="pil")
+    blank = [samples[0].copy().point(lambda _: 0)] * (8 - len(originals))  # a short evaluation split
+    grid = make_image_grid(samples + originals + blank + reconstructions + blank, rows=8, cols=8)
+    size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
+    grid.resize((8 * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
+    record = write_run_record(output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples))
+    dataset = evaluation.dataset
     card = render_model_card(
         family="vae",
         model_name=args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
-        metrics=card_metrics(metrics, references, BUILTIN_DIGITS, CARD_METRIC_NAMES),
+        metrics=card_metrics(metrics, references, record["protocol"], CARD_METRIC_NAMES),
         pipeline_tag="unconditional-image-generation",
         datasets=[dataset] if args.train_data_dir is None else [],
         tags=["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"],

@@ -1,36 +1,66 @@
 """Metrics of generated and reconstructed images.
 
 - `psnr`, `ssim`: full-reference quality of reconstructions (images in [-1, 1], `data_range=2.0`).
-- `GenerativeMetrics`: FID, KID, Inception Score and improved precision / recall, streamed over batches and
-  synchronised across processes; by default through hfgen's own digits classifier, shipped with the package.
-- `metric_protocol`, `digits_reference_metrics`: how the numbers were measured, and what real data and a trivial
-  baseline read with the same protocol.
+- `GenerativeMetrics`: FID, KID, Inception Score (with class logits) and improved precision / recall, streamed over
+  batches and synchronised across processes; through hfgen's own digits classifier (shipped with the package) or any
+  transformers vision backbone (`BackboneFeatureExtractor`, `--metrics_model`, DINOv2 recommended).
+- `resolve_feature_extractor`: which extractor a run uses for its data, or a note saying why there is none.
+- `metric_protocol`, `reference_metrics`, `digits_reference_metrics`: how the numbers were measured, and what real
+  data and a trivial baseline read with the same protocol.
+- `sample_diversity_ratio`: spread of generated images over that of real ones (0 is mode collapse).
 """
 
+from .backbone import (
+    RECOMMENDED_METRICS_MODEL,
+    BackboneFeatureExtractor,
+    MetricsModelError,
+    load_backbone_feature_extractor,
+    resolve_feature_extractor,
+)
 from .distribution import KID_MAX_SUBSET_SIZE, GenerativeMetrics
+from .diversity import mean_pairwise_distance, sample_diversity_ratio
 from .feature_extractor import (
     DigitsFeatureExtractor,
     load_digits_classifier,
     load_digits_feature_extractor,
     to_classifier_pixels,
+    to_signed_unit_range,
 )
 from .image_quality import DATA_RANGE, psnr, ssim
 from .precision_recall import ManifoldPrecisionRecall, manifold_precision_recall
-from .references import REFERENCE_RESOLUTION, digits_reference_metrics, metric_protocol
+from .references import (
+    REAL_VS_REAL,
+    REFERENCE_RESOLUTION,
+    TRAIN_MEAN_PLUS_NOISE,
+    digits_reference_metrics,
+    metric_protocol,
+    reference_metrics,
+)
 
 __all__ = [
     "DATA_RANGE",
+    "KID_MAX_SUBSET_SIZE",
+    "REAL_VS_REAL",
+    "RECOMMENDED_METRICS_MODEL",
+    "REFERENCE_RESOLUTION",
+    "TRAIN_MEAN_PLUS_NOISE",
+    "BackboneFeatureExtractor",
     "DigitsFeatureExtractor",
     "GenerativeMetrics",
-    "KID_MAX_SUBSET_SIZE",
     "ManifoldPrecisionRecall",
-    "REFERENCE_RESOLUTION",
+    "MetricsModelError",
     "digits_reference_metrics",
+    "load_backbone_feature_extractor",
     "load_digits_classifier",
     "load_digits_feature_extractor",
     "manifold_precision_recall",
+    "mean_pairwise_distance",
     "metric_protocol",
     "psnr",
+    "reference_metrics",
+    "resolve_feature_extractor",
+    "sample_diversity_ratio",
     "ssim",
     "to_classifier_pixels",
+    "to_signed_unit_range",
 ]

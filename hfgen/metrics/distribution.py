@@ -46,7 +46,9 @@ class GenerativeMetrics(Metric):
     Feed batches with `update(images, real=True)` (real images) and `update(images, real=False)` (generated
     images), then `compute()`. Images are `(batch, channels, height, width)` tensors in [-1, 1]; they reach the
     extractors unchanged, and the default digits extractor accepts 1 or 3 channels at any resolution (see
-    [`DigitsFeatureExtractor`]). The Inception Score is measured on the generated images only.
+    [`DigitsFeatureExtractor`]). The Inception Score is measured on the generated images only, and only when there is
+    a classifier to give class logits: with a features-only extractor (e.g. a DINOv2 backbone,
+    [`BackboneFeatureExtractor`]) it is absent from `compute()`'s result, and `measures_inception_score` is `False`.
 
     Args:
         feature_extractor (`torch.nn.Module`, *optional*):
@@ -55,7 +57,8 @@ class GenerativeMetrics(Metric):
             ([`load_digits_feature_extractor`]).
         logits_extractor (`torch.nn.Module`, *optional*):
             Maps images to class logits `(batch, num_classes)` for the Inception Score. Defaults to the logits of
-            `feature_extractor`'s classifier when that is a [`DigitsFeatureExtractor`]; required otherwise.
+            `feature_extractor`'s classifier when that is a [`DigitsFeatureExtractor`]; without it, any other
+            extractor measures no Inception Score.
         kid_subsets (`int`, *optional*, defaults to 100):
             Random subsets over which KID's unbiased MMD^2 is averaged (`kid_std` is its spread over them).
         kid_subset_size (`int`, *optional*):
@@ -101,15 +104,10 @@ class GenerativeMetrics(Metric):
         super().__init__(sync_on_compute=sync_on_compute)
         if feature_extractor is None:
             feature_extractor = load_digits_feature_extractor()
-        if logits_extractor is None:
-            if not isinstance(feature_extractor, DigitsFeatureExtractor):
-                raise ValueError(
-                    "a custom feature_extractor needs a logits_extractor too: the Inception Score is measured on "
-                    "class logits"
-                )
+        if logits_extractor is None and isinstance(feature_extractor, DigitsFeatureExtractor):
             logits_extractor = DigitsFeatureExtractor(feature_extractor.classifier, output="logits")
         if not isinstance(getattr(feature_extractor, "num_features", None), int):
-            raise ValueError("feature_extractor must expose its feature dimension as an integer `num_features`")
+            raise TypeError("feature_extractor must expose its feature dimension as an integer `num_features`")
         if kid_subset_size is not None and (not isinstance(kid_subset_size, int) or kid_subset_size < 2):
             raise ValueError(f"kid_subset_size must be None or an integer >= 2, got {kid_subset_size!r}")
         self.feature_extractor = feature_extractor
@@ -126,9 +124,12 @@ class GenerativeMetrics(Metric):
             subset_size=KID_MAX_SUBSET_SIZE,
             sync_on_compute=sync_on_compute,
         )
-        self.inception_score = InceptionScore(
-            feature=nn.Identity(), splits=inception_score_splits, sync_on_compute=sync_on_compute
-        )
+        # None when there are no class logits to measure it on (a features-only backbone).
+        self.inception_score = None
+        if logits_extractor is not None:
+            self.inception_score = InceptionScore(
+                feature=nn.Identity(), splits=inception_score_splits, sync_on_compute=sync_on_compute
+            )
         self.precision_recall = ManifoldPrecisionRecall(features, k=precision_recall_k, sync_on_compute=sync_on_compute)
         self.add_state("num_real", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("num_fake", torch.tensor(0), dist_reduce_fx="sum")
@@ -145,8 +146,14 @@ class GenerativeMetrics(Metric):
         if real:
             self.num_real += images.shape[0]
         else:
-            self.inception_score.update(self.logits_extractor(images))
+            if self.inception_score is not None:
+                self.inception_score.update(self.logits_extractor(images))
             self.num_fake += images.shape[0]
+
+    @property
+    def measures_inception_score(self) -> bool:
+        """Whether `compute()` reports the Inception Score (only with a `logits_extractor`)."""
+        return self.inception_score is not None
 
     def effective_kid_subset_size(self, num_real: int, num_fake: int) -> int:
         """Samples per KID subset: `kid_subset_size`, or by default `min(1000, min(num_real, num_fake) // 2)`."""
@@ -169,14 +176,18 @@ class GenerativeMetrics(Metric):
         lost, or processes wait for each other). With one tensor each, the gathered features come in rank order, as
         precision / recall's "cat" states do.
         """
-        for metric, names in ((self.kid, ("real_features", "fake_features")), (self.inception_score, ("features",))):
+        states = [(self.kid, ("real_features", "fake_features"))]
+        if self.inception_score is not None:
+            states.append((self.inception_score, ("features",)))
+        for metric, names in states:
             for name in names:
                 batches = getattr(metric, name)
                 if isinstance(batches, list) and len(batches) > 1:
                     setattr(metric, name, [torch.cat(batches)])
 
     def compute(self) -> dict[str, float]:
-        """FID, KID (mean, std), IS (mean, std), precision and recall of everything seen, as Python floats."""
+        """FID, KID (mean, std), IS (mean, std; only with class logits), precision and recall of everything seen, as
+        Python floats."""
         # Counts summed over all processes (the base class synchronised them before calling this).
         num_real, num_fake = int(self.num_real), int(self.num_fake)
         minimum = self.precision_recall.k + 1
@@ -193,18 +204,14 @@ class GenerativeMetrics(Metric):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             kid_mean, kid_std = self.kid.compute()
-            torch.manual_seed(self.seed)
-            inception_score_mean, inception_score_std = self.inception_score.compute()
+            if self.inception_score is not None:
+                torch.manual_seed(self.seed)
+                inception_score_mean, inception_score_std = self.inception_score.compute()
         precision, recall = self.precision_recall.compute()
-        values = {
-            "fid": fid,
-            "kid_mean": kid_mean,
-            "kid_std": kid_std,
-            "inception_score_mean": inception_score_mean,
-            "inception_score_std": inception_score_std,
-            "precision": precision,
-            "recall": recall,
-        }
+        values = {"fid": fid, "kid_mean": kid_mean, "kid_std": kid_std}
+        if self.inception_score is not None:
+            values.update(inception_score_mean=inception_score_mean, inception_score_std=inception_score_std)
+        values.update(precision=precision, recall=recall)
         return {name: value.item() for name, value in values.items()}
 
     def forward(self, *args, **kwargs):
@@ -215,7 +222,8 @@ class GenerativeMetrics(Metric):
         """Forget every image seen, in this object and in each sub-metric."""
         super().reset()
         for metric in (self.fid, self.kid, self.inception_score, self.precision_recall):
-            metric.reset()
+            if metric is not None:
+                metric.reset()
 
 
-__all__ = ["GenerativeMetrics", "KID_MAX_SUBSET_SIZE", "PrecomputedFeatures"]
+__all__ = ["KID_MAX_SUBSET_SIZE", "GenerativeMetrics", "PrecomputedFeatures"]

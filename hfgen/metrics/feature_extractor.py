@@ -38,6 +38,29 @@ def load_digits_classifier(device: str | torch.device | None = None) -> DigitsCl
     return classifier.eval()
 
 
+def to_signed_unit_range(images: torch.Tensor) -> torch.Tensor:
+    r"""
+    Check a batch of images handed to a feature extractor and return it as floats in [-1, 1].
+
+    Args:
+        images (`torch.Tensor` of shape `(batch, channels, height, width)`):
+            1 (grey) or 3 (RGB) channels; float in [-1, 1] (hfgen's convention) or uint8 in [0, 255].
+    """
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (batch, 1 or 3, height, width), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 127.5 - 1.0
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [-1, 1] or uint8 in [0, 255], got dtype {images.dtype}")
+    low, high = images.aminmax()
+    if low < -1.0 - RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
+        raise ValueError(
+            f"float images must lie in [-1, 1], got values in [{low.item():.3f}, {high.item():.3f}]: map [0, 1] "
+            "images with `2 * x - 1` and clamp model outputs with `.clamp(-1, 1)`"
+        )
+    return images
+
+
 def to_classifier_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
     r"""
     Bring a batch of images to what the digits classifier was trained on: one grey channel in [-1, 1], `image_size`
@@ -51,19 +74,7 @@ def to_classifier_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
     Returns:
         `torch.FloatTensor` of shape `(batch, 1, image_size, image_size)`.
     """
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (batch, 1 or 3, height, width), got {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 127.5 - 1.0
-    elif images.is_floating_point():
-        low, high = images.aminmax()
-        if low < -1.0 - RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
-            raise ValueError(
-                f"float images must lie in [-1, 1], got values in [{low.item():.3f}, {high.item():.3f}]: map [0, 1] "
-                "images with `2 * x - 1` and clamp model outputs with `.clamp(-1, 1)`"
-            )
-    else:
-        raise TypeError(f"images must be float in [-1, 1] or uint8 in [0, 255], got dtype {images.dtype}")
+    images = to_signed_unit_range(images)
     if images.shape[1] == 3:
         # The weights sum to 1, so the luma of [-1, 1] pixels is again in [-1, 1].
         weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
@@ -146,4 +157,5 @@ __all__ = [
     "load_digits_classifier",
     "load_digits_feature_extractor",
     "to_classifier_pixels",
+    "to_signed_unit_range",
 ]

@@ -1,13 +1,116 @@
-"""Measuring a generator inside an accelerate run: distribution metrics against held-out images, and the class
-accuracy of conditional samples read by hfgen's digits classifier. Every process works on its share; the results
-are gathered, so every process returns the numbers of the whole set."""
+"""Measuring a model inside an accelerate run, on whatever data the run trains on.
 
+`prepare_evaluation` decides once per run what the metrics are measured on (the dataset's own validation / test
+split, or a held-out part of the user's images) and with what (hfgen's digits classifier for the built-in digits,
+`--metrics_model` for anything else, or nothing, said in one line). `evaluate_generator` then measures a generator
+against those images, `measure_references` what real data and a trivial baseline read the same way, and
+`run_protocol` describes it all for `metrics.json` and the model card. Every process works on its share of the
+samples; the results are gathered, so every process returns the numbers of the whole set.
+"""
+
+import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from accelerate.utils import gather_object
+from datasets import DatasetDict
 
-from ..data import collate_images
-from ..metrics import GenerativeMetrics, load_digits_classifier, load_digits_feature_extractor, to_classifier_pixels
+from ..data import collate_images, images_as_tensor, split_for_evaluation
+from ..metrics import (
+    DigitsFeatureExtractor,
+    GenerativeMetrics,
+    load_digits_classifier,
+    metric_protocol,
+    reference_metrics,
+    resolve_feature_extractor,
+    sample_diversity_ratio,
+    to_classifier_pixels,
+)
+
+# Titles of the distribution metrics on model cards; the protocol beside them names the data, split and extractor.
+DISTRIBUTION_METRIC_NAMES = {
+    "fid": "FID",
+    "kid_mean": "KID",
+    "inception_score_mean": "Inception Score",
+    "precision": "precision (k=3)",
+    "recall": "recall (k=3)",
+    "diversity_ratio": "sample diversity ratio (1: as varied as the data, 0: collapse)",
+}
+
+# Training images the references draw from at most: bounds memory on large datasets.
+MAX_REFERENCE_TRAIN_IMAGES = 5000
+
+
+@dataclass
+class RunEvaluation:
+    r"""
+    What a run measures its metrics on and with.
+
+    Attributes:
+        dataset (`str`): the data's name as the user gave it (`--train_data_dir` or `--dataset_name`).
+        split (`str`): which images were evaluated, e.g. `"test"` or `"train[held-out 10 of 100 images, seed 0]"`.
+        train, evaluation (`datasets.Dataset`): the training images and the evaluated ones, untransformed.
+        feature_extractor (`torch.nn.Module` or `None`): the extractor of FID / KID / precision / recall; None when
+            there is none for this data (then `note` says so and only the other metrics are measured).
+        note (`str`): one line on which extractor is used, or why there is none.
+    """
+
+    dataset: str
+    split: str
+    train: object
+    evaluation: object
+    feature_extractor: torch.nn.Module | None
+    note: str
+
+    @property
+    def reads_digit_classes(self) -> bool:
+        """Class accuracy needs hfgen's digits classifier to read the samples: only on the built-in digits."""
+        return isinstance(self.feature_extractor, DigitsFeatureExtractor)
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..data import parse_validation_split
+
+    parser.add_argument("--validation_split", type=parse_validation_split, default=None,
+                        help="Images of the training data held out for the metrics: a fraction (0.1) or a count (50). "
+                             "By default the dataset's own validation / test split, else 10%% of the images (at "
+                             "least 4), fixed by --seed and stratified by label.")
+    parser.add_argument("--metrics_model", type=str, default=None,
+                        help="A transformers vision backbone (folder or Hub id) whose features give FID / KID / "
+                             "precision / recall on your data; facebook/dinov2-small is recommended (FD-DINOv2). "
+                             "The built-in digits use hfgen's digits classifier.")
+
+
+def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, device) -> RunEvaluation:
+    """Split off the evaluation images and pick the feature extractor for this run's data."""
+    splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
+    extractor, note = resolve_feature_extractor(args.metrics_model, args.dataset_name, args.train_data_dir, device)
+    return RunEvaluation(dataset=args.train_data_dir or args.dataset_name, split=splits.name, train=splits.train,
+                         evaluation=splits.evaluation, feature_extractor=extractor, note=note)
+
+
+def run_protocol(evaluation: RunEvaluation, num_samples: int) -> dict:
+    """How the run's numbers were measured: data, split, extractor, sample counts (for metrics.json and the card)."""
+    if evaluation.feature_extractor is None:
+        return {"dataset": evaluation.dataset, "split": evaluation.split, "num_real_samples": len(evaluation.evaluation),
+                "distribution_metrics": evaluation.note}
+    return metric_protocol(num_samples, len(evaluation.evaluation), GenerativeMetrics(evaluation.feature_extractor),
+                           dataset=evaluation.dataset, split=evaluation.split)
+
+
+def measure_references(evaluation: RunEvaluation, args: argparse.Namespace) -> dict | None:
+    """Real training images against the evaluation images, and the training mean plus noise, read with the run's
+    extractor and sample count; None without an extractor. Main process only (a few seconds on a CPU)."""
+    if evaluation.feature_extractor is None:
+        return None
+    num_train = min(len(evaluation.train), MAX_REFERENCE_TRAIN_IMAGES)
+    train_images = images_as_tensor(evaluation.train, args.resolution, args.color_mode, num_images=num_train,
+                                    seed=args.seed)
+    eval_images = images_as_tensor(evaluation.evaluation, args.resolution, args.color_mode)
+    device = next(evaluation.feature_extractor.parameters()).device
+    return reference_metrics(train_images.to(device), eval_images.to(device), evaluation.feature_extractor,
+                             num_samples=min(args.num_eval_samples, num_train), seed=0)
 
 
 def evaluation_batches(dataset, batch_size: int):
@@ -24,54 +127,58 @@ def balanced_labels(count: int, num_classes: int, offset: int = 0) -> torch.Tens
 @torch.no_grad()
 def evaluate_generator(
     sample: Callable[[int, torch.Tensor | None, torch.Generator], torch.Tensor],
-    test_dataset,
+    evaluation: RunEvaluation,
+    eval_dataset,
     accelerator,
     num_samples: int,
     seed: int,
     num_classes: int = 0,
-    measure_distribution: bool = True,
     batch_size: int = 128,
 ) -> dict[str, float]:
     r"""
-    Metrics of a generator against the held-out images.
+    Metrics of a generator against the run's evaluation images.
 
     Args:
         sample (`Callable`):
             `sample(batch_size, labels, generator)` returns images `(batch, channels, height, width)` in [-1, 1];
             `labels` is None for an unconditional generator.
-        test_dataset (`datasets.Dataset`):
-            Held-out images (with the training transform applied).
+        evaluation (`RunEvaluation`):
+            From [`prepare_evaluation`]: the extractor (or None) and whether class accuracy can be read.
+        eval_dataset (`datasets.Dataset`):
+            `evaluation.evaluation` with the training transform applied.
         num_samples (`int`):
             Generated images in all (split across processes).
         seed (`int`):
             Seeds each process's `torch.Generator`, so the same run draws the same samples.
         num_classes (`int`):
-            0 for unconditional; otherwise labels are balanced over the classes and `class_accuracy` (the share of
-            samples the digits classifier assigns to their label) is measured.
-        measure_distribution (`bool`):
-            FID, KID, IS and precision / recall through the digits classifier's features (for digit-like data).
+            0 for unconditional; otherwise labels are balanced over the classes.
 
     Returns:
-        `dict` with `fid`, `kid_mean`, `kid_std`, `inception_score_mean`, `inception_score_std`, `precision`,
-        `recall` (when `measure_distribution`) and `class_accuracy` (when conditional and measured).
+        `dict` with `diversity_ratio` (mean pairwise distance of the samples over that of the evaluation images: 1
+        is as varied as the data, 0 is mode collapse; in the extractor's feature space, else in pixels); with an
+        extractor `fid`, `kid_mean`, `kid_std`, `precision`, `recall` (and `inception_score_mean` / `_std` when it
+        gives class logits); and `class_accuracy` for conditional models on the built-in digits.
     """
     device = accelerator.device
+    extractor = evaluation.feature_extractor
     with accelerator.split_between_processes(list(range(num_samples))) as local_indices:
         local_start, local_count = (local_indices[0] if local_indices else 0), len(local_indices)
     generator = torch.Generator(device="cpu").manual_seed(seed + 1000 * (accelerator.process_index + 1))
     distribution = None
-    if measure_distribution:
-        distribution = GenerativeMetrics(load_digits_feature_extractor().to(device)).to(device)
-        with accelerator.split_between_processes(list(range(len(test_dataset)))) as local_test:
-            local_dataset = test_dataset.select(local_test)
+    if extractor is not None:
+        distribution = GenerativeMetrics(extractor).to(device)
+        with accelerator.split_between_processes(list(range(len(eval_dataset)))) as local_real:
+            local_dataset = eval_dataset.select(local_real)
         for batch in evaluation_batches(local_dataset, batch_size):
             distribution.update(batch["pixel_values"].to(device), real=True)
-    classifier = load_digits_classifier(device) if num_classes and measure_distribution else None
+    classifier = load_digits_classifier(device) if num_classes and evaluation.reads_digit_classes else None
     correct = torch.zeros((), device=device)
+    local_samples = []
     for start in range(0, local_count, batch_size):
         count = min(batch_size, local_count - start)
         labels = balanced_labels(count, num_classes, local_start + start).to(device) if num_classes else None
         images = sample(count, labels, generator).clamp(-1, 1)
+        local_samples.append(images.cpu())
         if distribution is not None:
             distribution.update(images, real=False)
         if classifier is not None:
@@ -80,4 +187,10 @@ def evaluate_generator(
     metrics = distribution.compute() if distribution is not None else {}
     if classifier is not None:
         metrics["class_accuracy"] = accelerator.reduce(correct, reduction="sum").item() / num_samples
+    all_samples = torch.cat(gather_object(local_samples))
+    reals = torch.cat([batch["pixel_values"] for batch in evaluation_batches(eval_dataset, batch_size)])
+    extractor_on_cpu = None if extractor is None else extractor.to("cpu")
+    metrics["diversity_ratio"] = sample_diversity_ratio(all_samples, reals, extractor_on_cpu)["diversity_ratio"]
+    if extractor is not None:
+        extractor.to(device)
     return metrics

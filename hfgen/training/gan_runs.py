@@ -11,15 +11,12 @@ from diffusers.utils import make_image_grid
 from ..model_card import card_metrics, render_model_card
 from .augment import AdaptiveAugmentation
 from .cli import check_flag_ranges
+from .evaluation import DISTRIBUTION_METRIC_NAMES, RunEvaluation, run_protocol
 from .redaction import recordable_arguments
 from .runs import write_run_record
 
 GAN_CARD_METRIC_NAMES = {
-    "fid": "digits-FID",
-    "kid_mean": "digits-KID",
-    "inception_score_mean": "digits-IS",
-    "precision": "precision (k=3)",
-    "recall": "recall (k=3)",
+    **DISTRIBUTION_METRIC_NAMES,
     "class_accuracy": "class accuracy of conditional samples (digits classifier)",
 }
 
@@ -134,7 +131,7 @@ def save_gan_folder(
     family: str,
     tags: list[str],
     sample_kwargs: dict,
-    dataset_type: str,
+    evaluation: RunEvaluation,
     save_pipeline: bool = True,
     grid_columns: int = 8,
 ) -> None:
@@ -160,12 +157,12 @@ def save_gan_folder(
     size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
     grid = make_image_grid(samples, rows=8, cols=grid_columns)
     grid.resize((grid_columns * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
-    record = write_run_record(output_dir, args, metrics, references, run)
-    dataset = args.train_data_dir or args.dataset_name
+    record = write_run_record(output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples))
+    dataset = evaluation.dataset
     card = render_model_card(
         family=family,
         model_name=args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
-        metrics=card_metrics(metrics, references, dataset_type, GAN_CARD_METRIC_NAMES),
+        metrics=card_metrics(metrics, references, record["protocol"], GAN_CARD_METRIC_NAMES),
         pipeline_tag="unconditional-image-generation",
         datasets=[dataset] if args.train_data_dir is None else [],
         tags=tags,

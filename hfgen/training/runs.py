@@ -13,25 +13,29 @@ from PIL import Image
 
 from ..data.images import MAX_RESOLUTION, MIN_RESOLUTION
 from .cli import check_flag_ranges
+from .evaluation import add_evaluation_arguments
 
 LR_SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, builtin: str) -> None:
-    parser.add_argument("--dataset_name", type=str, default=builtin,
-                        help=f"A `datasets` name or a local folder; `{builtin}` is the built-in real digits.")
+    parser.add_argument("--dataset_name", type=str, default=None,
+                        help=f"A `datasets` name or a local folder; hfgen/digits (real handwritten digits) and "
+                             f"hfgen/faces (100 real faces) are built in. Without it or --train_data_dir: {builtin}.")
+    parser.set_defaults(builtin_dataset=builtin)
     parser.add_argument("--dataset_config_name", type=str, default=None)
     parser.add_argument("--train_data_dir", type=str, default=None,
                         help="A local folder of images in imagefolder layout (class subfolders give labels).")
     parser.add_argument("--cache_dir", type=str, default=None)
     parser.add_argument("--resolution", type=int, default=32, help="Images are resized (bicubic) and center-cropped to this.")
     parser.add_argument("--color_mode", type=str, default=None, choices=["L", "RGB"],
-                        help="Greyscale or RGB; defaults to L for the built-in digits and RGB otherwise.")
+                        help="Greyscale or RGB; by default that of the data (L when every image is greyscale).")
     parser.add_argument("--class_filter", type=int, nargs="+", default=None,
                         help="Keep only images with these labels (e.g. one digit class for a small fine-tuning set); "
                              "the label set, and so a conditional model's classes, stay as they are.")
     parser.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    add_evaluation_arguments(parser)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
@@ -88,11 +92,27 @@ RUN_FLAG_RANGES = {
 }
 
 
-def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, builtin: str) -> None:
-    """Reject impossible values with the flag's name; resolve the colour mode."""
+def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject impossible values with the flag's name; with neither --dataset_name nor --train_data_dir, train on the
+    script's built-in dataset."""
     check_flag_ranges(parser, args, RUN_FLAG_RANGES)
+    if args.dataset_name is None and args.train_data_dir is None:
+        args.dataset_name = args.builtin_dataset
+    del args.builtin_dataset
+
+
+# Modes PIL uses for single-channel images: bilevel, 8-bit, with alpha, 32-bit integer and float, 16-bit.
+GREY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L"}
+
+
+def resolve_color_mode(args: argparse.Namespace, dataset) -> str:
+    """`--color_mode`, or by default that of the training images: greyscale when every one of them is (looked at in
+    the first 256), RGB otherwise. Sets and returns `args.color_mode`."""
     if args.color_mode is None:
-        args.color_mode = "L" if uses_builtin_data(args, builtin) else "RGB"
+        train = dataset["train"]
+        modes = {image.mode for image in train.select(range(min(256, len(train))))["image"]}
+        args.color_mode = "L" if modes <= GREY_MODES else "RGB"
+    return args.color_mode
 
 
 def filter_classes(dataset, classes: list[int] | None):
@@ -110,10 +130,6 @@ def filter_classes(dataset, classes: list[int] | None):
 
 def is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
-
-
-def uses_builtin_data(args: argparse.Namespace, builtin: str) -> bool:
-    return args.train_data_dir is None and args.dataset_name == builtin
 
 
 def check_finite(loss: torch.Tensor, name: str, step: int, output_dir: str, limit: float = float("inf")) -> None:
@@ -151,15 +167,14 @@ def replica_max_difference(accelerator, model) -> float:
 
 
 def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, references: dict | None,
-                     run: dict) -> dict:
-    """Write `training_args.json` (every resolved flag) and `metrics.json` (the run's facts, the metrics, their
-    protocol and, when measured, the references); returns the metrics record."""
-    from ..metrics import metric_protocol
+                     run: dict, protocol: dict) -> dict:
+    """Write `training_args.json` (every resolved flag, secrets redacted) and `metrics.json` (the run's facts, the
+    metrics, their protocol (data, split, extractor) and, when measured, the references); returns the record."""
     from .redaction import recordable_arguments
 
     with open(os.path.join(output_dir, "training_args.json"), "w") as f:
         json.dump(recordable_arguments(args), f, indent=2)
-    record = {**run, "metrics": metrics, "protocol": metric_protocol(args.num_eval_samples)}
+    record = {**run, "metrics": metrics, "protocol": protocol}
     if references is not None:
         record["references"] = references
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
@@ -167,16 +182,16 @@ def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, r
     return record
 
 
-def finish_run(accelerator, args: argparse.Namespace, model, measure, save, builtin: str, script: str, logger,
+def finish_run(accelerator, args: argparse.Namespace, model, measure, save, evaluation, script: str, logger,
                step: int) -> dict:
     """The end every training script shares, on all processes.
 
     Checks that the data-parallel replicas of `model` agree, measures the final metrics with `measure()` (all
-    processes take part), then on the main process writes the Hub-ready folder with `save(metrics, references, run)`,
-    prints where it is and its metrics, and pushes it with `--push_to_hub`. References are measured only on the
-    whole built-in set, which they describe.
+    processes take part), then on the main process measures the references on the same data and extractor
+    (`evaluation`, from `prepare_evaluation`), writes the Hub-ready folder with `save(metrics, references, run)`,
+    prints where it is and its metrics, and pushes it with `--push_to_hub`.
     """
-    from ..metrics import digits_reference_metrics
+    from .evaluation import measure_references
 
     accelerator.wait_for_everyone()
     replica_difference = replica_max_difference(accelerator, model)
@@ -184,13 +199,13 @@ def finish_run(accelerator, args: argparse.Namespace, model, measure, save, buil
         logger.warning(f"the {accelerator.num_processes} replicas differ by up to {replica_difference}")
     metrics = measure()
     if accelerator.is_main_process:
-        references = None
-        if uses_builtin_data(args, builtin) and getattr(args, "class_filter", None) is None:
-            references = digits_reference_metrics(num_samples=args.num_eval_samples, seed=0)
+        references = measure_references(evaluation, args)
         save(metrics, references, {"step": step, "num_processes": accelerator.num_processes,
                                    "replica_max_abs_difference": replica_difference})
         print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
-        print("metrics (held-out split): " + json.dumps(metrics, indent=2))
+        if evaluation.feature_extractor is None:
+            print(evaluation.note)
+        print(f"metrics ({evaluation.dataset}, {evaluation.split}): " + json.dumps(metrics, indent=2))
         if args.push_to_hub:
             repo_id = push_folder(args.output_dir, args.hub_model_id, args.hub_token, args.logging_dir, script)
             logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")

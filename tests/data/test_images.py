@@ -1,15 +1,23 @@
+import time
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hfgen.data import (
+    BUILTIN_DATASETS,
     BUILTIN_DIGITS,
+    BUILTIN_FACES,
     ImageDataError,
     check_resolution,
     collate_images,
+    convert_image,
     image_transform,
+    images_as_tensor,
+    is_builtin_dataset,
     load_digits_dataset,
+    load_faces_dataset,
     load_image_dataset,
 )
 
@@ -89,6 +97,45 @@ def test_image_transform_resizes_crops_and_converts(tmp_path):
     assert -1.0 <= rgb.min() and rgb.max() <= 1.0
 
 
+# --- the built-in faces ---
+
+
+def test_builtin_faces_are_the_lfw_faces_scaled_to_8_bits():
+    from skimage.data import lfw_subset
+
+    faces = load_faces_dataset(25)  # lfw_subset's own size: no resampling
+    assert {split: len(faces[split]) for split in faces} == {"train": 80, "test": 20}
+    assert faces["train"].column_names == ["image"]  # no labels
+    expected = np.clip(np.rint(lfw_subset()[:100].astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    served = np.stack([np.asarray(image) for split in ("train", "test") for image in faces[split]["image"]])
+    assert served.dtype == np.uint8 and faces["test"][0]["image"].mode == "L"
+    # Every face is served once, none of the 100 non-faces, and the 0..1 floats fill the 8-bit range.
+    def in_pixel_order(images):
+        return images[np.lexsort(images.reshape(len(images), -1).T)]
+
+    assert np.array_equal(in_pixel_order(served), in_pixel_order(expected))
+    assert served.max() > 240 and served.min() < 15
+
+
+def test_builtin_faces_load_fast_at_any_resolution_with_a_fixed_split():
+    start = time.perf_counter()
+    faces = load_image_dataset(BUILTIN_FACES, resolution=64)
+    assert time.perf_counter() - start < 1.0
+    assert faces["train"][0]["image"].size == (64, 64)
+    again = load_faces_dataset(64)
+    for split in ("train", "test"):
+        for index in (0, len(again[split]) - 1):
+            assert np.array_equal(np.asarray(again[split][index]["image"]), np.asarray(faces[split][index]["image"]))
+    pixels = images_as_tensor(faces["test"], 64)
+    assert pixels.shape == (20, 1, 64, 64) and -1 <= pixels.min() and pixels.max() <= 1
+
+
+def test_builtin_dataset_names():
+    assert BUILTIN_DATASETS == ("hfgen/digits", "hfgen/faces")
+    assert is_builtin_dataset(BUILTIN_DIGITS) and is_builtin_dataset(BUILTIN_FACES)
+    assert not is_builtin_dataset(None) and not is_builtin_dataset("my_images") and not is_builtin_dataset("hfgen")
+
+
 # --- local folders ---
 
 
@@ -121,14 +168,68 @@ def test_folder_without_images(tmp_path):
 def test_truncated_png_is_named(image_folder):
     broken = image_folder / "dog" / "dog_1.png"
     broken.write_bytes(broken.read_bytes()[:-40])
-    with pytest.raises(ImageDataError, match=r"cannot read image file .*dog_1\.png.*truncated"):
+    with pytest.raises(ImageDataError, match=r"cannot read image file .*dog_1\.png.*truncated") as error:
         load_image_dataset(train_data_dir=str(image_folder))
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(": remove or replace it")
 
 
 def test_non_image_with_an_image_extension_is_named(image_folder):
     (image_folder / "cat" / "not_really.jpg").write_text("this is text, not a JPEG")
-    with pytest.raises(ImageDataError, match=r"cannot read image file .*not_really\.jpg.*cannot identify image file"):
+    with pytest.raises(ImageDataError, match=r"cannot read image file .*not_really\.jpg.*cannot identify image file") as error:
         load_image_dataset(dataset_name=str(image_folder))
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(": remove or replace it")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Images as users have them: RGBA, palette, 16-bit grey PNG, grey and RGB JPEG, all of different sizes."""
+    root = tmp_path / "mixed"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), mode="RGBA").save(root / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (17, 17, 3), dtype=np.uint8)).convert("P").save(root / "palette.png")
+    # A flat mid-grey 16-bit image: 32896 / 257 = 128.
+    Image.fromarray(np.full((40, 24), 32896, dtype=np.uint16)).save(root / "deep.png")
+    Image.fromarray(rng.integers(0, 256, (50, 60), dtype=np.uint8), mode="L").save(root / "grey.jpg")
+    Image.fromarray(rng.integers(0, 256, (33, 12, 3), dtype=np.uint8)).save(root / "photo.jpeg")
+    return root
+
+
+@pytest.mark.parametrize("color_mode", ["L", "RGB"])
+def test_a_folder_of_mixed_modes_and_sizes_loads_and_transforms(mixed_folder, color_mode):
+    dataset = load_image_dataset(train_data_dir=str(mixed_folder), resolution=16)
+    assert len(dataset["train"]) == 5
+    modes = {image.mode for image in dataset["train"]["image"]}
+    assert {"RGBA", "P", "L", "RGB"} <= modes and modes & {"I;16", "I"}
+    pixels = images_as_tensor(dataset["train"], 16, color_mode)
+    assert pixels.shape == (5, 1 if color_mode == "L" else 3, 16, 16)
+    assert pixels.min() >= -1.0 and pixels.max() <= 1.0
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(mixed_folder):
+    deep = Image.open(mixed_folder / "deep.png")
+    assert deep.mode in ("I;16", "I")
+    # PIL's own convert("L") clips 32896 to 255 (white); the scaled value is 128 (mid-grey).
+    assert np.asarray(deep.convert("L")).max() == 255
+    for mode in ("L", "RGB"):
+        assert np.unique(np.asarray(convert_image(deep, mode))).tolist() == [128]
+    pixels = image_transform(8)({"image": [deep]})["pixel_values"][0]
+    assert torch.allclose(pixels, torch.full_like(pixels, 128 / 127.5 - 1), atol=1e-6)
+
+
+def test_images_as_tensor_draws_a_seeded_subset(digits16):
+    everything = images_as_tensor(digits16["test"], 16)
+    assert everything.shape == (360, 1, 16, 16)
+    subset = images_as_tensor(digits16["test"], 16, num_images=10, seed=3)
+    assert torch.equal(subset, images_as_tensor(digits16["test"], 16, num_images=10, seed=3))
+    assert not torch.equal(subset, images_as_tensor(digits16["test"], 16, num_images=10, seed=4))
+    # Each drawn image is one of the split's, in dataset order.
+    matches = [int((everything == image).flatten(1).all(1).nonzero()[0]) for image in subset]
+    assert matches == sorted(matches)
+    with pytest.raises(ValueError, match="num_images=361 is more than the 360 images"):
+        images_as_tensor(digits16["test"], 16, num_images=361)
 
 
 # --- resolution ---

@@ -133,10 +133,29 @@ def test_too_few_samples_fail_clearly():
         measure(real, real[:3])
 
 
-def test_a_custom_feature_extractor_needs_a_logits_extractor_and_its_dimension():
-    with pytest.raises(ValueError, match="logits_extractor"):
-        GenerativeMetrics(Flatten(3))
-    with pytest.raises(ValueError, match="num_features"):
+def test_a_features_only_extractor_measures_everything_but_the_inception_score():
+    real = gaussian_samples(300, MEAN_1, COV_1, seed=0)
+    fake = gaussian_samples(200, MEAN_2, COV_2, seed=1)
+    metrics = GenerativeMetrics(Flatten(3), kid_subsets=10)
+    assert not metrics.measures_inception_score
+    metrics.update(as_images(real), real=True)
+    metrics.update(as_images(fake), real=False)
+    results = metrics.compute()
+    assert list(results) == ["fid", "kid_mean", "kid_std", "precision", "recall"]
+    # The same numbers as with logits: leaving IS out changes nothing else (KID's subsets are drawn first).
+    with_logits = measure(real, fake, kid_subsets=10)
+    assert results == {name: with_logits[name] for name in results}
+    metrics.reset()
+    metrics.update(as_images(fake), real=True)
+    metrics.update(as_images(real), real=False)
+    assert metrics.compute()["fid"] == pytest.approx(with_logits["fid"], rel=1e-9)  # FID is symmetric
+    protocol = metric_protocol(200, 300, metrics, dataset="my_images", split="validation")
+    assert protocol["inception_score"] == "not measured: the feature extractor gives no class logits"
+    assert protocol["dataset"] == "my_images" and protocol["split"] == "validation"
+
+
+def test_a_custom_feature_extractor_must_state_its_dimension():
+    with pytest.raises(TypeError, match="num_features"):
         GenerativeMetrics(nn.Flatten(), nn.Flatten())
 
 

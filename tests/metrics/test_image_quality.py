@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -44,7 +45,7 @@ def test_ssim_decreases_with_noise():
     noise = torch.randn(images.shape, generator=generator)
     scores = [ssim((images + level * noise).clamp(-1, 1), images).item() for level in (0.0, 0.05, 0.1, 0.2, 0.4)]
     assert scores[0] == pytest.approx(1.0)
-    assert all(earlier > later for earlier, later in zip(scores, scores[1:]))
+    assert all(earlier > later for earlier, later in itertools.pairwise(scores))
     assert scores[-1] < 0.5
 
 

@@ -1,8 +1,19 @@
+import time
+
 import pytest
 import torch
 
-from hfgen.data import collate_images, image_transform, load_digits_dataset
-from hfgen.metrics import GenerativeMetrics, digits_reference_metrics
+from hfgen.data import collate_images, image_transform, images_as_tensor, load_digits_dataset, load_faces_dataset
+from hfgen.metrics import (
+    REAL_VS_REAL,
+    TRAIN_MEAN_PLUS_NOISE,
+    GenerativeMetrics,
+    digits_reference_metrics,
+    load_backbone_feature_extractor,
+    load_digits_feature_extractor,
+    metric_protocol,
+    reference_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +69,61 @@ def test_digits_against_themselves_in_any_format(test_digits, references):
     upsampled = torch.nn.functional.interpolate(test_digits, scale_factor=2, mode="nearest").expand(-1, 3, -1, -1)
     metrics.update(upsampled, real=False)
     assert metrics.compute()["fid"] < 0.1 * references["real_train_vs_test"]["fid"]
+
+
+# --- the general references: any dataset, any extractor ---
+
+
+@pytest.fixture(scope="module")
+def faces32():
+    faces = load_faces_dataset(32)
+    return images_as_tensor(faces["train"], 32), images_as_tensor(faces["test"], 32)
+
+
+def test_general_references_of_the_digits_match_the_digits_references(references):
+    dataset = load_digits_dataset(32)
+    train, test = images_as_tensor(dataset["train"], 32), images_as_tensor(dataset["test"], 32)
+    general = reference_metrics(train, test, load_digits_feature_extractor(), num_samples=360, seed=0)
+    assert set(general) == {REAL_VS_REAL, TRAIN_MEAN_PLUS_NOISE}
+    assert general[REAL_VS_REAL] == references["real_train_vs_test"]
+    assert general[TRAIN_MEAN_PLUS_NOISE] == references["train_mean_plus_noise"]
+
+
+def test_references_on_the_faces_through_a_backbone(faces32, dinov2_folder):
+    train, test = faces32
+    extractor = load_backbone_feature_extractor(dinov2_folder)
+    start = time.perf_counter()
+    faces = reference_metrics(train, test, extractor, num_samples=40, seed=0)
+    assert time.perf_counter() - start < 5.0
+    real, noise = faces[REAL_VS_REAL], faces[TRAIN_MEAN_PLUS_NOISE]
+    assert set(real) == set(noise) == {"fid", "kid_mean", "kid_std", "precision", "recall"}  # no class logits
+    # Even a random backbone tells faces from mean-plus-noise images.
+    assert real["fid"] < noise["fid"] / 2
+    assert real["recall"] > noise["recall"]
+    assert reference_metrics(train, test, extractor, num_samples=40, seed=0) == faces
+    protocol = metric_protocol(40, len(test), GenerativeMetrics(extractor), dataset="hfgen/faces", split="test")
+    assert protocol["dataset"] == "hfgen/faces" and protocol["split"] == "test" and protocol["num_real_samples"] == 20
+
+
+def test_reference_metrics_leave_the_global_rng_alone(faces32):
+    train, test = faces32
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    reference_metrics(train, test, load_digits_feature_extractor(), num_samples=20, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_reference_arguments_are_checked(faces32):
+    train, test = faces32
+    extractor = load_digits_feature_extractor()
+    with pytest.raises(ValueError, match=r"num_samples must lie between 1 and 80 \(the training images given\), got 81"):
+        reference_metrics(train, test, extractor, num_samples=81)
+    with pytest.raises(ValueError, match=r"eval_images must be a tensor \(num_images, channels, height, width\)"):
+        reference_metrics(train, test[0], extractor)
+
+
+def test_protocol_names_dataset_and_split_and_is_measured_with_the_digits_classifier():
+    protocol = metric_protocol(360, dataset="hfgen/digits", split="test")
+    assert protocol["dataset"] == "hfgen/digits" and protocol["split"] == "test"
+    assert "10 splits" in protocol["inception_score"]
+    assert metric_protocol(360)["dataset"] is None  # unknown unless given: nothing is assumed

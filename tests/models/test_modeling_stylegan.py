@@ -1,28 +1,33 @@
-"""StyleGAN 1 / 2 generator and discriminator: variants, truncation, style mixing, noise, save/load, LoRA."""
+"""StyleGAN 1 / 2 generator and discriminator: the shared model tests, variants, truncation, style mixing, noise,
+equalised learning rate, fixed values, LoRA."""
 
 import math
 import os
+from typing import ClassVar
 
 import pytest
 import torch
-import transformers
+import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from hfgen import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from hfgen.models.stylegan import LORA_STYLE_TARGETS, mix_styles
-from hfgen.models.stylegan.modeling_stylegan import EqualizedLinear, MinibatchStdDev, StyleLayer
+from hfgen.models.stylegan.modeling_stylegan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, StyleLayer
+from hfgen.testing.model_tester import ModelTesterMixin
 
 VARIANTS = [
-    dict(style_block="modulated", generator_architecture="skip", discriminator_architecture="resnet"),
-    dict(style_block="adain", generator_architecture="plain", discriminator_architecture="plain"),
-    dict(style_block="adain", generator_architecture="skip", discriminator_architecture="resnet", num_classes=10),
-    dict(style_block="modulated", generator_architecture="plain", discriminator_architecture="plain", num_classes=10),
-    dict(style_block="modulated", use_noise=False),
+    {"style_block": "modulated", "generator_architecture": "skip", "discriminator_architecture": "resnet"},
+    {"style_block": "adain", "generator_architecture": "plain", "discriminator_architecture": "plain"},
+    {"style_block": "adain", "generator_architecture": "skip", "discriminator_architecture": "resnet",
+     "num_classes": 10},
+    {"style_block": "modulated", "generator_architecture": "plain", "discriminator_architecture": "plain", "num_classes": 10},
+    {"style_block": "modulated", "use_noise": False},
 ]
 
 
 def tiny_config(**changes) -> StyleGANConfig:
-    settings = dict(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+    settings = {"resolution": 16, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128,
+                "channel_max": 16}
     return StyleGANConfig(**{**settings, **changes})
 
 
@@ -37,6 +42,104 @@ def labels_for(config, batch: int):
 
 def z_batch(batch: int, seed: int = 0, dim: int = 16) -> torch.Tensor:
     return torch.randn(batch, dim, generator=torch.Generator().manual_seed(seed))
+
+
+class TestStyleGANGenerator(ModelTesterMixin):
+    model_class = StyleGANGenerator
+    output_name = "sample"
+    random_call_kwargs: ClassVar[dict] = {"noise_mode": "random"}
+    variant: ClassVar[dict] = {"style_block": "modulated", "num_classes": 10}
+
+    def get_config(self) -> StyleGANConfig:
+        return tiny_config(**self.variant)
+
+    def get_inputs(self, batch_size: int = 2) -> dict:
+        return {"latents": z_batch(batch_size), "labels": labels_for(self.get_config(), batch_size),
+                "truncation_psi": 0.7, "noise_mode": "const"}
+
+    def prepare_model(self, model: StyleGANGenerator) -> None:
+        # Trained-looking state: noise strengths start at 0 (noise would change nothing) and w_avg at 0 (truncation
+        # would not need it): give both values, so that the noise and the saved average are exercised.
+        with torch.no_grad():
+            for module in model.modules():
+                if hasattr(module, "strength"):
+                    module.strength.fill_(0.3)
+            model.mapping.w_avg.copy_(torch.randn(model.config.w_dim, generator=torch.Generator().manual_seed(9)))
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS)
+
+    def expected_buffers(self, model: StyleGANGenerator) -> dict:
+        expected = {"mapping.w_avg": torch.zeros(model.config.w_dim)}
+        for index in range(len(model.synthesis.layer_resolutions())):
+            expected[f"synthesis.noise_const_{index}"] = None  # drawn from N(0, 1)
+        return expected
+
+
+class TestStyleGANGeneratorAdaIN(TestStyleGANGenerator):
+    variant: ClassVar[dict] = {"style_block": "adain", "generator_architecture": "plain"}
+
+
+class TestStyleGANDiscriminator(ModelTesterMixin):
+    model_class = StyleGANDiscriminator
+    output_name = "logits"
+    loaded_by_auto_model = False  # AutoModel maps StyleGANConfig to the generator
+
+    def get_config(self) -> StyleGANConfig:
+        return tiny_config(num_classes=10)
+
+    def get_inputs(self, batch_size: int = 2) -> dict:
+        pixels = torch.rand(batch_size, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        return {"pixel_values": pixels, "labels": labels_for(self.get_config(), batch_size)}
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(r=2, lora_alpha=2, target_modules=["from_image", "conv0", "conv1", "conv", "fc", "output"])
+
+    def expected_buffers(self, model: StyleGANDiscriminator) -> dict:
+        return {}
+
+
+# --- fixed values: a silent change in the maths fails here ---
+
+# Generated once from this code (torch 2.13, CPU) with the seeded tiny models of the tester classes above (constant
+# noise); regenerate only for an intended change.
+EXPECTED_MODULATED_SAMPLE = [-0.992041, 0.151153, 0.853294, 0.360166, 0.440322, 0.811062]
+EXPECTED_ADAIN_SAMPLE = [-0.071272, 0.360834, 0.758975, 0.895684, 0.505321, 0.876656]
+EXPECTED_DISCRIMINATOR_LOGITS = [0.723671, 0.403046]
+
+
+def test_fixed_values_of_the_generators_and_the_discriminator():
+    with torch.no_grad():
+        for tester, expected in ((TestStyleGANGenerator(), EXPECTED_MODULATED_SAMPLE),
+                                 (TestStyleGANGeneratorAdaIN(), EXPECTED_ADAIN_SAMPLE)):
+            sample = tester.build_model()(**tester.get_inputs()).sample
+            assert torch.allclose(sample.flatten()[:6], torch.tensor(expected), atol=1e-4), type(tester).__name__
+        tester = TestStyleGANDiscriminator()
+        logits = tester.build_model()(**tester.get_inputs()).logits
+    assert torch.allclose(logits, torch.tensor(EXPECTED_DISCRIMINATOR_LOGITS), atol=1e-4)
+
+
+# --- noise ---
+
+
+def test_a_list_of_generators_draws_each_image_s_noise_from_its_own_generator():
+    generator = TestStyleGANGenerator().build_model()
+    z, labels = z_batch(2), torch.tensor([3, 3])
+
+    def seeded(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    with torch.no_grad():
+        both = generator(z, labels=labels, generator=[seeded(1), seeded(2)]).sample
+        first = generator(z[:1], labels=labels[:1], generator=seeded(1)).sample
+        second = generator(z[1:], labels=labels[1:], generator=seeded(2)).sample
+        assert torch.allclose(both, torch.cat([first, second]), atol=1e-6)
+        # the same noise as the maps a caller draws in the order of `noise_shapes`, as the pipeline does
+        maps_generator = seeded(1)
+        noise = [torch.randn(shape, generator=maps_generator) for shape in generator.synthesis.noise_shapes(1)]
+        assert torch.allclose(generator(z[:1], labels=labels[:1], noise=noise).sample, first, atol=1e-6)
+    with pytest.raises(ValueError, match="got 3 generators for a batch of 2"):
+        generator(z, labels=labels, generator=[seeded(1)] * 3)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))
@@ -137,7 +240,8 @@ def test_equalized_learning_rate_scales_weights_at_run_time():
     torch.nn.init.zeros_(layer.bias)
     x = torch.randn(4096, 64)
     # effective weight std = 100 * 0.01 / sqrt(64): outputs of unit-variance inputs have variance 64 * that^2 = 1
-    assert layer(x).std().item() == pytest.approx(1.0, rel=0.15)
+    assert layer.weight_gain == pytest.approx(0.01 / 8)
+    assert layer(x * layer.weight_gain).std().item() == pytest.approx(1.0, rel=0.15)
     generator, _ = build(tiny_config())
     mapping_layer = generator.mapping.layers[0]
     assert mapping_layer.weight.std().item() == pytest.approx(1 / generator.config.mapping_lr_multiplier, rel=0.2)
@@ -152,27 +256,35 @@ def test_minibatch_stddev_appends_the_group_spread():
     assert layer(torch.randn(3, 3, 2, 2)).shape == (3, 4, 2, 2)  # a batch of 3 falls back to groups that divide it
 
 
-@pytest.mark.parametrize("style_block", ["modulated", "adain"])
-def test_save_load_round_trip_and_automodel(style_block, tmp_path):
-    config = tiny_config(style_block=style_block, num_classes=10)
-    generator, discriminator = build(config)
+def test_gain_on_the_input_computes_what_the_stored_weights_always_meant():
+    # Saved folders keep their meaning: W (g x) + m b is the former (g W) x + m b, for linear and conv layers alike.
+    generator = torch.Generator().manual_seed(0)
+    linear = EqualizedLinear(12, 5, lr_multiplier=0.01, bias_init=1.0)
+    conv = EqualizedConv2d(3, 4, 3)
     with torch.no_grad():
-        generator.mapping.w_avg.copy_(torch.randn(16))  # a tracked average must survive the round trip
-    generator.save_pretrained(tmp_path / "g")
-    discriminator.save_pretrained(tmp_path / "d")
-    assert {"config.json", "model.safetensors"} <= set(os.listdir(tmp_path / "g"))
-    loaded = StyleGANGenerator.from_pretrained(tmp_path / "g").eval()
-    auto = transformers.AutoModel.from_pretrained(tmp_path / "g").eval()
-    loaded_d = StyleGANDiscriminator.from_pretrained(tmp_path / "d").eval()
-    assert isinstance(auto, StyleGANGenerator)
-    z, labels = z_batch(3), torch.tensor([1, 5, 9])
-    with torch.no_grad():
-        images = generator(z, labels=labels, truncation_psi=0.7, noise_mode="const").sample
-        for other in (loaded, auto):
-            assert torch.allclose(other(z, labels=labels, truncation_psi=0.7, noise_mode="const").sample, images,
-                                  atol=1e-5)
-        assert torch.allclose(loaded_d(images, labels=labels).logits, discriminator(images, labels=labels).logits,
-                              atol=1e-5)
+        for tensor in (linear.weight, linear.bias, conv.weight, conv.bias):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+        x, image = torch.randn(6, 12, generator=generator), torch.randn(2, 3, 5, 5, generator=generator)
+        former_linear = F.linear(x, linear.weight * (0.01 / math.sqrt(12)), linear.bias * 0.01)
+        former_conv = F.conv2d(image, conv.weight / math.sqrt(27), conv.bias, padding=1)
+        assert torch.allclose(linear(x * linear.weight_gain), former_linear, atol=1e-6)
+        assert torch.allclose(conv(image * conv.weight_gain), former_conv, atol=1e-6)
+
+
+def test_merging_lora_keeps_the_output_of_every_targeted_kind_of_layer():
+    # The equalised-learning-rate gain used to scale the stored weight only, so a merged adapter was scaled by it too
+    # (max abs difference 1.7 on this tiny model); it now scales the layer input, which LoRA's path sees as well.
+    for variant in ({"style_block": "modulated"}, {"style_block": "adain", "num_classes": 10}):
+        tester = TestStyleGANGenerator()
+        tester.variant = variant
+        adapted = get_peft_model(tester.build_model(), LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS,
+                                                                   init_lora_weights=False))
+        with torch.no_grad():
+            unmerged = adapted(**tester.get_inputs()).sample
+            merged = adapted.merge_and_unload()(**tester.get_inputs()).sample
+            base = tester.build_model()(**tester.get_inputs()).sample
+        assert not torch.allclose(unmerged, base, atol=1e-3)
+        assert (merged - unmerged).abs().max() < 1e-5, variant
 
 
 def test_bad_inputs_fail_clearly():

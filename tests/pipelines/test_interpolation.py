@@ -36,5 +36,6 @@ def test_interpolation_path_includes_both_ends_and_checks_its_arguments():
     assert torch.allclose(path[:, 0], torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
     with pytest.raises(ValueError, match="method must be one of"):
         interpolation_path(start, end, 5, "cubic")
-    with pytest.raises(ValueError, match="num_steps must be at least 2"):
-        interpolation_path(start, end, 1, "linear")
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match="num_steps must be an int of at least 2"):
+            interpolation_path(start, end, bad, "linear")

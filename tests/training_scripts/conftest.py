@@ -45,6 +45,10 @@ def tiny_model_configs(tmp_path_factory):
                     max_channels=16, num_classes=10, class_embedding_dim=4).save_pretrained(folder / "gan")
     hfgen.StyleGANConfig(resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
                          num_classes=10).save_pretrained(folder / "stylegan")
+    # the same without classes, for unlabelled folders
+    hfgen.GANConfig.from_pretrained(folder / "gan", num_classes=0).save_pretrained(folder / "gan-unconditional")
+    hfgen.StyleGANConfig.from_pretrained(folder / "stylegan", num_classes=0).save_pretrained(
+        folder / "stylegan-unconditional")
     return folder
 
 
@@ -56,10 +60,12 @@ SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_styl
 
 @pytest.fixture(scope="session")
 def launch_tiny(launch_script, tiny_model_configs):
-    """`launch_tiny(family, output_dir, *extra)`: the family's script on its tiny config at 16 px."""
+    """`launch_tiny(family, output_dir, *extra)`: the family's script on its tiny config at 16 px (the unconditional
+    one for GANs with `unconditional=True`)."""
 
-    def run(family, output_dir, *extra, num_processes=1, check=True):
-        return launch_script(SCRIPTS[family], "--output_dir", output_dir, "--model_config_name_or_path",
-                             tiny_model_configs / family, *TINY_RUN, *extra, num_processes=num_processes, check=check)
+    def run(family, output_dir, *extra, num_processes=1, check=True, unconditional=False):
+        config = tiny_model_configs / (f"{family}-unconditional" if unconditional and family != "vae" else family)
+        return launch_script(SCRIPTS[family], "--output_dir", output_dir, "--model_config_name_or_path", config,
+                             *TINY_RUN, *extra, num_processes=num_processes, check=check)
 
     return run

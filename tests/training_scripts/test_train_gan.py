@@ -67,7 +67,7 @@ def check_hub_folder(output_dir, result, component):
     for key in ("fid", "kid_mean", "precision", "recall", "class_accuracy"):
         assert key in metrics
     assert 0 <= metrics["class_accuracy"] <= 1 and metrics["fid"] > 0
-    assert set(record["references"]) == {"real_train_vs_test", "train_mean_plus_noise"}
+    assert set(record["references"]) == {"real_train_vs_evaluation", "train_mean_plus_noise"}
     card = ModelCard.load(output_dir / "README.md")
     reported = {result.metric_type: result.metric_value for result in card.data.eval_results}
     assert reported["class_accuracy"] == pytest.approx(metrics["class_accuracy"])
@@ -213,7 +213,7 @@ def test_stylegan_two_processes_stay_in_sync_and_write_one_folder(tmp_path, conf
     assert record["num_processes"] == 2
     assert record["replica_max_abs_difference"] == 0.0
     assert sorted(p for p in os.listdir(output_dir) if p not in ("logs", "validation")) == sorted(
-        ["README.md", "config.json", "discriminator", "metrics.json", "model.safetensors", "model_index.json",
+        ["README.md", "config.json", "discriminator", "hfgen_pipeline.py", "metrics.json", "model.safetensors", "model_index.json",
          "samples.png", "stylegan", "training_args.json"])
 
 

@@ -75,14 +75,14 @@ def test_metrics_are_measured_and_in_the_card(trained_run):
     for key in ("psnr", "ssim", "fid", "kid_mean", "precision", "recall", "inception_score_mean"):
         assert key in metrics and metrics[key] == metrics[key], key  # present and not NaN
     assert record["step"] == 4 and record["num_processes"] == 1
-    assert set(record["references"]) == {"real_train_vs_test", "train_mean_plus_noise"}
+    assert set(record["references"]) == {"real_train_vs_evaluation", "train_mean_plus_noise"}
     assert record["protocol"]["num_fake_samples"] == 40
     card = ModelCard.load(output_dir / "README.md")
     assert card.data.library_name == "hfgen"
     card_values = {result.metric_type: result.metric_value for result in card.data.eval_results}
     assert card_values["psnr"] == pytest.approx(metrics["psnr"])
     assert card_values["fid"] == pytest.approx(metrics["fid"])
-    assert "fid_real_train_vs_test" in card_values
+    assert "fid_real_train_vs_evaluation" in card_values
 
 
 def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir, run_script):
@@ -124,7 +124,7 @@ def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_d
     assert record["replica_max_abs_difference"] == 0.0
     assert record["step"] == 3
     assert sorted(os.listdir(output_dir)) == sorted([
-        "README.md", "config.json", "metrics.json", "model.safetensors", "model_index.json", "samples.png",
+        "README.md", "config.json", "hfgen_pipeline.py", "metrics.json", "model.safetensors", "model_index.json", "samples.png",
         "training_args.json", "vae",
     ])
 

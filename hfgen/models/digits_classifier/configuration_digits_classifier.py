@@ -1,9 +1,9 @@
 """Configuration of hfgen's digits classifier, the offline feature extractor behind hfgen's FID / KID / IS."""
 
-from transformers import PreTrainedConfig
+from ..configuration_utils import HfgenConfig
 
 
-class DigitsClassifierConfig(PreTrainedConfig):
+class DigitsClassifierConfig(HfgenConfig):
     r"""
     Configuration of a [`DigitsClassifier`]: a small VGG-style CNN that classifies `image_size` x `image_size` images
     in [-1, 1]. Each level stacks `layers_per_block` 3x3 convolutions with ReLU; every level but the last halves the
@@ -37,23 +37,28 @@ class DigitsClassifierConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self.hidden_channels = list(self.hidden_channels)
-        if not self.hidden_channels:
-            raise ValueError("hidden_channels must name at least one level")
-        if self.layers_per_block < 1:
-            raise ValueError(f"layers_per_block must be >= 1, got {self.layers_per_block}")
+        for name in ("num_channels", "image_size", "layers_per_block"):
+            self.check_int(name, minimum=1)
+        self.check_int_list("hidden_channels", minimum=1)
         downsampling = 2 ** (len(self.hidden_channels) - 1)
         if self.image_size % downsampling != 0:
             raise ValueError(
-                f"image_size={self.image_size} must be divisible by {downsampling}, the downsampling of "
-                f"{len(self.hidden_channels)} levels"
+                f"DigitsClassifierConfig.image_size={self.image_size} must be divisible by {downsampling}, the "
+                f"downsampling of {len(self.hidden_channels)} levels"
             )
         if not 0.0 <= self.classifier_dropout < 1.0:
-            raise ValueError(f"classifier_dropout must lie in [0, 1), got {self.classifier_dropout}")
+            raise ValueError(
+                f"DigitsClassifierConfig.classifier_dropout must lie in [0, 1), got {self.classifier_dropout}"
+            )
         # Ten digit classes named by the digit, unless the caller (or a saved config) says otherwise.
         if self.id2label is None:
             num_labels = kwargs.pop("num_labels", 10)
+            if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+                raise ValueError(f"DigitsClassifierConfig.num_labels must be an integer >= 1, got {num_labels!r}")
             self.id2label = {i: str(i) for i in range(num_labels)}
             self.label2id = {name: i for i, name in self.id2label.items()}
+        elif not self.id2label:
+            raise ValueError("DigitsClassifierConfig.id2label must name at least one class, got {}")
         super().__post_init__(**kwargs)
 
 

@@ -9,11 +9,15 @@ and the logits give the class probabilities of the Inception Score. The trained 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
+from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_digits_classifier import DigitsClassifierConfig
+
+# `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
+# knows up in the component's module, whose path pipeline folders record.
 
 
 class DigitsClassifierBlock(nn.Module):
@@ -35,7 +39,7 @@ class DigitsClassifierBlock(nn.Module):
         return hidden_states
 
 
-class DigitsClassifierPreTrainedModel(PreTrainedModel):
+class DigitsClassifierPreTrainedModel(HfgenPreTrainedModel):
     config: DigitsClassifierConfig
     config_class = DigitsClassifierConfig
     base_model_prefix = "digits_classifier"

@@ -1,13 +1,13 @@
 """Configuration of hfgen's vanilla (MLP) GAN and DCGAN, unconditional or class-conditional."""
 
-from transformers import PreTrainedConfig
+from ..configuration_utils import HfgenConfig
 
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 DISCRIMINATOR_CONDITIONINGS = ("projection", "concat")
 DISCRIMINATOR_NORMS = ("batch", "layer", "none")
 
 
-class GANConfig(PreTrainedConfig):
+class GANConfig(HfgenConfig):
     r"""
     Configuration shared by a [`GANGenerator`] and its [`GANDiscriminator`].
 
@@ -71,15 +71,17 @@ class GANConfig(PreTrainedConfig):
                                       DISCRIMINATOR_CONDITIONINGS),
                                      ("discriminator_norm", self.discriminator_norm, DISCRIMINATOR_NORMS)):
             if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+                raise ValueError(f"GANConfig.{name} must be one of {choices}, got {value!r}")
         for name in ("latent_dim", "image_size", "num_channels", "class_embedding_dim", "generator_channels",
                      "discriminator_channels", "max_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {self.num_classes}")
-        if self.architecture == "dcgan" and (self.image_size < 8 or self.image_size & (self.image_size - 1)):
-            raise ValueError(f"the dcgan architecture needs a power-of-two image_size of at least 8, got {self.image_size}")
+            self.check_int(name, minimum=1)
+        self.check_int("num_classes", minimum=0)  # 0: unconditional
+        # An MLP may have no hidden layer (a linear map from z to pixels); its widths must still be positive.
+        self.check_int_list("generator_hidden_sizes", minimum=1, allow_empty=True)
+        self.check_int_list("discriminator_hidden_sizes", minimum=1, allow_empty=True)
+        if self.architecture == "dcgan":
+            # Each block doubles (halves) the resolution from (to) the 4x4 start, and the first block needs 8x8.
+            self.check_power_of_two("image_size", minimum=8)
         super().__post_init__(**kwargs)
 
     @property

@@ -8,19 +8,26 @@ Every layer of the generator is an `nn.Linear`, `nn.Conv2d` or `nn.Embedding`, s
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..conditioning import check_class_labels
+from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_gan import GANConfig
 
-LORA_GENERATOR_TARGETS = ["input_projection", "conv", "to_image", "layers"]
-"""`target_modules` for LoRA on a [`GANGenerator`] (DCGAN and MLP); add `modules_to_save=["norm"]` for DCGAN's batch
-norms, which LoRA cannot adapt."""
+# `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
+# knows up in the component's module, whose path pipeline folders record.
+
+LORA_GENERATOR_TARGETS = r"(.*\.)?(input_projection|conv|to_image|layers\.\d+)"
+"""`target_modules` for LoRA on a [`GANGenerator`] (DCGAN and MLP): a regular expression, which PEFT matches against
+full module names, so that it reaches each linear layer of the MLP's `layers` list and not the list itself (a plain
+name `"layers"` would). Add `modules_to_save=["norm", "input_norm"]` for DCGAN's batch norms, which LoRA cannot
+adapt."""
 
 
 @dataclass
@@ -50,7 +57,7 @@ class ClassProjection(nn.Embedding):
     added to the logit."""
 
 
-class GANPreTrainedModel(PreTrainedModel):
+class GANPreTrainedModel(HfgenPreTrainedModel):
     config: GANConfig
     config_class = GANConfig
     main_input_name = "latents"
@@ -74,6 +81,11 @@ class GANPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
             init.normal_(module.weight, mean=1.0, std=0.02)
             init.zeros_(module.bias)
+            # The running statistics are buffers: a model built on the meta device, or loaded from a file that lacks
+            # them, gets them only from here. They start as those of a unit normal, as in PyTorch.
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, nn.GroupNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
@@ -136,7 +148,7 @@ class GANGenerator(GANPreTrainedModel):
         image_shape = (config.num_channels, config.image_size, config.image_size)
         if config.architecture == "mlp":
             sizes = [input_size] + config.generator_hidden_sizes
-            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
             self.activation = nn.LeakyReLU(0.2)
             self.to_image = nn.Linear(sizes[-1], image_shape[0] * image_shape[1] * image_shape[2])
         else:
@@ -144,11 +156,22 @@ class GANGenerator(GANPreTrainedModel):
             self.input_projection = nn.Linear(input_size, channels[0] * 16, bias=False)
             self.input_norm = nn.BatchNorm2d(channels[0])
             self.activation = nn.ReLU()
-            self.blocks = nn.ModuleList(GANUpsampleBlock(a, b) for a, b in zip(channels[:-1], channels[1:]))
+            self.blocks = nn.ModuleList(GANUpsampleBlock(a, b) for a, b in pairwise(channels))
             self.to_image = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
         self.post_init()
 
-    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None):
+        r"""
+        Args:
+            latents (`torch.FloatTensor` of shape `(batch, latent_dim)`):
+                Gaussian noise z.
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                Class labels in `[0, num_classes)`; required by a conditional generator, refused by an unconditional
+                one.
+            return_dict (`bool`, *optional*):
+                Return a [`GANGeneratorOutput`] (default: `config.return_dict`) or the tuple `(sample,)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         if latents.ndim != 2 or latents.shape[1] != config.latent_dim:
             raise ValueError(f"latents must have shape (batch, {config.latent_dim}), got {tuple(latents.shape)}")
@@ -190,7 +213,7 @@ class GANDiscriminator(GANPreTrainedModel):
             if conditioning == "concat":
                 input_size += config.class_embedding_dim
             sizes = [input_size] + config.discriminator_hidden_sizes
-            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
             self.activation = nn.LeakyReLU(0.2)
             feature_size = sizes[-1]
         else:
@@ -206,7 +229,17 @@ class GANDiscriminator(GANPreTrainedModel):
             self.class_projection = ClassProjection(config.num_classes, feature_size)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None):
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, num_channels, image_size, image_size)`):
+                Images in [-1, 1].
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                Class labels in `[0, num_classes)`; required by a conditional discriminator.
+            return_dict (`bool`, *optional*):
+                Return a [`GANDiscriminatorOutput`] (default: `config.return_dict`) or the tuple `(logits,)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         expected = (config.num_channels, config.image_size, config.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:

@@ -1,13 +1,13 @@
 """Configuration of hfgen's StyleGAN 1 / StyleGAN 2 generator and discriminator."""
 
-from transformers import PreTrainedConfig
+from ..configuration_utils import HfgenConfig
 
 STYLE_BLOCKS = ("modulated", "adain")
 GENERATOR_ARCHITECTURES = ("skip", "plain")
 DISCRIMINATOR_ARCHITECTURES = ("resnet", "plain")
 
 
-class StyleGANConfig(PreTrainedConfig):
+class StyleGANConfig(HfgenConfig):
     r"""
     Configuration shared by a [`StyleGANGenerator`] and its [`StyleGANDiscriminator`].
 
@@ -74,19 +74,22 @@ class StyleGANConfig(PreTrainedConfig):
                                      ("discriminator_architecture", self.discriminator_architecture,
                                       DISCRIMINATOR_ARCHITECTURES)):
             if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        if self.resolution < 8 or self.resolution & (self.resolution - 1):
-            raise ValueError(f"resolution must be a power of two of at least 8, got {self.resolution}")
+                raise ValueError(f"StyleGANConfig.{name} must be one of {choices}, got {value!r}")
+        # The synthesis network doubles the resolution per block from a 4x4 constant, and the first block is 8x8.
+        self.check_power_of_two("resolution", minimum=8)
         for name in ("num_channels", "latent_dim", "w_dim", "mapping_layers", "channel_base", "channel_max",
-                     "mbstd_group_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {self.num_classes}")
+                     "mbstd_group_size", "mbstd_num_channels"):
+            self.check_int(name, minimum=1)
+        self.check_int("num_classes", minimum=0)  # 0: unconditional
+        if self.channels_at(4) % self.mbstd_num_channels:
+            raise ValueError(
+                f"StyleGANConfig.mbstd_num_channels={self.mbstd_num_channels} must divide the {self.channels_at(4)} "
+                "channels at 4x4 (min(channel_base // 4, channel_max)), which the statistics are split over"
+            )
         if not 0 <= self.w_avg_beta < 1:
-            raise ValueError(f"w_avg_beta must lie in [0, 1), got {self.w_avg_beta}")
-        if self.mapping_lr_multiplier <= 0:
-            raise ValueError(f"mapping_lr_multiplier must be positive, got {self.mapping_lr_multiplier}")
+            raise ValueError(f"StyleGANConfig.w_avg_beta must lie in [0, 1), got {self.w_avg_beta}")
+        if not self.mapping_lr_multiplier > 0:
+            raise ValueError(f"StyleGANConfig.mapping_lr_multiplier must be > 0, got {self.mapping_lr_multiplier}")
         super().__post_init__(**kwargs)
 
     @property

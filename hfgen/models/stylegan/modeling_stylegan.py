@@ -14,22 +14,30 @@ filters of NVIDIA's CUDA kernels, so the code runs wherever PyTorch does (CPU, C
 All weights use the equalised learning rate (Karras et al. 2018): stored as N(0, 1) / lr_multiplier and scaled by
 lr_multiplier / sqrt(fan_in) at run time, so Adam's per-parameter step sizes match across layers.
 `EqualizedLinear` and `EqualizedConv2d` subclass `nn.Linear` / `nn.Conv2d`, so PEFT LoRA wraps them
-(`LORA_STYLE_TARGETS`); keep such adapters unmerged, since merging writes the update into the stored weight, which
-the run-time scale then multiplies.
+(`LORA_STYLE_TARGETS`). The run-time gain multiplies the layer's *input*, in the module that calls the layer, rather
+than its weight: `W (g x)` equals `(g W) x`, so the stored weights mean what they always did, and a LoRA update `B A`
+then acts on `g x` both unmerged (`W (g x) + B A (g x)`) and merged into the weight (`(W + B A) (g x)`), so
+`merge_and_unload()` keeps the output.
 """
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..conditioning import check_class_labels
+from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_stylegan import StyleGANConfig
+
+# `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
+# knows up in the component's module, whose path pipeline folders record.
 
 LORA_STYLE_TARGETS = r".*(mapping\.layers\.\d+|mapping\.class_embedding|\.affine)"
 """`target_modules` for LoRA on a [`StyleGANGenerator`] (a regular expression, matched by PEFT against full module
@@ -67,27 +75,41 @@ def leaky_relu(hidden_states: torch.Tensor) -> torch.Tensor:
 
 
 class EqualizedLinear(nn.Linear):
-    """Linear layer with the equalised learning rate: weights N(0, 1) / lr_multiplier, scaled at run time."""
+    """Linear layer with the equalised learning rate: weights stored as N(0, 1) / lr_multiplier, biases as
+    bias_init / lr_multiplier.
+
+    It computes `weight_gain * x @ weight.T + lr_multiplier * bias` when called on `x * weight_gain`, with
+    `weight_gain = lr_multiplier / sqrt(in_features)`: the caller scales the input (`layer(x * gain)`, the gain read
+    from `weight_gain` when the layer is built), so that a PEFT LoRA adapter wrapping this layer sees the scaled input
+    too and merges exactly (see the module docstring). The bias multiplier stays inside: LoRA leaves biases alone.
+    """
 
     def __init__(self, in_features: int, out_features: int, lr_multiplier: float = 1.0, bias_init: float = 0.0):
         super().__init__(in_features, out_features)
         self.lr_multiplier = lr_multiplier
         self.bias_init = bias_init
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        weight = self.weight * (self.lr_multiplier / math.sqrt(self.in_features))
-        return F.linear(hidden_states, weight, self.bias * self.lr_multiplier)
+    def forward(self, scaled_input: torch.Tensor) -> torch.Tensor:
+        return F.linear(scaled_input, self.weight, self.bias * self.lr_multiplier)
 
 
 class EqualizedConv2d(nn.Conv2d):
-    """Convolution with the equalised learning rate (same padding)."""
+    """Convolution with the equalised learning rate (same padding): weights stored as N(0, 1).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+    A plain convolution of its input: the caller multiplies the input by `weight_gain = 1 / sqrt(fan_in)` (see
+    [`EqualizedLinear`]); zero padding commutes with that scaling, and the bias is added unscaled, as before.
+    """
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        weight = self.weight / math.sqrt(self.weight[0].numel())
-        return F.conv2d(hidden_states, weight, self.bias, padding=self.padding)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding=None, *args,
+                 bias: bool = True, **kwargs):
+        # nn.Conv2d's signature, with "same" padding by default: PEFT builds its LoRA convolutions by calling the
+        # targeted layer's class as it would call nn.Conv2d.
+        if padding is None:
+            sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+            padding = tuple(size // 2 for size in sizes)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, *args, bias=bias, **kwargs)
+        self.weight_gain = 1.0 / math.sqrt(self.weight[0].numel())
 
 
 class PixelNorm(nn.Module):
@@ -117,10 +139,13 @@ class MappingNetwork(nn.Module):
         input_size = config.latent_dim
         if config.is_conditional:
             self.class_embedding = EqualizedLinear(config.num_classes, config.w_dim)
+            self.class_embedding_gain = self.class_embedding.weight_gain
             input_size += config.w_dim
         sizes = [input_size] + [config.w_dim] * config.mapping_layers
         self.layers = nn.ModuleList(EqualizedLinear(a, b, lr_multiplier=config.mapping_lr_multiplier)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+                                    for a, b in pairwise(sizes))
+        # Kept here, not read from the layers at run time: PEFT replaces a targeted layer by a wrapper.
+        self.layer_gains = [layer.weight_gain for layer in self.layers]
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
         self.w_avg_beta = config.w_avg_beta
         self.num_classes = config.num_classes
@@ -129,9 +154,10 @@ class MappingNetwork(nn.Module):
         hidden = self.normalize(latents)
         if labels is not None:
             one_hot = F.one_hot(labels, self.num_classes).to(latents.dtype)
-            hidden = torch.cat([hidden, self.normalize(self.class_embedding(one_hot))], dim=1)
-        for layer in self.layers:
-            hidden = leaky_relu(layer(hidden))
+            label_embedding = self.class_embedding(one_hot * self.class_embedding_gain)
+            hidden = torch.cat([hidden, self.normalize(label_embedding)], dim=1)
+        for layer, gain in zip(self.layers, self.layer_gains):
+            hidden = leaky_relu(layer(hidden * gain))
         if self.training:
             # Tracked in the forward pass, as StyleGAN does; DDP broadcasts buffers from the main process.
             with torch.no_grad():
@@ -146,12 +172,13 @@ class ModulatedConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, demodulate: bool = True):
         super().__init__()
         self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)  # styles start at 1: the plain conv
+        self.affine_gain = self.affine.weight_gain
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.demodulate = demodulate
         self.padding = kernel_size // 2
 
     def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w)  # (batch, in_channels)
+        styles = self.affine(w * self.affine_gain)  # (batch, in_channels)
         weight = self.weight / math.sqrt(self.weight[0].numel())
         # Scaling the input channels by the styles, convolving with the shared weights, then scaling the output
         # channels by the demodulation coefficients equals convolving each image with its own modulated weights, and
@@ -174,9 +201,11 @@ class StyleLayer(nn.Module):
             self.conv = ModulatedConv2d(in_channels, out_channels, 3, config.w_dim)
         else:
             self.conv = EqualizedConv2d(in_channels, out_channels, 3, bias=False)
+            self.conv_gain = self.conv.weight_gain
             self.instance_norm = nn.InstanceNorm2d(out_channels)
             # AdaIN's per-channel scale and bias; the scale is applied as (1 + s), so the layer starts as plain IN.
             self.affine = EqualizedLinear(config.w_dim, 2 * out_channels)
+            self.affine_gain = self.affine.weight_gain
         self.noise = NoiseInjection(out_channels) if config.use_noise else None
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.resolution = resolution
@@ -187,12 +216,12 @@ class StyleLayer(nn.Module):
         if self.style_block == "modulated":
             hidden_states = self.conv(hidden_states, w)
         else:
-            hidden_states = self.conv(hidden_states)
+            hidden_states = self.conv(hidden_states * self.conv_gain)
         if self.noise is not None and noise is not None:
             hidden_states = self.noise(hidden_states, noise)
         hidden_states = leaky_relu(hidden_states + self.bias[None, :, None, None])
         if self.style_block == "adain":
-            scale, shift = self.affine(w)[:, :, None, None].chunk(2, dim=1)
+            scale, shift = self.affine(w * self.affine_gain)[:, :, None, None].chunk(2, dim=1)
             hidden_states = self.instance_norm(hidden_states) * (1 + scale) + shift
         return hidden_states
 
@@ -207,10 +236,11 @@ class ToImage(nn.Module):
             self.conv = ModulatedConv2d(in_channels, config.num_channels, 1, config.w_dim, demodulate=False)
         else:
             self.conv = EqualizedConv2d(in_channels, config.num_channels, 1, bias=False)
+            self.conv_gain = self.conv.weight_gain
         self.bias = nn.Parameter(torch.zeros(config.num_channels))
 
     def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        output = self.conv(hidden_states, w) if self.modulated else self.conv(hidden_states)
+        output = self.conv(hidden_states, w) if self.modulated else self.conv(hidden_states * self.conv_gain)
         return output + self.bias[None, :, None, None]
 
 
@@ -253,13 +283,21 @@ class SynthesisNetwork(nn.Module):
         """Shapes of the per-layer noise maps, for callers that draw them from their own generator."""
         return [(batch_size, 1, r, r) for r in self.layer_resolutions()]
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", noise: list[torch.Tensor] | None = None):
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise: list[torch.Tensor] | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ):
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         batch = ws.shape[0]
         num_layers = len(self.layer_resolutions())
         if noise is not None and len(noise) != num_layers:
             raise ValueError(f"noise must hold {num_layers} maps (one per layer), got {len(noise)}")
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch}: give one per image, or one")
         w_index, layer_index, image = 0, 0, None
         hidden = None
         for block in self.blocks:
@@ -273,8 +311,10 @@ class SynthesisNetwork(nn.Module):
                 elif noise_mode == "const":
                     layer_noise = getattr(self, f"noise_const_{layer_index}")
                 else:
-                    layer_noise = torch.randn(batch, 1, layer.resolution, layer.resolution, device=ws.device,
-                                              dtype=ws.dtype)
+                    # From `generator` when given (a list: one per image), so a seeded call is reproducible and the
+                    # global RNG is left alone; drawn layer by layer, in the order of `noise_shapes`.
+                    layer_noise = randn_tensor((batch, 1, layer.resolution, layer.resolution), generator=generator,
+                                               device=ws.device, dtype=ws.dtype)
                 hidden = layer(hidden, ws[:, w_index], layer_noise)
                 w_index += 1
                 layer_index += 1
@@ -288,14 +328,20 @@ class SynthesisNetwork(nn.Module):
         return image
 
 
-class StyleGANPreTrainedModel(PreTrainedModel):
+class StyleGANPreTrainedModel(HfgenPreTrainedModel):
     config: StyleGANConfig
     config_class = StyleGANConfig
     input_modalities = ("image",)
 
     def _init_weights(self, module):
         # Equalised learning rate: N(0, 1) weights (divided by the lr multiplier), scaled at run time.
-        if isinstance(module, EqualizedLinear):
+        # Buffers too: a model built on the meta device, or loaded from a file that lacks them, gets them only here.
+        if isinstance(module, MappingNetwork):
+            init.zeros_(module.w_avg)  # the truncation centre before any w has been tracked
+        elif isinstance(module, SynthesisNetwork):
+            for index in range(len(module.layer_resolutions())):
+                init.normal_(getattr(module, f"noise_const_{index}"), mean=0.0, std=1.0)
+        elif isinstance(module, EqualizedLinear):
             init.normal_(module.weight, mean=0.0, std=1.0 / module.lr_multiplier)
             init.constant_(module.bias, module.bias_init / module.lr_multiplier)
         elif isinstance(module, EqualizedConv2d):
@@ -366,12 +412,35 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
             ws[:, :cutoff] = torch.lerp(w_avg, ws[:, :cutoff], truncation_psi)
         return ws
 
-    def synthesize(self, ws: torch.Tensor, noise_mode: str = "random", noise: list[torch.Tensor] | None = None):
-        """ws `(batch, num_ws, w_dim)` to images."""
+    def synthesize(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise: list[torch.Tensor] | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        r"""
+        ws to images.
+
+        Args:
+            ws (`torch.FloatTensor` of shape `(batch, num_ws, w_dim)`):
+                One w per layer, e.g. from [`~StyleGANGenerator.map`].
+            noise_mode (`str`, *optional*, defaults to `"random"`):
+                Per-layer noise inputs: `"random"` (fresh Gaussian noise), `"const"` (the fixed maps saved with the
+                model, for repeatable images) or `"none"`.
+            noise (`list[torch.FloatTensor]`, *optional*):
+                Noise maps of the shapes `synthesis.noise_shapes(batch)`, one per layer; overrides `noise_mode`.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Source of the `"random"` noise (a list: one generator per image). Without it the noise comes from
+                PyTorch's global RNG.
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch, num_channels, resolution, resolution)`.
+        """
         expected = (self.num_ws, self.config.w_dim)
         if ws.ndim != 3 or tuple(ws.shape[1:]) != expected:
             raise ValueError(f"ws must have shape (batch, {expected[0]}, {expected[1]}), got {tuple(ws.shape)}")
-        return self.synthesis(ws, noise_mode=noise_mode, noise=noise)
+        return self.synthesis(ws, noise_mode=noise_mode, noise=noise, generator=generator)
 
     def forward(
         self,
@@ -384,13 +453,33 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
         noise: list[torch.Tensor] | None = None,
         mixing_latents: torch.Tensor | None = None,
         crossover_layer: int | None = None,
-        return_dict: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_dict: bool | None = None,
     ):
-        """Images from z (`latents`, with `labels` when conditional) or directly from `ws`.
+        r"""
+        Images from z (`latents`, with `labels` when conditional) or directly from `ws`.
 
-        With `mixing_latents` and `crossover_layer`, the layers from `crossover_layer` on take the styles of
-        `mixing_latents` (style mixing, used as a regulariser in training).
+        Args:
+            latents (`torch.FloatTensor` of shape `(batch, latent_dim)`, *optional*):
+                z; pass exactly one of `latents` and `ws`.
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                Class labels in `[0, num_classes)`; required by a conditional generator.
+            ws (`torch.FloatTensor` of shape `(batch, num_ws, w_dim)`, *optional*):
+                Styles, skipping the mapping network.
+            truncation_psi (`float`, *optional*, defaults to 1.0), truncation_cutoff (`int`, *optional*):
+                Truncation trick, see [`~StyleGANGenerator.map`].
+            noise_mode (`str`, *optional*, defaults to `"random"`), noise (`list[torch.FloatTensor]`, *optional*):
+                Per-layer noise inputs, see [`~StyleGANGenerator.synthesize`].
+            mixing_latents (`torch.FloatTensor` of shape `(batch, latent_dim)`, *optional*),
+            crossover_layer (`int`, *optional*):
+                Style mixing (a regulariser in training): the layers from `crossover_layer` on take the styles of
+                `mixing_latents`.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Source of the `"random"` noise, so that a seeded call is reproducible and leaves the global RNG alone.
+            return_dict (`bool`, *optional*):
+                Return a [`StyleGANGeneratorOutput`] (default: `config.return_dict`) or the tuple `(sample, ws)`.
         """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (latents is None) == (ws is None):
             raise ValueError("pass exactly one of `latents` (z) and `ws`")
         if (mixing_latents is None) != (crossover_layer is None):
@@ -402,7 +491,7 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
                                 crossover_layer)
         elif mixing_latents is not None:
             raise ValueError("style mixing applies to `latents`, not to given `ws`")
-        sample = self.synthesize(ws, noise_mode=noise_mode, noise=noise)
+        sample = self.synthesize(ws, noise_mode=noise_mode, noise=noise, generator=generator)
         if not return_dict:
             return (sample, ws)
         return StyleGANGeneratorOutput(sample=sample, ws=ws)
@@ -438,12 +527,15 @@ class DiscriminatorBlock(nn.Module):
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
         self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
         self.skip = EqualizedConv2d(in_channels, out_channels, 1, bias=False) if residual else None
+        # Equalised learning rate: the gains scale each convolution's input (see `EqualizedLinear`).
+        self.conv0_gain, self.conv1_gain = self.conv0.weight_gain, self.conv1.weight_gain
+        self.skip_gain = self.skip.weight_gain if residual else None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        output = leaky_relu(self.conv0(hidden_states))
-        output = F.avg_pool2d(leaky_relu(self.conv1(output)), 2)
+        output = leaky_relu(self.conv0(hidden_states * self.conv0_gain))
+        output = F.avg_pool2d(leaky_relu(self.conv1(output * self.conv1_gain)), 2)
         if self.skip is not None:
-            output = (output + self.skip(F.avg_pool2d(hidden_states, 2))) * math.sqrt(0.5)
+            output = (output + self.skip(F.avg_pool2d(hidden_states, 2) * self.skip_gain)) * math.sqrt(0.5)
         return output
 
 
@@ -466,23 +558,38 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
         self.conv = EqualizedConv2d(channels + config.mbstd_num_channels, channels, 3)
         self.fc = EqualizedLinear(channels * 16, channels)
         self.output = EqualizedLinear(channels, 1)
+        # Equalised learning rate: the gains scale each layer's input (see `EqualizedLinear`).
+        self.from_image_gain, self.conv_gain = self.from_image.weight_gain, self.conv.weight_gain
+        self.fc_gain, self.output_gain = self.fc.weight_gain, self.output.weight_gain
         if config.is_conditional:
             self.class_projection = nn.Embedding(config.num_classes, channels)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool = True):
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None):
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, num_channels, resolution, resolution)`):
+                Images in [-1, 1].
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                Class labels in `[0, num_classes)`; required by a conditional discriminator.
+            return_dict (`bool`, *optional*):
+                Return a [`StyleGANDiscriminatorOutput`] (default: `config.return_dict`) or the tuple `(logits,)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         expected = (config.num_channels, config.resolution, config.resolution)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
                              f"{tuple(pixel_values.shape)}")
         check_class_labels(config.num_classes, labels, pixel_values.shape[0], "StyleGAN")
-        hidden = leaky_relu(self.from_image(pixel_values))
+        # 1. image to features, then residual (or plain) blocks down to 4x4
+        hidden = leaky_relu(self.from_image(pixel_values * self.from_image_gain))
         for block in self.blocks:
             hidden = block(hidden)
-        hidden = leaky_relu(self.conv(self.minibatch_std(hidden)))
-        hidden = leaky_relu(self.fc(hidden.flatten(1)))
-        logits = self.output(hidden).squeeze(1)
+        # 2. minibatch standard deviation, last convolution and fully connected layers
+        hidden = leaky_relu(self.conv(self.minibatch_std(hidden) * self.conv_gain))
+        hidden = leaky_relu(self.fc(hidden.flatten(1) * self.fc_gain))
+        logits = self.output(hidden * self.output_gain).squeeze(1)
         if config.is_conditional:
             # Projection discriminator (Miyato & Koyama 2018), normalised by sqrt(dim) as in StyleGAN2-ADA.
             logits = logits + (self.class_projection(labels) * hidden).sum(dim=1) / math.sqrt(hidden.shape[1])

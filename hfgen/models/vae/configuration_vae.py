@@ -1,9 +1,9 @@
 """Configuration of hfgen's convolutional variational autoencoder (VAE / beta-VAE)."""
 
-from transformers import PreTrainedConfig
+from ..configuration_utils import HfgenConfig
 
 
-class VAEConfig(PreTrainedConfig):
+class VAEConfig(HfgenConfig):
     r"""
     Configuration of a [`VAEModel`]: a convolutional encoder to a diagonal Gaussian posterior over a spatial latent,
     and a convolutional decoder back to pixels. The latent has `latent_channels` channels and side
@@ -51,24 +51,28 @@ class VAEConfig(PreTrainedConfig):
         self.block_out_channels = list(self.block_out_channels)
         if self.out_channels is None:
             self.out_channels = self.in_channels
-        if not self.block_out_channels:
-            raise ValueError("block_out_channels must name at least one level")
+        for name in ("in_channels", "out_channels", "sample_size", "layers_per_block", "latent_channels",
+                     "norm_num_groups"):
+            self.check_int(name, minimum=1)
+        self.check_int_list("block_out_channels", minimum=1)
         for channels in self.block_out_channels:
             if channels % self.norm_num_groups != 0:
                 raise ValueError(
-                    f"norm_num_groups={self.norm_num_groups} must divide every entry of "
+                    f"VAEConfig.norm_num_groups={self.norm_num_groups} must divide every entry of "
                     f"block_out_channels={self.block_out_channels}"
                 )
         downsampling = 2 ** (len(self.block_out_channels) - 1)
         if self.sample_size % downsampling != 0:
             raise ValueError(
-                f"sample_size={self.sample_size} must be divisible by {downsampling}, the downsampling of "
+                f"VAEConfig.sample_size={self.sample_size} must be divisible by {downsampling}, the downsampling of "
                 f"{len(self.block_out_channels)} levels"
             )
         if self.reconstruction_loss not in ("mse", "l1"):
-            raise ValueError(f"reconstruction_loss must be 'mse' or 'l1', got {self.reconstruction_loss!r}")
-        if self.kl_weight < 0:
-            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+            raise ValueError(f"VAEConfig.reconstruction_loss must be 'mse' or 'l1', got {self.reconstruction_loss!r}")
+        if not self.kl_weight >= 0:
+            raise ValueError(f"VAEConfig.kl_weight must be >= 0, got {self.kl_weight}")
+        if not self.scaling_factor > 0:
+            raise ValueError(f"VAEConfig.scaling_factor must be > 0, got {self.scaling_factor}")
         super().__post_init__(**kwargs)
 
     @property

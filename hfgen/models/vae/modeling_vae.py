@@ -14,12 +14,16 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel  # noqa: F401
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_vae import VAEConfig
+
+# `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
+# knows up in the component's module, whose path pipeline folders record.
 
 LORA_DECODER_TARGETS = ["decoder.conv_in", "conv1", "conv2", "upsample.conv", "decoder.conv_out"]
 """`target_modules` for LoRA on the decoder; use with `exclude_modules=r"encoder\\..*"` (see tests/models)."""
@@ -201,14 +205,14 @@ class VAEDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(hidden_states)))
 
 
-class VAEPreTrainedModel(PreTrainedModel):
+class VAEPreTrainedModel(HfgenPreTrainedModel):
     config: VAEConfig
     config_class = VAEConfig
     base_model_prefix = "vae"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["VAEResnetBlock"]
+    _no_split_modules = ("VAEResnetBlock",)
 
     def _init_weights(self, module):
         # PyTorch's own default (uniform in +-1/sqrt(fan_in)): transformers' default N(0, 0.02) is meant for
@@ -235,7 +239,7 @@ class VAEModel(VAEPreTrainedModel):
     >>> images = torch.rand(2, 1, 32, 32) * 2 - 1
     >>> posterior = vae.encode(images).latent_dist                        # (2, 4, 8, 8) mean / log-variance
     >>> recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(0))).sample
-    >>> loss = vae(images).loss                                           # reconstruction + kl_weight * KL
+    >>> loss = vae(images, sample_posterior=True).loss                    # reconstruction + kl_weight * KL
     ```
     """
 
@@ -257,14 +261,33 @@ class VAEModel(VAEPreTrainedModel):
                 f"height and width of pixel_values {tuple(pixel_values.shape)} must be divisible by {downsampling}"
             )
 
-    def encode(self, pixel_values: torch.Tensor, return_dict: bool = True):
-        """Encode images to the posterior q(z|x). Returns `VAEEncoderOutput(latent_dist=...)` or `(latent_dist,)`."""
+    def encode(self, pixel_values: torch.Tensor, return_dict: bool | None = None):
+        r"""
+        Encode images to the posterior q(z|x).
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, in_channels, height, width)`):
+                Images, in the range the VAE is trained on ([-1, 1] in hfgen's scripts).
+            return_dict (`bool`, *optional*):
+                Return a [`VAEEncoderOutput`] (default: `config.return_dict`) or the tuple `(latent_dist,)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_pixels(pixel_values)
         latent_dist = DiagonalGaussianDistribution(self.encoder(pixel_values))
         return VAEEncoderOutput(latent_dist=latent_dist) if return_dict else (latent_dist,)
 
-    def decode(self, latents: torch.Tensor, return_dict: bool = True):
-        """Decode latents of shape `(batch, latent_channels, h, w)` to images. Returns `VAEDecoderOutput(sample=...)`."""
+    def decode(self, latents: torch.Tensor, return_dict: bool | None = None):
+        r"""
+        Decode latents to images.
+
+        Args:
+            latents (`torch.FloatTensor` of shape `(batch, latent_channels, height, width)`):
+                Latents, e.g. `encode(x).latent_dist.sample()` (unscaled: divide a diffusion model's latents by
+                `config.scaling_factor` first).
+            return_dict (`bool`, *optional*):
+                Return a [`VAEDecoderOutput`] (default: `config.return_dict`) or the tuple `(sample,)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if latents.ndim != 4 or latents.shape[1] != self.config.latent_channels:
             raise ValueError(
                 f"latents must have shape (batch, {self.config.latent_channels}, height, width), "
@@ -281,24 +304,29 @@ class VAEModel(VAEPreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor,
-        sample_posterior: bool = True,
+        sample_posterior: bool = False,
         generator: torch.Generator | None = None,
-        return_dict: bool = True,
+        return_dict: bool | None = None,
     ):
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch, in_channels, height, width)`):
                 Images, in the range the VAE is trained on ([-1, 1] in hfgen's scripts).
-            sample_posterior (`bool`, defaults to `True`):
-                Decode a sample of q(z|x) (training) or its mean (evaluation).
+            sample_posterior (`bool`, *optional*, defaults to `False`):
+                Decode a reparameterised sample of q(z|x) (what training needs: pass `True`) or, by default, its mean,
+                so that evaluation is deterministic, as in diffusers' `AutoencoderKL`.
             generator (`torch.Generator`, *optional*):
-                Source of the posterior sample's noise, for reproducible results.
+                Source of the posterior sample's noise when `sample_posterior=True`, for reproducible results.
+            return_dict (`bool`, *optional*):
+                Return a [`VAEOutput`] (default: `config.return_dict`) or the tuple
+                `(loss, reconstruction_loss, kl_loss, sample, latent_dist)`.
         """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         # 1. posterior q(z|x)
-        latent_dist = self.encode(pixel_values).latent_dist
+        (latent_dist,) = self.encode(pixel_values, return_dict=False)
         # 2. reparameterised sample (or the mean) and its reconstruction
         latents = latent_dist.sample(generator=generator) if sample_posterior else latent_dist.mode()
-        reconstruction = self.decode(latents).sample
+        (reconstruction,) = self.decode(latents, return_dict=False)
         # 3. loss terms: reconstruction + beta * KL to the standard normal prior
         reconstruction_loss = self.reconstruction_loss(reconstruction, pixel_values)
         kl_loss = latent_dist.kl().mean()
@@ -314,4 +342,4 @@ class VAEModel(VAEPreTrainedModel):
         )
 
 
-__all__ = ["VAEModel", "VAEPreTrainedModel", "VAEOutput", "VAEEncoderOutput", "VAEDecoderOutput"]
+__all__ = ["VAEDecoderOutput", "VAEEncoderOutput", "VAEModel", "VAEOutput", "VAEPreTrainedModel"]

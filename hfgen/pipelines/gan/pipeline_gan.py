@@ -11,9 +11,18 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.gan.modeling_gan import GANGenerator
-from ..interpolation import interpolation_path
-
-OUTPUT_TYPES = ("pil", "np", "pt")
+from ..interpolation import check_path_arguments, interpolation_path
+from ..pipeline_checks import (
+    check_conditioning,
+    check_generator,
+    check_latents,
+    check_output_type,
+    check_path_end,
+    path_class_labels,
+    prepare_class_labels,
+    resolve_batch_size,
+)
+from ..pipeline_folder import PipelineFolderMixin
 
 
 @dataclass
@@ -34,46 +43,7 @@ class GANPipelineOutput(BaseOutput):
     class_labels: torch.Tensor | None = None
 
 
-def check_output_type(output_type: str) -> None:
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-
-
-def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device, generator=None) -> torch.Tensor | None:
-    """`class_labels` (an int for every image, or one per image) as a tensor; None for unconditional models.
-
-    A conditional model called without labels gets labels drawn uniformly from `generator` (its first one, for a
-    list), so `pipeline(batch_size=16, generator=g)` works for every model and is reproducible.
-    """
-    if num_classes == 0:
-        if class_labels is not None:
-            raise ValueError("this model is unconditional: it takes no class_labels")
-        return None
-    if class_labels is None:
-        label_generator = generator[0] if isinstance(generator, list) else generator
-        labels_device = label_generator.device if label_generator is not None else "cpu"
-        drawn = torch.randint(0, num_classes, (batch_size,), generator=label_generator, device=labels_device)
-        return drawn.to(device)
-    if isinstance(class_labels, int):
-        class_labels = [class_labels] * batch_size
-    class_labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).flatten()
-    if class_labels.shape[0] != batch_size:
-        raise ValueError(f"got {class_labels.shape[0]} class_labels for {batch_size} images")
-    if class_labels.min() < 0 or class_labels.max() >= num_classes:
-        raise ValueError(f"class_labels must lie in [0, {num_classes - 1}], got {class_labels.tolist()}")
-    return class_labels
-
-
-def path_class_labels(class_labels, num_steps: int, num_classes: int, device) -> torch.Tensor | None:
-    """Labels of an interpolation path: a conditional model needs them given (one for the whole path, or one per
-    step), since random labels would make the path jump between classes."""
-    if num_classes and class_labels is None:
-        raise ValueError(f"this model is conditional on {num_classes} classes: pass class_labels for the path (an int "
-                         "or one per step)")
-    return prepare_class_labels(class_labels, num_steps, num_classes, device)
-
-
-class GANPipeline(DiffusionPipeline):
+class GANPipeline(PipelineFolderMixin, DiffusionPipeline):
     r"""
     Pipeline for a [`GANGenerator`]: one forward pass from Gaussian noise to images.
 
@@ -99,7 +69,7 @@ class GANPipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(vae_scale_factor=1)
 
     def _generate(self, latents, class_labels, output_type: str, return_dict: bool):
-        sample = self.gan(latents, labels=class_labels).sample
+        sample = self.gan(latents, labels=class_labels, return_dict=True).sample
         images = self.image_processor.postprocess(sample, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -109,7 +79,7 @@ class GANPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: int | list[int] | torch.Tensor | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -120,13 +90,15 @@ class GANPipeline(DiffusionPipeline):
         Generate images.
 
         Args:
-            batch_size (`int`, defaults to 1):
-                Number of images; ignored when `latents` is given.
+            batch_size (`int`, *optional*):
+                Number of images. When not given: one per label of `class_labels` or per row of `latents`, else 1;
+                when given, it must agree with them.
             class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
-                For a conditional generator: one label for all images, or one per image; drawn at random from
-                `generator` when not given.
+                For a conditional generator: one label in `[0, num_classes)` for all images, or one per image;
+                drawn at random from `generator` when not given. An unconditional generator takes none.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Makes generation deterministic; a list gives one generator per image.
+                Makes generation deterministic; a list gives one generator per image, image `i` drawing its z (and
+                label) from `generator[i]`.
             latents (`torch.Tensor` of shape `(batch, latent_dim)`, *optional*):
                 z to use instead of drawing it.
             output_type (`str`, defaults to `"pil"`):
@@ -136,21 +108,19 @@ class GANPipeline(DiffusionPipeline):
         """
         # 1. check inputs
         check_output_type(output_type)
-        latent_dim = self.gan.config.latent_dim
+        latent_dim, num_classes = self.gan.config.latent_dim, self.gan.config.num_classes
+        check_conditioning(class_labels, num_classes)
         if latents is not None:
-            if latents.ndim != 2 or latents.shape[1] != latent_dim:
-                raise ValueError(f"latents must have shape (batch, {latent_dim}), got {tuple(latents.shape)}")
-            batch_size = latents.shape[0]
-        if isinstance(generator, list) and len(generator) != batch_size and latents is None:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
+            check_latents(latents, (latent_dim,))
+        batch_size = resolve_batch_size(batch_size, class_labels, latents)
+        check_generator(generator, batch_size)
         # 2. prepare latents (and labels)
         if latents is None:
             latents = randn_tensor((batch_size, latent_dim), generator=generator, device=self._execution_device,
                                    dtype=self.gan.dtype)
         else:
             latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)
-        labels = prepare_class_labels(class_labels, batch_size, self.gan.config.num_classes, self._execution_device,
-                                      generator)
+        labels = prepare_class_labels(class_labels, batch_size, num_classes, self._execution_device, generator)
         # 3. generate
         return self._generate(latents, labels, output_type, return_dict)
 
@@ -171,10 +141,9 @@ class GANPipeline(DiffusionPipeline):
         """
         # 1. check inputs
         check_output_type(output_type)
-        latent_dim = self.gan.config.latent_dim
+        check_path_arguments(num_steps, method)
         for name, value in (("latents_start", latents_start), ("latents_end", latents_end)):
-            if value.shape != (latent_dim,):
-                raise ValueError(f"{name} must have shape ({latent_dim},), got {tuple(value.shape)}")
+            check_path_end(value, (self.gan.config.latent_dim,), name)
         labels = path_class_labels(class_labels, num_steps, self.gan.config.num_classes, self._execution_device)
         # 2. walk between the ends
         latents = interpolation_path(latents_start, latents_end, num_steps, method)

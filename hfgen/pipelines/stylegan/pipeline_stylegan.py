@@ -11,8 +11,18 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.stylegan.modeling_stylegan import StyleGANGenerator, mix_styles
-from ..gan.pipeline_gan import check_output_type, path_class_labels, prepare_class_labels
-from ..interpolation import interpolation_path
+from ..interpolation import check_path_arguments, interpolation_path
+from ..pipeline_checks import (
+    check_conditioning,
+    check_generator,
+    check_latents,
+    check_output_type,
+    check_path_end,
+    path_class_labels,
+    prepare_class_labels,
+    resolve_batch_size,
+)
+from ..pipeline_folder import PipelineFolderMixin
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -38,7 +48,7 @@ class StyleGANPipelineOutput(BaseOutput):
     class_labels: torch.Tensor | None = None
 
 
-class StyleGANPipeline(DiffusionPipeline):
+class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
     r"""
     Pipeline for a [`StyleGANGenerator`].
 
@@ -60,24 +70,22 @@ class StyleGANPipeline(DiffusionPipeline):
         self.register_modules(stylegan=stylegan)
         self.image_processor = VaeImageProcessor(vae_scale_factor=1)
 
-    def _prepare_latents(self, batch_size, generator, latents, name: str = "latents") -> torch.Tensor:
-        latent_dim = self.stylegan.config.latent_dim
+    def _prepare_latents(self, batch_size: int, generator, latents) -> torch.Tensor:
+        """z `(batch_size, latent_dim)`: `latents` (checked by the caller) or drawn from `generator`."""
         if latents is None:
-            if isinstance(generator, list) and len(generator) != batch_size:
-                raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
-            return randn_tensor((batch_size, latent_dim), generator=generator, device=self._execution_device,
-                                dtype=self.stylegan.dtype)
-        if latents.ndim != 2 or latents.shape[1] != latent_dim:
-            raise ValueError(f"{name} must have shape (batch, {latent_dim}), got {tuple(latents.shape)}")
+            return randn_tensor((batch_size, self.stylegan.config.latent_dim), generator=generator,
+                                device=self._execution_device, dtype=self.stylegan.dtype)
         return latents.to(device=self._execution_device, dtype=self.stylegan.dtype)
 
     def _noise(self, batch_size: int, noise_mode: str, generator) -> list[torch.Tensor] | None:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        if noise_mode != "random" or not self.stylegan.config.use_noise:
+        """The per-layer noise maps for `noise_mode="random"`, drawn from `generator`; None otherwise.
+
+        They are drawn here, not inside the model, so that a list of generators gives image `i` the noise of
+        `generator[i]` (as a single-image call would draw it) and a seeded call never touches the global RNG.
+        Without a generator the model draws its own noise.
+        """
+        if noise_mode != "random" or not self.stylegan.config.use_noise or generator is None:
             return None
-        if isinstance(generator, list) and len(generator) != batch_size:
-            generator = generator[0]  # per-image generators were used up by the latents; noise follows the first
         return [randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.stylegan.dtype)
                 for shape in self.stylegan.synthesis.noise_shapes(batch_size)]
 
@@ -86,6 +94,12 @@ class StyleGANPipeline(DiffusionPipeline):
             raise ValueError(f"truncation_psi must lie in [0, 1], got {truncation_psi}")
         if truncation_cutoff is not None and not 0 <= truncation_cutoff <= self.stylegan.num_ws:
             raise ValueError(f"truncation_cutoff must lie in [0, {self.stylegan.num_ws}], got {truncation_cutoff}")
+
+    def _check_inputs(self, output_type, noise_mode, truncation_psi, truncation_cutoff) -> None:
+        check_output_type(output_type)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        self._check_truncation(truncation_psi, truncation_cutoff)
 
     def _finish(self, ws, latents, noise_mode, generator, output_type, return_dict, class_labels=None):
         noise = self._noise(ws.shape[0], noise_mode, generator)
@@ -99,7 +113,7 @@ class StyleGANPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: int | list[int] | torch.Tensor | None = None,
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
@@ -113,11 +127,12 @@ class StyleGANPipeline(DiffusionPipeline):
         Generate images.
 
         Args:
-            batch_size (`int`, defaults to 1):
-                Number of images; ignored when `latents` is given.
+            batch_size (`int`, *optional*):
+                Number of images. When not given: one per label of `class_labels` or per row of `latents`, else 1;
+                when given, it must agree with them.
             class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
-                For a conditional generator: one label for all images, or one per image; drawn at random from
-                `generator` when not given.
+                For a conditional generator: one label in `[0, num_classes)` for all images, or one per image;
+                drawn at random from `generator` when not given. An unconditional generator takes none.
             truncation_psi (`float`, defaults to 1.0):
                 Truncation trick: each w moves to w_avg + psi * (w - w_avg). Lower values trade variety for
                 fidelity; 0 gives the average image.
@@ -126,7 +141,8 @@ class StyleGANPipeline(DiffusionPipeline):
             noise_mode (`str`, defaults to `"random"`):
                 `"random"`, `"const"` or `"none"` (see the class docstring).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Makes generation deterministic; a list gives one generator per image for z.
+                Makes generation deterministic (z, drawn labels and random noise); a list gives one generator per
+                image, image `i` drawing all of its own from `generator[i]`.
             latents (`torch.Tensor` of shape `(batch, latent_dim)`, *optional*):
                 z to use instead of drawing it.
             output_type (`str`, defaults to `"pil"`):
@@ -135,14 +151,16 @@ class StyleGANPipeline(DiffusionPipeline):
                 Return a [`StyleGANPipelineOutput`] instead of a tuple `(images, latents, ws)`.
         """
         # 1. check inputs
-        check_output_type(output_type)
-        self._check_truncation(truncation_psi, truncation_cutoff)
+        self._check_inputs(output_type, noise_mode, truncation_psi, truncation_cutoff)
+        config = self.stylegan.config
+        check_conditioning(class_labels, config.num_classes)
         if latents is not None:
-            batch_size = latents.shape[0]
+            check_latents(latents, (config.latent_dim,))
+        batch_size = resolve_batch_size(batch_size, class_labels, latents)
+        check_generator(generator, batch_size)
         # 2. prepare z (and labels), then map them to ws
         latents = self._prepare_latents(batch_size, generator, latents)
-        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
-                                      self._execution_device, generator)
+        labels = prepare_class_labels(class_labels, batch_size, config.num_classes, self._execution_device, generator)
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         # 3. synthesize
         return self._finish(ws, latents, noise_mode, generator, output_type, return_dict, labels)
@@ -151,7 +169,7 @@ class StyleGANPipeline(DiffusionPipeline):
     def style_mixing(
         self,
         crossover_layer: int,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         class_labels: int | list[int] | torch.Tensor | None = None,
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
@@ -167,21 +185,29 @@ class StyleGANPipeline(DiffusionPipeline):
         shape), the layers from it on get those of `mixing_latents` (finer features: stroke, texture).
 
         `latents` and `mixing_latents` are drawn from `generator` (in that order) when not given. Noise defaults to
-        `"const"` so the images differ only through their styles.
+        `"const"` so the images differ only through their styles. `batch_size`, `class_labels` and `generator` work
+        as in `__call__`.
         """
         # 1. check inputs
-        check_output_type(output_type)
-        self._check_truncation(truncation_psi, truncation_cutoff)
-        if not 0 <= crossover_layer <= self.stylegan.num_ws:
-            raise ValueError(f"crossover_layer must lie in [0, {self.stylegan.num_ws}], got {crossover_layer}")
-        for given in (latents, mixing_latents):
+        self._check_inputs(output_type, noise_mode, truncation_psi, truncation_cutoff)
+        config = self.stylegan.config
+        if not isinstance(crossover_layer, int) or not 0 <= crossover_layer <= self.stylegan.num_ws:
+            raise ValueError(f"crossover_layer must be an int in [0, {self.stylegan.num_ws}], got {crossover_layer!r}")
+        check_conditioning(class_labels, config.num_classes)
+        for name, given in (("latents", latents), ("mixing_latents", mixing_latents)):
             if given is not None:
-                batch_size = given.shape[0]
+                check_latents(given, (config.latent_dim,), name)
+        if latents is not None and mixing_latents is not None and latents.shape != mixing_latents.shape:
+            raise ValueError(f"latents and mixing_latents must have the same shape, got {tuple(latents.shape)} and "
+                             f"{tuple(mixing_latents.shape)}")
+        given = latents if latents is not None else mixing_latents
+        batch_size = resolve_batch_size(batch_size, class_labels, given,
+                                        "latents" if latents is not None else "mixing_latents")
+        check_generator(generator, batch_size)
         # 2. both sets of latents (and labels), mapped to ws
         latents = self._prepare_latents(batch_size, generator, latents)
-        mixing_latents = self._prepare_latents(batch_size, generator, mixing_latents, "mixing_latents")
-        labels = prepare_class_labels(class_labels, batch_size, self.stylegan.config.num_classes,
-                                      self._execution_device, generator)
+        mixing_latents = self._prepare_latents(batch_size, generator, mixing_latents)
+        labels = prepare_class_labels(class_labels, batch_size, config.num_classes, self._execution_device, generator)
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         mixing_ws = self.stylegan.map(mixing_latents, labels, truncation_psi, truncation_cutoff)
         # 3. mix, then synthesize
@@ -210,14 +236,12 @@ class StyleGANPipeline(DiffusionPipeline):
                 disentangled). `"z"`: a spherical path in Z, each point then mapped.
         """
         # 1. check inputs
-        check_output_type(output_type)
-        self._check_truncation(truncation_psi, None)
+        self._check_inputs(output_type, noise_mode, truncation_psi, None)
         if space not in ("w", "z"):
             raise ValueError(f"space must be 'w' or 'z', got {space!r}")
-        latent_dim = self.stylegan.config.latent_dim
+        check_path_arguments(num_steps, "linear")
         for name, value in (("latents_start", latents_start), ("latents_end", latents_end)):
-            if value.shape != (latent_dim,):
-                raise ValueError(f"{name} must have shape ({latent_dim},), got {tuple(value.shape)}")
+            check_path_end(value, (self.stylegan.config.latent_dim,), name)
         labels = path_class_labels(class_labels, num_steps, self.stylegan.config.num_classes, self._execution_device)
         ends = torch.stack([latents_start, latents_end]).to(device=self._execution_device, dtype=self.stylegan.dtype)
         # 2. the path, in the chosen space
@@ -235,8 +259,13 @@ class StyleGANPipeline(DiffusionPipeline):
     @torch.no_grad()
     def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", generator=None, output_type: str = "pil",
                    return_dict: bool = True):
-        r"""Images from given ws `(batch, num_ws, w_dim)`, e.g. the `ws` of an earlier output, edited."""
-        check_output_type(output_type)
+        r"""Images from given ws `(batch, num_ws, w_dim)`, e.g. the `ws` of an earlier output, edited.
+
+        `generator` (one, or one per image) draws the noise of `noise_mode="random"`.
+        """
+        self._check_inputs(output_type, noise_mode, 1.0, None)
+        check_latents(ws, (self.stylegan.num_ws, self.stylegan.config.w_dim), "ws")
+        check_generator(generator, ws.shape[0])
         ws = ws.to(device=self._execution_device, dtype=self.stylegan.dtype)
         return self._finish(ws, None, noise_mode, generator, output_type, return_dict)
 

@@ -11,9 +11,12 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.vae.modeling_vae import VAEModel
-from ..interpolation import interpolation_path
+from ..interpolation import check_path_arguments, interpolation_path
+from ..pipeline_checks import IMAGE_OUTPUT_TYPES, check_generator, check_latents, check_output_type, resolve_batch_size
+from ..pipeline_folder import PipelineFolderMixin
 
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# "latent" returns the latents undecoded, e.g. to edit them before `pipeline(latents=...)`.
+OUTPUT_TYPES = (*IMAGE_OUTPUT_TYPES, "latent")
 
 
 @dataclass
@@ -31,7 +34,7 @@ class VAEPipelineOutput(BaseOutput):
     latents: torch.Tensor
 
 
-class VAEPipeline(DiffusionPipeline):
+class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
     r"""
     Pipeline for a [`VAEModel`]: `__call__` samples from the prior N(0, I) and decodes; `reconstruct`, `interpolate`,
     `attribute_vector` and `apply_attribute` work on given images.
@@ -56,8 +59,12 @@ class VAEPipeline(DiffusionPipeline):
     # --- helpers shared by the modes ---
 
     def _check_output_type(self, output_type: str) -> None:
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        check_output_type(output_type, OUTPUT_TYPES)
+
+    @property
+    def _latent_shape(self) -> tuple[int, int, int]:
+        config = self.vae.config
+        return (config.latent_channels, config.latent_size, config.latent_size)
 
     def _preprocess(self, images, name: str = "images") -> torch.Tensor:
         if isinstance(images, (PIL.Image.Image, np.ndarray, torch.Tensor)) and not (
@@ -75,14 +82,14 @@ class VAEPipeline(DiffusionPipeline):
         return pixel_values.to(device=self._execution_device, dtype=self.vae.dtype)
 
     def _posterior_latents(self, pixel_values: torch.Tensor, generator, sample_posterior: bool) -> torch.Tensor:
-        latent_dist = self.vae.encode(pixel_values).latent_dist
+        latent_dist = self.vae.encode(pixel_values, return_dict=True).latent_dist
         return latent_dist.sample(generator=generator) if sample_posterior else latent_dist.mode()
 
     def _finish(self, latents: torch.Tensor, output_type: str, return_dict: bool):
         if output_type == "latent":
             images = latents
         else:
-            decoded = self.vae.decode(latents).sample
+            decoded = self.vae.decode(latents, return_dict=True).sample
             images = self.image_processor.postprocess(decoded, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -94,7 +101,7 @@ class VAEPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
@@ -104,10 +111,11 @@ class VAEPipeline(DiffusionPipeline):
         Sample images from the prior.
 
         Args:
-            batch_size (`int`, defaults to 1):
-                Number of images; ignored when `latents` is given.
+            batch_size (`int`, *optional*):
+                Number of images: the number of `latents` when they are given (and it must agree with them), else 1.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Makes sampling deterministic; a list gives one generator per image.
+                Makes sampling deterministic; a list gives one generator per image, image `i` drawing its latent
+                from `generator[i]`.
             latents (`torch.Tensor` of shape `(batch, latent_channels, latent_size, latent_size)`, *optional*):
                 Prior samples to decode instead of drawing new ones.
             output_type (`str`, defaults to `"pil"`):
@@ -117,15 +125,14 @@ class VAEPipeline(DiffusionPipeline):
         """
         # 1. check inputs
         self._check_output_type(output_type)
-        config = self.vae.config
-        shape = (batch_size, config.latent_channels, config.latent_size, config.latent_size)
-        if latents is not None and (latents.ndim != 4 or tuple(latents.shape[1:]) != shape[1:]):
-            raise ValueError(f"latents must have shape (batch, {', '.join(map(str, shape[1:]))}), got {tuple(latents.shape)}")
-        if isinstance(generator, list) and len(generator) != batch_size and latents is None:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: give one per image")
+        if latents is not None:
+            check_latents(latents, self._latent_shape)
+        batch_size = resolve_batch_size(batch_size, latents=latents)
+        check_generator(generator, batch_size)
         # 2. prepare latents from the prior N(0, I)
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.vae.dtype)
+            latents = randn_tensor((batch_size, *self._latent_shape), generator=generator,
+                                   device=self._execution_device, dtype=self.vae.dtype)
         else:
             latents = latents.to(device=self._execution_device, dtype=self.vae.dtype)
         # 3. decode
@@ -142,11 +149,12 @@ class VAEPipeline(DiffusionPipeline):
     ):
         r"""
         Encode then decode `images`. With `sample_posterior=False` (default) the posterior mean is decoded, which is
-        deterministic; with `True` a sample of q(z|x) drawn from `generator`.
+        deterministic; with `True` a sample of q(z|x) drawn from `generator` (one, or one per image).
         """
         # 1. check inputs
         self._check_output_type(output_type)
         pixel_values = self._preprocess(images)
+        check_generator(generator, pixel_values.shape[0])
         # 2. encode
         latents = self._posterior_latents(pixel_values, generator, sample_posterior)
         # 3. decode
@@ -172,6 +180,7 @@ class VAEPipeline(DiffusionPipeline):
         """
         # 1. check inputs
         self._check_output_type(output_type)
+        check_path_arguments(num_steps, method)
         # 2. encode both ends to their posterior means
         start = self._posterior_latents(self._preprocess(image_start, "image_start"), None, False)[0]
         end = self._posterior_latents(self._preprocess(image_end, "image_end"), None, False)[0]
@@ -207,10 +216,11 @@ class VAEPipeline(DiffusionPipeline):
         # 1. check inputs
         self._check_output_type(output_type)
         pixel_values = self._preprocess(images)
-        config = self.vae.config
-        expected = (config.latent_channels, config.latent_size, config.latent_size)
-        if tuple(attribute_vector.shape) != expected:
-            raise ValueError(f"attribute_vector must have shape {expected}, got {tuple(attribute_vector.shape)}")
+        expected = self._latent_shape
+        if not isinstance(attribute_vector, torch.Tensor) or tuple(attribute_vector.shape) != expected:
+            got = tuple(attribute_vector.shape) if isinstance(attribute_vector, torch.Tensor) else \
+                type(attribute_vector).__name__
+            raise ValueError(f"attribute_vector must have shape {expected}, got {got}")
         # 2. encode and move along the attribute direction
         latents = self._posterior_latents(pixel_values, None, False)
         latents = latents + strength * attribute_vector.to(device=latents.device, dtype=latents.dtype)

@@ -1,0 +1,180 @@
+"""What an hfgen pipeline adds to diffusers' folder format: generic loading and a clear error for the wrong folder.
+
+Generic loading. `diffusers.DiffusionPipeline.from_pretrained(folder)` looks the `_class_name` of `model_index.json`
+up in the `diffusers` package, where hfgen's pipelines are not. A `_class_name` of the form
+`[module_file, class_name]` instead names a module file stored in the folder (a "custom pipeline"), which diffusers
+imports through `get_class_from_dynamic_module`. So `save_pretrained` of an hfgen pipeline also writes
+`hfgen_pipeline.py`, two lines that re-export the class from the installed hfgen package, and records
+`"_class_name": ["hfgen_pipeline", "<Class>"]`. diffusers executes a module file found in a folder only when asked
+to, local folders included, so the generic call is::
+
+    diffusers.DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+
+The components are then loaded as always, by importing the library recorded for each of them in
+`model_index.json` (e.g. `["hfgen.models.vae.modeling_vae", "VAEModel"]`).
+
+Loading with the class itself (`hfgen.VAEPipeline.from_pretrained(folder)`) reads that pair back as the plain class
+name, so it needs no flag and runs no file from the folder; folders saved before the module file existed (a plain
+`_class_name`) load as before.
+
+The wrong folder. Before diffusers reads a local folder, the pipeline checks that the folder holds the components
+it needs; if not, the `ValueError` names the folder, what it holds (the pipeline class in its `model_index.json`,
+or the `model_type` of a lone model's `config.json`) and the class that loads it.
+"""
+
+import inspect
+import json
+import os
+
+import diffusers
+
+PIPELINE_MODULE = "hfgen_pipeline"
+"""Stem of the module file written next to `model_index.json`, and the first half of its `_class_name`."""
+
+_MODULE_TEMPLATE = '''\
+# Written by {class_name}.save_pretrained so that diffusers' generic loader finds this folder's pipeline class:
+#     diffusers.DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+# It holds no code of its own: it re-exports the class from the installed package ({package}).
+# {class_name}.from_pretrained(folder) does not read this file.
+from {module} import {class_name}
+
+__all__ = ["{class_name}"]
+'''
+
+
+def _import_path(pipeline_class: type) -> str | None:
+    """The module a saved folder should import `pipeline_class` from, or None when no other process can import it.
+
+    hfgen's own pipelines are re-exported from the flat `hfgen` namespace, which stays stable when files move.
+    """
+    import hfgen  # imported here: hfgen imports the pipelines, which import this module
+
+    if getattr(hfgen, pipeline_class.__name__, None) is pipeline_class:
+        return "hfgen"
+    if pipeline_class.__module__ == "__main__":
+        return None
+    return pipeline_class.__module__
+
+
+def hfgen_pipeline_classes() -> list[type]:
+    """Every class that uses [`PipelineFolderMixin`] (hfgen's pipelines and any subclass of them), found at call
+    time, so a new family is known as soon as its pipeline module is imported."""
+    found, pending = [], list(PipelineFolderMixin.__subclasses__())
+    while pending:
+        subclass = pending.pop()
+        found.append(subclass)
+        pending.extend(subclass.__subclasses__())
+    return found
+
+
+def _component_classes(pipeline_class: type) -> dict[str, type]:
+    """The components `pipeline_class` needs (its required `__init__` arguments) and their annotated classes."""
+    parameters = inspect.signature(pipeline_class.__init__).parameters
+    return {name: parameter.annotation for name, parameter in parameters.items()
+            if name != "self" and parameter.default is inspect.Parameter.empty}
+
+
+def _loader_for_pipeline(class_name: str) -> str:
+    """How to load a folder whose `model_index.json` names `class_name`."""
+    for pipeline_class in hfgen_pipeline_classes():
+        if pipeline_class.__name__ == class_name:
+            return f"{_import_path(pipeline_class) or pipeline_class.__module__}.{class_name}.from_pretrained"
+    if isinstance(class_name, str) and hasattr(diffusers, class_name):
+        return f"diffusers.{class_name}.from_pretrained"
+    return "diffusers.DiffusionPipeline.from_pretrained"
+
+
+def _loader_for_model(model_type) -> str:
+    """How to use a lone model folder whose `config.json` has `model_type`."""
+    for pipeline_class in hfgen_pipeline_classes():
+        for component, model_class in _component_classes(pipeline_class).items():
+            config_class = getattr(model_class, "config_class", None)
+            if getattr(config_class, "model_type", None) == model_type:
+                return (f"load the model with hfgen.{model_class.__name__}.from_pretrained(folder) and build "
+                        f"hfgen.{pipeline_class.__name__}({component}=model)")
+    return "load it with its own model class (transformers.AutoModel.from_pretrained after `import hfgen`)"
+
+
+def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> None:
+    """Raise a one-line `ValueError` when the local `folder` is not one that `pipeline_class` can load.
+
+    A folder fits when its `model_index.json` lists every component `pipeline_class` needs, whatever pipeline saved
+    it (as in diffusers, where `StableDiffusionImg2ImgPipeline` loads a `StableDiffusionPipeline` folder). A folder
+    without `model_index.json` that holds a lone model (`config.json`) is named as such; one with neither file is
+    left to diffusers, whose error names the missing `model_index.json`.
+    """
+    folder = os.fspath(folder)
+    index_file = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(index_file):
+        config_file = os.path.join(folder, "config.json")
+        if os.path.isfile(config_file):
+            model_type = _read_json(config_file).get("model_type")
+            raise ValueError(f"{folder} holds a single model (config.json with model_type {model_type!r}) and no "
+                             f"model_index.json, so {pipeline_class.__name__}.from_pretrained cannot load it: "
+                             f"{_loader_for_model(model_type)}")
+        return
+    index = _read_json(index_file)
+    found = index.get("_class_name")
+    found_name = found[1] if isinstance(found, list) and len(found) == 2 else found
+    present = {name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)}
+    missing = sorted(set(_component_classes(pipeline_class)) - present)
+    if missing and found_name == pipeline_class.__name__:
+        raise ValueError(f"{folder} is a {found_name} folder (model_index.json) without its {', '.join(missing)} "
+                         f"component: save the pipeline again with {found_name}.save_pretrained")
+    if missing:
+        raise ValueError(f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: "
+                         f"it has no {', '.join(missing)} component. Load it with "
+                         f"{_loader_for_pipeline(found_name)}({folder!r})")
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): re-save the folder with save_pretrained") from None
+
+
+class PipelineFolderMixin:
+    """Mixed into every hfgen pipeline, before `DiffusionPipeline`: see the module docstring.
+
+    It changes only how the pipeline's config is written (`save_config`, `to_json_string`) and read
+    (`load_config`); `save_pretrained`, `from_pretrained` and `push_to_hub` stay diffusers' own.
+    """
+
+    def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
+        """Write `hfgen_pipeline.py`, then `model_index.json` (through diffusers, which pushes both when asked)."""
+        import_path = _import_path(type(self))
+        if import_path is not None:
+            os.makedirs(save_directory, exist_ok=True)
+            package = "pip install hfgen" if import_path == "hfgen" else import_path
+            text = _MODULE_TEMPLATE.format(class_name=type(self).__name__, module=import_path, package=package)
+            with open(os.path.join(save_directory, f"{PIPELINE_MODULE}.py"), "w", encoding="utf-8") as file:
+                file.write(text)
+        super().save_config(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    def to_json_string(self) -> str:
+        """The config as diffusers writes it, with `_class_name` naming the module file written by `save_config`."""
+        text = super().to_json_string()
+        if _import_path(type(self)) is None:
+            return text
+        config = json.loads(text)
+        config["_class_name"] = [PIPELINE_MODULE, type(self).__name__]
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load_config(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """diffusers' `load_config`, after checking a local folder, with `_class_name` read back as a plain name.
+
+        The plain name makes diffusers use `cls` itself rather than importing the folder's module file, which it
+        would only do with `trust_remote_code=True`.
+        """
+        path = os.fspath(pretrained_model_name_or_path)
+        if kwargs.get("subfolder") is None and os.path.isdir(path):
+            check_pipeline_folder(path, cls)
+        outputs = super().load_config(pretrained_model_name_or_path, *args, **kwargs)
+        config = outputs[0] if isinstance(outputs, tuple) else outputs
+        class_name = config.get("_class_name")
+        if isinstance(class_name, list) and len(class_name) == 2 and class_name[0] == PIPELINE_MODULE:
+            config["_class_name"] = class_name[1]
+        return outputs
