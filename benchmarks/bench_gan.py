@@ -21,10 +21,10 @@ import torch
 from accelerate import Accelerator
 
 import hfgen
-from hfgen.data import image_transform, load_digits_dataset
+from hfgen.data import BUILTIN_DIGITS, image_transform, load_digits_dataset
 from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
-from hfgen.metrics import digits_reference_metrics, metric_protocol
-from hfgen.training.evaluation import evaluate_generator
+from hfgen.metrics import digits_reference_metrics, load_digits_feature_extractor, metric_protocol
+from hfgen.training.evaluation import RunEvaluation, evaluate_generator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +36,7 @@ from bench_vae import timed  # noqa: E402
 def default_models(family: str):
     script = train_gan if family == "gan" else train_stylegan
     args = script.parse_args([])
+    args.color_mode = "L"  # the digits' (the script reads it from the data)
     generator, discriminator = script.build_models(args, num_classes=10)
     return args, generator.train(), discriminator.train()
 
@@ -87,14 +88,18 @@ def quality(family: str, model_dir: str, num_samples: int, seed: int) -> dict:
     else:
         generator = hfgen.StyleGANGenerator.from_pretrained(model_dir).eval()
         resolution = generator.config.resolution
-    test = load_digits_dataset(resolution)["test"].with_transform(image_transform(resolution, "L"))
+    digits = load_digits_dataset(resolution)
+    evaluation = RunEvaluation(dataset=BUILTIN_DIGITS, split="test", train=digits["train"],
+                               evaluation=digits["test"], feature_extractor=load_digits_feature_extractor(), note="")
+    test = digits["test"].with_transform(image_transform(resolution, "L"))
     extra = {} if family == "gan" else {"noise_mode": "const"}
 
     def sample(batch_size, labels, torch_generator):
         z = torch.randn(batch_size, generator.config.latent_dim, generator=torch_generator)
         return generator(z, labels=labels, **extra).sample
 
-    return evaluate_generator(sample, test, Accelerator(cpu=True), num_samples, seed, generator.config.num_classes)
+    return evaluate_generator(sample, evaluation, test, Accelerator(cpu=True), num_samples, seed,
+                              generator.config.num_classes)
 
 
 def main(family: str = "gan"):
@@ -132,6 +137,8 @@ def main(family: str = "gan"):
                        ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
         reference_text = ", ".join(f"{name}: {values[key]:.3g}" for name, values in references.items())
         rows.append((f"{label} of {args.num_samples} samples", f"{measured[key]:.3g} (references: {reference_text})"))
+    rows.append((f"diversity ratio of {args.num_samples} samples (digits features; 1: as varied as real digits)",
+                 f"{measured['diversity_ratio']:.3f}"))
     if "class_accuracy" in measured:
         rows.append((f"class accuracy of {args.num_samples} conditional samples (digits classifier)",
                      f"{100 * measured['class_accuracy']:.1f}%"))

@@ -19,7 +19,17 @@ import torch
 
 import hfgen
 from hfgen.data import collate_images, image_transform, load_digits_dataset
-from hfgen.metrics import GenerativeMetrics, digits_reference_metrics, load_digits_feature_extractor, metric_protocol, psnr, ssim
+from hfgen.metrics import (
+    GenerativeMetrics,
+    digits_reference_metrics,
+    load_digits_classifier,
+    load_digits_feature_extractor,
+    metric_protocol,
+    psnr,
+    sample_diversity_ratio,
+    ssim,
+    to_classifier_pixels,
+)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
 from train_vae import DEFAULT_ARCHITECTURE  # noqa: E402  (the benchmark times exactly the architecture the script trains)
@@ -35,11 +45,12 @@ def timed(function, repeats: int) -> float:
 
 def training_throughput(batch_size: int, repeats: int) -> float:
     model = hfgen.VAEModel(hfgen.VAEConfig(in_channels=1, sample_size=32, **DEFAULT_ARCHITECTURE))
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.rand(batch_size, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
     def step():
-        loss = model(images).loss
+        loss = model(images, sample_posterior=True).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -54,6 +65,19 @@ def sampling_throughput(pipeline, test_images, batch_size: int, repeats: int) ->
     return batch_size / sample_seconds, min(batch_size, len(test_images)) / recon_seconds
 
 
+# A sample counts as readable when the digits classifier gives one class at least this probability.
+READABLE_CONFIDENCE = 0.9
+
+
+@torch.no_grad()
+def readable_share(images: torch.Tensor) -> float:
+    """Share of `images` (in [-1, 1]) that hfgen's digits classifier assigns to one class with probability >= 0.9:
+    a digit a reader would name at once, rather than an ambiguous loop."""
+    classifier = load_digits_classifier()
+    probabilities = classifier(to_classifier_pixels(images, classifier.config.image_size)).logits.softmax(dim=1)
+    return (probabilities.max(dim=1).values >= READABLE_CONFIDENCE).float().mean().item()
+
+
 @torch.no_grad()
 def quality(pipeline, test_images, num_samples: int, seed: int) -> dict:
     vae = pipeline.vae
@@ -63,6 +87,9 @@ def quality(pipeline, test_images, num_samples: int, seed: int) -> dict:
     samples = pipeline(batch_size=num_samples, generator=torch.Generator().manual_seed(seed), output_type="pt").images
     metrics.update(samples * 2 - 1, real=False)
     return {"psnr": psnr(reconstructions, test_images).item(), "ssim": ssim(reconstructions, test_images).item(),
+            "readable": readable_share(samples * 2 - 1), "readable_real": readable_share(test_images),
+            "diversity_ratio": sample_diversity_ratio(samples * 2 - 1, test_images,
+                                                      load_digits_feature_extractor())["diversity_ratio"],
             **metrics.compute()}
 
 
@@ -97,6 +124,11 @@ def main():
                        ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
         reference_text = ", ".join(f"{name}: {values[key]:.3g}" for name, values in references.items())
         rows.append((f"{label} of {args.num_samples} prior samples", f"{measured[key]:.3g} (references: {reference_text})"))
+
+    rows.append((f"readable prior samples (digits classifier confidence >= {READABLE_CONFIDENCE})",
+                 f"{100 * measured['readable']:.1f}% (real test digits: {100 * measured['readable_real']:.1f}%)"))
+    rows.append(("diversity ratio of the prior samples (digits features; 1: as varied as real digits)",
+                 f"{measured['diversity_ratio']:.3f}"))
 
     print(f"\nmodel: {os.path.abspath(args.model_dir)}")
     print(f"protocol: {metric_protocol(args.num_samples)}\n")

@@ -68,6 +68,21 @@ def test_saved_folder_loads_three_ways(trained_run):
     assert len(pipeline(batch_size=3, generator=torch.Generator().manual_seed(0)).images) == 3
 
 
+def test_saved_folder_loads_with_diffusers_generic_loader_as_the_card_shows(trained_run):
+    from diffusers import DiffusionPipeline
+
+    output_dir, _ = trained_run
+    card = (output_dir / "README.md").read_text()
+    assert f'DiffusionPipeline.from_pretrained("{output_dir}", trust_remote_code=True)' in card
+    generic = DiffusionPipeline.from_pretrained(output_dir, trust_remote_code=True)
+    assert isinstance(generic, hfgen.VAEPipeline)
+    direct = hfgen.VAEPipeline.from_pretrained(output_dir)
+    seeded = {"batch_size": 2, "output_type": "np"}
+    np_generic = generic(generator=torch.Generator().manual_seed(0), **seeded).images
+    np_direct = direct(generator=torch.Generator().manual_seed(0), **seeded).images
+    assert (np_generic == np_direct).all()
+
+
 def test_metrics_are_measured_and_in_the_card(trained_run):
     output_dir, _ = trained_run
     record = json.loads((output_dir / "metrics.json").read_text())

@@ -2,7 +2,9 @@
 traceback of its own, exits non-zero, and leaves what an earlier run saved as it was."""
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -111,6 +113,30 @@ def test_resuming_from_another_models_checkpoint_is_one_line(tmp_path, tiny_mode
                           finished_run / "checkpoint-2")
     assert_one_line_error(result, "cannot resume from", "checkpoint-2")
     assert folder_fingerprint(finished_run) == before
+
+
+def test_a_config_with_a_negative_size_names_the_field(tmp_path, tiny_model_configs):
+    config = json.loads((tiny_model_configs / "vae" / "config.json").read_text())
+    config["latent_channels"] = -2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
+    result = run_directly("train_vae.py", "--output_dir", tmp_path / "out", "--model_config_name_or_path",
+                          tmp_path / "bad", *TINY_RUN)
+    assert_one_line_error(result, "latent_channels", "-2")
+
+
+def test_a_truncated_weights_file_and_a_wrong_folder_are_named(tmp_path, finished_run, tiny_model_configs):
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = run_directly("train_vae.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path", broken,
+                          *TINY_RUN)
+    assert_one_line_error(result, str(weights), "truncated")
+    # a VAE folder given to the GAN script is not silently a random GAN
+    result = run_directly("train_gan.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path",
+                          finished_run, *TINY_RUN)
+    assert_one_line_error(result, str(finished_run), "hfgen_vae")
 
 
 @pytest.mark.parametrize("script,default_shown", [("train_vae.py", "--learning_rate LEARNING_RATE"),
