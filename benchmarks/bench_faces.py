@@ -31,10 +31,27 @@ SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_styl
 
 def train(family: str, output_dir: str, extra: list[str]) -> float:
     """Run the family's script as a user does; returns its wall time in seconds."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(REPO, "training_scripts",
-                                                                                  SCRIPTS[family]),
-               "--dataset_name", "hfgen/faces", "--output_dir", output_dir, "--report_to", "none", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        os.path.join(REPO, "training_scripts", SCRIPTS[family]),
+        "--dataset_name",
+        "hfgen/faces",
+        "--output_dir",
+        output_dir,
+        "--report_to",
+        "none",
+        *extra,
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -55,18 +72,26 @@ def main():
     for family in args.families:
         output_dir = os.path.join(args.work_dir, family)
         seconds = train(family, output_dir, extra)
-        record = json.load(open(os.path.join(output_dir, "metrics.json")))
+        with open(os.path.join(output_dir, "metrics.json")) as file:
+            record = json.load(file)
         metrics = record["metrics"]
         shutil.copy(os.path.join(output_dir, "samples.png"), os.path.join(args.figures_dir, f"faces-{family}.png"))
         measured = [f"diversity ratio {metrics['diversity_ratio']:.2f}"]
-        for key, label in (("fid", "FID"), ("kid_mean", "KID"), ("precision", "precision"), ("recall", "recall"),
-                           ("psnr", "PSNR (dB)"), ("ssim", "SSIM")):
+        for key, label in (
+            ("fid", "FID"),
+            ("kid_mean", "KID"),
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("psnr", "PSNR (dB)"),
+            ("ssim", "SSIM"),
+        ):
             if key in metrics:
                 measured.append(f"{label} {metrics[key]:.3g}")
         references = record.get("references", {})
         if references:
-            measured.append("FID references: " + ", ".join(f"{name} {values['fid']:.3g}"
-                                                           for name, values in references.items()))
+            measured.append(
+                "FID references: " + ", ".join(f"{name} {values['fid']:.3g}" for name, values in references.items())
+            )
         rows.append((family, record["step"], f"{seconds / 60:.1f} min", "; ".join(measured)))
 
     print(f"data: hfgen/faces (80 train / 20 test real faces); evaluation split: test; seed {args.seed}")

@@ -28,9 +28,9 @@ from hfgen.training.evaluation import RunEvaluation, evaluate_generator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_gan  # noqa: E402  (the benchmark times exactly the architectures the scripts train)
-import train_stylegan  # noqa: E402
-from bench_vae import timed  # noqa: E402
+import train_gan
+import train_stylegan
+from bench_vae import timed
 
 
 def default_models(family: str):
@@ -89,8 +89,14 @@ def quality(family: str, model_dir: str, num_samples: int, seed: int) -> dict:
         generator = hfgen.StyleGANGenerator.from_pretrained(model_dir).eval()
         resolution = generator.config.resolution
     digits = load_digits_dataset(resolution)
-    evaluation = RunEvaluation(dataset=BUILTIN_DIGITS, split="test", train=digits["train"],
-                               evaluation=digits["test"], feature_extractor=load_digits_feature_extractor(), note="")
+    evaluation = RunEvaluation(
+        dataset=BUILTIN_DIGITS,
+        split="test",
+        train=digits["train"],
+        evaluation=digits["test"],
+        feature_extractor=load_digits_feature_extractor(),
+        note="",
+    )
     test = digits["test"].with_transform(image_transform(resolution, "L"))
     extra = {} if family == "gan" else {"noise_mode": "const"}
 
@@ -98,14 +104,19 @@ def quality(family: str, model_dir: str, num_samples: int, seed: int) -> dict:
         z = torch.randn(batch_size, generator.config.latent_dim, generator=torch_generator)
         return generator(z, labels=labels, **extra).sample
 
-    return evaluate_generator(sample, evaluation, test, Accelerator(cpu=True), num_samples, seed,
-                              generator.config.num_classes)
+    return evaluate_generator(
+        sample, evaluation, test, Accelerator(cpu=True), num_samples, seed, generator.config.num_classes
+    )
 
 
 def main(family: str = "gan"):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", type=str, default=f"{'gan' if family == 'gan' else 'stylegan'}-digits",
-                        help="Output folder of the training script.")
+    parser.add_argument(
+        "--model_dir",
+        type=str,
+        default=f"{'gan' if family == 'gan' else 'stylegan'}-digits",
+        help="Output folder of the training script.",
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--sample_batch_size", type=int, default=256)
     parser.add_argument("--num_samples", type=int, default=360)
@@ -116,9 +127,13 @@ def main(family: str = "gan"):
     torch.manual_seed(0)
     script_args, generator, discriminator = default_models(family)
     step_seconds = timed(training_step(family, script_args, generator, discriminator), args.repeats)
-    rows = [(f"training throughput (default architecture, {script_args.resolution} px, batch "
-             f"{script_args.train_batch_size})", f"{script_args.train_batch_size / step_seconds:.0f} real images/s "
-             f"({step_seconds:.3f} s per D + G step)")]
+    rows = [
+        (
+            f"training throughput (default architecture, {script_args.resolution} px, batch "
+            f"{script_args.train_batch_size})",
+            f"{script_args.train_batch_size / step_seconds:.0f} real images/s ({step_seconds:.3f} s per D + G step)",
+        )
+    ]
 
     pipeline_class = hfgen.GANPipeline if family == "gan" else hfgen.StyleGANPipeline
     pipeline = pipeline_class.from_pretrained(args.model_dir)
@@ -126,22 +141,43 @@ def main(family: str = "gan"):
     component = pipeline.gan if family == "gan" else pipeline.stylegan
     labels = 3 if component.config.num_classes else None
     generator_rng = torch.Generator().manual_seed(0)
-    sample_seconds = timed(lambda: pipeline(batch_size=args.sample_batch_size, class_labels=labels,
-                                            generator=generator_rng, output_type="pt"), args.repeats)
-    rows.append((f"sampling throughput (pipeline, batch {args.sample_batch_size})",
-                 f"{args.sample_batch_size / sample_seconds:.0f} images/s"))
+    sample_seconds = timed(
+        lambda: pipeline(
+            batch_size=args.sample_batch_size, class_labels=labels, generator=generator_rng, output_type="pt"
+        ),
+        args.repeats,
+    )
+    rows.append(
+        (
+            f"sampling throughput (pipeline, batch {args.sample_batch_size})",
+            f"{args.sample_batch_size / sample_seconds:.0f} images/s",
+        )
+    )
 
     measured = quality(family, args.model_dir, args.num_samples, args.seed)
     references = digits_reference_metrics(num_samples=args.num_samples, seed=0)
-    for key, label in (("fid", "digits-FID"), ("kid_mean", "digits-KID"), ("inception_score_mean", "digits-IS"),
-                       ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
+    for key, label in (
+        ("fid", "digits-FID"),
+        ("kid_mean", "digits-KID"),
+        ("inception_score_mean", "digits-IS"),
+        ("precision", "precision (k=3)"),
+        ("recall", "recall (k=3)"),
+    ):
         reference_text = ", ".join(f"{name}: {values[key]:.3g}" for name, values in references.items())
         rows.append((f"{label} of {args.num_samples} samples", f"{measured[key]:.3g} (references: {reference_text})"))
-    rows.append((f"diversity ratio of {args.num_samples} samples (digits features; 1: as varied as real digits)",
-                 f"{measured['diversity_ratio']:.3f}"))
+    rows.append(
+        (
+            f"diversity ratio of {args.num_samples} samples (digits features; 1: as varied as real digits)",
+            f"{measured['diversity_ratio']:.3f}",
+        )
+    )
     if "class_accuracy" in measured:
-        rows.append((f"class accuracy of {args.num_samples} conditional samples (digits classifier)",
-                     f"{100 * measured['class_accuracy']:.1f}%"))
+        rows.append(
+            (
+                f"class accuracy of {args.num_samples} conditional samples (digits classifier)",
+                f"{100 * measured['class_accuracy']:.1f}%",
+            )
+        )
 
     print(f"\nmodel: {os.path.abspath(args.model_dir)}")
     print(f"protocol: {metric_protocol(args.num_samples)}\n")

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_gan import main  # noqa: E402
+from bench_gan import main
 
 if __name__ == "__main__":
     main("stylegan")

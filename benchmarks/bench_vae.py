@@ -32,7 +32,7 @@ from hfgen.metrics import (
 )
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
-from train_vae import DEFAULT_ARCHITECTURE  # noqa: E402  (the benchmark times exactly the architecture the script trains)
+from train_vae import DEFAULT_ARCHITECTURE, LATENT_CHANNELS_PER_IMAGE_CHANNEL
 
 
 def timed(function, repeats: int) -> float:
@@ -44,7 +44,11 @@ def timed(function, repeats: int) -> float:
 
 
 def training_throughput(batch_size: int, repeats: int) -> float:
-    model = hfgen.VAEModel(hfgen.VAEConfig(in_channels=1, sample_size=32, **DEFAULT_ARCHITECTURE))
+    model = hfgen.VAEModel(
+        hfgen.VAEConfig(
+            in_channels=1, sample_size=32, latent_channels=LATENT_CHANNELS_PER_IMAGE_CHANNEL, **DEFAULT_ARCHITECTURE
+        )
+    )
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.rand(batch_size, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -61,7 +65,9 @@ def training_throughput(batch_size: int, repeats: int) -> float:
 def sampling_throughput(pipeline, test_images, batch_size: int, repeats: int) -> tuple:
     generator = torch.Generator().manual_seed(0)
     sample_seconds = timed(lambda: pipeline(batch_size=batch_size, generator=generator, output_type="pt"), repeats)
-    recon_seconds = timed(lambda: pipeline.reconstruct(test_images[:batch_size] * 0.5 + 0.5, output_type="pt"), repeats)
+    recon_seconds = timed(
+        lambda: pipeline.reconstruct(test_images[:batch_size] * 0.5 + 0.5, output_type="pt"), repeats
+    )
     return batch_size / sample_seconds, min(batch_size, len(test_images)) / recon_seconds
 
 
@@ -86,11 +92,16 @@ def quality(pipeline, test_images, num_samples: int, seed: int) -> dict:
     metrics.update(test_images, real=True)
     samples = pipeline(batch_size=num_samples, generator=torch.Generator().manual_seed(seed), output_type="pt").images
     metrics.update(samples * 2 - 1, real=False)
-    return {"psnr": psnr(reconstructions, test_images).item(), "ssim": ssim(reconstructions, test_images).item(),
-            "readable": readable_share(samples * 2 - 1), "readable_real": readable_share(test_images),
-            "diversity_ratio": sample_diversity_ratio(samples * 2 - 1, test_images,
-                                                      load_digits_feature_extractor())["diversity_ratio"],
-            **metrics.compute()}
+    return {
+        "psnr": psnr(reconstructions, test_images).item(),
+        "ssim": ssim(reconstructions, test_images).item(),
+        "readable": readable_share(samples * 2 - 1),
+        "readable_real": readable_share(test_images),
+        "diversity_ratio": sample_diversity_ratio(samples * 2 - 1, test_images, load_digits_feature_extractor())[
+            "diversity_ratio"
+        ],
+        **metrics.compute(),
+    }
 
 
 def main():
@@ -104,8 +115,12 @@ def main():
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    rows = [("training throughput (default architecture, 32 px, batch %d)" % args.train_batch_size,
-             f"{training_throughput(args.train_batch_size, args.repeats):.0f} images/s")]
+    rows = [
+        (
+            f"training throughput (default architecture, 32 px, batch {args.train_batch_size})",
+            f"{training_throughput(args.train_batch_size, args.repeats):.0f} images/s",
+        )
+    ]
 
     pipeline = hfgen.VAEPipeline.from_pretrained(args.model_dir)
     pipeline.set_progress_bar_config(disable=True)
@@ -120,15 +135,30 @@ def main():
     references = digits_reference_metrics(num_samples=args.num_samples, seed=0)
     rows.append(("test PSNR of reconstructions (posterior mean)", f"{measured['psnr']:.2f} dB"))
     rows.append(("test SSIM of reconstructions", f"{measured['ssim']:.3f}"))
-    for key, label in (("fid", "digits-FID"), ("kid_mean", "digits-KID"), ("inception_score_mean", "digits-IS"),
-                       ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
+    for key, label in (
+        ("fid", "digits-FID"),
+        ("kid_mean", "digits-KID"),
+        ("inception_score_mean", "digits-IS"),
+        ("precision", "precision (k=3)"),
+        ("recall", "recall (k=3)"),
+    ):
         reference_text = ", ".join(f"{name}: {values[key]:.3g}" for name, values in references.items())
-        rows.append((f"{label} of {args.num_samples} prior samples", f"{measured[key]:.3g} (references: {reference_text})"))
+        rows.append(
+            (f"{label} of {args.num_samples} prior samples", f"{measured[key]:.3g} (references: {reference_text})")
+        )
 
-    rows.append((f"readable prior samples (digits classifier confidence >= {READABLE_CONFIDENCE})",
-                 f"{100 * measured['readable']:.1f}% (real test digits: {100 * measured['readable_real']:.1f}%)"))
-    rows.append(("diversity ratio of the prior samples (digits features; 1: as varied as real digits)",
-                 f"{measured['diversity_ratio']:.3f}"))
+    rows.append(
+        (
+            f"readable prior samples (digits classifier confidence >= {READABLE_CONFIDENCE})",
+            f"{100 * measured['readable']:.1f}% (real test digits: {100 * measured['readable_real']:.1f}%)",
+        )
+    )
+    rows.append(
+        (
+            "diversity ratio of the prior samples (digits features; 1: as varied as real digits)",
+            f"{measured['diversity_ratio']:.3f}",
+        )
+    )
 
     print(f"\nmodel: {os.path.abspath(args.model_dir)}")
     print(f"protocol: {metric_protocol(args.num_samples)}\n")

@@ -19,8 +19,12 @@ __version__ = "0.1.0"
 
 # A GAN's config maps to its generator: what `AutoModel` loads from a Hub folder (the discriminator, when shared,
 # sits in its `discriminator/` subfolder and loads with `GANDiscriminator` / `StyleGANDiscriminator`).
-for _config, _model in ((VAEConfig, VAEModel), (DigitsClassifierConfig, DigitsClassifier), (GANConfig, GANGenerator),
-                        (StyleGANConfig, StyleGANGenerator)):
+for _config, _model in (
+    (VAEConfig, VAEModel),
+    (DigitsClassifierConfig, DigitsClassifier),
+    (GANConfig, GANGenerator),
+    (StyleGANConfig, StyleGANGenerator),
+):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
 AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifier, exist_ok=True)

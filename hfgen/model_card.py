@@ -172,18 +172,21 @@ def render_model_card(
     return ModelCard(content)
 
 
-
 def card_metrics(metrics: dict, references: dict | None, protocol: dict, names: dict) -> list[EvalMetric]:
     """The model-index entries of a run: the metrics of `names` (a key-to-title mapping) that were measured, and the
     FID of each reference, all labelled with the data and split the protocol names (never assumed)."""
     dataset = str(protocol.get("dataset") or "unknown data")
     split = protocol.get("split")
     labels = dict(dataset_name=f"{dataset} ({split})" if split else dataset, dataset_type=dataset, dataset_split=split)
-    entries = [EvalMetric(name=names[key], type=key, value=float(metrics[key]), **labels)
-               for key in names if key in metrics]
+    entries = [
+        EvalMetric(name=names[key], type=key, value=float(metrics[key]), **labels) for key in names if key in metrics
+    ]
     for reference, values in (references or {}).items():
-        entries.append(EvalMetric(name=f"FID reference: {reference}", type=f"fid_{reference}",
-                                  value=float(values["fid"]), **labels))
+        entries.append(
+            EvalMetric(
+                name=f"FID reference: {reference}", type=f"fid_{reference}", value=float(values["fid"]), **labels
+            )
+        )
     return entries
 
 

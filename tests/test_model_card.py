@@ -1,11 +1,11 @@
 import math
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from huggingface_hub import ModelCard
 

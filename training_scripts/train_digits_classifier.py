@@ -33,18 +33,30 @@ DEFAULT_OUTPUT_DIR = os.path.join(REPOSITORY_ROOT, "hfgen", "metrics", "digits_c
 
 def parse_args(input_args=None):
     parser = argparse.ArgumentParser(description="Train hfgen's digits classifier (the metrics' feature extractor).")
-    parser.add_argument("--output_dir", type=str, default=DEFAULT_OUTPUT_DIR,
-                        help="Where the trained folder is written; defaults to the one shipped in the package.")
+    parser.add_argument(
+        "--output_dir",
+        type=str,
+        default=DEFAULT_OUTPUT_DIR,
+        help="Where the trained folder is written; defaults to the one shipped in the package.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_train_epochs", type=int, default=40)
     parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--lr_warmup_steps", type=int, default=50)
     parser.add_argument("--weight_decay", type=float, default=1e-4)
-    parser.add_argument("--max_shift", type=int, default=2,
-                        help="Training images are shifted by up to this many pixels in each direction (augmentation).")
-    parser.add_argument("--min_test_accuracy", type=float, default=0.97,
-                        help="Refuse to save a classifier whose test accuracy is below this.")
+    parser.add_argument(
+        "--max_shift",
+        type=int,
+        default=2,
+        help="Training images are shifted by up to this many pixels in each direction (augmentation).",
+    )
+    parser.add_argument(
+        "--min_test_accuracy",
+        type=float,
+        default=0.97,
+        help="Refuse to save a classifier whose test accuracy is below this.",
+    )
     args = parser.parse_args(input_args)
     for name in ("num_train_epochs", "train_batch_size"):
         if getattr(args, name) < 1:
@@ -61,7 +73,7 @@ def random_shift(pixel_values: torch.Tensor, max_shift: int) -> torch.Tensor:
     height, width = pixel_values.shape[-2:]
     padded = F.pad(pixel_values, [max_shift] * 4, value=-1.0)
     offsets = torch.randint(0, 2 * max_shift + 1, (pixel_values.shape[0], 2)).tolist()
-    return torch.stack([padded[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(offsets)])
+    return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)])
 
 
 @torch.no_grad()
@@ -97,9 +109,14 @@ def save_model_card(classifier: DigitsClassifier, args, correct: int, total: int
         tags=["hfgen", "feature-extractor", "fid", "digits"],
         metrics=["accuracy"],
         eval_results=[
-            EvalResult(task_type="image-classification", dataset_type="hfgen/digits",
-                       dataset_name="hfgen built-in digits (scikit-learn)", dataset_split="test",
-                       metric_type="accuracy", metric_value=accuracy)
+            EvalResult(
+                task_type="image-classification",
+                dataset_type="hfgen/digits",
+                dataset_name="hfgen built-in digits (scikit-learn)",
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_value=accuracy,
+            )
         ],
     )
     template = files("hfgen.model_cards") / "digits_classifier.md"
@@ -142,7 +159,9 @@ def main(args):
     dataset = load_digits_dataset(config.image_size)
     transform = image_transform(config.image_size, "L")
     train_dataloader = torch.utils.data.DataLoader(
-        dataset["train"].with_transform(transform), batch_size=args.train_batch_size, shuffle=True,
+        dataset["train"].with_transform(transform),
+        batch_size=args.train_batch_size,
+        shuffle=True,
         collate_fn=collate_images,
     )
     test_dataloader = torch.utils.data.DataLoader(
@@ -152,8 +171,9 @@ def main(args):
     # 3. optimisation
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     num_training_steps = args.num_train_epochs * len(train_dataloader)
-    lr_scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=args.lr_warmup_steps,
-                                 num_training_steps=num_training_steps)
+    lr_scheduler = get_scheduler(
+        "cosine", optimizer, num_warmup_steps=args.lr_warmup_steps, num_training_steps=num_training_steps
+    )
     model, optimizer, train_dataloader, test_dataloader, lr_scheduler = accelerator.prepare(
         model, optimizer, train_dataloader, test_dataloader, lr_scheduler
     )

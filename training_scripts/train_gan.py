@@ -33,7 +33,6 @@ from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradien
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
 from hfgen.training import save_checkpoint
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
 from hfgen.training.gan_runs import (
@@ -46,6 +45,7 @@ from hfgen.training.gan_runs import (
     published,
     save_gan_folder,
 )
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -53,12 +53,13 @@ from hfgen.training.runs import (
     check_run_arguments,
     endless_batches,
     filter_classes,
-    is_power_of_two,
     finish_run,
+    is_power_of_two,
     make_accelerator,
     make_train_dataloader,
     random_flip,
     resolve_color_mode,
+    resolve_max_train_steps,
     resume_run,
     save_grid,
 )
@@ -67,8 +68,11 @@ logger = get_logger(__name__)
 
 # The architecture of a new model when no --model_config_name_or_path is given: sized so that the default run on the
 # built-in digits trains in a few minutes on 2 CPU cores.
-DEFAULT_ARCHITECTURE = dict(latent_dim=64, generator_channels=32, discriminator_channels=32, max_channels=128,
-                            class_embedding_dim=16)
+# Default length: 550 steps of batch 64 (25 passes over the digits), whatever the size of the data.
+DEFAULT_TRAIN_STEPS = 550
+DEFAULT_ARCHITECTURE = dict(
+    latent_dim=64, generator_channels=32, discriminator_channels=32, max_channels=128, class_embedding_dim=16
+)
 
 
 def parse_args(input_args=None):
@@ -78,39 +82,49 @@ def parse_args(input_args=None):
     parser.add_argument("--loss", type=str, default="non-saturating", choices=GAN_LOSSES)
     parser.add_argument("--gp_weight", type=float, default=10.0, help="lambda of WGAN-GP's gradient penalty.")
     parser.add_argument("--r1_gamma", type=float, default=0.0, help="R1 penalty weight gamma (0: off).")
-    parser.add_argument("--d_steps_per_g_step", type=int, default=1, help="Critic updates per generator update (n_critic).")
+    parser.add_argument(
+        "--d_steps_per_g_step", type=int, default=1, help="Critic updates per generator update (n_critic)."
+    )
     add_gan_arguments(parser, learning_rate=2e-4, betas=(0.5, 0.999))
     add_run_arguments(parser, output_dir="gan-digits")
-    parser.set_defaults(num_train_epochs=25, checkpointing_steps=250, validation_steps=250)
+    parser.set_defaults(checkpointing_steps=250, validation_steps=250)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_gan_arguments(parser, args)
     check_flag_ranges(parser, args, {"d_steps_per_g_step": (1, None, "closed"), "gp_weight": (0, None, "closed")})
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
     if building_from_flags and args.architecture == "dcgan" and not is_power_of_two(args.resolution):
-        parser.error(f"--resolution must be a power of two (8, 16, 32, ...) for --architecture dcgan, got "
-                     f"{args.resolution}")
+        parser.error(
+            f"--resolution must be a power of two (8, 16, 32, ...) for --architecture dcgan, got {args.resolution}"
+        )
     return args
 
 
 def build_models(args, num_classes: int):
     if args.pretrained_model_name_or_path is not None:
-        generator, discriminator = load_pretrained_pair(hfgen.GANGenerator, hfgen.GANDiscriminator,
-                                                        args.pretrained_model_name_or_path, logger)
+        generator, discriminator = load_pretrained_pair(
+            hfgen.GANGenerator, hfgen.GANDiscriminator, args.pretrained_model_name_or_path, logger
+        )
     else:
         if args.model_config_name_or_path is not None:
             config = hfgen.GANConfig.from_pretrained(args.model_config_name_or_path)
         else:
-            config = hfgen.GANConfig(architecture=args.architecture, image_size=args.resolution,
-                                     num_channels=1 if args.color_mode == "L" else 3, num_classes=num_classes,
-                                     # WGAN-GP's penalty is per image: batch statistics in the critic break it.
-                                     discriminator_norm="layer" if args.loss == "wgan-gp" else "batch",
-                                     **DEFAULT_ARCHITECTURE)
+            config = hfgen.GANConfig(
+                architecture=args.architecture,
+                image_size=args.resolution,
+                num_channels=1 if args.color_mode == "L" else 3,
+                num_classes=num_classes,
+                # WGAN-GP's penalty is per image: batch statistics in the critic break it.
+                discriminator_norm="layer" if args.loss == "wgan-gp" else "batch",
+                **DEFAULT_ARCHITECTURE,
+            )
         generator, discriminator = hfgen.GANGenerator(config), hfgen.GANDiscriminator(config)
     config = generator.config
     check_fits_data(args, config.num_channels, config.image_size, config.num_classes, num_classes)
     if args.loss == "wgan-gp" and discriminator.config.discriminator_norm == "batch":
-        raise ValueError("--loss wgan-gp needs a critic without batch norm: set discriminator_norm to 'layer' or 'none'")
+        raise ValueError(
+            "--loss wgan-gp needs a critic without batch norm: set discriminator_norm to 'layer' or 'none'"
+        )
     return generator, discriminator
 
 
@@ -119,8 +133,9 @@ def main(args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is checked before training starts
-    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name,
-                                 args.cache_dir)
+    dataset = load_image_dataset(
+        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
+    )
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
@@ -135,15 +150,30 @@ def main(args):
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": recordable_arguments(args), "model_config": generator.config.to_dict(),
-                              "num_classes": num_classes}, indent=2, default=str))
+            print(
+                json.dumps(
+                    {
+                        "args": recordable_arguments(args),
+                        "model_config": generator.config.to_dict(),
+                        "num_classes": num_classes,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         return None
     if args.lora_rank:
         from peft import LoraConfig, get_peft_model
 
-        generator = get_peft_model(generator, LoraConfig(
-            r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=LORA_GENERATOR_TARGETS,
-            modules_to_save=["norm", "input_norm"]))  # LoRA cannot adapt batch norm: it is trained in full
+        generator = get_peft_model(
+            generator,
+            LoraConfig(
+                r=args.lora_rank,
+                lora_alpha=args.lora_rank,
+                target_modules=LORA_GENERATOR_TARGETS,
+                modules_to_save=["norm", "input_norm"],
+            ),
+        )  # LoRA cannot adapt batch norm: it is trained in full
     set_seed(args.seed, device_specific=True)
     use_ema = args.ema_decay > 0 and not args.lora_rank
     ema_generator = create_ema(generator) if use_ema else None
@@ -152,22 +182,29 @@ def main(args):
 
     # 3. optimisation: one optimizer (and schedule) per network
     betas = (args.adam_beta1, args.adam_beta2)
-    g_optimizer = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad],
-                                   lr=args.generator_learning_rate, betas=betas)
+    g_optimizer = torch.optim.Adam(
+        [p for p in generator.parameters() if p.requires_grad], lr=args.generator_learning_rate, betas=betas
+    )
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.discriminator_learning_rate, betas=betas)
     batches_per_step = args.d_steps_per_g_step * args.gradient_accumulation_steps
     batches_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    if args.max_train_steps is None:
-        args.max_train_steps = max(1, args.num_train_epochs * batches_per_epoch // batches_per_step)
+    resolve_max_train_steps(args, batches_per_epoch // batches_per_step, DEFAULT_TRAIN_STEPS)
     # accelerate steps a prepared scheduler once per process at every step
     g_scheduler, d_scheduler = (
-        get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                      num_training_steps=args.max_train_steps * accelerator.num_processes)
-        for optimizer in (g_optimizer, d_optimizer))
+        get_scheduler(
+            args.lr_scheduler,
+            optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=args.max_train_steps * accelerator.num_processes,
+        )
+        for optimizer in (g_optimizer, d_optimizer)
+    )
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
-        accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
-                            d_scheduler))
-    augment = make_augmentation(args, accelerator)
+        accelerator.prepare(
+            generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
+        )
+    )
+    augment = make_augmentation(args, accelerator, len(train_dataset))
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
@@ -179,11 +216,14 @@ def main(args):
     # 4. resume: networks, optimizers, schedules, EMA, augmentation state and RNG states come back together
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
 
-    logger.info(f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps of "
-                f"{args.d_steps_per_g_step} D + 1 G update(s), batch {args.train_batch_size} x "
-                f"{args.gradient_accumulation_steps} x {accelerator.num_processes} processes")
-    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    logger.info(
+        f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps of "
+        f"{args.d_steps_per_g_step} D + 1 G update(s), batch {args.train_batch_size} x "
+        f"{args.gradient_accumulation_steps} x {accelerator.num_processes} processes"
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
     batches = endless_batches(accelerator, train_dataloader, global_step * batches_per_step)
     unwrapped_generator = accelerator.unwrap_model(generator)
     unwrapped_discriminator = accelerator.unwrap_model(discriminator)
@@ -223,8 +263,12 @@ def main(args):
                     check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
                     total = d_loss
                     if args.loss == "wgan-gp":
-                        total = total + gradient_penalty(lambda x: discriminator(x, labels=labels).logits,
-                                                         real_seen, see(fake), weight=args.gp_weight)
+                        total = total + gradient_penalty(
+                            lambda x, labels=labels: discriminator(x, labels=labels).logits,
+                            real_seen,
+                            see(fake),
+                            weight=args.gp_weight,
+                        )
                     if apply_r1:
                         # Lazy regularisation folded into the main step: every r1_interval steps, scaled up by the
                         # interval, with a plain Adam (StyleGAN 2 appendix B: the lr / beta correction belongs only
@@ -244,8 +288,11 @@ def main(args):
         unwrapped_discriminator.requires_grad_(False)
         for micro_step in range(args.gradient_accumulation_steps):
             z = torch.randn(args.train_batch_size, latent_dim, device=accelerator.device)
-            labels = torch.randint(0, num_classes, (args.train_batch_size,), device=accelerator.device) \
-                if num_classes else None
+            labels = (
+                torch.randint(0, num_classes, (args.train_batch_size,), device=accelerator.device)
+                if num_classes
+                else None
+            )
             last = micro_step == args.gradient_accumulation_steps - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(generator):
                 fake = generator(z, labels=labels).sample
@@ -263,8 +310,13 @@ def main(args):
 
         global_step += 1
         progress.update(1)
-        logs = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
-                "d_fake": fake_logits.mean().item(), "lr_g": g_scheduler.get_last_lr()[0]}
+        logs = {
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            "d_real": real_logits.mean().item(),
+            "d_fake": fake_logits.mean().item(),
+            "lr_g": g_scheduler.get_last_lr()[0],
+        }
         if augment is not None:
             logs["augment_p"] = augment.probability
         progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")
@@ -273,18 +325,35 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
-            validate(published(ema_generator, unwrapped_generator), evaluation, eval_dataset, num_classes, args, accelerator, global_step)
+            validate(
+                published(ema_generator, unwrapped_generator),
+                evaluation,
+                eval_dataset,
+                num_classes,
+                args,
+                accelerator,
+                global_step,
+            )
             generator.train()
     progress.close()
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
     final_generator = published(ema_generator, unwrapped_generator)
     return finish_run(
-        accelerator, args, generator,
-        measure=lambda: validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step),
-        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args, evaluation,
-                                                          metrics, references, run),
-        evaluation=evaluation, script="train_gan.py", logger=logger, step=global_step)
+        accelerator,
+        args,
+        generator,
+        measure=lambda: validate(
+            final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step
+        ),
+        save=lambda metrics, references, run: save_folder(
+            final_generator, unwrapped_discriminator, num_classes, args, evaluation, metrics, references, run
+        ),
+        evaluation=evaluation,
+        script="train_gan.py",
+        logger=logger,
+        step=global_step,
+    )
 
 
 def plain_generator(generator_model):
@@ -296,9 +365,11 @@ def plain_generator(generator_model):
 
 def sampler(generator_model, num_classes: int):
     """`sample(batch_size, labels, torch_generator)` for `evaluate_generator`, in eval mode."""
+
     def sample(batch_size, labels, torch_generator):
         z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
         return generator_model(z.to(generator_model.device), labels=labels).sample
+
     return sample
 
 
@@ -312,12 +383,26 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
         pipeline.set_progress_bar_config(disable=True)
         count = args.num_validation_images
         labels = [i % num_classes for i in range(count)] if num_classes else None
-        images = pipeline(batch_size=count, class_labels=labels,
-                          generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
-        save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
-                  columns=num_classes or None)
-    metrics = evaluate_generator(sampler(generator_model, num_classes), evaluation, eval_dataset, accelerator,
-                                 args.num_eval_samples, args.seed, num_classes)
+        images = pipeline(
+            batch_size=count, class_labels=labels, generator=torch.Generator(device="cpu").manual_seed(args.seed)
+        ).images
+        save_grid(
+            images,
+            os.path.join(args.output_dir, "validation"),
+            "samples",
+            accelerator,
+            step,
+            columns=num_classes or None,
+        )
+    metrics = evaluate_generator(
+        sampler(generator_model, num_classes),
+        evaluation,
+        eval_dataset,
+        accelerator,
+        args.num_eval_samples,
+        args.seed,
+        num_classes,
+    )
     accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
@@ -330,13 +415,27 @@ def save_folder(generator_model, discriminator, num_classes: int, args, evaluati
     # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
     pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
     config = pipeline.gan.config
-    tags = ["gan", config.architecture, args.loss] + (["conditional-gan"] if num_classes else []) + \
-        (["lora"] if args.lora_rank else [])
-    save_gan_folder(args.output_dir, pipeline, generator_model,
-                    discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
-                    references, run, family="gan", tags=tags, sample_kwargs=sample_kwargs,
-                    evaluation=evaluation, save_pipeline=not args.lora_rank,
-                    grid_columns=num_classes or 8)
+    tags = (
+        ["gan", config.architecture, args.loss]
+        + (["conditional-gan"] if num_classes else [])
+        + (["lora"] if args.lora_rank else [])
+    )
+    save_gan_folder(
+        args.output_dir,
+        pipeline,
+        generator_model,
+        discriminator if args.save_discriminator and not args.lora_rank else None,
+        args,
+        metrics,
+        references,
+        run,
+        family="gan",
+        tags=tags,
+        sample_kwargs=sample_kwargs,
+        evaluation=evaluation,
+        save_pipeline=not args.lora_rank,
+        grid_columns=num_classes or 8,
+    )
 
 
 if __name__ == "__main__":

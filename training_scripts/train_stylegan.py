@@ -30,9 +30,8 @@ from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, imag
 from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
-from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.adversarial import lazy_regularised_adam
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.ema import create_ema, update_ema
 from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
 from hfgen.training.gan_runs import (
@@ -45,6 +44,7 @@ from hfgen.training.gan_runs import (
     published,
     save_gan_folder,
 )
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -52,12 +52,13 @@ from hfgen.training.runs import (
     check_run_arguments,
     endless_batches,
     filter_classes,
-    is_power_of_two,
     finish_run,
+    is_power_of_two,
     make_accelerator,
     make_train_dataloader,
     random_flip,
     resolve_color_mode,
+    resolve_max_train_steps,
     resume_run,
     save_grid,
 )
@@ -67,6 +68,8 @@ logger = get_logger(__name__)
 # A new model's architecture when no --model_config_name_or_path is given: small enough for the default run on the
 # built-in digits to train in minutes on 2 CPU cores. The default resolution is 16: the digit scans are 8x8, so 16
 # keeps all their detail at a quarter of the cost of 32.
+# Default length: 880 steps of batch 64 (40 passes over the digits), whatever the size of the data.
+DEFAULT_TRAIN_STEPS = 880
 DEFAULT_ARCHITECTURE = dict(latent_dim=64, w_dim=64, mapping_layers=4, channel_base=512, channel_max=64)
 
 
@@ -78,19 +81,29 @@ def parse_args(input_args=None):
     parser.add_argument("--discriminator_architecture", type=str, default="resnet", choices=["resnet", "plain"])
     parser.add_argument("--r1_gamma", type=float, default=0.1, help="R1 weight gamma (0.01 to 10 depending on data).")
     parser.add_argument("--pl_weight", type=float, default=2.0, help="Path-length regularisation weight (0: off).")
-    parser.add_argument("--pl_interval", type=int, default=4, help="Path-length regularisation every this many G steps.")
+    parser.add_argument(
+        "--pl_interval", type=int, default=4, help="Path-length regularisation every this many G steps."
+    )
     parser.add_argument("--pl_batch_shrink", type=int, default=2, help="The path-length batch is this much smaller.")
     parser.add_argument("--style_mixing_prob", type=float, default=0.9)
     add_gan_arguments(parser, learning_rate=2e-3, betas=(0.0, 0.99))
     parser.add_argument("--truncation_psi", type=float, default=1.0, help="Truncation of the saved sample grid.")
     add_run_arguments(parser, output_dir="stylegan-digits")
-    parser.set_defaults(resolution=16, num_train_epochs=40, checkpointing_steps=300, validation_steps=300)
+    parser.set_defaults(resolution=16, checkpointing_steps=300, validation_steps=300)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_gan_arguments(parser, args)
-    check_flag_ranges(parser, args, {"pl_interval": (1, None, "closed"), "pl_batch_shrink": (1, None, "closed"),
-                                     "pl_weight": (0, None, "closed"), "style_mixing_prob": (0, 1, "closed"),
-                                     "truncation_psi": (0, None, "closed")})
+    check_flag_ranges(
+        parser,
+        args,
+        {
+            "pl_interval": (1, None, "closed"),
+            "pl_batch_shrink": (1, None, "closed"),
+            "pl_weight": (0, None, "closed"),
+            "style_mixing_prob": (0, 1, "closed"),
+            "truncation_psi": (0, None, "closed"),
+        },
+    )
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
     if building_from_flags and not is_power_of_two(args.resolution):
         parser.error(f"--resolution must be a power of two (8, 16, 32, ...) for StyleGAN, got {args.resolution}")
@@ -99,16 +112,22 @@ def parse_args(input_args=None):
 
 def build_models(args, num_classes: int):
     if args.pretrained_model_name_or_path is not None:
-        generator, discriminator = load_pretrained_pair(hfgen.StyleGANGenerator, hfgen.StyleGANDiscriminator,
-                                                        args.pretrained_model_name_or_path, logger)
+        generator, discriminator = load_pretrained_pair(
+            hfgen.StyleGANGenerator, hfgen.StyleGANDiscriminator, args.pretrained_model_name_or_path, logger
+        )
     else:
         if args.model_config_name_or_path is not None:
             config = hfgen.StyleGANConfig.from_pretrained(args.model_config_name_or_path)
         else:
             config = hfgen.StyleGANConfig(
-                resolution=args.resolution, num_channels=1 if args.color_mode == "L" else 3, num_classes=num_classes,
-                style_block=args.style_block, generator_architecture=args.generator_architecture,
-                discriminator_architecture=args.discriminator_architecture, **DEFAULT_ARCHITECTURE)
+                resolution=args.resolution,
+                num_channels=1 if args.color_mode == "L" else 3,
+                num_classes=num_classes,
+                style_block=args.style_block,
+                generator_architecture=args.generator_architecture,
+                discriminator_architecture=args.discriminator_architecture,
+                **DEFAULT_ARCHITECTURE,
+            )
         generator, discriminator = hfgen.StyleGANGenerator(config), hfgen.StyleGANDiscriminator(config)
     config = generator.config
     check_fits_data(args, config.num_channels, config.resolution, config.num_classes, num_classes)
@@ -120,8 +139,9 @@ def main(args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is checked before training starts
-    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name,
-                                 args.cache_dir)
+    dataset = load_image_dataset(
+        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
+    )
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
@@ -136,14 +156,24 @@ def main(args):
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": recordable_arguments(args), "model_config": generator.config.to_dict(),
-                              "num_classes": num_classes}, indent=2, default=str))
+            print(
+                json.dumps(
+                    {
+                        "args": recordable_arguments(args),
+                        "model_config": generator.config.to_dict(),
+                        "num_classes": num_classes,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         return None
     if args.lora_rank:
         from peft import LoraConfig, get_peft_model
 
-        generator = get_peft_model(generator, LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank,
-                                                         target_modules=LORA_STYLE_TARGETS))
+        generator = get_peft_model(
+            generator, LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=LORA_STYLE_TARGETS)
+        )
     set_seed(args.seed, device_specific=True)
     use_ema = args.ema_decay > 0 and not args.lora_rank
     ema_generator = create_ema(generator) if use_ema else None
@@ -155,19 +185,27 @@ def main(args):
     d_interval = args.r1_interval if args.r1_gamma > 0 else None
     trainable = [parameter for parameter in generator.parameters() if parameter.requires_grad]
     g_optimizer = lazy_regularised_adam(trainable, args.generator_learning_rate, betas, g_interval)
-    d_optimizer = lazy_regularised_adam(discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval)
+    d_optimizer = lazy_regularised_adam(
+        discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval
+    )
     batches_per_step = args.gradient_accumulation_steps
     batches_per_epoch = -(-len(train_dataloader) // accelerator.num_processes)
-    if args.max_train_steps is None:
-        args.max_train_steps = max(1, args.num_train_epochs * batches_per_epoch // batches_per_step)
+    resolve_max_train_steps(args, batches_per_epoch // batches_per_step, DEFAULT_TRAIN_STEPS)
     g_scheduler, d_scheduler = (
-        get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                      num_training_steps=args.max_train_steps * accelerator.num_processes)
-        for optimizer in (g_optimizer, d_optimizer))
+        get_scheduler(
+            args.lr_scheduler,
+            optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=args.max_train_steps * accelerator.num_processes,
+        )
+        for optimizer in (g_optimizer, d_optimizer)
+    )
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
-        accelerator.prepare(generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler,
-                            d_scheduler))
-    augment = make_augmentation(args, accelerator)
+        accelerator.prepare(
+            generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
+        )
+    )
+    augment = make_augmentation(args, accelerator, len(train_dataset))
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
@@ -183,11 +221,14 @@ def main(args):
     # 4. resume: networks, optimizers, schedules, EMA, augmentation and path-length state, RNG states
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
 
-    logger.info(f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps, "
-                f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} x {accelerator.num_processes} "
-                "processes")
-    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    logger.info(
+        f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps, "
+        f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} x {accelerator.num_processes} "
+        "processes"
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
     batches = endless_batches(accelerator, train_dataloader, global_step * batches_per_step)
     unwrapped_generator = accelerator.unwrap_model(generator)
     unwrapped_discriminator = accelerator.unwrap_model(discriminator)
@@ -251,8 +292,9 @@ def main(args):
             d_optimizer.zero_grad(set_to_none=True)
             for micro_step, (real, labels) in enumerate(micro_batches):
                 with accumulating(discriminator, micro_step):
-                    r1, logits = augmented_r1_penalty(lambda images: discriminator(images, labels=labels).logits,
-                                                      real, augment)
+                    r1, logits = augmented_r1_penalty(
+                        lambda images, labels=labels: discriminator(images, labels=labels).logits, real, augment
+                    )
                     logs["r1_penalty"] = r1.item()
                     # The zero term puts every parameter in the graph, as data-parallel training needs (R1 gives
                     # the last layer's bias no gradient).
@@ -295,8 +337,15 @@ def main(args):
 
         global_step += 1
         progress.update(1)
-        logs.update({"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logits.mean().item(),
-                     "d_fake": fake_logits.mean().item(), "path_length_mean": path_length_state.mean.item()})
+        logs.update(
+            {
+                "d_loss": d_loss.item(),
+                "g_loss": g_loss.item(),
+                "d_real": real_logits.mean().item(),
+                "d_fake": fake_logits.mean().item(),
+                "path_length_mean": path_length_state.mean.item(),
+            }
+        )
         if augment is not None:
             logs["augment_p"] = augment.probability
         progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")
@@ -305,19 +354,35 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
-            validate(published(ema_generator, unwrapped_generator), evaluation, eval_dataset, num_classes, args, accelerator,
-                     global_step)
+            validate(
+                published(ema_generator, unwrapped_generator),
+                evaluation,
+                eval_dataset,
+                num_classes,
+                args,
+                accelerator,
+                global_step,
+            )
             generator.train()
     progress.close()
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
     final_generator = published(ema_generator, unwrapped_generator)
     return finish_run(
-        accelerator, args, generator,
-        measure=lambda: validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step),
-        save=lambda metrics, references, run: save_folder(final_generator, unwrapped_discriminator, num_classes, args, evaluation,
-                                                          metrics, references, run),
-        evaluation=evaluation, script="train_stylegan.py", logger=logger, step=global_step)
+        accelerator,
+        args,
+        generator,
+        measure=lambda: validate(
+            final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step
+        ),
+        save=lambda metrics, references, run: save_folder(
+            final_generator, unwrapped_discriminator, num_classes, args, evaluation, metrics, references, run
+        ),
+        evaluation=evaluation,
+        script="train_stylegan.py",
+        logger=logger,
+        step=global_step,
+    )
 
 
 def plain_generator(generator_model):
@@ -336,18 +401,29 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
         pipeline.set_progress_bar_config(disable=True)
         count = args.num_validation_images
         labels = [i % num_classes for i in range(count)] if num_classes else None
-        images = pipeline(batch_size=count, class_labels=labels, noise_mode="const",
-                          generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
-        save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step,
-                  columns=num_classes or None)
+        images = pipeline(
+            batch_size=count,
+            class_labels=labels,
+            noise_mode="const",
+            generator=torch.Generator(device="cpu").manual_seed(args.seed),
+        ).images
+        save_grid(
+            images,
+            os.path.join(args.output_dir, "validation"),
+            "samples",
+            accelerator,
+            step,
+            columns=num_classes or None,
+        )
     base = plain_generator(generator_model)
 
     def sample(batch_size, labels, torch_generator):
         z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
         return base(z, labels=labels, noise_mode="const").sample
 
-    metrics = evaluate_generator(sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed,
-                                 num_classes)
+    metrics = evaluate_generator(
+        sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed, num_classes
+    )
     accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
@@ -363,13 +439,27 @@ def save_folder(generator_model, discriminator, num_classes: int, args, evaluati
     sampling_model = copy.deepcopy(plain_generator(generator_model)) if args.lora_rank else generator_model
     pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
     config = sampling_model.config
-    tags = ["stylegan", "stylegan2" if config.style_block == "modulated" else "stylegan1"] + \
-        (["conditional-gan"] if num_classes else []) + (["lora"] if args.lora_rank else [])
-    save_gan_folder(args.output_dir, pipeline, generator_model,
-                    discriminator if args.save_discriminator and not args.lora_rank else None, args, metrics,
-                    references, run, family="stylegan", tags=tags, sample_kwargs=sample_kwargs,
-                    evaluation=evaluation, save_pipeline=not args.lora_rank,
-                    grid_columns=num_classes or 8)
+    tags = (
+        ["stylegan", "stylegan2" if config.style_block == "modulated" else "stylegan1"]
+        + (["conditional-gan"] if num_classes else [])
+        + (["lora"] if args.lora_rank else [])
+    )
+    save_gan_folder(
+        args.output_dir,
+        pipeline,
+        generator_model,
+        discriminator if args.save_discriminator and not args.lora_rank else None,
+        args,
+        metrics,
+        references,
+        run,
+        family="stylegan",
+        tags=tags,
+        sample_kwargs=sample_kwargs,
+        evaluation=evaluation,
+        save_pipeline=not args.lora_rank,
+        grid_columns=num_classes or 8,
+    )
 
 
 if __name__ == "__main__":

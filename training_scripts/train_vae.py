@@ -27,7 +27,6 @@ from hfgen.metrics import psnr, ssim
 from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.evaluation import (
     DISTRIBUTION_METRIC_NAMES,
     evaluate_generator,
@@ -35,6 +34,7 @@ from hfgen.training.evaluation import (
     prepare_evaluation,
     run_protocol,
 )
+from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
 from hfgen.training.runs import (
     add_data_arguments,
     add_run_arguments,
@@ -45,6 +45,7 @@ from hfgen.training.runs import (
     make_train_dataloader,
     random_flip,
     resolve_color_mode,
+    resolve_max_train_steps,
     resume_run,
     save_grid,
     write_run_record,
@@ -52,23 +53,40 @@ from hfgen.training.runs import (
 
 logger = get_logger(__name__)
 
+# Default length: 440 steps of batch 64 (20 passes over the digits), whatever the size of the data.
+DEFAULT_TRAIN_STEPS = 440
+
 # The architecture of a new model when no --model_config_name_or_path is given: sized so that the default run on the
-# built-in digits trains in about three minutes on 2 CPU cores. A 2x4x4 latent (for 32 px) keeps the aggregate
-# posterior close enough to the N(0, I) prior that prior samples look like digits; wider latents reconstruct better
-# but sample worse.
-DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], latent_channels=2, norm_num_groups=8)
+# built-in digits trains in about three minutes on 2 CPU cores. The latent is an eighth of the image's side, so it
+# grows with the resolution; 2 latent channels per image channel (2x4x4 for greyscale 32 px) keep the aggregate
+# posterior close enough to the N(0, I) prior that prior samples look like the data, while colour gets room of its own
+# (a 2x4x4 latent turns RGB photos into colour blobs).
+DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], norm_num_groups=8)
+LATENT_CHANNELS_PER_IMAGE_CHANNEL = 2
 
 
 def parse_args(input_args=None):
     parser = make_parser("Train an hfgen VAE.")
     add_data_arguments(parser, BUILTIN_DIGITS)
     # model
-    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None,
-                        help="Start from a trained VAE (folder or Hub id) instead of random weights.")
-    parser.add_argument("--model_config_name_or_path", type=str, default=None,
-                        help="A VAEConfig (folder or config.json) for a new model; by default one is built for the data.")
-    parser.add_argument("--kl_weight", type=float, default=None,
-                        help="Override the config's beta on the KL term (1.0 = VAE, >1 = beta-VAE).")
+    parser.add_argument(
+        "--pretrained_model_name_or_path",
+        type=str,
+        default=None,
+        help="Start from a trained VAE (folder or Hub id) instead of random weights.",
+    )
+    parser.add_argument(
+        "--model_config_name_or_path",
+        type=str,
+        default=None,
+        help="A VAEConfig (folder or config.json) for a new model; by default one is built for the data.",
+    )
+    parser.add_argument(
+        "--kl_weight",
+        type=float,
+        default=None,
+        help="Override the config's beta on the KL term (1.0 = VAE, >1 = beta-VAE).",
+    )
     parser.add_argument("--gradient_checkpointing", action="store_true")
     # optimisation
     parser.add_argument("--learning_rate", type=float, default=3e-3)
@@ -77,16 +95,19 @@ def parse_args(input_args=None):
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
     # seed, schedule, checkpoints, validation, logging, Hub
     add_run_arguments(parser, output_dir="vae-digits")
-    parser.set_defaults(num_train_epochs=20, lr_scheduler="cosine", lr_warmup_steps=20, max_grad_norm=1.0,
-                        checkpointing_steps=200, validation_steps=200)
+    parser.set_defaults(
+        lr_scheduler="cosine", lr_warmup_steps=20, max_grad_norm=1.0, checkpointing_steps=200, validation_steps=200
+    )
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_flag_ranges(parser, args, {"kl_weight": (0, None, "closed")})
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
     downsampling = 2 ** (len(DEFAULT_ARCHITECTURE["block_out_channels"]) - 1)
     if building_from_flags and args.resolution % downsampling:
-        parser.error(f"--resolution must be a multiple of {downsampling} for the default VAE architecture, got "
-                     f"{args.resolution}")
+        parser.error(
+            f"--resolution must be a multiple of {downsampling} for the default VAE architecture, got "
+            f"{args.resolution}"
+        )
     return args
 
 
@@ -98,7 +119,12 @@ def build_model(args) -> hfgen.VAEModel:
         if args.model_config_name_or_path is not None:
             config = hfgen.VAEConfig.from_pretrained(args.model_config_name_or_path)
         else:
-            config = hfgen.VAEConfig(in_channels=channels, sample_size=args.resolution, **DEFAULT_ARCHITECTURE)
+            config = hfgen.VAEConfig(
+                in_channels=channels,
+                sample_size=args.resolution,
+                latent_channels=LATENT_CHANNELS_PER_IMAGE_CHANNEL * channels,
+                **DEFAULT_ARCHITECTURE,
+            )
         model = hfgen.VAEModel(config)
     if model.config.in_channels != channels:
         raise ValueError(
@@ -172,8 +198,9 @@ def main(args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is decoded before anything else, so a broken file fails first (--dry_run included)
-    dataset = load_image_dataset(args.dataset_name, args.train_data_dir, args.resolution,
-                                 args.dataset_config_name, args.cache_dir)
+    dataset = load_image_dataset(
+        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
+    )
     dataset = filter_classes(dataset, args.class_filter)
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
     evaluation = prepare_evaluation(args, dataset, accelerator.device)
@@ -187,9 +214,17 @@ def main(args):
     model = build_model(args)
     if args.dry_run:
         if accelerator.is_main_process:
-            print(json.dumps({"args": recordable_arguments(args), "model_config": model.config.to_dict(),
-                              "data": {split: len(images) for split, images in dataset.items()}}, indent=2,
-                             default=str))
+            print(
+                json.dumps(
+                    {
+                        "args": recordable_arguments(args),
+                        "model_config": model.config.to_dict(),
+                        "data": {split: len(images) for split, images in dataset.items()},
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         return None
     set_seed(args.seed, device_specific=True)
     if args.gradient_checkpointing:
@@ -197,15 +232,24 @@ def main(args):
     train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
 
     # 3. optimisation
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  weight_decay=args.adam_weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+    )
     updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * updates_per_epoch
+    resolve_max_train_steps(args, updates_per_epoch, DEFAULT_TRAIN_STEPS)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(model, optimizer, train_dataloader, lr_scheduler)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
 
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -217,10 +261,13 @@ def main(args):
     batches_to_skip = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
 
     total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info(f"{len(train_dataset)} training images, {num_epochs} epochs, {args.max_train_steps} steps, "
-                f"batch {total_batch} ({accelerator.num_processes} processes)")
-    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="steps",
-                    disable=not accelerator.is_local_main_process)
+    logger.info(
+        f"{len(train_dataset)} training images, {num_epochs} epochs, {args.max_train_steps} steps, "
+        f"batch {total_batch} ({accelerator.num_processes} processes)"
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
     fixed_test_images = next(evaluation_batches(eval_dataset, min(8, len(eval_dataset))))["pixel_values"]
 
     # 5. the loop
@@ -252,8 +299,12 @@ def main(args):
                 continue
             global_step += 1
             progress.update(1)
-            logs = {"loss": output.loss.item(), "reconstruction": output.reconstruction_loss.item(),
-                    "kl": output.kl_loss.item(), "lr": lr_scheduler.get_last_lr()[0]}
+            logs = {
+                "loss": output.loss.item(),
+                "reconstruction": output.reconstruction_loss.item(),
+                "kl": output.kl_loss.item(),
+                "lr": lr_scheduler.get_last_lr()[0],
+            }
             progress.set_postfix(loss=f"{logs['loss']:.2f}", kl=f"{logs['kl']:.2f}")
             accelerator.log(logs, step=global_step)
 
@@ -268,11 +319,18 @@ def main(args):
 
     # 6. final metrics (all processes), then the Hub-ready folder (main process)
     return finish_run(
-        accelerator, args, model,
+        accelerator,
+        args,
+        model,
         measure=lambda: evaluate(model, evaluation, eval_dataset, args, accelerator),
-        save=lambda metrics, references, run: save_hub_folder(accelerator.unwrap_model(model), args, evaluation,
-                                                              fixed_test_images, metrics, references, run),
-        evaluation=evaluation, script="train_vae.py", logger=logger, step=global_step)
+        save=lambda metrics, references, run: save_hub_folder(
+            accelerator.unwrap_model(model), args, evaluation, fixed_test_images, metrics, references, run
+        ),
+        evaluation=evaluation,
+        script="train_vae.py",
+        logger=logger,
+        step=global_step,
+    )
 
 
 def save_hub_folder(vae, args, evaluation, evaluation_images, metrics, references, run):
@@ -294,7 +352,9 @@ def save_hub_folder(vae, args, evaluation, evaluation_images, metrics, reference
     grid = make_image_grid(samples + originals + blank + reconstructions + blank, rows=8, cols=8)
     size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
     grid.resize((8 * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
-    record = write_run_record(output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples))
+    record = write_run_record(
+        output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples)
+    )
     dataset = evaluation.dataset
     card = render_model_card(
         family="vae",

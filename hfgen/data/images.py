@@ -58,7 +58,8 @@ def check_resolution(resolution: int) -> int:
         raise ImageDataError(f"resolution must be an integer number of pixels, got {resolution!r}")
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise ImageDataError(
-            f"resolution {resolution} is out of range: it must lie between {MIN_RESOLUTION} and {MAX_RESOLUTION} pixels"
+            f"resolution {resolution} is out of range: it must lie between {MIN_RESOLUTION} and {MAX_RESOLUTION} "
+            "pixels"
         )
     return int(resolution)
 
@@ -193,9 +194,7 @@ def load_image_dataset(
     if "train" not in dataset:
         raise ImageDataError(f"dataset {folder!r} has no 'train' split (splits: {list(dataset)})")
     if "image" not in dataset["train"].column_names:
-        raise ImageDataError(
-            f"dataset {folder!r} has no 'image' column (columns: {dataset['train'].column_names})"
-        )
+        raise ImageDataError(f"dataset {folder!r} has no 'image' column (columns: {dataset['train'].column_names})")
     if len(dataset["train"]) == 0:
         raise ImageDataError(f"dataset {folder!r} has an empty 'train' split")
     return dataset

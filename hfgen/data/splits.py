@@ -195,7 +195,9 @@ def split_for_evaluation(
         held_out = np.random.default_rng(seed).choice(len(train), size=count, replace=False)
     is_held_out = np.zeros(len(train), dtype=bool)
     is_held_out[held_out] = True
-    name = f"train[held-out {count} of {len(train)} images{', stratified by label' if stratified else ''}, seed {seed}]"
+    name = (
+        f"train[held-out {count} of {len(train)} images{', stratified by label' if stratified else ''}, seed {seed}]"
+    )
     return EvaluationSplit(
         train=train.select(np.flatnonzero(~is_held_out).tolist()),
         evaluation=train.select(np.flatnonzero(is_held_out).tolist()),

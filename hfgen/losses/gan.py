@@ -84,7 +84,9 @@ def gradient_penalty(
             Source of the interpolation weights t; the global RNG otherwise.
     """
     if real_images.shape != fake_images.shape:
-        raise ValueError(f"real and fake batches differ in shape: {tuple(real_images.shape)} vs {tuple(fake_images.shape)}")
+        raise ValueError(
+            f"real and fake batches differ in shape: {tuple(real_images.shape)} vs {tuple(fake_images.shape)}"
+        )
     shape = (real_images.shape[0],) + (1,) * (real_images.ndim - 1)
     t = torch.rand(shape, generator=generator, device=real_images.device if generator is None else generator.device)
     t = t.to(device=real_images.device, dtype=real_images.dtype)
@@ -108,9 +110,7 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return gradients.flatten(1).pow(2).sum(dim=1).mean()
 
 
-def augmented_r1_penalty(
-    discriminate, real_images: torch.Tensor, augment=None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def augmented_r1_penalty(discriminate, real_images: torch.Tensor, augment=None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""
     R1 for a discriminator that sees augmented images: the gradient is taken with respect to the *un-augmented* real
     images, through the (differentiable) augmentation, as StyleGAN2-ADA and DiffAugment do. Taking it with respect to
@@ -159,8 +159,9 @@ def path_length_penalty(
     if fake_images.shape[0] == 0:
         raise ValueError("path_length_penalty needs at least one image")
     pixels = fake_images.shape[-2] * fake_images.shape[-1]
-    noise = torch.randn(fake_images.shape, generator=generator,
-                        device=fake_images.device if generator is None else generator.device)
+    noise = torch.randn(
+        fake_images.shape, generator=generator, device=fake_images.device if generator is None else generator.device
+    )
     noise = noise.to(fake_images) / pixels**0.5
     (gradients,) = torch.autograd.grad((fake_images * noise).sum(), ws, create_graph=True)
     lengths = gradients.pow(2).sum(dim=2).mean(dim=1).sqrt()

@@ -200,9 +200,11 @@ class BackboneFeatureExtractor(nn.Module):
             "feature_extractor": f"{self.name} ({config.model_type}, {type(self.model).__name__})",
             "features": f"pooled backbone features, {self.num_features}-d (no class logits: no Inception Score)",
             "input_resolution": height if height == width else [height, width],
-            "resize": "torch.nn.functional.interpolate of the whole image, bicubic, antialias=True, clamped to [-1, 1]",
+            "resize": "torch.nn.functional.interpolate of the whole image, bicubic, antialias=True, clamped to "
+            "[-1, 1]",
             "normalization": f"pixels {scale}, then {normalization} ({self.preprocessing_source})",
-            "color": "grey repeated to 3 channels" if self.num_channels == 3
+            "color": "grey repeated to 3 channels"
+            if self.num_channels == 3
             else "RGB converted to grey with ITU-R BT.601 luma weights (0.299, 0.587, 0.114)",
         }
 
@@ -223,7 +225,11 @@ def _load_preprocessing(name_or_path: str, config, model_config, load_kwargs: di
         source = "from its preprocessor_config.json"
     except (OSError, ValueError):
         # A vision config's own type (e.g. clip_vision_model) often has no processor entry, its family's does.
-        model_types = (config.model_type, model_config.model_type, model_config.model_type.removesuffix("_vision_model"))
+        model_types = (
+            config.model_type,
+            model_config.model_type,
+            model_config.model_type.removesuffix("_vision_model"),
+        )
         for model_type in model_types:
             class_names = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type) or {}
             class_name = class_names.get("pil") or class_names.get("torchvision")

@@ -130,7 +130,9 @@ class GenerativeMetrics(Metric):
             self.inception_score = InceptionScore(
                 feature=nn.Identity(), splits=inception_score_splits, sync_on_compute=sync_on_compute
             )
-        self.precision_recall = ManifoldPrecisionRecall(features, k=precision_recall_k, sync_on_compute=sync_on_compute)
+        self.precision_recall = ManifoldPrecisionRecall(
+            features, k=precision_recall_k, sync_on_compute=sync_on_compute
+        )
         self.add_state("num_real", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("num_fake", torch.tensor(0), dist_reduce_fx="sum")
 
@@ -216,7 +218,9 @@ class GenerativeMetrics(Metric):
 
     def forward(self, *args, **kwargs):
         # torchmetrics' forward() would compute every metric on each batch alone: meaningless for distributions.
-        raise NotImplementedError("GenerativeMetrics measures whole sets: call update() for each batch, then compute()")
+        raise NotImplementedError(
+            "GenerativeMetrics measures whole sets: call update() for each batch, then compute()"
+        )
 
     def reset(self) -> None:
         """Forget every image seen, in this object and in each sub-metric."""

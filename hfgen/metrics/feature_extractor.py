@@ -137,7 +137,8 @@ class DigitsFeatureExtractor(nn.Module):
         return {
             "feature_extractor": f"hfgen digits classifier ({config.model_type}, "
             f"hfgen/metrics/{DIGITS_CLASSIFIER_FOLDER})",
-            "features": f"penultimate activations, {config.hidden_channels[-1]}-d" if self.output == "features"
+            "features": f"penultimate activations, {config.hidden_channels[-1]}-d"
+            if self.output == "features"
             else f"class logits, {config.num_labels} classes",
             "input_resolution": config.image_size,
             "resize": "torch.nn.functional.interpolate, bicubic, antialias=True, clamped to [-1, 1]",

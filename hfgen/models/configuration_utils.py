@@ -10,13 +10,17 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 def wrong_model_type_message(folder: str, found: str, expected: str, architectures: list[str] | None) -> str:
     """The error for a folder whose `config.json` names another `model_type` than the class loading it."""
     if not found.startswith("hfgen_"):
-        return (f"folder {folder} holds a {found!r} model, not a {expected!r} one: load it with "
-                "transformers.AutoModel / transformers.AutoConfig, or the class its model card names")
+        return (
+            f"folder {folder} holds a {found!r} model, not a {expected!r} one: load it with "
+            "transformers.AutoModel / transformers.AutoConfig, or the class its model card names"
+        )
     models = [f"hfgen.{name}" for name in architectures or []] + ["transformers.AutoModel"]
     configs = [f"hfgen.{CONFIG_MAPPING[found].__name__}"] if found in CONFIG_MAPPING else []
     configs += ["transformers.AutoConfig"]
-    return (f"folder {folder} holds a {found!r} model, not a {expected!r} one: load it with {' or '.join(models)} "
-            f"(after `import hfgen`), and its config with {' or '.join(configs)}")
+    return (
+        f"folder {folder} holds a {found!r} model, not a {expected!r} one: load it with {' or '.join(models)} "
+        f"(after `import hfgen`), and its config with {' or '.join(configs)}"
+    )
 
 
 class HfgenConfig(PreTrainedConfig):

@@ -50,22 +50,32 @@ def check_generator(generator, batch_size: int) -> None:
     if isinstance(generator, (list, tuple)):
         wrong = [g for g in generator if not isinstance(g, torch.Generator)]
         if wrong:
-            raise ValueError(f"generator must be a torch.Generator or a list of them (one per image), but the list "
-                             f"holds {_describe(wrong[0])}")
+            raise ValueError(
+                f"generator must be a torch.Generator or a list of them (one per image), but the list "
+                f"holds {_describe(wrong[0])}"
+            )
         if len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}: pass one "
-                             "torch.Generator per image, or a single one for the whole batch")
+            raise ValueError(
+                f"got {len(generator)} generators for batch_size={batch_size}: pass one "
+                "torch.Generator per image, or a single one for the whole batch"
+            )
         return
-    raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list of them "
-                     f"(one per image), got {_describe(generator)}")
+    raise ValueError(
+        f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list of them "
+        f"(one per image), got {_describe(generator)}"
+    )
 
 
 def check_latents(latents, expected: tuple[int, ...], name: str = "latents") -> None:
     """Raise unless `latents` is a tensor of shape `(batch, *expected)`."""
     expected_text = "(batch, " + ", ".join(map(str, expected)) + ")"
     is_tensor = isinstance(latents, torch.Tensor)
-    if not is_tensor or latents.ndim != len(expected) + 1 or tuple(latents.shape[1:]) != tuple(expected) or \
-            latents.shape[0] == 0:
+    if (
+        not is_tensor
+        or latents.ndim != len(expected) + 1
+        or tuple(latents.shape[1:]) != tuple(expected)
+        or latents.shape[0] == 0
+    ):
         got = tuple(latents.shape) if is_tensor else type(latents).__name__
         raise ValueError(f"{name} must be a torch.Tensor of shape {expected_text}, got {got}")
 
@@ -80,21 +90,28 @@ def _label_count(class_labels) -> int | None:
         return class_labels.shape[0]
     if isinstance(class_labels, (list, tuple)):
         return len(class_labels)
-    got = f"a tensor of shape {tuple(class_labels.shape)}" if isinstance(class_labels, torch.Tensor) else \
-        _describe(class_labels)
-    raise ValueError(f"class_labels must be an int (one label for every image), a list of ints or a 1-D tensor (one "
-                     f"label per image), got {got}")
+    got = (
+        f"a tensor of shape {tuple(class_labels.shape)}"
+        if isinstance(class_labels, torch.Tensor)
+        else _describe(class_labels)
+    )
+    raise ValueError(
+        f"class_labels must be an int (one label for every image), a list of ints or a 1-D tensor (one "
+        f"label per image), got {got}"
+    )
 
 
 def check_conditioning(class_labels, num_classes: int) -> None:
     """Raise if `class_labels` are given to an unconditional model (`num_classes=0`)."""
     if num_classes == 0 and class_labels is not None:
-        raise ValueError("class_labels was given but this model is unconditional (config.num_classes=0): leave "
-                         "class_labels out")
+        raise ValueError(
+            "class_labels was given but this model is unconditional (config.num_classes=0): leave class_labels out"
+        )
 
 
-def resolve_batch_size(batch_size, class_labels=None, latents: torch.Tensor | None = None,
-                       latents_name: str = "latents") -> int:
+def resolve_batch_size(
+    batch_size, class_labels=None, latents: torch.Tensor | None = None, latents_name: str = "latents"
+) -> int:
     """The number of images to make.
 
     `batch_size` when given (checked against `class_labels` and `latents`); otherwise the number of labels or latents
@@ -105,16 +122,21 @@ def resolve_batch_size(batch_size, class_labels=None, latents: torch.Tensor | No
     label_count = _label_count(class_labels)
     latent_count = latents.shape[0] if isinstance(latents, torch.Tensor) and latents.ndim > 0 else None
     if label_count is not None and latent_count is not None and label_count != latent_count:
-        raise ValueError(f"class_labels has {label_count} labels but {latents_name} has {latent_count} rows: give one "
-                         "label per latent")
+        raise ValueError(
+            f"class_labels has {label_count} labels but {latents_name} has {latent_count} rows: give one "
+            "label per latent"
+        )
     implied = label_count if label_count is not None else latent_count
     if batch_size is None:
         if implied == 0:
             raise ValueError("class_labels is empty: give at least one label, or an int for every image")
         return 1 if implied is None else implied
     if implied is not None and implied != batch_size:
-        source = f"class_labels has {label_count} labels" if label_count is not None else \
-            f"{latents_name} has {latent_count} rows"
+        source = (
+            f"class_labels has {label_count} labels"
+            if label_count is not None
+            else f"{latents_name} has {latent_count} rows"
+        )
         raise ValueError(f"{source} but batch_size={batch_size}: give one per image, or leave batch_size out")
     return batch_size
 
@@ -141,7 +163,9 @@ def _draw_labels(batch_size: int, num_classes: int, generator) -> torch.Tensor:
     return torch.randint(0, num_classes, (batch_size,), generator=generator, device=device).cpu()
 
 
-def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device, generator=None) -> torch.Tensor | None:
+def prepare_class_labels(
+    class_labels, batch_size: int, num_classes: int, device, generator=None
+) -> torch.Tensor | None:
     """`class_labels` as a `(batch_size,)` long tensor on `device`; None for an unconditional model.
 
     A conditional model called without labels gets labels drawn uniformly from `generator` (one per image from its
@@ -157,8 +181,10 @@ def prepare_class_labels(class_labels, batch_size: int, num_classes: int, device
     if labels.shape != (batch_size,):
         raise ValueError(f"class_labels has {labels.shape[0]} labels but batch_size={batch_size}: give one per image")
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"class_labels must lie in [0, {num_classes}) for this model with {num_classes} classes, got "
-                         f"{sorted(set(labels.tolist()))}")
+        raise ValueError(
+            f"class_labels must lie in [0, {num_classes}) for this model with {num_classes} classes, got "
+            f"{sorted(set(labels.tolist()))}"
+        )
     return labels.to(device)
 
 
@@ -166,12 +192,16 @@ def path_class_labels(class_labels, num_steps: int, num_classes: int, device) ->
     """Labels of an interpolation path: a conditional model needs them given (one for the whole path, or one per
     step), since random labels would make the path jump between classes."""
     if num_classes and class_labels is None:
-        raise ValueError(f"this model is conditional on {num_classes} classes: pass class_labels for the path (an int "
-                         "or one per step)")
+        raise ValueError(
+            f"this model is conditional on {num_classes} classes: pass class_labels for the path (an int "
+            "or one per step)"
+        )
     count = _label_count(class_labels)
     if count is not None and count != num_steps:
-        raise ValueError(f"class_labels has {count} labels but num_steps={num_steps}: give one per step or a single "
-                         "int for the whole path")
+        raise ValueError(
+            f"class_labels has {count} labels but num_steps={num_steps}: give one per step or a single "
+            "int for the whole path"
+        )
     return prepare_class_labels(class_labels, num_steps, num_classes, device)
 
 

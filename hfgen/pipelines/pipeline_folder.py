@@ -31,7 +31,7 @@ import diffusers
 PIPELINE_MODULE = "hfgen_pipeline"
 """Stem of the module file written next to `model_index.json`, and the first half of its `_class_name`."""
 
-_MODULE_TEMPLATE = '''\
+_MODULE_TEMPLATE = """\
 # Written by {class_name}.save_pretrained so that diffusers' generic loader finds this folder's pipeline class:
 #     diffusers.DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
 # It holds no code of its own: it re-exports the class from the installed package ({package}).
@@ -39,7 +39,7 @@ _MODULE_TEMPLATE = '''\
 from {module} import {class_name}
 
 __all__ = ["{class_name}"]
-'''
+"""
 
 
 def _import_path(pipeline_class: type) -> str | None:
@@ -70,8 +70,11 @@ def hfgen_pipeline_classes() -> list[type]:
 def _component_classes(pipeline_class: type) -> dict[str, type]:
     """The components `pipeline_class` needs (its required `__init__` arguments) and their annotated classes."""
     parameters = inspect.signature(pipeline_class.__init__).parameters
-    return {name: parameter.annotation for name, parameter in parameters.items()
-            if name != "self" and parameter.default is inspect.Parameter.empty}
+    return {
+        name: parameter.annotation
+        for name, parameter in parameters.items()
+        if name != "self" and parameter.default is inspect.Parameter.empty
+    }
 
 
 def _loader_for_pipeline(class_name: str) -> str:
@@ -90,8 +93,10 @@ def _loader_for_model(model_type) -> str:
         for component, model_class in _component_classes(pipeline_class).items():
             config_class = getattr(model_class, "config_class", None)
             if getattr(config_class, "model_type", None) == model_type:
-                return (f"load the model with hfgen.{model_class.__name__}.from_pretrained(folder) and build "
-                        f"hfgen.{pipeline_class.__name__}({component}=model)")
+                return (
+                    f"load the model with hfgen.{model_class.__name__}.from_pretrained(folder) and build "
+                    f"hfgen.{pipeline_class.__name__}({component}=model)"
+                )
     return "load it with its own model class (transformers.AutoModel.from_pretrained after `import hfgen`)"
 
 
@@ -109,9 +114,11 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
         config_file = os.path.join(folder, "config.json")
         if os.path.isfile(config_file):
             model_type = _read_json(config_file).get("model_type")
-            raise ValueError(f"{folder} holds a single model (config.json with model_type {model_type!r}) and no "
-                             f"model_index.json, so {pipeline_class.__name__}.from_pretrained cannot load it: "
-                             f"{_loader_for_model(model_type)}")
+            raise ValueError(
+                f"{folder} holds a single model (config.json with model_type {model_type!r}) and no "
+                f"model_index.json, so {pipeline_class.__name__}.from_pretrained cannot load it: "
+                f"{_loader_for_model(model_type)}"
+            )
         return
     index = _read_json(index_file)
     found = index.get("_class_name")
@@ -119,12 +126,16 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
     present = {name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)}
     missing = sorted(set(_component_classes(pipeline_class)) - present)
     if missing and found_name == pipeline_class.__name__:
-        raise ValueError(f"{folder} is a {found_name} folder (model_index.json) without its {', '.join(missing)} "
-                         f"component: save the pipeline again with {found_name}.save_pretrained")
+        raise ValueError(
+            f"{folder} is a {found_name} folder (model_index.json) without its {', '.join(missing)} "
+            f"component: save the pipeline again with {found_name}.save_pretrained"
+        )
     if missing:
-        raise ValueError(f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: "
-                         f"it has no {', '.join(missing)} component. Load it with "
-                         f"{_loader_for_pipeline(found_name)}({folder!r})")
+        raise ValueError(
+            f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: "
+            f"it has no {', '.join(missing)} component. Load it with "
+            f"{_loader_for_pipeline(found_name)}({folder!r})"
+        )
 
 
 def _read_json(path: str) -> dict:

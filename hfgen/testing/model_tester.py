@@ -215,8 +215,11 @@ class ModelTesterMixin:
         model.save_pretrained(tmp_path)
         weights = load_file(tmp_path / "model.safetensors")
         parameters = dict(model.named_parameters())
-        save_file({name: value for name, value in weights.items() if name in parameters},
-                  tmp_path / "model.safetensors", metadata={"format": "pt"})
+        save_file(
+            {name: value for name, value in weights.items() if name in parameters},
+            tmp_path / "model.safetensors",
+            metadata={"format": "pt"},
+        )
         loaded = self.model_class.from_pretrained(tmp_path)
         self.assert_buffers_initialised(loaded)
         for name, parameter in loaded.named_parameters():

@@ -99,8 +99,11 @@ class PipelineTesterMixin:
     def other_pipeline_classes(pipeline_class) -> list[type]:
         from hfgen.pipelines.pipeline_folder import hfgen_pipeline_classes
 
-        return [cls for cls in hfgen_pipeline_classes() if cls.__module__.startswith("hfgen.") and
-                cls is not pipeline_class]
+        return [
+            cls
+            for cls in hfgen_pipeline_classes()
+            if cls.__module__.startswith("hfgen.") and cls is not pipeline_class
+        ]
 
     # --- saving and loading ---
 
@@ -163,17 +166,22 @@ class PipelineTesterMixin:
         with tempfile.TemporaryDirectory() as folder:
             self.pipeline_class(**components).save_pretrained(folder)
             for other in self.other_pipeline_classes(self.pipeline_class):
-                with raises_value_error(folder, f"is a {own} folder", f"not a {other.__name__} one",
-                                        f"hfgen.{own}.from_pretrained"):
+                with raises_value_error(
+                    folder, f"is a {own} folder", f"not a {other.__name__} one", f"hfgen.{own}.from_pretrained"
+                ):
                     other.from_pretrained(folder)
-        (name, model), = components.items()
+        ((name, model),) = components.items()
         model_type = model.config.model_type
         with tempfile.TemporaryDirectory() as folder:
             model.save_pretrained(folder)
             for cls in [self.pipeline_class, *self.other_pipeline_classes(self.pipeline_class)]:
-                with raises_value_error(folder, repr(model_type), f"{cls.__name__}.from_pretrained cannot load it",
-                                        f"hfgen.{type(model).__name__}.from_pretrained(folder)",
-                                        f"hfgen.{own}({name}=model)"):
+                with raises_value_error(
+                    folder,
+                    repr(model_type),
+                    f"{cls.__name__}.from_pretrained cannot load it",
+                    f"hfgen.{type(model).__name__}.from_pretrained(folder)",
+                    f"hfgen.{own}({name}=model)",
+                ):
                     cls.from_pretrained(folder)
 
     # --- randomness ---
@@ -206,7 +214,7 @@ class PipelineTesterMixin:
         channels, height, width = tensor.shape[1:]
         assert isinstance(array, np.ndarray) and array.shape == (2, height, width, channels)
         for images in (array, tensor):
-            assert 0 <= images.min() and images.max() <= 1
+            assert images.min() >= 0 and images.max() <= 1
         assert np.allclose(as_array(tensor), array, atol=1e-6)
         assert isinstance(pil, list) and len(pil) == 2 and all(isinstance(image, PIL.Image.Image) for image in pil)
         assert pil[0].size == (width, height)
@@ -340,5 +348,5 @@ class ClassLabelsPipelineTesterMixin:
         again = pipeline(batch_size=16, generator=seeded(0), output_type="pt")
         assert torch.equal(torch.get_rng_state(), state)
         assert torch.equal(drawn.class_labels, again.class_labels) and torch.equal(drawn.images, again.images)
-        assert 0 <= drawn.class_labels.min() and drawn.class_labels.max() < self.num_classes
+        assert drawn.class_labels.min() >= 0 and drawn.class_labels.max() < self.num_classes
         assert len(set(drawn.class_labels.tolist())) > 3  # uniform over the classes, not one class

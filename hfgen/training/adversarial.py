@@ -20,8 +20,9 @@ def lazy_regularisation_ratio(interval: int | None) -> float:
     return interval / (interval + 1)
 
 
-def lazy_regularised_adam(parameters, learning_rate: float, betas: tuple[float, float],
-                          interval: int | None) -> torch.optim.Adam:
+def lazy_regularised_adam(
+    parameters, learning_rate: float, betas: tuple[float, float], interval: int | None
+) -> torch.optim.Adam:
     """Adam for a network whose regulariser runs as its own step every `interval` minibatches (None: no
     regulariser): learning rate scaled by c and betas raised to the power c, c = interval / (interval + 1)."""
     ratio = lazy_regularisation_ratio(interval)

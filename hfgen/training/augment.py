@@ -93,8 +93,15 @@ class AdaptiveAugmentation:
             short runs).
     """
 
-    def __init__(self, policy: str, probability: float, adaptive: bool, target: float = 0.6, interval: int = 4,
-                 speed_images: int = 20_000):
+    def __init__(
+        self,
+        policy: str,
+        probability: float,
+        adaptive: bool,
+        target: float = 0.6,
+        interval: int = 4,
+        speed_images: int = 20_000,
+    ):
         if not 0 <= probability <= 1:
             raise ValueError(f"augmentation probability must lie in [0, 1], got {probability}")
         self.policy = parse_policy(policy)
@@ -124,8 +131,12 @@ class AdaptiveAugmentation:
             self.sign_sum, self.sign_count = 0.0, 0
 
     def state_dict(self) -> dict:
-        return {"probability": self.probability, "sign_sum": self.sign_sum, "sign_count": self.sign_count,
-                "steps": self.steps}
+        return {
+            "probability": self.probability,
+            "sign_sum": self.sign_sum,
+            "sign_count": self.sign_count,
+            "steps": self.steps,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.probability = float(state["probability"])

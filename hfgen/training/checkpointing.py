@@ -41,8 +41,11 @@ def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str):
     match = CHECKPOINT_PATTERN.match(os.path.basename(path))
     if match is None or not os.path.isdir(path):
         inside = list_checkpoints(path)
-        hint = (f"; it holds {os.path.basename(inside[-1][1])}: pass that folder, or 'latest' with --output_dir {path}"
-                if inside else "; pass 'latest' to continue the newest checkpoint of --output_dir")
+        hint = (
+            f"; it holds {os.path.basename(inside[-1][1])}: pass that folder, or 'latest' with --output_dir {path}"
+            if inside
+            else "; pass 'latest' to continue the newest checkpoint of --output_dir"
+        )
         raise ValueError(
             f"--resume_from_checkpoint {resume_from_checkpoint!r} is neither 'latest' nor an existing "
             f"'checkpoint-<step>' folder{hint}"

@@ -21,8 +21,8 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> flo
     initialisation of a short run. Returns the decay used.
     """
     used = min(decay, (1 + step) / (10 + step))
-    for ema_parameter, parameter in zip(ema.parameters(), model.parameters()):
+    for ema_parameter, parameter in zip(ema.parameters(), model.parameters(), strict=True):
         ema_parameter.lerp_(parameter.detach().to(ema_parameter.dtype), 1 - used)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
         ema_buffer.copy_(buffer)
     return used

@@ -72,31 +72,54 @@ class RunEvaluation:
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     from ..data import parse_validation_split
 
-    parser.add_argument("--validation_split", type=parse_validation_split, default=None,
-                        help="Images of the training data held out for the metrics: a fraction (0.1) or a count (50). "
-                             "By default the dataset's own validation / test split, else 10%% of the images (at "
-                             "least 4), fixed by --seed and stratified by label.")
-    parser.add_argument("--metrics_model", type=str, default=None,
-                        help="A transformers vision backbone (folder or Hub id) whose features give FID / KID / "
-                             "precision / recall on your data; facebook/dinov2-small is recommended (FD-DINOv2). "
-                             "The built-in digits use hfgen's digits classifier.")
+    parser.add_argument(
+        "--validation_split",
+        type=parse_validation_split,
+        default=None,
+        help="Images of the training data held out for the metrics: a fraction (0.1) or a count (50). "
+        "By default the dataset's own validation / test split, else 10%% of the images (at "
+        "least 4), fixed by --seed and stratified by label.",
+    )
+    parser.add_argument(
+        "--metrics_model",
+        type=str,
+        default=None,
+        help="A transformers vision backbone (folder or Hub id) whose features give FID / KID / "
+        "precision / recall on your data; facebook/dinov2-small is recommended (FD-DINOv2). "
+        "The built-in digits use hfgen's digits classifier.",
+    )
 
 
 def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, device) -> RunEvaluation:
     """Split off the evaluation images and pick the feature extractor for this run's data."""
     splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
     extractor, note = resolve_feature_extractor(args.metrics_model, args.dataset_name, args.train_data_dir, device)
-    return RunEvaluation(dataset=args.train_data_dir or args.dataset_name, split=splits.name, train=splits.train,
-                         evaluation=splits.evaluation, feature_extractor=extractor, note=note)
+    return RunEvaluation(
+        dataset=args.train_data_dir or args.dataset_name,
+        split=splits.name,
+        train=splits.train,
+        evaluation=splits.evaluation,
+        feature_extractor=extractor,
+        note=note,
+    )
 
 
 def run_protocol(evaluation: RunEvaluation, num_samples: int) -> dict:
     """How the run's numbers were measured: data, split, extractor, sample counts (for metrics.json and the card)."""
     if evaluation.feature_extractor is None:
-        return {"dataset": evaluation.dataset, "split": evaluation.split, "num_real_samples": len(evaluation.evaluation),
-                "distribution_metrics": evaluation.note}
-    return metric_protocol(num_samples, len(evaluation.evaluation), GenerativeMetrics(evaluation.feature_extractor),
-                           dataset=evaluation.dataset, split=evaluation.split)
+        return {
+            "dataset": evaluation.dataset,
+            "split": evaluation.split,
+            "num_real_samples": len(evaluation.evaluation),
+            "distribution_metrics": evaluation.note,
+        }
+    return metric_protocol(
+        num_samples,
+        len(evaluation.evaluation),
+        GenerativeMetrics(evaluation.feature_extractor),
+        dataset=evaluation.dataset,
+        split=evaluation.split,
+    )
 
 
 def measure_references(evaluation: RunEvaluation, args: argparse.Namespace) -> dict | None:
@@ -105,12 +128,18 @@ def measure_references(evaluation: RunEvaluation, args: argparse.Namespace) -> d
     if evaluation.feature_extractor is None:
         return None
     num_train = min(len(evaluation.train), MAX_REFERENCE_TRAIN_IMAGES)
-    train_images = images_as_tensor(evaluation.train, args.resolution, args.color_mode, num_images=num_train,
-                                    seed=args.seed)
+    train_images = images_as_tensor(
+        evaluation.train, args.resolution, args.color_mode, num_images=num_train, seed=args.seed
+    )
     eval_images = images_as_tensor(evaluation.evaluation, args.resolution, args.color_mode)
     device = next(evaluation.feature_extractor.parameters()).device
-    return reference_metrics(train_images.to(device), eval_images.to(device), evaluation.feature_extractor,
-                             num_samples=min(args.num_eval_samples, num_train), seed=0)
+    return reference_metrics(
+        train_images.to(device),
+        eval_images.to(device),
+        evaluation.feature_extractor,
+        num_samples=min(args.num_eval_samples, num_train),
+        seed=0,
+    )
 
 
 def evaluation_batches(dataset, batch_size: int):

@@ -19,20 +19,40 @@ LR_SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "cons
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, builtin: str) -> None:
-    parser.add_argument("--dataset_name", type=str, default=None,
-                        help=f"A `datasets` name or a local folder; hfgen/digits (real handwritten digits) and "
-                             f"hfgen/faces (100 real faces) are built in. Without it or --train_data_dir: {builtin}.")
+    parser.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help=f"A `datasets` name or a local folder; hfgen/digits (real handwritten digits) and "
+        f"hfgen/faces (100 real faces) are built in. Without it or --train_data_dir: {builtin}.",
+    )
     parser.set_defaults(builtin_dataset=builtin)
     parser.add_argument("--dataset_config_name", type=str, default=None)
-    parser.add_argument("--train_data_dir", type=str, default=None,
-                        help="A local folder of images in imagefolder layout (class subfolders give labels).")
+    parser.add_argument(
+        "--train_data_dir",
+        type=str,
+        default=None,
+        help="A local folder of images in imagefolder layout (class subfolders give labels).",
+    )
     parser.add_argument("--cache_dir", type=str, default=None)
-    parser.add_argument("--resolution", type=int, default=32, help="Images are resized (bicubic) and center-cropped to this.")
-    parser.add_argument("--color_mode", type=str, default=None, choices=["L", "RGB"],
-                        help="Greyscale or RGB; by default that of the data (L when every image is greyscale).")
-    parser.add_argument("--class_filter", type=int, nargs="+", default=None,
-                        help="Keep only images with these labels (e.g. one digit class for a small fine-tuning set); "
-                             "the label set, and so a conditional model's classes, stay as they are.")
+    parser.add_argument(
+        "--resolution", type=int, default=32, help="Images are resized (bicubic) and center-cropped to this."
+    )
+    parser.add_argument(
+        "--color_mode",
+        type=str,
+        default=None,
+        choices=["L", "RGB"],
+        help="Greyscale or RGB; by default that of the data (L when every image is greyscale).",
+    )
+    parser.add_argument(
+        "--class_filter",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Keep only images with these labels (e.g. one digit class for a small fine-tuning set); "
+        "the label set, and so a conditional model's classes, stay as they are.",
+    )
     parser.add_argument("--random_flip", action="store_true", help="Flip training images horizontally at random.")
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     add_evaluation_arguments(parser)
@@ -42,32 +62,67 @@ def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
     """Seed, schedule length, checkpoints, validation, logging, precision and Hub flags, as in train_vae.py."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
-    parser.add_argument("--num_train_epochs", type=int, default=20)
-    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
+    parser.add_argument(
+        "--num_train_epochs",
+        type=int,
+        default=None,
+        help="Train for this many passes over the training images instead of the script's default "
+        "number of steps (which holds on a folder of 80 images as on 80,000).",
+    )
+    parser.add_argument(
+        "--max_train_steps",
+        type=int,
+        default=None,
+        help="Optimizer steps to train for; overrides --num_train_epochs. Default: the script's "
+        "own (see its DEFAULT_TRAIN_STEPS).",
+    )
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
     parser.add_argument("--lr_scheduler", type=str, default="constant", choices=LR_SCHEDULERS)
     parser.add_argument("--lr_warmup_steps", type=int, default=0)
     parser.add_argument("--max_grad_norm", type=float, default=None, help="Clip gradient norms (off by default).")
-    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"],
-                        help="Overrides the accelerate config; keep fp32 on CPUs.")
+    parser.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Overrides the accelerate config; keep fp32 on CPUs.",
+    )
     parser.add_argument("--output_dir", type=str, default=output_dir)
     parser.add_argument("--checkpointing_steps", type=int, default=500)
     parser.add_argument("--checkpoints_total_limit", type=int, default=2)
-    parser.add_argument("--resume_from_checkpoint", type=str, default=None,
-                        help='"latest" or a checkpoint folder; a new run starts when there is none yet.')
-    parser.add_argument("--validation_steps", type=int, default=500,
-                        help="Save sample grids and measure the metrics every this many steps.")
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        type=str,
+        default=None,
+        help='"latest" or a checkpoint folder; a new run starts when there is none yet.',
+    )
+    parser.add_argument(
+        "--validation_steps",
+        type=int,
+        default=500,
+        help="Save sample grids and measure the metrics every this many steps.",
+    )
     parser.add_argument("--num_validation_images", type=int, default=16)
-    parser.add_argument("--num_eval_samples", type=int, default=360,
-                        help="Generated images for FID / KID / IS / precision / recall (against the held-out split).")
+    parser.add_argument(
+        "--num_eval_samples",
+        type=int,
+        default=360,
+        help="Generated images for FID / KID / IS / precision / recall (against the held-out split).",
+    )
     parser.add_argument("--report_to", type=str, default="tensorboard", help='"tensorboard" or "none".')
     parser.add_argument("--logging_dir", type=str, default="logs")
     parser.add_argument("--push_to_hub", action="store_true")
     parser.add_argument("--hub_model_id", type=str, default=None)
-    parser.add_argument("--hub_token", type=str, default=None,
-                        help="Prefer `hf auth login` or the HF_TOKEN environment variable, which need no flag. A token "
-                             "given here is used for the upload only and is never written to any file.")
-    parser.add_argument("--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit.")
+    parser.add_argument(
+        "--hub_token",
+        type=str,
+        default=None,
+        help="Prefer `hf auth login` or the HF_TOKEN environment variable, which need no flag. A token "
+        "given here is used for the upload only and is never written to any file.",
+    )
+    parser.add_argument(
+        "--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit."
+    )
 
 
 # The ranges of the flags every script has (see `check_flag_ranges` for the notation).
@@ -128,6 +183,16 @@ def filter_classes(dataset, classes: list[int] | None):
     return filtered
 
 
+def resolve_max_train_steps(args: argparse.Namespace, updates_per_epoch: int, default_steps: int) -> int:
+    """`--max_train_steps`, else `--num_train_epochs` passes over the data, else the script's default number of
+    steps: a length in steps rather than epochs, so that a small folder trains as long as a large dataset does (20
+    epochs of 80 images would be 20 steps). Sets and returns `args.max_train_steps`."""
+    if args.max_train_steps is None:
+        epochs = args.num_train_epochs
+        args.max_train_steps = max(1, epochs * updates_per_epoch) if epochs is not None else default_steps
+    return args.max_train_steps
+
+
 def is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
@@ -166,8 +231,9 @@ def replica_max_difference(accelerator, model) -> float:
     return (all_weights - all_weights[0]).abs().max().item()
 
 
-def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, references: dict | None,
-                     run: dict, protocol: dict) -> dict:
+def write_run_record(
+    output_dir: str, args: argparse.Namespace, metrics: dict, references: dict | None, run: dict, protocol: dict
+) -> dict:
     """Write `training_args.json` (every resolved flag, secrets redacted) and `metrics.json` (the run's facts, the
     metrics, their protocol (data, split, extractor) and, when measured, the references); returns the record."""
     from .redaction import recordable_arguments
@@ -182,8 +248,9 @@ def write_run_record(output_dir: str, args: argparse.Namespace, metrics: dict, r
     return record
 
 
-def finish_run(accelerator, args: argparse.Namespace, model, measure, save, evaluation, script: str, logger,
-               step: int) -> dict:
+def finish_run(
+    accelerator, args: argparse.Namespace, model, measure, save, evaluation, script: str, logger, step: int
+) -> dict:
     """The end every training script shares, on all processes.
 
     Checks that the data-parallel replicas of `model` agree, measures the final metrics with `measure()` (all
@@ -200,8 +267,15 @@ def finish_run(accelerator, args: argparse.Namespace, model, measure, save, eval
     metrics = measure()
     if accelerator.is_main_process:
         references = measure_references(evaluation, args)
-        save(metrics, references, {"step": step, "num_processes": accelerator.num_processes,
-                                   "replica_max_abs_difference": replica_difference})
+        save(
+            metrics,
+            references,
+            {
+                "step": step,
+                "num_processes": accelerator.num_processes,
+                "replica_max_abs_difference": replica_difference,
+            },
+        )
         print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
         if evaluation.feature_extractor is None:
             print(evaluation.note)
@@ -216,14 +290,21 @@ def finish_run(accelerator, args: argparse.Namespace, model, measure, save, eval
     return metrics
 
 
-def push_folder(output_dir: str, hub_model_id: str | None, hub_token: str | None, logging_dir: str, script: str) -> str:
+def push_folder(
+    output_dir: str, hub_model_id: str | None, hub_token: str | None, logging_dir: str, script: str
+) -> str:
     """Upload the finished folder (not checkpoints, validation grids or logs) to the Hub; returns the repo id."""
     from huggingface_hub import create_repo, upload_folder
 
     repo_id = hub_model_id or os.path.basename(os.path.abspath(output_dir))
     repo_id = create_repo(repo_id, exist_ok=True, token=hub_token).repo_id
-    upload_folder(repo_id=repo_id, folder_path=output_dir, token=hub_token, commit_message=f"hfgen {script}",
-                  ignore_patterns=["checkpoint-*", "validation/*", f"{logging_dir}/*"])
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        token=hub_token,
+        commit_message=f"hfgen {script}",
+        ignore_patterns=["checkpoint-*", "validation/*", f"{logging_dir}/*"],
+    )
     return repo_id
 
 
@@ -237,16 +318,21 @@ def make_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int 
         gradient_accumulation_steps=gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir,
-                                            logging_dir=os.path.join(args.output_dir, args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
 
 
 def make_train_dataloader(train_dataset, args: argparse.Namespace, collate_fn):
     return torch.utils.data.DataLoader(
-        train_dataset, batch_size=args.train_batch_size, shuffle=True, collate_fn=collate_fn,
-        num_workers=args.dataloader_num_workers, drop_last=len(train_dataset) >= args.train_batch_size,
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        drop_last=len(train_dataset) >= args.train_batch_size,
         # Its own generator: a DataLoader draws a base seed when an epoch starts, and a draw from the global RNG
         # there would shift the noise of a resumed run by one draw.
         generator=torch.Generator().manual_seed(args.seed),

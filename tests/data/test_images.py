@@ -65,7 +65,9 @@ def test_builtin_digits_split_is_the_same_on_every_call(digits16):
     for split in ("train", "test"):
         assert list(again[split]["label"]) == list(digits16[split]["label"])
         for index in (0, 100, len(again[split]) - 1):
-            assert np.array_equal(np.asarray(again[split][index]["image"]), np.asarray(digits16[split][index]["image"]))
+            assert np.array_equal(
+                np.asarray(again[split][index]["image"]), np.asarray(digits16[split][index]["image"])
+            )
 
 
 def test_load_image_dataset_defaults_to_the_builtin_digits(digits16):
@@ -94,7 +96,7 @@ def test_image_transform_resizes_crops_and_converts(tmp_path):
     rgb = image_transform(16, color_mode="RGB")({"image": [image]})["pixel_values"][0]
     grey = image_transform(16)({"image": [image]})["pixel_values"][0]
     assert rgb.shape == (3, 16, 16) and grey.shape == (1, 16, 16)
-    assert -1.0 <= rgb.min() and rgb.max() <= 1.0
+    assert rgb.min() >= -1.0 and rgb.max() <= 1.0
 
 
 # --- the built-in faces ---
@@ -109,6 +111,7 @@ def test_builtin_faces_are_the_lfw_faces_scaled_to_8_bits():
     expected = np.clip(np.rint(lfw_subset()[:100].astype(np.float32) * 255), 0, 255).astype(np.uint8)
     served = np.stack([np.asarray(image) for split in ("train", "test") for image in faces[split]["image"]])
     assert served.dtype == np.uint8 and faces["test"][0]["image"].mode == "L"
+
     # Every face is served once, none of the 100 non-faces, and the 0..1 floats fill the 8-bit range.
     def in_pixel_order(images):
         return images[np.lexsort(images.reshape(len(images), -1).T)]
@@ -127,7 +130,7 @@ def test_builtin_faces_load_fast_at_any_resolution_with_a_fixed_split():
         for index in (0, len(again[split]) - 1):
             assert np.array_equal(np.asarray(again[split][index]["image"]), np.asarray(faces[split][index]["image"]))
     pixels = images_as_tensor(faces["test"], 64)
-    assert pixels.shape == (20, 1, 64, 64) and -1 <= pixels.min() and pixels.max() <= 1
+    assert pixels.shape == (20, 1, 64, 64) and pixels.min() >= -1 and pixels.max() <= 1
 
 
 def test_builtin_dataset_names():
@@ -176,7 +179,9 @@ def test_truncated_png_is_named(image_folder):
 
 def test_non_image_with_an_image_extension_is_named(image_folder):
     (image_folder / "cat" / "not_really.jpg").write_text("this is text, not a JPEG")
-    with pytest.raises(ImageDataError, match=r"cannot read image file .*not_really\.jpg.*cannot identify image file") as error:
+    with pytest.raises(
+        ImageDataError, match=r"cannot read image file .*not_really\.jpg.*cannot identify image file"
+    ) as error:
         load_image_dataset(dataset_name=str(image_folder))
     message = str(error.value)
     assert "\n" not in message and message.endswith(": remove or replace it")

@@ -46,7 +46,9 @@ def test_a_test_split_is_used_when_there_is_no_validation_split():
 
 
 def test_an_explicit_validation_split_conflicts_with_the_dataset_own_split():
-    with pytest.raises(ValueError, match=r"--validation_split 0.1 was given, but the dataset has its own 'test' split"):
+    with pytest.raises(
+        ValueError, match=r"--validation_split 0.1 was given, but the dataset has its own 'test' split"
+    ):
         split_for_evaluation(DatasetDict(train=indexed(10), test=indexed(4)), validation_split=0.1)
 
 

@@ -35,7 +35,9 @@ def test_generator_losses_by_hand():
     # minimax: mean log(1 - sigmoid(f)) = -mean softplus(f)
     assert generator_loss(FAKE, "minimax").item() == pytest.approx(-(softplus(0.5) + softplus(-3.0)) / 2, rel=1e-6)
     # non-saturating: -mean log sigmoid(f) = mean softplus(-f)
-    assert generator_loss(FAKE, "non-saturating").item() == pytest.approx((softplus(-0.5) + softplus(3.0)) / 2, rel=1e-6)
+    assert generator_loss(FAKE, "non-saturating").item() == pytest.approx(
+        (softplus(-0.5) + softplus(3.0)) / 2, rel=1e-6
+    )
     # LSGAN: mean (f - 1)^2 / 2 = ((-0.5)^2 + (-4)^2) / 4
     assert generator_loss(FAKE, "lsgan").item() == pytest.approx((0.25 + 16.0) / 4)
     for name in ("wgan", "wgan-gp", "hinge"):
@@ -115,7 +117,8 @@ def test_r1_penalty_of_a_quadratic_discriminator():
 
 
 def test_path_length_penalty_of_a_linear_generator():
-    # images = c * sum over ws of w (broadcast to pixels): J^T y = c * sum(y) per w entry, so the length is closed form.
+    # images = c * sum over ws of w (broadcast to pixels): J^T y = c * sum(y) per w entry, so the length is closed
+    # form.
     batch, num_ws, w_dim, size = 2, 3, 4, 2
     ws = torch.randn(batch, num_ws, w_dim, requires_grad=True)
     c = 1.5

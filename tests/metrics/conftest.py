@@ -12,8 +12,14 @@ from transformers import (
     Dinov2Model,
 )
 
-TINY_VISION = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
-               "patch_size": 8, "image_size": 32}
+TINY_VISION = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "patch_size": 8,
+    "image_size": 32,
+}
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +30,11 @@ def dinov2_folder(tmp_path_factory):
     torch.manual_seed(0)
     Dinov2Model(Dinov2Config(**TINY_VISION)).save_pretrained(folder)
     BitImageProcessorPil(
-        size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=False,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        size={"height": 32, "width": 32},
+        crop_size={"height": 32, "width": 32},
+        do_center_crop=False,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
     ).save_pretrained(folder)
     return str(folder)
 
@@ -35,8 +44,17 @@ def clip_folder(tmp_path_factory):
     """A random full CLIP (text and vision towers) without a preprocessor_config.json."""
     folder = tmp_path_factory.mktemp("clip-tiny")
     torch.manual_seed(0)
-    text = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
-            "vocab_size": 99, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    text = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+        "vocab_size": 99,
+        "max_position_embeddings": 16,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
+    }
     CLIPModel(CLIPConfig(text_config=text, vision_config=TINY_VISION, projection_dim=16)).save_pretrained(folder)
     return str(folder)
 

@@ -125,16 +125,25 @@ def test_a_missing_folder_is_named(tmp_path):
 
 
 def test_a_text_model_is_refused(tmp_path):
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                         vocab_size=99)).save_pretrained(tmp_path)
+    BertModel(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=99)
+    ).save_pretrained(tmp_path)
     with pytest.raises(MetricsModelError, match="is a bert model that does not take images"):
         load_backbone_feature_extractor(str(tmp_path))
 
 
 def test_a_checkpoint_missing_weights_is_refused(tmp_path):
     torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                             patch_size=8, image_size=32)).save_pretrained(tmp_path)
+    Dinov2Model(
+        Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            patch_size=8,
+            image_size=32,
+        )
+    ).save_pretrained(tmp_path)
     config = Dinov2Config.from_pretrained(tmp_path)
     config.num_hidden_layers = 2  # the second layer has no weights in the file
     config.save_pretrained(tmp_path)
@@ -146,13 +155,17 @@ def test_resolve_feature_extractor(dinov2_folder):
     extractor, note = resolve_feature_extractor(None, BUILTIN_DIGITS)
     assert isinstance(extractor, DigitsFeatureExtractor) and "digits classifier" in note
     assert isinstance(resolve_feature_extractor(None, None)[0], DigitsFeatureExtractor)
-    for dataset_name, train_data_dir, data in ((BUILTIN_FACES, None, BUILTIN_FACES),
-                                               (BUILTIN_DIGITS, "my_images", "my_images"),
-                                               ("user/pets", None, "user/pets")):
+    for dataset_name, train_data_dir, data in (
+        (BUILTIN_FACES, None, BUILTIN_FACES),
+        (BUILTIN_DIGITS, "my_images", "my_images"),
+        ("user/pets", None, "user/pets"),
+    ):
         extractor, note = resolve_feature_extractor(None, dataset_name, train_data_dir)
         assert extractor is None
-        assert note == (f"no feature extractor for FID on {data}: pass --metrics_model facebook/dinov2-small (or a "
-                        "local folder) to measure FID/KID/precision/recall")
+        assert note == (
+            f"no feature extractor for FID on {data}: pass --metrics_model facebook/dinov2-small (or a "
+            "local folder) to measure FID/KID/precision/recall"
+        )
     extractor, note = resolve_feature_extractor(dinov2_folder, BUILTIN_FACES)
     assert isinstance(extractor, BackboneFeatureExtractor) and note.endswith("(32-d features)")
     # An explicit backbone is used on the digits too.

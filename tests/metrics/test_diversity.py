@@ -42,9 +42,10 @@ def test_real_data_against_real_data_is_about_one(digit_halves):
         assert 0.9 < ratio < 1.1
     # A few modes only (three digits repeated) read far below 1.
     few_modes = first[:3].repeat(20, 1, 1, 1)
-    assert sample_diversity_ratio(few_modes, first)["diversity_ratio"] < 0.9 * sample_diversity_ratio(
-        first[:60], first
-    )["diversity_ratio"]
+    assert (
+        sample_diversity_ratio(few_modes, first)["diversity_ratio"]
+        < 0.9 * sample_diversity_ratio(first[:60], first)["diversity_ratio"]
+    )
 
 
 def test_diversity_inputs_are_checked(digit_halves):

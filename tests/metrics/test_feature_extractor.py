@@ -21,9 +21,7 @@ def digits32():
     """The built-in digits at the classifier's 32x32, as `(pixel_values, labels)` per split."""
     dataset = load_digits_dataset(32)
     transform = image_transform(32, "L")
-    return {
-        split: tuple(collate_images(list(dataset[split].with_transform(transform))).values()) for split in dataset
-    }
+    return {split: tuple(collate_images(list(dataset[split].with_transform(transform))).values()) for split in dataset}
 
 
 def test_shipped_classifier_reaches_97_percent_on_the_test_split(digits32):

@@ -116,7 +116,9 @@ def test_reference_metrics_leave_the_global_rng_alone(faces32):
 def test_reference_arguments_are_checked(faces32):
     train, test = faces32
     extractor = load_digits_feature_extractor()
-    with pytest.raises(ValueError, match=r"num_samples must lie between 1 and 80 \(the training images given\), got 81"):
+    with pytest.raises(
+        ValueError, match=r"num_samples must lie between 1 and 80 \(the training images given\), got 81"
+    ):
         reference_metrics(train, test, extractor, num_samples=81)
     with pytest.raises(ValueError, match=r"eval_images must be a tensor \(num_images, channels, height, width\)"):
         reference_metrics(train, test[0], extractor)

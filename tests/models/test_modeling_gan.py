@@ -20,16 +20,27 @@ VARIANTS = [
     {"architecture": "mlp", "num_classes": 10, "discriminator_conditioning": "projection"},
     {"architecture": "mlp", "num_classes": 10, "discriminator_conditioning": "concat"},
     {"architecture": "dcgan", "num_classes": 10, "discriminator_conditioning": "projection"},
-    {"architecture": "dcgan", "num_classes": 10, "discriminator_conditioning": "concat",
-     "discriminator_norm": "layer"},
+    {
+        "architecture": "dcgan",
+        "num_classes": 10,
+        "discriminator_conditioning": "concat",
+        "discriminator_norm": "layer",
+    },
     {"architecture": "dcgan", "discriminator_norm": "none"},
 ]
 
 
 def tiny_config(**changes) -> GANConfig:
-    settings = {"latent_dim": 8, "image_size": 16, "generator_channels": 4, "discriminator_channels": 4,
-                "max_channels": 16, "generator_hidden_sizes": [16, 32], "discriminator_hidden_sizes": [32, 16],
-                "class_embedding_dim": 4}
+    settings = {
+        "latent_dim": 8,
+        "image_size": 16,
+        "generator_channels": 4,
+        "discriminator_channels": 4,
+        "max_channels": 16,
+        "generator_hidden_sizes": [16, 32],
+        "discriminator_hidden_sizes": [32, 16],
+        "class_embedding_dim": 4,
+    }
     return GANConfig(**{**settings, **changes})
 
 
@@ -70,8 +81,9 @@ class TestGANGeneratorDCGAN(ModelTesterMixin):
 
     def lora_config(self) -> LoraConfig:
         # Batch norms cannot take LoRA; they are trained and saved whole with the adapter.
-        return LoraConfig(r=4, lora_alpha=4, target_modules=LORA_GENERATOR_TARGETS,
-                          modules_to_save=["norm", "input_norm"])
+        return LoraConfig(
+            r=4, lora_alpha=4, target_modules=LORA_GENERATOR_TARGETS, modules_to_save=["norm", "input_norm"]
+        )
 
     def expected_buffers(self, model: GANGenerator) -> dict:
         return batch_norm_buffers(model)
@@ -195,7 +207,9 @@ def test_config_rejects_impossible_settings(changes, message):
 
 def test_config_accepts_what_the_architectures_allow():
     assert GANConfig(architecture="mlp", image_size=24).image_size == 24  # any size for the MLP
-    assert GANConfig(architecture="mlp", generator_hidden_sizes=[]).generator_hidden_sizes == []  # z straight to pixels
+    assert (
+        GANConfig(architecture="mlp", generator_hidden_sizes=[]).generator_hidden_sizes == []
+    )  # z straight to pixels
     assert GANConfig(num_classes=0).is_conditional is False
 
 
@@ -232,8 +246,9 @@ def test_lora_on_the_generator_trains_saves_only_the_adapter_and_reloads(tmp_pat
     with torch.no_grad():
         before = base(z, labels=labels).sample
 
-    lora_config = LoraConfig(r=4, lora_alpha=4, target_modules=LORA_GENERATOR_TARGETS, modules_to_save=["norm",
-                                                                                                           "input_norm"])
+    lora_config = LoraConfig(
+        r=4, lora_alpha=4, target_modules=LORA_GENERATOR_TARGETS, modules_to_save=["norm", "input_norm"]
+    )
     adapted = get_peft_model(base, lora_config)
     trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
     assert any("lora_A" in name for name in trainable)
@@ -250,7 +265,10 @@ def test_lora_on_the_generator_trains_saves_only_the_adapter_and_reloads(tmp_pat
     assert not torch.allclose(tuned, before, atol=1e-4)
 
     adapted.save_pretrained(tmp_path / "adapter")
-    assert set(os.listdir(tmp_path / "adapter")) - {"README.md"} == {"adapter_model.safetensors", "adapter_config.json"}
+    assert set(os.listdir(tmp_path / "adapter")) - {"README.md"} == {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+    }
     reloaded = PeftModel.from_pretrained(GANGenerator.from_pretrained(tmp_path / "base"), tmp_path / "adapter").eval()
     with torch.no_grad():
         assert torch.allclose(reloaded(z, labels=labels).sample, tuned, atol=1e-5)

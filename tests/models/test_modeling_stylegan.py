@@ -18,16 +18,31 @@ from hfgen.testing.model_tester import ModelTesterMixin
 VARIANTS = [
     {"style_block": "modulated", "generator_architecture": "skip", "discriminator_architecture": "resnet"},
     {"style_block": "adain", "generator_architecture": "plain", "discriminator_architecture": "plain"},
-    {"style_block": "adain", "generator_architecture": "skip", "discriminator_architecture": "resnet",
-     "num_classes": 10},
-    {"style_block": "modulated", "generator_architecture": "plain", "discriminator_architecture": "plain", "num_classes": 10},
+    {
+        "style_block": "adain",
+        "generator_architecture": "skip",
+        "discriminator_architecture": "resnet",
+        "num_classes": 10,
+    },
+    {
+        "style_block": "modulated",
+        "generator_architecture": "plain",
+        "discriminator_architecture": "plain",
+        "num_classes": 10,
+    },
     {"style_block": "modulated", "use_noise": False},
 ]
 
 
 def tiny_config(**changes) -> StyleGANConfig:
-    settings = {"resolution": 16, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128,
-                "channel_max": 16}
+    settings = {
+        "resolution": 16,
+        "latent_dim": 16,
+        "w_dim": 16,
+        "mapping_layers": 2,
+        "channel_base": 128,
+        "channel_max": 16,
+    }
     return StyleGANConfig(**{**settings, **changes})
 
 
@@ -54,8 +69,12 @@ class TestStyleGANGenerator(ModelTesterMixin):
         return tiny_config(**self.variant)
 
     def get_inputs(self, batch_size: int = 2) -> dict:
-        return {"latents": z_batch(batch_size), "labels": labels_for(self.get_config(), batch_size),
-                "truncation_psi": 0.7, "noise_mode": "const"}
+        return {
+            "latents": z_batch(batch_size),
+            "labels": labels_for(self.get_config(), batch_size),
+            "truncation_psi": 0.7,
+            "noise_mode": "const",
+        }
 
     def prepare_model(self, model: StyleGANGenerator) -> None:
         # Trained-looking state: noise strengths start at 0 (noise would change nothing) and w_avg at 0 (truncation
@@ -110,8 +129,10 @@ EXPECTED_DISCRIMINATOR_LOGITS = [0.723671, 0.403046]
 
 def test_fixed_values_of_the_generators_and_the_discriminator():
     with torch.no_grad():
-        for tester, expected in ((TestStyleGANGenerator(), EXPECTED_MODULATED_SAMPLE),
-                                 (TestStyleGANGeneratorAdaIN(), EXPECTED_ADAIN_SAMPLE)):
+        for tester, expected in (
+            (TestStyleGANGenerator(), EXPECTED_MODULATED_SAMPLE),
+            (TestStyleGANGeneratorAdaIN(), EXPECTED_ADAIN_SAMPLE),
+        ):
             sample = tester.build_model()(**tester.get_inputs()).sample
             assert torch.allclose(sample.flatten()[:6], torch.tensor(expected), atol=1e-4), type(tester).__name__
         tester = TestStyleGANDiscriminator()
@@ -201,8 +222,11 @@ def test_style_mixing_changes_only_the_layers_after_the_crossover():
     generator, _ = build(tiny_config())
     crossover = 3
     activations = []
-    hooks = [layer.register_forward_hook(lambda module, inputs, output: activations.append(output))
-             for layer in generator.modules() if isinstance(layer, StyleLayer)]
+    hooks = [
+        layer.register_forward_hook(lambda module, inputs, output: activations.append(output))
+        for layer in generator.modules()
+        if isinstance(layer, StyleLayer)
+    ]
     with torch.no_grad():
         ws, other = generator.map(z_batch(2, seed=0)), generator.map(z_batch(2, seed=1))
         plain = generator(ws=ws, noise_mode="const").sample
@@ -277,8 +301,10 @@ def test_merging_lora_keeps_the_output_of_every_targeted_kind_of_layer():
     for variant in ({"style_block": "modulated"}, {"style_block": "adain", "num_classes": 10}):
         tester = TestStyleGANGenerator()
         tester.variant = variant
-        adapted = get_peft_model(tester.build_model(), LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS,
-                                                                   init_lora_weights=False))
+        adapted = get_peft_model(
+            tester.build_model(),
+            LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS, init_lora_weights=False),
+        )
         with torch.no_grad():
             unmerged = adapted(**tester.get_inputs()).sample
             merged = adapted.merge_and_unload()(**tester.get_inputs()).sample
@@ -326,8 +352,9 @@ def test_lora_on_mapping_and_styles_trains_saves_only_the_adapter_and_reloads(tm
     with torch.no_grad():
         before = base(z, labels=labels, noise_mode="const").sample
     adapted = get_peft_model(base, LoraConfig(r=2, lora_alpha=2, target_modules=LORA_STYLE_TARGETS))
-    targeted = {name.removeprefix("base_model.model.") for name, module in adapted.named_modules()
-                if hasattr(module, "lora_A")}
+    targeted = {
+        name.removeprefix("base_model.model.") for name, module in adapted.named_modules() if hasattr(module, "lora_A")
+    }
     assert {"mapping.layers.0", "mapping.layers.1", "mapping.class_embedding"} <= targeted
     assert sum(name.endswith(".affine") for name in targeted) == 5 + 3  # every style layer and RGB output
     optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad], lr=1e-2)
@@ -341,7 +368,10 @@ def test_lora_on_mapping_and_styles_trains_saves_only_the_adapter_and_reloads(tm
         tuned = adapted(z, labels=labels, noise_mode="const").sample
     assert not torch.allclose(tuned, before, atol=1e-4)
     adapted.save_pretrained(tmp_path / "adapter")
-    assert set(os.listdir(tmp_path / "adapter")) - {"README.md"} == {"adapter_model.safetensors", "adapter_config.json"}
+    assert set(os.listdir(tmp_path / "adapter")) - {"README.md"} == {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+    }
     reloaded = PeftModel.from_pretrained(StyleGANGenerator.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
     with torch.no_grad():
         assert torch.allclose(reloaded.eval()(z, labels=labels, noise_mode="const").sample, tuned, atol=1e-5)

@@ -42,8 +42,9 @@ class TestVAEModel(ModelTesterMixin):
     random_call_kwargs: ClassVar[dict] = {"sample_posterior": True}
 
     def get_config(self) -> VAEConfig:
-        return VAEConfig(in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4,
-                         latent_channels=2)
+        return VAEConfig(
+            in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4, latent_channels=2
+        )
 
     def get_inputs(self, batch_size: int = 2) -> dict:
         return {"pixel_values": random_pixels(batch=batch_size)}
@@ -138,7 +139,8 @@ def test_return_dict_false_gives_the_same_values_as_a_tuple(tiny_vae):
 
 
 def test_kl_loss_matches_the_closed_form_for_a_known_posterior(tiny_vae):
-    # Zero weights on the last encoder conv make the posterior the conv's bias: known mean and log-variance per channel.
+    # Zero weights on the last encoder conv make the posterior the conv's bias: known mean and log-variance per
+    # channel.
     mean, logvar = torch.tensor([0.5, -1.5]), torch.tensor([-0.7, 0.4])
     with torch.no_grad():
         tiny_vae.encoder.conv_out.weight.zero_()
@@ -146,7 +148,9 @@ def test_kl_loss_matches_the_closed_form_for_a_known_posterior(tiny_vae):
     output = tiny_vae(random_pixels(), sample_posterior=False)
 
     positions = 8 * 8  # every latent position has the same mean and variance
-    expected = 0.5 * positions * sum(m**2 + math.exp(v) - 1 - v for m, v in zip(mean.tolist(), logvar.tolist()))
+    expected = (
+        0.5 * positions * sum(m**2 + math.exp(v) - 1 - v for m, v in zip(mean.tolist(), logvar.tolist(), strict=True))
+    )
     assert output.kl_loss.item() == pytest.approx(expected, rel=1e-5)
     assert torch.allclose(output.latent_dist.mean, mean.view(1, 2, 1, 1).expand(2, 2, 8, 8))
 
@@ -229,7 +233,9 @@ def test_activation_checkpointing_recomputes_the_resnet_blocks_and_keeps_the_gra
 
     plain = copy_of(tiny_vae).train()
     plain(pixels, sample_posterior=True, generator=seeded(0)).loss.backward()
-    for (name, parameter), (_, reference) in zip(checkpointed.named_parameters(), plain.named_parameters()):
+    for (name, parameter), (_, reference) in zip(
+        checkpointed.named_parameters(), plain.named_parameters(), strict=True
+    ):
         assert torch.allclose(parameter.grad, reference.grad, atol=1e-5), name
 
     checkpointed.activation_checkpointing_disable()

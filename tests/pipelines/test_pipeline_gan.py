@@ -42,8 +42,9 @@ class TestGANPipeline(ClassLabelsPipelineTesterMixin, PipelineTesterMixin):
         with torch.no_grad():
             expected = pipeline.gan(output.latents, labels=torch.tensor([4, 4, 4])).sample * 0.5 + 0.5
         assert torch.allclose(output.images, expected.clamp(0, 1), atol=1e-6)
-        images, _, labels = pipeline(batch_size=3, class_labels=4, generator=seeded(0), output_type="pt",
-                                     return_dict=False)
+        images, _, labels = pipeline(
+            batch_size=3, class_labels=4, generator=seeded(0), output_type="pt", return_dict=False
+        )
         assert torch.equal(images, output.images) and labels.tolist() == [4, 4, 4]
 
     def test_given_latents_and_labels(self):

@@ -21,8 +21,15 @@ class TestStyleGANPipeline(ClassLabelsPipelineTesterMixin, PipelineTesterMixin):
 
     def get_components(self, num_classes: int = 10):
         torch.manual_seed(0)
-        config = StyleGANConfig(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128,
-                                channel_max=16, num_classes=num_classes)
+        config = StyleGANConfig(
+            resolution=16,
+            latent_dim=16,
+            w_dim=16,
+            mapping_layers=2,
+            channel_base=128,
+            channel_max=16,
+            num_classes=num_classes,
+        )
         stylegan = StyleGANGenerator(config).eval()
         with torch.no_grad():
             for module in stylegan.modules():  # visible noise (it starts at 0), so noise handling is tested too
@@ -84,8 +91,9 @@ class TestStyleGANPipeline(ClassLabelsPipelineTesterMixin, PipelineTesterMixin):
         assert torch.allclose(only_a.images, plain_a.images, atol=1e-6)  # crossover after the last layer: no mixing
         assert not torch.allclose(mixed.images, plain_a.images)
         drawn = pipeline.style_mixing(3, batch_size=2, generator=seeded(4), output_type="pt")
-        assert torch.equal(drawn.images, pipeline.style_mixing(3, batch_size=2, generator=seeded(4),
-                                                               output_type="pt").images)
+        assert torch.equal(
+            drawn.images, pipeline.style_mixing(3, batch_size=2, generator=seeded(4), output_type="pt").images
+        )
 
     def test_style_mixing_checks_its_inputs(self, pipeline):
         with raises_value_error("crossover_layer must be an int in [0, 6]", "9"):
@@ -102,11 +110,13 @@ class TestStyleGANPipeline(ClassLabelsPipelineTesterMixin, PipelineTesterMixin):
             pipeline.style_mixing(2, batch_size=2, mixing_latents=torch.zeros(3, 16))
 
     def test_style_mixing_with_one_generator_per_image(self, pipeline):
-        together = pipeline.style_mixing(3, batch_size=2, generator=[seeded(1), seeded(2)], noise_mode="random",
-                                         output_type="pt")
+        together = pipeline.style_mixing(
+            3, batch_size=2, generator=[seeded(1), seeded(2)], noise_mode="random", output_type="pt"
+        )
         for index, seed in enumerate((1, 2)):
-            alone = pipeline.style_mixing(3, batch_size=1, generator=seeded(seed), noise_mode="random",
-                                          output_type="pt")
+            alone = pipeline.style_mixing(
+                3, batch_size=1, generator=seeded(seed), noise_mode="random", output_type="pt"
+            )
             assert torch.allclose(together.images[index], alone.images[0], atol=1e-6)
 
     @pytest.mark.parametrize("space", ["w", "z"])
@@ -132,8 +142,9 @@ class TestStyleGANPipeline(ClassLabelsPipelineTesterMixin, PipelineTesterMixin):
         first = pipeline(batch_size=2, generator=seeded(0), noise_mode="const", output_type="pt")
         assert torch.equal(pipeline.synthesize(first.ws, output_type="pt").images, first.images)
         noisy = pipeline.synthesize(first.ws, noise_mode="random", generator=seeded(1), output_type="pt").images
-        assert torch.equal(noisy, pipeline.synthesize(first.ws, noise_mode="random", generator=seeded(1),
-                                                      output_type="pt").images)
+        assert torch.equal(
+            noisy, pipeline.synthesize(first.ws, noise_mode="random", generator=seeded(1), output_type="pt").images
+        )
         with raises_value_error("ws must be a torch.Tensor of shape (batch, 6, 16)", "got (2, 16)"):
             pipeline.synthesize(first.ws[:, 0])
         with raises_value_error("got 1 generators for batch_size=2"):

@@ -18,8 +18,14 @@ class TestVAEPipeline(PipelineTesterMixin):
 
     def get_components(self, **config_overrides):
         torch.manual_seed(0)
-        config = VAEConfig(in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4,
-                           latent_channels=2, **config_overrides)
+        config = VAEConfig(
+            in_channels=1,
+            sample_size=16,
+            block_out_channels=[8, 16],
+            norm_num_groups=4,
+            latent_channels=2,
+            **config_overrides,
+        )
         return {"vae": VAEModel(config).eval()}
 
     def latent_shape(self, pipeline):
@@ -108,9 +114,15 @@ def test_reconstruct_resizes_to_the_sample_size(pipeline, digit_images):
 
 
 def test_reconstruct_with_a_posterior_sample_follows_the_generator(pipeline, digit_images):
-    first = pipeline.reconstruct(digit_images, sample_posterior=True, generator=seeded(3), output_type="latent").latents
-    again = pipeline.reconstruct(digit_images, sample_posterior=True, generator=seeded(3), output_type="latent").latents
-    other = pipeline.reconstruct(digit_images, sample_posterior=True, generator=seeded(4), output_type="latent").latents
+    first = pipeline.reconstruct(
+        digit_images, sample_posterior=True, generator=seeded(3), output_type="latent"
+    ).latents
+    again = pipeline.reconstruct(
+        digit_images, sample_posterior=True, generator=seeded(3), output_type="latent"
+    ).latents
+    other = pipeline.reconstruct(
+        digit_images, sample_posterior=True, generator=seeded(4), output_type="latent"
+    ).latents
     mean = pipeline.reconstruct(digit_images, output_type="latent").latents
     assert torch.equal(first, again)
     assert not torch.allclose(first, other)
@@ -207,11 +219,13 @@ def test_reloaded_pipeline_reconstructs_alike(pipeline, digit_images, tmp_path):
 
 
 def test_reconstruct_takes_one_generator_per_image(pipeline, digit_images):
-    together = pipeline.reconstruct(digit_images[:2], sample_posterior=True, generator=[seeded(1), seeded(2)],
-                                    output_type="latent").latents
+    together = pipeline.reconstruct(
+        digit_images[:2], sample_posterior=True, generator=[seeded(1), seeded(2)], output_type="latent"
+    ).latents
     for index, seed in enumerate((1, 2)):
-        alone = pipeline.reconstruct(digit_images[index], sample_posterior=True, generator=seeded(seed),
-                                     output_type="latent").latents
+        alone = pipeline.reconstruct(
+            digit_images[index], sample_posterior=True, generator=seeded(seed), output_type="latent"
+        ).latents
         assert torch.allclose(together[index], alone[0], atol=1e-6)
     with raises_value_error("got 1 generators for batch_size=2"):
         pipeline.reconstruct(digit_images[:2], sample_posterior=True, generator=[seeded(1)])

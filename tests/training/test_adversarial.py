@@ -30,8 +30,9 @@ def test_a_disabled_regulariser_leaves_adam_as_configured(interval):
 
 def small_discriminator():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Flatten(),
-                               torch.nn.Linear(4 * 8 * 8, 1))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 1)
+    )
 
 
 def test_r1_through_an_identity_augmentation_equals_the_plain_penalty():

@@ -24,7 +24,9 @@ def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) 
     command += [os.path.join(REPO, "training_scripts", script), *map(str, arguments)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -39,22 +41,41 @@ def tiny_model_configs(tmp_path_factory):
     import hfgen
 
     folder = tmp_path_factory.mktemp("tiny_model_configs")
-    hfgen.VAEConfig(in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4,
-                    latent_channels=2).save_pretrained(folder / "vae")
-    hfgen.GANConfig(architecture="dcgan", image_size=16, latent_dim=8, generator_channels=4, discriminator_channels=4,
-                    max_channels=16, num_classes=10, class_embedding_dim=4).save_pretrained(folder / "gan")
-    hfgen.StyleGANConfig(resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
-                         num_classes=10).save_pretrained(folder / "stylegan")
+    hfgen.VAEConfig(
+        in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4, latent_channels=2
+    ).save_pretrained(folder / "vae")
+    hfgen.GANConfig(
+        architecture="dcgan",
+        image_size=16,
+        latent_dim=8,
+        generator_channels=4,
+        discriminator_channels=4,
+        max_channels=16,
+        num_classes=10,
+        class_embedding_dim=4,
+    ).save_pretrained(folder / "gan")
+    hfgen.StyleGANConfig(
+        resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8, num_classes=10
+    ).save_pretrained(folder / "stylegan")
     # the same without classes, for unlabelled folders
     hfgen.GANConfig.from_pretrained(folder / "gan", num_classes=0).save_pretrained(folder / "gan-unconditional")
     hfgen.StyleGANConfig.from_pretrained(folder / "stylegan", num_classes=0).save_pretrained(
-        folder / "stylegan-unconditional")
+        folder / "stylegan-unconditional"
+    )
     return folder
 
 
 # What every tiny run passes: small batches and evaluations, at 16 px.
-TINY_RUN = ["--resolution", "16", "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images",
-            "4"]
+TINY_RUN = [
+    "--resolution",
+    "16",
+    "--train_batch_size",
+    "16",
+    "--num_eval_samples",
+    "40",
+    "--num_validation_images",
+    "4",
+]
 SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_stylegan.py"}
 
 
@@ -65,7 +86,16 @@ def launch_tiny(launch_script, tiny_model_configs):
 
     def run(family, output_dir, *extra, num_processes=1, check=True, unconditional=False):
         config = tiny_model_configs / (f"{family}-unconditional" if unconditional and family != "vae" else family)
-        return launch_script(SCRIPTS[family], "--output_dir", output_dir, "--model_config_name_or_path", config,
-                             *TINY_RUN, *extra, num_processes=num_processes, check=check)
+        return launch_script(
+            SCRIPTS[family],
+            "--output_dir",
+            output_dir,
+            "--model_config_name_or_path",
+            config,
+            *TINY_RUN,
+            *extra,
+            num_processes=num_processes,
+            check=check,
+        )
 
     return run

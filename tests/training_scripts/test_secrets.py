@@ -23,9 +23,22 @@ def files_containing(folder, secret: str) -> list[str]:
 @pytest.mark.parametrize("family", ["vae", "gan", "stylegan"])
 def test_a_hub_token_never_reaches_any_file(tmp_path, family, launch_tiny):
     output_dir = tmp_path / family
-    result = launch_tiny(family, output_dir, "--max_train_steps", "2", "--checkpointing_steps", "1",
-                         "--validation_steps", "1", "--num_eval_samples", "20", "--report_to", "tensorboard",
-                         "--hub_token", FAKE_TOKEN)
+    result = launch_tiny(
+        family,
+        output_dir,
+        "--max_train_steps",
+        "2",
+        "--checkpointing_steps",
+        "1",
+        "--validation_steps",
+        "1",
+        "--num_eval_samples",
+        "20",
+        "--report_to",
+        "tensorboard",
+        "--hub_token",
+        FAKE_TOKEN,
+    )
     written = [os.path.join(root, name) for root, _, names in os.walk(output_dir) for name in names]
     # The run did write what the check reads: card, records, TensorBoard events and a checkpoint.
     assert any(path.endswith("README.md") for path in written)

@@ -23,9 +23,28 @@ def optimizer_facts(checkpoint, index: int) -> tuple[int, float, tuple]:
 @pytest.mark.parametrize("r1_gamma,pl_weight", [(0, 0), (1, 0), (0, 2), (1, 2)])
 def test_every_regulariser_combination_trains(tmp_path, launch_tiny, r1_gamma, pl_weight):
     output_dir = tmp_path / "run"
-    launch_tiny("stylegan", output_dir, "--max_train_steps", "2", "--checkpointing_steps", "2", "--r1_interval", "2",
-                "--pl_interval", "2", "--r1_gamma", r1_gamma, "--pl_weight", pl_weight, "--num_eval_samples", "20",
-                "--report_to", "none", "--augment", "diffaugment")
+    launch_tiny(
+        "stylegan",
+        output_dir,
+        "--max_train_steps",
+        "2",
+        "--checkpointing_steps",
+        "2",
+        "--r1_interval",
+        "2",
+        "--pl_interval",
+        "2",
+        "--r1_gamma",
+        r1_gamma,
+        "--pl_weight",
+        pl_weight,
+        "--num_eval_samples",
+        "20",
+        "--report_to",
+        "none",
+        "--augment",
+        "diffaugment",
+    )
     checkpoint = output_dir / "checkpoint-2"
     for index, on in ((0, pl_weight > 0), (1, r1_gamma > 0)):
         steps, learning_rate, betas = optimizer_facts(checkpoint, index)

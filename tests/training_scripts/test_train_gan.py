@@ -14,19 +14,44 @@ from safetensors.torch import load_file
 
 import hfgen
 
-COMMON = ["--resolution", "16", "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images",
-          "4", "--report_to", "none"]
+COMMON = [
+    "--resolution",
+    "16",
+    "--train_batch_size",
+    "16",
+    "--num_eval_samples",
+    "40",
+    "--num_validation_images",
+    "4",
+    "--report_to",
+    "none",
+]
 
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("configs")
-    hfgen.GANConfig(architecture="dcgan", image_size=16, latent_dim=8, generator_channels=4, discriminator_channels=4,
-                    max_channels=16, num_classes=10, class_embedding_dim=4).save_pretrained(folder / "dcgan")
-    hfgen.GANConfig(architecture="mlp", image_size=16, latent_dim=8, generator_hidden_sizes=[32],
-                    discriminator_hidden_sizes=[32], discriminator_norm="none").save_pretrained(folder / "mlp")
-    hfgen.StyleGANConfig(resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
-                         num_classes=10).save_pretrained(folder / "stylegan")
+    hfgen.GANConfig(
+        architecture="dcgan",
+        image_size=16,
+        latent_dim=8,
+        generator_channels=4,
+        discriminator_channels=4,
+        max_channels=16,
+        num_classes=10,
+        class_embedding_dim=4,
+    ).save_pretrained(folder / "dcgan")
+    hfgen.GANConfig(
+        architecture="mlp",
+        image_size=16,
+        latent_dim=8,
+        generator_hidden_sizes=[32],
+        discriminator_hidden_sizes=[32],
+        discriminator_norm="none",
+    ).save_pretrained(folder / "mlp")
+    hfgen.StyleGANConfig(
+        resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8, num_classes=10
+    ).save_pretrained(folder / "stylegan")
     return folder
 
 
@@ -34,10 +59,30 @@ def configs(tmp_path_factory):
 def gan_run(tmp_path_factory, configs, launch_script):
     """Conditional DCGAN, 4 steps with ADA, EMA and lazy R1; checkpoints every 2: the uninterrupted reference."""
     output_dir = tmp_path_factory.mktemp("gan") / "run"
-    result = launch_script("train_gan.py", "--output_dir", output_dir, "--model_config_name_or_path", configs / "dcgan",
-                           *COMMON, "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "2",
-                           "--checkpoints_total_limit", "5", "--augment", "ada", "--r1_gamma", "1", "--r1_interval",
-                           "2", "--report_to", "tensorboard")
+    result = launch_script(
+        "train_gan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        configs / "dcgan",
+        *COMMON,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--augment",
+        "ada",
+        "--r1_gamma",
+        "1",
+        "--r1_interval",
+        "2",
+        "--report_to",
+        "tensorboard",
+    )
     return output_dir, result
 
 
@@ -45,16 +90,46 @@ def gan_run(tmp_path_factory, configs, launch_script):
 def stylegan_run(tmp_path_factory, configs, launch_script):
     """Conditional StyleGAN 2, 4 steps with lazy R1 and path length every 2 steps, style mixing, DiffAugment, EMA."""
     output_dir = tmp_path_factory.mktemp("stylegan") / "run"
-    result = launch_script("train_stylegan.py", "--output_dir", output_dir, "--model_config_name_or_path",
-                           configs / "stylegan", *COMMON, "--max_train_steps", "4", "--checkpointing_steps", "2",
-                           "--validation_steps", "2", "--checkpoints_total_limit", "5", "--r1_interval", "2",
-                           "--pl_interval", "2", "--style_mixing_prob", "0.5", "--augment", "ada",
-                           "--augment_probability", "0.5")
+    result = launch_script(
+        "train_stylegan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        configs / "stylegan",
+        *COMMON,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--r1_interval",
+        "2",
+        "--pl_interval",
+        "2",
+        "--style_mixing_prob",
+        "0.5",
+        "--augment",
+        "ada",
+        "--augment_probability",
+        "0.5",
+    )
     return output_dir, result
 
 
-HUB_FILES = ("model_index.json", "config.json", "model.safetensors", "discriminator/config.json",
-             "discriminator/model.safetensors", "README.md", "samples.png", "training_args.json", "metrics.json")
+HUB_FILES = (
+    "model_index.json",
+    "config.json",
+    "model.safetensors",
+    "discriminator/config.json",
+    "discriminator/model.safetensors",
+    "README.md",
+    "samples.png",
+    "training_args.json",
+    "metrics.json",
+)
 
 
 def check_hub_folder(output_dir, result, component):
@@ -79,7 +154,9 @@ def check_hub_folder(output_dir, result, component):
 def test_gan_run_writes_a_hub_ready_folder_that_loads_three_ways(gan_run):
     output_dir, result = gan_run
     check_hub_folder(output_dir, result, "gan")
-    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files)
+    assert any(
+        name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files
+    )
     pipeline = hfgen.GANPipeline.from_pretrained(output_dir)
     generator = hfgen.GANGenerator.from_pretrained(output_dir).eval()
     auto = transformers.AutoModel.from_pretrained(output_dir).eval()
@@ -99,10 +176,30 @@ def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script)
     resumed_dir.mkdir()
     shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
     (resumed_dir / "checkpoint-4.tmp").mkdir()  # a half-written checkpoint that `latest` must skip
-    launch_script("train_gan.py", "--output_dir", resumed_dir, "--model_config_name_or_path", configs / "dcgan",
-                  *COMMON, "--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "2",
-                  "--checkpoints_total_limit", "5", "--augment", "ada", "--r1_gamma", "1", "--r1_interval", "2",
-                  "--resume_from_checkpoint", "latest")
+    launch_script(
+        "train_gan.py",
+        "--output_dir",
+        resumed_dir,
+        "--model_config_name_or_path",
+        configs / "dcgan",
+        *COMMON,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--augment",
+        "ada",
+        "--r1_gamma",
+        "1",
+        "--r1_interval",
+        "2",
+        "--resume_from_checkpoint",
+        "latest",
+    )
     for name in ("model.safetensors", "discriminator/model.safetensors"):  # the EMA generator, and D
         reference, resumed = load_file(reference_dir / name), load_file(resumed_dir / name)
         assert reference.keys() == resumed.keys()
@@ -119,10 +216,26 @@ def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script)
 
 def test_wgan_gp_mlp_unconditional_with_critic_steps_and_accumulation(tmp_path, configs, launch_script):
     output_dir = tmp_path / "wgan"
-    result = launch_script("train_gan.py", "--output_dir", output_dir, "--model_config_name_or_path", configs / "mlp",
-                           *COMMON, "--unconditional", "--loss", "wgan-gp", "--d_steps_per_g_step", "2",
-                           "--gradient_accumulation_steps", "2", "--max_train_steps", "2", "--ema_decay", "0",
-                           "--no-save_discriminator")
+    result = launch_script(
+        "train_gan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        configs / "mlp",
+        *COMMON,
+        "--unconditional",
+        "--loss",
+        "wgan-gp",
+        "--d_steps_per_g_step",
+        "2",
+        "--gradient_accumulation_steps",
+        "2",
+        "--max_train_steps",
+        "2",
+        "--ema_decay",
+        "0",
+        "--no-save_discriminator",
+    )
     assert not (output_dir / "discriminator").exists()
     assert "class_accuracy" not in json.loads((output_dir / "metrics.json").read_text())["metrics"]
     generator = hfgen.GANGenerator.from_pretrained(output_dir)
@@ -132,8 +245,19 @@ def test_wgan_gp_mlp_unconditional_with_critic_steps_and_accumulation(tmp_path, 
 
 
 def test_wgan_gp_refuses_a_batch_norm_critic(tmp_path, configs, launch_script):
-    result = launch_script("train_gan.py", "--output_dir", tmp_path / "bad", "--model_config_name_or_path",
-                           configs / "dcgan", *COMMON, "--loss", "wgan-gp", "--max_train_steps", "1", check=False)
+    result = launch_script(
+        "train_gan.py",
+        "--output_dir",
+        tmp_path / "bad",
+        "--model_config_name_or_path",
+        configs / "dcgan",
+        *COMMON,
+        "--loss",
+        "wgan-gp",
+        "--max_train_steps",
+        "1",
+        check=False,
+    )
     assert result.returncode != 0
     assert "--loss wgan-gp needs a critic without batch norm" in result.stderr
 
@@ -141,9 +265,22 @@ def test_wgan_gp_refuses_a_batch_norm_critic(tmp_path, configs, launch_script):
 def test_gan_lora_fine_tunes_on_one_class_and_saves_only_the_adapter(tmp_path, gan_run, launch_script):
     base_dir, _ = gan_run
     output_dir = tmp_path / "lora"
-    launch_script("train_gan.py", "--output_dir", output_dir, "--pretrained_model_name_or_path", base_dir, *COMMON,
-                  "--lora_rank", "4", "--class_filter", "7", "--max_train_steps", "3", "--generator_learning_rate",
-                  "1e-2")
+    launch_script(
+        "train_gan.py",
+        "--output_dir",
+        output_dir,
+        "--pretrained_model_name_or_path",
+        base_dir,
+        *COMMON,
+        "--lora_rank",
+        "4",
+        "--class_filter",
+        "7",
+        "--max_train_steps",
+        "3",
+        "--generator_learning_rate",
+        "1e-2",
+    )
     files = set(os.listdir(output_dir))
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "samples.png"} <= files
     assert not {"model.safetensors", "model_index.json", "discriminator"} & files
@@ -161,9 +298,25 @@ def test_a_diverging_run_stops_clearly_and_keeps_its_checkpoint(tmp_path, gan_ru
     run_dir.mkdir()
     shutil.copytree(reference_dir / "checkpoint-2", run_dir / "checkpoint-2")
     before = load_file(run_dir / "checkpoint-2" / "model.safetensors")
-    result = launch_script("train_gan.py", "--output_dir", run_dir, "--model_config_name_or_path", configs / "dcgan",
-                           *COMMON, "--max_train_steps", "4", "--checkpointing_steps", "1", "--augment", "ada",
-                           "--resume_from_checkpoint", "latest", "--loss_limit", "1e-9", check=False)
+    result = launch_script(
+        "train_gan.py",
+        "--output_dir",
+        run_dir,
+        "--model_config_name_or_path",
+        configs / "dcgan",
+        *COMMON,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "1",
+        "--augment",
+        "ada",
+        "--resume_from_checkpoint",
+        "latest",
+        "--loss_limit",
+        "1e-9",
+        check=False,
+    )
     assert result.returncode != 0
     assert "the run diverged" in result.stderr and "last complete checkpoint" in result.stderr
     assert not [name for name in os.listdir(run_dir) if name.startswith("checkpoint-") and name != "checkpoint-2"]
@@ -193,11 +346,34 @@ def test_stylegan_resume_continues_exactly(tmp_path, stylegan_run, configs, laun
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
     shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
-    launch_script("train_stylegan.py", "--output_dir", resumed_dir, "--model_config_name_or_path",
-                  configs / "stylegan", *COMMON, "--max_train_steps", "4", "--checkpointing_steps", "2",
-                  "--validation_steps", "2", "--checkpoints_total_limit", "5", "--r1_interval", "2", "--pl_interval",
-                  "2", "--style_mixing_prob", "0.5", "--augment", "ada", "--augment_probability", "0.5",
-                  "--resume_from_checkpoint", "latest")
+    launch_script(
+        "train_stylegan.py",
+        "--output_dir",
+        resumed_dir,
+        "--model_config_name_or_path",
+        configs / "stylegan",
+        *COMMON,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--r1_interval",
+        "2",
+        "--pl_interval",
+        "2",
+        "--style_mixing_prob",
+        "0.5",
+        "--augment",
+        "ada",
+        "--augment_probability",
+        "0.5",
+        "--resume_from_checkpoint",
+        "latest",
+    )
     for name in ("model.safetensors", "discriminator/model.safetensors"):
         reference, resumed = load_file(reference_dir / name), load_file(resumed_dir / name)
         for key in reference:
@@ -206,39 +382,85 @@ def test_stylegan_resume_continues_exactly(tmp_path, stylegan_run, configs, laun
 
 def test_stylegan_two_processes_stay_in_sync_and_write_one_folder(tmp_path, configs, launch_script):
     output_dir = tmp_path / "ddp"
-    launch_script("train_stylegan.py", "--output_dir", output_dir, "--model_config_name_or_path", configs / "stylegan",
-                  *COMMON, "--max_train_steps", "3", "--checkpointing_steps", "100", "--r1_interval", "2",
-                  "--pl_interval", "2", "--augment", "ada", num_processes=2)
+    launch_script(
+        "train_stylegan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        configs / "stylegan",
+        *COMMON,
+        "--max_train_steps",
+        "3",
+        "--checkpointing_steps",
+        "100",
+        "--r1_interval",
+        "2",
+        "--pl_interval",
+        "2",
+        "--augment",
+        "ada",
+        num_processes=2,
+    )
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["num_processes"] == 2
     assert record["replica_max_abs_difference"] == 0.0
     assert sorted(p for p in os.listdir(output_dir) if p not in ("logs", "validation")) == sorted(
-        ["README.md", "config.json", "discriminator", "hfgen_pipeline.py", "metrics.json", "model.safetensors", "model_index.json",
-         "samples.png", "stylegan", "training_args.json"])
+        [
+            "README.md",
+            "config.json",
+            "discriminator",
+            "hfgen_pipeline.py",
+            "metrics.json",
+            "model.safetensors",
+            "model_index.json",
+            "samples.png",
+            "stylegan",
+            "training_args.json",
+        ]
+    )
 
 
 def test_stylegan_lora_and_adain_variant(tmp_path, stylegan_run, launch_script):
     base_dir, _ = stylegan_run
     output_dir = tmp_path / "lora"
-    launch_script("train_stylegan.py", "--output_dir", output_dir, "--pretrained_model_name_or_path", base_dir,
-                  *COMMON, "--lora_rank", "2", "--class_filter", "3", "--max_train_steps", "2",
-                  "--generator_learning_rate", "1e-2")
+    launch_script(
+        "train_stylegan.py",
+        "--output_dir",
+        output_dir,
+        "--pretrained_model_name_or_path",
+        base_dir,
+        *COMMON,
+        "--lora_rank",
+        "2",
+        "--class_filter",
+        "3",
+        "--max_train_steps",
+        "2",
+        "--generator_learning_rate",
+        "1e-2",
+    )
     assert {"adapter_model.safetensors", "adapter_config.json"} <= set(os.listdir(output_dir))
     assert not (output_dir / "model.safetensors").exists()
     base = hfgen.StyleGANGenerator.from_pretrained(base_dir).eval()
     tuned = PeftModel.from_pretrained(hfgen.StyleGANGenerator.from_pretrained(base_dir), output_dir).eval()
     z, labels = torch.randn(2, 8), torch.full((2,), 3)
     with torch.no_grad():
-        assert not torch.allclose(tuned(z, labels=labels, noise_mode="const").sample,
-                                  base(z, labels=labels, noise_mode="const").sample, atol=1e-5)
+        assert not torch.allclose(
+            tuned(z, labels=labels, noise_mode="const").sample,
+            base(z, labels=labels, noise_mode="const").sample,
+            atol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("script", ["train_gan.py", "train_stylegan.py"])
 def test_dry_run_prints_config_and_trains_nothing(tmp_path, script, launch_script):
-    extra = ["--style_block", "adain", "--generator_architecture", "plain"] if script == "train_stylegan.py" \
+    extra = (
+        ["--style_block", "adain", "--generator_architecture", "plain"]
+        if script == "train_stylegan.py"
         else ["--architecture", "mlp"]
+    )
     result = launch_script(script, "--output_dir", tmp_path / "dry", "--dry_run", *extra)
-    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
     assert printed["num_classes"] == 10
     if script == "train_stylegan.py":
         assert printed["model_config"]["style_block"] == "adain"
@@ -250,9 +472,28 @@ def test_dry_run_prints_config_and_trains_nothing(tmp_path, script, launch_scrip
 def test_wgan_gp_two_processes_with_accumulation_stay_in_sync(tmp_path, configs, launch_script):
     # The gradient penalty's double backward, critic steps, micro-batches and ADA's reduced statistic under DDP.
     output_dir = tmp_path / "ddp"
-    launch_script("train_gan.py", "--output_dir", output_dir, "--model_config_name_or_path", configs / "mlp", *COMMON,
-                  "--unconditional", "--loss", "wgan-gp", "--d_steps_per_g_step", "2", "--gradient_accumulation_steps",
-                  "2", "--max_train_steps", "3", "--augment", "ada", num_processes=2)
+    launch_script(
+        "train_gan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        configs / "mlp",
+        *COMMON,
+        "--unconditional",
+        "--loss",
+        "wgan-gp",
+        "--d_steps_per_g_step",
+        "2",
+        "--gradient_accumulation_steps",
+        "2",
+        "--max_train_steps",
+        "3",
+        "--augment",
+        "ada",
+        num_processes=2,
+    )
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["num_processes"] == 2 and record["replica_max_abs_difference"] == 0.0
-    assert (output_dir / "model_index.json").is_file() and (output_dir / "discriminator" / "model.safetensors").is_file()
+    assert (output_dir / "model_index.json").is_file() and (
+        output_dir / "discriminator" / "model.safetensors"
+    ).is_file()

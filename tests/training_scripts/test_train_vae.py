@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
+
 @pytest.fixture(scope="module")
 def tiny_config_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_vae_config")
@@ -24,9 +25,26 @@ def tiny_config_dir(tmp_path_factory):
 def run_script(launch_script):
     def run(output_dir, config_dir, *extra, num_processes=1, check=True):
         return launch_script(
-            "train_vae.py", "--output_dir", output_dir, "--model_config_name_or_path", config_dir, "--resolution", "16",
-            "--train_batch_size", "16", "--num_eval_samples", "40", "--num_validation_images", "4", "--report_to",
-            "none", *extra, num_processes=num_processes, check=check)
+            "train_vae.py",
+            "--output_dir",
+            output_dir,
+            "--model_config_name_or_path",
+            config_dir,
+            "--resolution",
+            "16",
+            "--train_batch_size",
+            "16",
+            "--num_eval_samples",
+            "40",
+            "--num_validation_images",
+            "4",
+            "--report_to",
+            "none",
+            *extra,
+            num_processes=num_processes,
+            check=check,
+        )
+
     return run
 
 
@@ -34,21 +52,44 @@ def run_script(launch_script):
 def trained_run(tmp_path_factory, tiny_config_dir, run_script):
     """Four steps, checkpoints every two, validation at step 2: the uninterrupted reference run."""
     output_dir = tmp_path_factory.mktemp("run") / "vae"
-    result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
-                        "--validation_steps", "2", "--checkpoints_total_limit", "5", "--report_to", "tensorboard")
+    result = run_script(
+        output_dir,
+        tiny_config_dir,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--report_to",
+        "tensorboard",
+    )
     return output_dir, result
 
 
 def test_run_writes_a_hub_ready_folder(trained_run):
     output_dir, result = trained_run
-    for name in ("model_index.json", "vae/config.json", "vae/model.safetensors", "config.json", "model.safetensors",
-                 "README.md", "samples.png", "training_args.json", "metrics.json"):
+    for name in (
+        "model_index.json",
+        "vae/config.json",
+        "vae/model.safetensors",
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "samples.png",
+        "training_args.json",
+        "metrics.json",
+    ):
         assert (output_dir / name).is_file(), name
     assert f"Hub-ready folder: {output_dir}" in result.stdout
     assert '"psnr"' in result.stdout
     assert (output_dir / "validation" / "step-000002-samples.png").is_file()
     assert (output_dir / "validation" / "step-000002-reconstructions.png").is_file()
-    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files)
+    assert any(
+        name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files
+    )
     training_args = json.loads((output_dir / "training_args.json").read_text())
     assert training_args["max_train_steps"] == 4 and training_args["seed"] == 0
 
@@ -102,8 +143,18 @@ def test_metrics_are_measured_and_in_the_card(trained_run):
 
 def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "capped"
-    run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "1",
-               "--checkpoints_total_limit", "2", "--num_eval_samples", "10")
+    run_script(
+        output_dir,
+        tiny_config_dir,
+        "--max_train_steps",
+        "3",
+        "--checkpointing_steps",
+        "1",
+        "--checkpoints_total_limit",
+        "2",
+        "--num_eval_samples",
+        "10",
+    )
     names = sorted(name for name in os.listdir(output_dir) if name.startswith("checkpoint"))
     assert names == ["checkpoint-2", "checkpoint-3"]
     assert os.path.isfile(output_dir / "checkpoint-3" / "model.safetensors")
@@ -118,8 +169,20 @@ def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir, run_sc
     resumed_dir.mkdir()
     shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
     (resumed_dir / "checkpoint-4.tmp").mkdir()
-    run_script(resumed_dir, tiny_config_dir, "--max_train_steps", "4", "--checkpointing_steps", "2",
-               "--validation_steps", "2", "--checkpoints_total_limit", "5", "--resume_from_checkpoint", "latest")
+    run_script(
+        resumed_dir,
+        tiny_config_dir,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "5",
+        "--resume_from_checkpoint",
+        "latest",
+    )
     reference = load_file(reference_dir / "model.safetensors")
     resumed = load_file(resumed_dir / "model.safetensors")
     assert reference.keys() == resumed.keys()
@@ -132,22 +195,30 @@ def test_resume_continues_exactly(tmp_path, trained_run, tiny_config_dir, run_sc
 
 def test_two_processes_stay_in_sync_and_write_one_folder(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "ddp"
-    run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "100",
-               num_processes=2)
+    run_script(output_dir, tiny_config_dir, "--max_train_steps", "3", "--checkpointing_steps", "100", num_processes=2)
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["num_processes"] == 2
     assert record["replica_max_abs_difference"] == 0.0
     assert record["step"] == 3
-    assert sorted(os.listdir(output_dir)) == sorted([
-        "README.md", "config.json", "hfgen_pipeline.py", "metrics.json", "model.safetensors", "model_index.json", "samples.png",
-        "training_args.json", "vae",
-    ])
+    assert sorted(os.listdir(output_dir)) == sorted(
+        [
+            "README.md",
+            "config.json",
+            "hfgen_pipeline.py",
+            "metrics.json",
+            "model.safetensors",
+            "model_index.json",
+            "samples.png",
+            "training_args.json",
+            "vae",
+        ]
+    )
 
 
 def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "dry"
     result = run_script(output_dir, tiny_config_dir, "--dry_run", "--kl_weight", "4")
-    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
     assert printed["args"]["resolution"] == 16
     assert printed["model_config"]["kl_weight"] == 4.0
     assert printed["model_config"]["block_out_channels"] == [8, 16]
@@ -157,18 +228,32 @@ def test_dry_run_prints_config_and_trains_nothing(tmp_path, tiny_config_dir, run
 def test_bad_data_fails_before_training(tmp_path, tiny_config_dir, run_script):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_script(tmp_path / "out", tiny_config_dir, "--train_data_dir", str(empty), "--color_mode", "L",
-                        check=False)
+    result = run_script(
+        tmp_path / "out", tiny_config_dir, "--train_data_dir", str(empty), "--color_mode", "L", check=False
+    )
     assert result.returncode != 0
     assert "holds no images" in result.stderr and str(empty) in result.stderr
-    assert not any(name.startswith("checkpoint") for name in os.listdir(tmp_path / "out")) \
-        if (tmp_path / "out").exists() else True
+    assert (
+        not any(name.startswith("checkpoint") for name in os.listdir(tmp_path / "out"))
+        if (tmp_path / "out").exists()
+        else True
+    )
 
 
 def test_push_to_hub_offline_keeps_the_saved_folder(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "push"
-    result = run_script(output_dir, tiny_config_dir, "--max_train_steps", "1", "--num_eval_samples", "10",
-                        "--push_to_hub", "--hub_model_id", "someone/vae-test", check=False)
+    result = run_script(
+        output_dir,
+        tiny_config_dir,
+        "--max_train_steps",
+        "1",
+        "--num_eval_samples",
+        "10",
+        "--push_to_hub",
+        "--hub_model_id",
+        "someone/vae-test",
+        check=False,
+    )
     # No network here: the push fails, loudly, after the folder is complete.
     assert result.returncode != 0
     assert "offline" in (result.stderr + result.stdout).lower()

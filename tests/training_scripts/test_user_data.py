@@ -25,18 +25,43 @@ def tiny_backbone(tmp_path_factory):
     """A tiny random DINOv2 saved to a folder: what --metrics_model loads (a real one needs a download)."""
     folder = tmp_path_factory.mktemp("tiny_dinov2")
     torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                             image_size=32, patch_size=8)).save_pretrained(folder)
+    Dinov2Model(
+        Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
 @pytest.mark.parametrize("family", ["vae", "gan", "stylegan"])
-def test_metrics_on_a_user_folder_are_measured_and_labelled_as_that_data(tmp_path, family, face_folder, tiny_backbone,
-                                                                         launch_tiny):
+def test_metrics_on_a_user_folder_are_measured_and_labelled_as_that_data(
+    tmp_path, family, face_folder, tiny_backbone, launch_tiny
+):
     output_dir = tmp_path / family
-    result = launch_tiny(family, output_dir, "--train_data_dir", face_folder, "--max_train_steps", "2",
-                         "--num_eval_samples", "16", "--validation_split", "6", "--metrics_model", tiny_backbone,
-                         "--report_to", "none", "--validation_steps", "1", unconditional=True)
+    result = launch_tiny(
+        family,
+        output_dir,
+        "--train_data_dir",
+        face_folder,
+        "--max_train_steps",
+        "2",
+        "--num_eval_samples",
+        "16",
+        "--validation_split",
+        "6",
+        "--metrics_model",
+        tiny_backbone,
+        "--report_to",
+        "none",
+        "--validation_steps",
+        "1",
+        unconditional=True,
+    )
     record = json.loads((output_dir / "metrics.json").read_text())
     protocol, metrics = record["protocol"], record["metrics"]
     assert protocol["dataset"] == str(face_folder)
@@ -59,14 +84,27 @@ def test_metrics_on_a_user_folder_are_measured_and_labelled_as_that_data(tmp_pat
     assert reported["fid"].dataset_type == str(face_folder)
     assert reported["fid"].dataset_split == protocol["split"]
     assert f"metrics ({face_folder}, train[held-out 6 of 30" in result.stdout
-    # greyscale images train a greyscale model without --color_mode
-    assert json.loads((output_dir / "training_args.json").read_text())["color_mode"] == "L"
+    recorded = json.loads((output_dir / "training_args.json").read_text())
+    # greyscale images train a greyscale model without --color_mode; 24 training images turn ADA on
+    assert recorded["color_mode"] == "L"
+    if family != "vae":
+        assert recorded["augment"] == "ada" and recorded["augment_probability"] == 0.0
 
 
 def test_without_an_extractor_the_run_says_so_and_reports_what_it_can(tmp_path, face_folder, launch_tiny):
     output_dir = tmp_path / "vae"
-    result = launch_tiny("vae", output_dir, "--train_data_dir", face_folder, "--max_train_steps", "2",
-                         "--num_eval_samples", "16", "--report_to", "none")
+    result = launch_tiny(
+        "vae",
+        output_dir,
+        "--train_data_dir",
+        face_folder,
+        "--max_train_steps",
+        "2",
+        "--num_eval_samples",
+        "16",
+        "--report_to",
+        "none",
+    )
     record = json.loads((output_dir / "metrics.json").read_text())
     assert {"psnr", "ssim", "diversity_ratio"} <= set(record["metrics"]) and "fid" not in record["metrics"]
     assert "references" not in record
@@ -79,8 +117,19 @@ def test_without_an_extractor_the_run_says_so_and_reports_what_it_can(tmp_path, 
 
 def test_the_builtin_faces_train_every_family(tmp_path, launch_tiny):
     output_dir = tmp_path / "faces"
-    launch_tiny("stylegan", output_dir, "--dataset_name", BUILTIN_FACES, "--max_train_steps", "2",
-                "--num_eval_samples", "16", "--report_to", "none", unconditional=True)
+    launch_tiny(
+        "stylegan",
+        output_dir,
+        "--dataset_name",
+        BUILTIN_FACES,
+        "--max_train_steps",
+        "2",
+        "--num_eval_samples",
+        "16",
+        "--report_to",
+        "none",
+        unconditional=True,
+    )
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["protocol"]["dataset"] == BUILTIN_FACES and record["protocol"]["split"] == "test"
     assert record["protocol"]["num_real_samples"] == 20

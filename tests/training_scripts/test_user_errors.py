@@ -18,8 +18,14 @@ def run_directly(script: str, *arguments) -> subprocess.CompletedProcess:
     """The script as a plain Python program (no launcher, whose own traceback would follow the script's message)."""
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     environment.pop("HFGEN_DEBUG", None)
-    return subprocess.run([sys.executable, os.path.join(REPO, "training_scripts", script), *map(str, arguments)],
-                          capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "training_scripts", script), *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -> str:
@@ -33,17 +39,31 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -
 
 
 def folder_fingerprint(folder) -> dict:
-    return {os.path.relpath(os.path.join(root, name), folder):
-            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
-            for root, _, names in os.walk(folder) for name in names}
+    return {
+        os.path.relpath(os.path.join(root, name), folder): hashlib.sha256(
+            open(os.path.join(root, name), "rb").read()
+        ).hexdigest()
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, launch_tiny):
     """A complete tiny VAE run, whose folder later mistakes must leave untouched."""
     output_dir = tmp_path_factory.mktemp("finished") / "vae"
-    launch_tiny("vae", output_dir, "--max_train_steps", "2", "--checkpointing_steps", "2", "--num_eval_samples", "20",
-                "--report_to", "none")
+    launch_tiny(
+        "vae",
+        output_dir,
+        "--max_train_steps",
+        "2",
+        "--checkpointing_steps",
+        "2",
+        "--num_eval_samples",
+        "20",
+        "--report_to",
+        "none",
+    )
     return output_dir
 
 
@@ -58,32 +78,59 @@ def folder_with_a_corrupt_image(tmp_path):
 
 
 @pytest.mark.parametrize("family", ["vae", "gan", "stylegan"])
-def test_a_corrupt_image_is_named_in_one_line_and_nothing_saved_is_lost(family, finished_run,
-                                                                        folder_with_a_corrupt_image,
-                                                                        tiny_model_configs):
+def test_a_corrupt_image_is_named_in_one_line_and_nothing_saved_is_lost(
+    family, finished_run, folder_with_a_corrupt_image, tiny_model_configs
+):
     before = folder_fingerprint(finished_run)
-    result = run_directly(SCRIPTS[family], "--output_dir", finished_run, "--model_config_name_or_path",
-                          tiny_model_configs / family, *TINY_RUN, "--train_data_dir", folder_with_a_corrupt_image,
-                          "--color_mode", "L", "--unconditional" if family != "vae" else "--random_flip")
+    result = run_directly(
+        SCRIPTS[family],
+        "--output_dir",
+        finished_run,
+        "--model_config_name_or_path",
+        tiny_model_configs / family,
+        *TINY_RUN,
+        "--train_data_dir",
+        folder_with_a_corrupt_image,
+        "--color_mode",
+        "L",
+        "--unconditional" if family != "vae" else "--random_flip",
+    )
     assert_one_line_error(result, "broken.png")
     assert folder_fingerprint(finished_run) == before
 
 
 def test_dry_run_decodes_every_image(tmp_path, folder_with_a_corrupt_image, tiny_model_configs):
-    result = run_directly("train_vae.py", "--output_dir", tmp_path / "dry", "--model_config_name_or_path",
-                          tiny_model_configs / "vae", *TINY_RUN, "--train_data_dir", folder_with_a_corrupt_image,
-                          "--dry_run")
+    result = run_directly(
+        "train_vae.py",
+        "--output_dir",
+        tmp_path / "dry",
+        "--model_config_name_or_path",
+        tiny_model_configs / "vae",
+        *TINY_RUN,
+        "--train_data_dir",
+        folder_with_a_corrupt_image,
+        "--dry_run",
+    )
     assert_one_line_error(result, "broken.png")
 
 
-@pytest.mark.parametrize("script,flag,value", [
-    ("train_vae.py", "--resolution", 7), ("train_vae.py", "--resolution", 20), ("train_vae.py", "--learning_rate", -1),
-    ("train_vae.py", "--adam_beta1", 1.5), ("train_gan.py", "--generator_learning_rate", -1),
-    ("train_gan.py", "--resolution", 24), ("train_stylegan.py", "--discriminator_learning_rate", -0.8),
-    ("train_stylegan.py", "--resolution", 12), ("train_stylegan.py", "--ema_decay", 1.0),
-    ("train_stylegan.py", "--style_mixing_prob", 2), ("train_gan.py", "--augment_probability", -0.1),
-    ("train_vae.py", "--max_grad_norm", "nan"),
-])
+@pytest.mark.parametrize(
+    "script,flag,value",
+    [
+        ("train_vae.py", "--resolution", 7),
+        ("train_vae.py", "--resolution", 20),
+        ("train_vae.py", "--learning_rate", -1),
+        ("train_vae.py", "--adam_beta1", 1.5),
+        ("train_gan.py", "--generator_learning_rate", -1),
+        ("train_gan.py", "--resolution", 24),
+        ("train_stylegan.py", "--discriminator_learning_rate", -0.8),
+        ("train_stylegan.py", "--resolution", 12),
+        ("train_stylegan.py", "--ema_decay", 1.0),
+        ("train_stylegan.py", "--style_mixing_prob", 2),
+        ("train_gan.py", "--augment_probability", -0.1),
+        ("train_vae.py", "--max_grad_norm", "nan"),
+    ],
+)
 def test_a_bad_flag_value_names_the_flag(tmp_path, script, flag, value):
     result = run_directly(script, "--output_dir", tmp_path / "out", flag, value)
     assert result.returncode == 2
@@ -93,24 +140,48 @@ def test_a_bad_flag_value_names_the_flag(tmp_path, script, flag, value):
 
 
 @pytest.mark.parametrize("family", ["vae", "gan", "stylegan"])
-def test_resuming_from_a_folder_without_a_checkpoint_says_what_to_pass(tmp_path, family, tiny_model_configs,
-                                                                       finished_run):
+def test_resuming_from_a_folder_without_a_checkpoint_says_what_to_pass(
+    tmp_path, family, tiny_model_configs, finished_run
+):
     empty = tmp_path / "nothing_here"
     empty.mkdir()
-    result = run_directly(SCRIPTS[family], "--output_dir", tmp_path / "out", "--model_config_name_or_path",
-                          tiny_model_configs / family, *TINY_RUN, "--resume_from_checkpoint", empty)
+    result = run_directly(
+        SCRIPTS[family],
+        "--output_dir",
+        tmp_path / "out",
+        "--model_config_name_or_path",
+        tiny_model_configs / family,
+        *TINY_RUN,
+        "--resume_from_checkpoint",
+        empty,
+    )
     assert_one_line_error(result, "--resume_from_checkpoint", str(empty), "latest")
     # the finished run's folder holds a checkpoint: the message points at it
-    result = run_directly(SCRIPTS[family], "--output_dir", tmp_path / "out", "--model_config_name_or_path",
-                          tiny_model_configs / family, *TINY_RUN, "--resume_from_checkpoint", finished_run)
+    result = run_directly(
+        SCRIPTS[family],
+        "--output_dir",
+        tmp_path / "out",
+        "--model_config_name_or_path",
+        tiny_model_configs / family,
+        *TINY_RUN,
+        "--resume_from_checkpoint",
+        finished_run,
+    )
     assert_one_line_error(result, "checkpoint-2")
 
 
 def test_resuming_from_another_models_checkpoint_is_one_line(tmp_path, tiny_model_configs, finished_run):
     before = folder_fingerprint(finished_run)
-    result = run_directly("train_gan.py", "--output_dir", tmp_path / "out", "--model_config_name_or_path",
-                          tiny_model_configs / "gan", *TINY_RUN, "--resume_from_checkpoint",
-                          finished_run / "checkpoint-2")
+    result = run_directly(
+        "train_gan.py",
+        "--output_dir",
+        tmp_path / "out",
+        "--model_config_name_or_path",
+        tiny_model_configs / "gan",
+        *TINY_RUN,
+        "--resume_from_checkpoint",
+        finished_run / "checkpoint-2",
+    )
     assert_one_line_error(result, "cannot resume from", "checkpoint-2")
     assert folder_fingerprint(finished_run) == before
 
@@ -120,8 +191,9 @@ def test_a_config_with_a_negative_size_names_the_field(tmp_path, tiny_model_conf
     config["latent_channels"] = -2
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
-    result = run_directly("train_vae.py", "--output_dir", tmp_path / "out", "--model_config_name_or_path",
-                          tmp_path / "bad", *TINY_RUN)
+    result = run_directly(
+        "train_vae.py", "--output_dir", tmp_path / "out", "--model_config_name_or_path", tmp_path / "bad", *TINY_RUN
+    )
     assert_one_line_error(result, "latent_channels", "-2")
 
 
@@ -130,17 +202,25 @@ def test_a_truncated_weights_file_and_a_wrong_folder_are_named(tmp_path, finishe
     shutil.copytree(finished_run, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    result = run_directly("train_vae.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path", broken,
-                          *TINY_RUN)
+    result = run_directly(
+        "train_vae.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path", broken, *TINY_RUN
+    )
     assert_one_line_error(result, str(weights), "truncated")
     # a VAE folder given to the GAN script is not silently a random GAN
-    result = run_directly("train_gan.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path",
-                          finished_run, *TINY_RUN)
+    result = run_directly(
+        "train_gan.py", "--output_dir", tmp_path / "out", "--pretrained_model_name_or_path", finished_run, *TINY_RUN
+    )
     assert_one_line_error(result, str(finished_run), "hfgen_vae")
 
 
-@pytest.mark.parametrize("script,default_shown", [("train_vae.py", "--learning_rate LEARNING_RATE"),
-                                                  ("train_gan.py", "--loss"), ("train_stylegan.py", "--pl_weight")])
+@pytest.mark.parametrize(
+    "script,default_shown",
+    [
+        ("train_vae.py", "--learning_rate LEARNING_RATE"),
+        ("train_gan.py", "--loss"),
+        ("train_stylegan.py", "--pl_weight"),
+    ],
+)
 def test_help_shows_every_default(script, default_shown):
     result = run_directly(script, "--help")
     assert result.returncode == 0

@@ -66,14 +66,22 @@ class GANConfig(HfgenConfig):
     def __post_init__(self, **kwargs):
         self.generator_hidden_sizes = list(self.generator_hidden_sizes)
         self.discriminator_hidden_sizes = list(self.discriminator_hidden_sizes)
-        for name, value, choices in (("architecture", self.architecture, GAN_ARCHITECTURES),
-                                     ("discriminator_conditioning", self.discriminator_conditioning,
-                                      DISCRIMINATOR_CONDITIONINGS),
-                                     ("discriminator_norm", self.discriminator_norm, DISCRIMINATOR_NORMS)):
+        for name, value, choices in (
+            ("architecture", self.architecture, GAN_ARCHITECTURES),
+            ("discriminator_conditioning", self.discriminator_conditioning, DISCRIMINATOR_CONDITIONINGS),
+            ("discriminator_norm", self.discriminator_norm, DISCRIMINATOR_NORMS),
+        ):
             if value not in choices:
                 raise ValueError(f"GANConfig.{name} must be one of {choices}, got {value!r}")
-        for name in ("latent_dim", "image_size", "num_channels", "class_embedding_dim", "generator_channels",
-                     "discriminator_channels", "max_channels"):
+        for name in (
+            "latent_dim",
+            "image_size",
+            "num_channels",
+            "class_embedding_dim",
+            "generator_channels",
+            "discriminator_channels",
+            "max_channels",
+        ):
             self.check_int(name, minimum=1)
         self.check_int("num_classes", minimum=0)  # 0: unconditional
         # An MLP may have no hidden layer (a linear map from z to pixels); its widths must still be positive.
@@ -95,8 +103,10 @@ class GANConfig(HfgenConfig):
 
     def generator_block_channels(self) -> list[int]:
         """`"dcgan"`: output channels of the generator's 4x4 start and of each upsampling block, coarse to fine."""
-        return [min(self.max_channels, self.generator_channels * 2 ** (self.num_resolution_blocks - i))
-                for i in range(self.num_resolution_blocks + 1)]
+        return [
+            min(self.max_channels, self.generator_channels * 2 ** (self.num_resolution_blocks - i))
+            for i in range(self.num_resolution_blocks + 1)
+        ]
 
     def discriminator_block_channels(self) -> list[int]:
         """`"dcgan"`: output channels of each downsampling block of the discriminator, fine to coarse."""

@@ -182,7 +182,9 @@ class GANGenerator(GANPreTrainedModel):
         if config.architecture == "mlp":
             for layer in self.layers:
                 hidden = self.activation(layer(hidden))
-            sample = torch.tanh(self.to_image(hidden)).view(-1, config.num_channels, config.image_size, config.image_size)
+            sample = torch.tanh(self.to_image(hidden)).view(
+                -1, config.num_channels, config.image_size, config.image_size
+            )
         else:
             hidden = self.input_projection(hidden).view(latents.shape[0], -1, 4, 4)
             hidden = self.activation(self.input_norm(hidden))
@@ -221,7 +223,8 @@ class GANDiscriminator(GANPreTrainedModel):
             # DCGAN leaves the first block without normalisation.
             norms = ["none"] + [config.discriminator_norm] * (len(channels) - 1)
             self.blocks = nn.ModuleList(
-                GANDownsampleBlock(a, b, norm) for a, b, norm in zip([in_channels] + channels[:-1], channels, norms)
+                GANDownsampleBlock(a, b, norm)
+                for a, b, norm in zip([in_channels] + channels[:-1], channels, norms, strict=True)
             )
             feature_size = channels[-1] * 16
         self.output = nn.Linear(feature_size, 1)
@@ -243,8 +246,10 @@ class GANDiscriminator(GANPreTrainedModel):
         config = self.config
         expected = (config.num_channels, config.image_size, config.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
-                             f"{tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
+                f"{tuple(pixel_values.shape)}"
+            )
         check_class_labels(config.num_classes, labels, pixel_values.shape[0], "GAN")
         conditioning = config.discriminator_conditioning if config.is_conditional else None
         hidden = pixel_values

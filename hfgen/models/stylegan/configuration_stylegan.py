@@ -69,16 +69,25 @@ class StyleGANConfig(HfgenConfig):
     mbstd_num_channels: int = 1
 
     def __post_init__(self, **kwargs):
-        for name, value, choices in (("style_block", self.style_block, STYLE_BLOCKS),
-                                     ("generator_architecture", self.generator_architecture, GENERATOR_ARCHITECTURES),
-                                     ("discriminator_architecture", self.discriminator_architecture,
-                                      DISCRIMINATOR_ARCHITECTURES)):
+        for name, value, choices in (
+            ("style_block", self.style_block, STYLE_BLOCKS),
+            ("generator_architecture", self.generator_architecture, GENERATOR_ARCHITECTURES),
+            ("discriminator_architecture", self.discriminator_architecture, DISCRIMINATOR_ARCHITECTURES),
+        ):
             if value not in choices:
                 raise ValueError(f"StyleGANConfig.{name} must be one of {choices}, got {value!r}")
         # The synthesis network doubles the resolution per block from a 4x4 constant, and the first block is 8x8.
         self.check_power_of_two("resolution", minimum=8)
-        for name in ("num_channels", "latent_dim", "w_dim", "mapping_layers", "channel_base", "channel_max",
-                     "mbstd_group_size", "mbstd_num_channels"):
+        for name in (
+            "num_channels",
+            "latent_dim",
+            "w_dim",
+            "mapping_layers",
+            "channel_base",
+            "channel_max",
+            "mbstd_group_size",
+            "mbstd_num_channels",
+        ):
             self.check_int(name, minimum=1)
         self.check_int("num_classes", minimum=0)  # 0: unconditional
         if self.channels_at(4) % self.mbstd_num_channels:

@@ -101,8 +101,17 @@ class EqualizedConv2d(nn.Conv2d):
     [`EqualizedLinear`]); zero padding commutes with that scaling, and the bias is added unscaled, as before.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding=None, *args,
-                 bias: bool = True, **kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride=1,
+        padding=None,
+        *args,
+        bias: bool = True,
+        **kwargs,
+    ):
         # nn.Conv2d's signature, with "same" padding by default: PEFT builds its LoRA convolutions by calling the
         # targeted layer's class as it would call nn.Conv2d.
         if padding is None:
@@ -142,8 +151,9 @@ class MappingNetwork(nn.Module):
             self.class_embedding_gain = self.class_embedding.weight_gain
             input_size += config.w_dim
         sizes = [input_size] + [config.w_dim] * config.mapping_layers
-        self.layers = nn.ModuleList(EqualizedLinear(a, b, lr_multiplier=config.mapping_lr_multiplier)
-                                    for a, b in pairwise(sizes))
+        self.layers = nn.ModuleList(
+            EqualizedLinear(a, b, lr_multiplier=config.mapping_lr_multiplier) for a, b in pairwise(sizes)
+        )
         # Kept here, not read from the layers at run time: PEFT replaces a targeted layer by a wrapper.
         self.layer_gains = [layer.weight_gain for layer in self.layers]
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
@@ -156,12 +166,14 @@ class MappingNetwork(nn.Module):
             one_hot = F.one_hot(labels, self.num_classes).to(latents.dtype)
             label_embedding = self.class_embedding(one_hot * self.class_embedding_gain)
             hidden = torch.cat([hidden, self.normalize(label_embedding)], dim=1)
-        for layer, gain in zip(self.layers, self.layer_gains):
+        for layer, gain in zip(self.layers, self.layer_gains, strict=True):
             hidden = leaky_relu(layer(hidden * gain))
         if self.training:
             # Tracked in the forward pass, as StyleGAN does; DDP broadcasts buffers from the main process.
             with torch.no_grad():
-                self.w_avg.copy_(torch.lerp(hidden.detach().mean(dim=0).to(self.w_avg.dtype), self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(
+                    torch.lerp(hidden.detach().mean(dim=0).to(self.w_avg.dtype), self.w_avg, self.w_avg_beta)
+                )
         return hidden
 
 
@@ -256,8 +268,12 @@ class SynthesisBlock(nn.Module):
             self.layers = nn.ModuleList([StyleLayer(channels, channels, 4, config, upsample=False)])
         else:
             previous = config.channels_at(resolution // 2)
-            self.layers = nn.ModuleList([StyleLayer(previous, channels, resolution, config, upsample=True),
-                                         StyleLayer(channels, channels, resolution, config, upsample=False)])
+            self.layers = nn.ModuleList(
+                [
+                    StyleLayer(previous, channels, resolution, config, upsample=True),
+                    StyleLayer(channels, channels, resolution, config, upsample=False),
+                ]
+            )
         has_image_output = config.generator_architecture == "skip" or is_last
         self.to_image = ToImage(channels, config) if has_image_output else None
         self.resolution = resolution
@@ -313,8 +329,12 @@ class SynthesisNetwork(nn.Module):
                 else:
                     # From `generator` when given (a list: one per image), so a seeded call is reproducible and the
                     # global RNG is left alone; drawn layer by layer, in the order of `noise_shapes`.
-                    layer_noise = randn_tensor((batch, 1, layer.resolution, layer.resolution), generator=generator,
-                                               device=ws.device, dtype=ws.dtype)
+                    layer_noise = randn_tensor(
+                        (batch, 1, layer.resolution, layer.resolution),
+                        generator=generator,
+                        device=ws.device,
+                        dtype=ws.dtype,
+                    )
                 hidden = layer(hidden, ws[:, w_index], layer_noise)
                 w_index += 1
                 layer_index += 1
@@ -397,8 +417,13 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
     def num_ws(self) -> int:
         return self.config.num_ws
 
-    def map(self, latents: torch.Tensor, labels: torch.Tensor | None = None, truncation_psi: float = 1.0,
-            truncation_cutoff: int | None = None) -> torch.Tensor:
+    def map(
+        self,
+        latents: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+    ) -> torch.Tensor:
         """z to ws `(batch, num_ws, w_dim)`, with the truncation trick: w_avg + psi * (w - w_avg) on the first
         `truncation_cutoff` layers (all layers if None)."""
         if latents.ndim != 2 or latents.shape[1] != self.config.latent_dim:
@@ -487,8 +512,9 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
         if ws is None:
             ws = self.map(latents, labels, truncation_psi, truncation_cutoff)
             if mixing_latents is not None:
-                ws = mix_styles(ws, self.map(mixing_latents, labels, truncation_psi, truncation_cutoff),
-                                crossover_layer)
+                ws = mix_styles(
+                    ws, self.map(mixing_latents, labels, truncation_psi, truncation_cutoff), crossover_layer
+                )
         elif mixing_latents is not None:
             raise ValueError("style mixing applies to `latents`, not to given `ws`")
         sample = self.synthesize(ws, noise_mode=noise_mode, noise=noise, generator=generator)
@@ -579,8 +605,10 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
         config = self.config
         expected = (config.num_channels, config.resolution, config.resolution)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
-                             f"{tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got "
+                f"{tuple(pixel_values.shape)}"
+            )
         check_class_labels(config.num_classes, labels, pixel_values.shape[0], "StyleGAN")
         # 1. image to features, then residual (or plain) blocks down to 4x4
         hidden = leaky_relu(self.from_image(pixel_values * self.from_image_gain))

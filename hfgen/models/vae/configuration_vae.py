@@ -51,8 +51,14 @@ class VAEConfig(HfgenConfig):
         self.block_out_channels = list(self.block_out_channels)
         if self.out_channels is None:
             self.out_channels = self.in_channels
-        for name in ("in_channels", "out_channels", "sample_size", "layers_per_block", "latent_channels",
-                     "norm_num_groups"):
+        for name in (
+            "in_channels",
+            "out_channels",
+            "sample_size",
+            "layers_per_block",
+            "latent_channels",
+            "norm_num_groups",
+        ):
             self.check_int(name, minimum=1)
         self.check_int_list("block_out_channels", minimum=1)
         for channels in self.block_out_channels:

@@ -157,7 +157,10 @@ class VAEEncoder(nn.Module):
         self.conv_in = nn.Conv2d(config.in_channels, channels[0], kernel_size=3, padding=1)
         self.levels = nn.ModuleList(
             VAEEncoderLevel(
-                channels[max(i - 1, 0)], channels[i], config.layers_per_block, config.norm_num_groups,
+                channels[max(i - 1, 0)],
+                channels[i],
+                config.layers_per_block,
+                config.norm_num_groups,
                 downsample=i < len(channels) - 1,
             )
             for i in range(len(channels))
@@ -187,7 +190,10 @@ class VAEDecoder(nn.Module):
         self.mid = VAEResnetBlock(channels[0], channels[0], config.norm_num_groups)
         self.levels = nn.ModuleList(
             VAEDecoderLevel(
-                channels[max(i - 1, 0)], channels[i], config.layers_per_block, config.norm_num_groups,
+                channels[max(i - 1, 0)],
+                channels[i],
+                config.layers_per_block,
+                config.norm_num_groups,
                 upsample=i < len(channels) - 1,
             )
             for i in range(len(channels))
@@ -298,7 +304,11 @@ class VAEModel(VAEPreTrainedModel):
 
     def reconstruction_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-image sum of the pixel errors, averaged over the batch (negative log-likelihood up to constants)."""
-        errors = (reconstruction - target).pow(2) if self.config.reconstruction_loss == "mse" else (reconstruction - target).abs()
+        errors = (
+            (reconstruction - target).pow(2)
+            if self.config.reconstruction_loss == "mse"
+            else (reconstruction - target).abs()
+        )
         return errors.flatten(1).sum(dim=1).mean()
 
     def forward(

@@ -116,8 +116,9 @@ class GANPipeline(PipelineFolderMixin, DiffusionPipeline):
         check_generator(generator, batch_size)
         # 2. prepare latents (and labels)
         if latents is None:
-            latents = randn_tensor((batch_size, latent_dim), generator=generator, device=self._execution_device,
-                                   dtype=self.gan.dtype)
+            latents = randn_tensor(
+                (batch_size, latent_dim), generator=generator, device=self._execution_device, dtype=self.gan.dtype
+            )
         else:
             latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)
         labels = prepare_class_labels(class_labels, batch_size, num_classes, self._execution_device, generator)

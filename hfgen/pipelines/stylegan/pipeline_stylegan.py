@@ -73,8 +73,12 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
     def _prepare_latents(self, batch_size: int, generator, latents) -> torch.Tensor:
         """z `(batch_size, latent_dim)`: `latents` (checked by the caller) or drawn from `generator`."""
         if latents is None:
-            return randn_tensor((batch_size, self.stylegan.config.latent_dim), generator=generator,
-                                device=self._execution_device, dtype=self.stylegan.dtype)
+            return randn_tensor(
+                (batch_size, self.stylegan.config.latent_dim),
+                generator=generator,
+                device=self._execution_device,
+                dtype=self.stylegan.dtype,
+            )
         return latents.to(device=self._execution_device, dtype=self.stylegan.dtype)
 
     def _noise(self, batch_size: int, noise_mode: str, generator) -> list[torch.Tensor] | None:
@@ -86,8 +90,10 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         """
         if noise_mode != "random" or not self.stylegan.config.use_noise or generator is None:
             return None
-        return [randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.stylegan.dtype)
-                for shape in self.stylegan.synthesis.noise_shapes(batch_size)]
+        return [
+            randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.stylegan.dtype)
+            for shape in self.stylegan.synthesis.noise_shapes(batch_size)
+        ]
 
     def _check_truncation(self, truncation_psi: float, truncation_cutoff: int | None) -> None:
         if not 0 <= truncation_psi <= 1:
@@ -198,11 +204,14 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
             if given is not None:
                 check_latents(given, (config.latent_dim,), name)
         if latents is not None and mixing_latents is not None and latents.shape != mixing_latents.shape:
-            raise ValueError(f"latents and mixing_latents must have the same shape, got {tuple(latents.shape)} and "
-                             f"{tuple(mixing_latents.shape)}")
+            raise ValueError(
+                f"latents and mixing_latents must have the same shape, got {tuple(latents.shape)} and "
+                f"{tuple(mixing_latents.shape)}"
+            )
         given = latents if latents is not None else mixing_latents
-        batch_size = resolve_batch_size(batch_size, class_labels, given,
-                                        "latents" if latents is not None else "mixing_latents")
+        batch_size = resolve_batch_size(
+            batch_size, class_labels, given, "latents" if latents is not None else "mixing_latents"
+        )
         check_generator(generator, batch_size)
         # 2. both sets of latents (and labels), mapped to ws
         latents = self._prepare_latents(batch_size, generator, latents)
@@ -211,8 +220,15 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         mixing_ws = self.stylegan.map(mixing_latents, labels, truncation_psi, truncation_cutoff)
         # 3. mix, then synthesize
-        return self._finish(mix_styles(ws, mixing_ws, crossover_layer), latents, noise_mode, generator,
-                            output_type, return_dict, labels)
+        return self._finish(
+            mix_styles(ws, mixing_ws, crossover_layer),
+            latents,
+            noise_mode,
+            generator,
+            output_type,
+            return_dict,
+            labels,
+        )
 
     @torch.no_grad()
     def interpolate(
@@ -257,8 +273,14 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         return self._finish(ws, latents, noise_mode, None, output_type, return_dict, labels)
 
     @torch.no_grad()
-    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", generator=None, output_type: str = "pil",
-                   return_dict: bool = True):
+    def synthesize(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        generator=None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
         r"""Images from given ws `(batch, num_ws, w_dim)`, e.g. the `ws` of an earlier output, edited.
 
         `generator` (one, or one per image) draws the noise of `noise_mode="random"`.

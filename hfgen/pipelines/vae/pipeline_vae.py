@@ -131,8 +131,12 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         check_generator(generator, batch_size)
         # 2. prepare latents from the prior N(0, I)
         if latents is None:
-            latents = randn_tensor((batch_size, *self._latent_shape), generator=generator,
-                                   device=self._execution_device, dtype=self.vae.dtype)
+            latents = randn_tensor(
+                (batch_size, *self._latent_shape),
+                generator=generator,
+                device=self._execution_device,
+                dtype=self.vae.dtype,
+            )
         else:
             latents = latents.to(device=self._execution_device, dtype=self.vae.dtype)
         # 3. decode
@@ -218,8 +222,11 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         pixel_values = self._preprocess(images)
         expected = self._latent_shape
         if not isinstance(attribute_vector, torch.Tensor) or tuple(attribute_vector.shape) != expected:
-            got = tuple(attribute_vector.shape) if isinstance(attribute_vector, torch.Tensor) else \
-                type(attribute_vector).__name__
+            got = (
+                tuple(attribute_vector.shape)
+                if isinstance(attribute_vector, torch.Tensor)
+                else type(attribute_vector).__name__
+            )
             raise ValueError(f"attribute_vector must have shape {expected}, got {got}")
         # 2. encode and move along the attribute direction
         latents = self._posterior_latents(pixel_values, None, False)
