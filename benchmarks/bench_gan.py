@@ -98,11 +98,12 @@ def quality(family: str, model_dir: str, num_samples: int, seed: int) -> dict:
         note="",
     )
     test = digits["test"].with_transform(image_transform(resolution, "L"))
-    extra = {} if family == "gan" else {"noise_mode": "const"}
 
     def sample(batch_size, labels, torch_generator):
         z = torch.randn(batch_size, generator.config.latent_dim, generator=torch_generator)
-        return generator(z, labels=labels, **extra).sample
+        if family == "gan":
+            return generator(z, labels=labels).sample
+        return generator(z, labels=labels, noise_mode="random", generator=torch_generator).sample
 
     return evaluate_generator(
         sample, evaluation, test, Accelerator(cpu=True), num_samples, seed, generator.config.num_classes

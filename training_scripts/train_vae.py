@@ -60,8 +60,11 @@ DEFAULT_TRAIN_STEPS = 440
 # built-in digits trains in about three minutes on 2 CPU cores. The latent is an eighth of the image's side, so it
 # grows with the resolution; 2 latent channels per image channel (2x4x4 for greyscale 32 px) keep the aggregate
 # posterior close enough to the N(0, I) prior that prior samples look like the data, while colour gets room of its own
-# (a 2x4x4 latent turns RGB photos into colour blobs).
-DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], norm_num_groups=8)
+# (a 2x4x4 latent turns RGB photos into colour blobs). A KL weight of 2 (a beta-VAE) pulls the posteriors closer to
+# the prior, so fewer prior samples fall between digits: on the digits 72% of samples are read confidently by the
+# digits classifier against 65% with 1, and FID 62 against 82, for 2 dB of reconstruction PSNR
+# (benchmarks/bench_vae.py).
+DEFAULT_ARCHITECTURE = dict(block_out_channels=[16, 32, 64, 64], norm_num_groups=8, kl_weight=2.0)
 LATENT_CHANNELS_PER_IMAGE_CHANNEL = 2
 
 

@@ -106,20 +106,25 @@ def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, device) -
 
 def run_protocol(evaluation: RunEvaluation, num_samples: int) -> dict:
     """How the run's numbers were measured: data, split, extractor, sample counts (for metrics.json and the card)."""
+    space = "in pixels" if evaluation.feature_extractor is None else "in the feature extractor's features"
+    diversity = f"mean pairwise Euclidean distance of the samples over that of the evaluation images, {space}"
     if evaluation.feature_extractor is None:
         return {
             "dataset": evaluation.dataset,
             "split": evaluation.split,
             "num_real_samples": len(evaluation.evaluation),
+            "num_fake_samples": num_samples,
             "distribution_metrics": evaluation.note,
+            "diversity_ratio": diversity,
         }
-    return metric_protocol(
+    protocol = metric_protocol(
         num_samples,
         len(evaluation.evaluation),
         GenerativeMetrics(evaluation.feature_extractor),
         dataset=evaluation.dataset,
         split=evaluation.split,
     )
+    return {**protocol, "diversity_ratio": diversity}
 
 
 def measure_references(evaluation: RunEvaluation, args: argparse.Namespace) -> dict | None:
