@@ -27,6 +27,7 @@ Example:
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from importlib import resources
 
@@ -172,19 +173,36 @@ def render_model_card(
     return ModelCard(content)
 
 
+# Metrics measured through a feature extractor, whose name goes into their title.
+EXTRACTOR_METRICS = {"fid", "kid_mean", "inception_score_mean", "precision", "recall"}
+
+
 def card_metrics(metrics: dict, references: dict | None, protocol: dict, names: dict) -> list[EvalMetric]:
     """The model-index entries of a run: the metrics of `names` (a key-to-title mapping) that were measured, and the
     FID of each reference, all labelled with the data and split the protocol names (never assumed)."""
     dataset = str(protocol.get("dataset") or "unknown data")
     split = protocol.get("split")
-    labels = dict(dataset_name=f"{dataset} ({split})" if split else dataset, dataset_type=dataset, dataset_split=split)
+    # A local folder is named on the card, but its type is the generic "imagefolder", not a path on someone's disk.
+    dataset_type = "imagefolder" if os.path.exists(dataset) else dataset
+    labels = dict(
+        dataset_name=f"{dataset} ({split})" if split else dataset, dataset_type=dataset_type, dataset_split=split
+    )
+    # FID and its kin mean nothing without their extractor: name it, so the Hub does not read them as Inception's.
+    extractor = protocol.get("extractor")
+
+    def title(key: str) -> str:
+        return f"{names[key]} ({extractor})" if extractor and key in EXTRACTOR_METRICS else names[key]
+
     entries = [
-        EvalMetric(name=names[key], type=key, value=float(metrics[key]), **labels) for key in names if key in metrics
+        EvalMetric(name=title(key), type=key, value=float(metrics[key]), **labels) for key in names if key in metrics
     ]
     for reference, values in (references or {}).items():
         entries.append(
             EvalMetric(
-                name=f"FID reference: {reference}", type=f"fid_{reference}", value=float(values["fid"]), **labels
+                name=f"FID ({extractor}) reference: {reference}",
+                type=f"fid_{reference}",
+                value=float(values["fid"]),
+                **labels,
             )
         )
     return entries

@@ -205,3 +205,21 @@ def test_templates_are_package_data():
     assert "hfgen.model_cards" in setuptools["packages"]
     assert setuptools["package-dir"]["hfgen.model_cards"] == "model_cards"
     assert "*.md" in setuptools["package-data"]["hfgen.model_cards"]
+
+
+def test_card_metrics_name_the_data_the_split_and_the_extractor(tmp_path):
+    from hfgen.model_card import card_metrics
+
+    protocol = {"dataset": str(tmp_path), "split": "train[held-out 4 of 30 images, seed 0]", "extractor": "dinov2"}
+    metrics = {"fid": 12.0, "psnr": 20.0, "diversity_ratio": 0.9}
+    references = {"real_train_vs_evaluation": {"fid": 3.0}}
+    names = {"fid": "FID", "psnr": "PSNR", "diversity_ratio": "diversity"}
+    entries = {entry.type: entry for entry in card_metrics(metrics, references, protocol, names)}
+    assert entries["fid"].name == "FID (dinov2)" and entries["psnr"].name == "PSNR"
+    assert entries["fid_real_train_vs_evaluation"].name == "FID (dinov2) reference: real_train_vs_evaluation"
+    # a local folder is named, but its type is the generic imagefolder, not a path on the user's disk
+    assert entries["fid"].dataset_type == "imagefolder"
+    assert entries["fid"].dataset_name == f"{tmp_path} (train[held-out 4 of 30 images, seed 0])"
+    assert entries["fid"].dataset_split == "train[held-out 4 of 30 images, seed 0]"
+    hub = card_metrics(metrics, None, {"dataset": "someone/faces", "split": "validation"}, names)
+    assert hub[0].dataset_type == "someone/faces" and hub[0].name == "FID"

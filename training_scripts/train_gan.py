@@ -86,7 +86,7 @@ def parse_args(input_args=None):
         "--d_steps_per_g_step", type=int, default=1, help="Critic updates per generator update (n_critic)."
     )
     add_gan_arguments(parser, learning_rate=2e-4, betas=(0.5, 0.999))
-    add_run_arguments(parser, output_dir="gan-digits")
+    add_run_arguments(parser, family="gan")
     parser.set_defaults(checkpointing_steps=250, validation_steps=250)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
@@ -139,7 +139,7 @@ def main(args):
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
-    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    evaluation = prepare_evaluation(args, dataset, accelerator)
     transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
     train_dataset = evaluation.train.with_transform(transform)
     eval_dataset = evaluation.evaluation.with_transform(transform)
@@ -188,7 +188,7 @@ def main(args):
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.discriminator_learning_rate, betas=betas)
     batches_per_step = args.d_steps_per_g_step * args.gradient_accumulation_steps
     batches_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    resolve_max_train_steps(args, batches_per_epoch // batches_per_step, DEFAULT_TRAIN_STEPS)
+    resolve_max_train_steps(args, batches_per_epoch, batches_per_step, DEFAULT_TRAIN_STEPS)
     # accelerate steps a prepared scheduler once per process at every step
     g_scheduler, d_scheduler = (
         get_scheduler(

@@ -79,10 +79,14 @@ def parse_args(input_args=None):
     parser.add_argument("--style_block", type=str, default="modulated", choices=["modulated", "adain"])
     parser.add_argument("--generator_architecture", type=str, default="skip", choices=["skip", "plain"])
     parser.add_argument("--discriminator_architecture", type=str, default="resnet", choices=["resnet", "plain"])
-    parser.add_argument("--r1_gamma", type=float, default=1.0,
-                        help="R1 weight gamma (0.01 to 10 depending on data). On the digits, 1 gives a lower FID and a "
-                             "higher recall than 0.1 at the same class accuracy; 4 raises recall further but costs "
-                             "class accuracy (benchmarks/README.md).")
+    parser.add_argument(
+        "--r1_gamma",
+        type=float,
+        default=1.0,
+        help="R1 weight gamma (0.01 to 10 depending on data). On the digits, 1 gives a lower FID and a "
+        "higher recall than 0.1 at the same class accuracy; 4 raises recall further but costs "
+        "class accuracy (benchmarks/README.md).",
+    )
     parser.add_argument("--pl_weight", type=float, default=2.0, help="Path-length regularisation weight (0: off).")
     parser.add_argument(
         "--pl_interval", type=int, default=4, help="Path-length regularisation every this many G steps."
@@ -91,7 +95,7 @@ def parse_args(input_args=None):
     parser.add_argument("--style_mixing_prob", type=float, default=0.9)
     add_gan_arguments(parser, learning_rate=2e-3, betas=(0.0, 0.99))
     parser.add_argument("--truncation_psi", type=float, default=1.0, help="Truncation of the saved sample grid.")
-    add_run_arguments(parser, output_dir="stylegan-digits")
+    add_run_arguments(parser, family="stylegan")
     parser.set_defaults(resolution=16, checkpointing_steps=300, validation_steps=300)
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
@@ -148,7 +152,7 @@ def main(args):
     dataset = filter_classes(dataset, args.class_filter)
     num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
-    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    evaluation = prepare_evaluation(args, dataset, accelerator)
     transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
     train_dataset = evaluation.train.with_transform(transform)
     eval_dataset = evaluation.evaluation.with_transform(transform)
@@ -193,7 +197,7 @@ def main(args):
     )
     batches_per_step = args.gradient_accumulation_steps
     batches_per_epoch = -(-len(train_dataloader) // accelerator.num_processes)
-    resolve_max_train_steps(args, batches_per_epoch // batches_per_step, DEFAULT_TRAIN_STEPS)
+    resolve_max_train_steps(args, batches_per_epoch, batches_per_step, DEFAULT_TRAIN_STEPS)
     g_scheduler, d_scheduler = (
         get_scheduler(
             args.lr_scheduler,

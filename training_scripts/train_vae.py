@@ -97,7 +97,7 @@ def parse_args(input_args=None):
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
     # seed, schedule, checkpoints, validation, logging, Hub
-    add_run_arguments(parser, output_dir="vae-digits")
+    add_run_arguments(parser, family="vae")
     parser.set_defaults(
         lr_scheduler="cosine", lr_warmup_steps=20, max_grad_norm=1.0, checkpointing_steps=200, validation_steps=200
     )
@@ -133,6 +133,11 @@ def build_model(args) -> hfgen.VAEModel:
         raise ValueError(
             f"the model takes {model.config.in_channels}-channel images but --color_mode {args.color_mode} gives "
             f"{channels}"
+        )
+    if model.config.sample_size != args.resolution:
+        raise ValueError(
+            f"the model makes {model.config.sample_size}px images but --resolution is {args.resolution}: pass "
+            f"--resolution {model.config.sample_size}"
         )
     if args.kl_weight is not None:
         model.config.kl_weight = args.kl_weight
@@ -174,9 +179,10 @@ def evaluate(model, evaluation, eval_dataset, args, accelerator) -> dict:
         originals.append(pixel_values)
         reconstructions.append(output.sample.clamp(-1, 1))
         kl_terms.append(output.latent_dist.kl())
-    originals = torch.cat(gather_object([torch.cat(originals).cpu()]))
-    reconstructions = torch.cat(gather_object([torch.cat(reconstructions).cpu()]))
-    kl_terms = torch.cat(gather_object([torch.cat(kl_terms).cpu()]))
+    # Lists of batches are gathered, then joined: a process's share may be empty.
+    originals = torch.cat(gather_object([batch.cpu() for batch in originals]))
+    reconstructions = torch.cat(gather_object([batch.cpu() for batch in reconstructions]))
+    kl_terms = torch.cat(gather_object([batch.cpu() for batch in kl_terms]))
     metrics = {
         "psnr": psnr(reconstructions, originals).item(),
         "ssim": ssim(reconstructions, originals).item(),
@@ -206,7 +212,7 @@ def main(args):
     )
     dataset = filter_classes(dataset, args.class_filter)
     # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
-    evaluation = prepare_evaluation(args, dataset, accelerator.device)
+    evaluation = prepare_evaluation(args, dataset, accelerator)
     transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
     train_dataset = evaluation.train.with_transform(transform)
     eval_dataset = evaluation.evaluation.with_transform(transform)
@@ -242,7 +248,7 @@ def main(args):
         weight_decay=args.adam_weight_decay,
     )
     updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    resolve_max_train_steps(args, updates_per_epoch, DEFAULT_TRAIN_STEPS)
+    resolve_max_train_steps(args, updates_per_epoch, 1, DEFAULT_TRAIN_STEPS)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     lr_scheduler = get_scheduler(
         args.lr_scheduler,
@@ -355,24 +361,25 @@ def save_hub_folder(vae, args, evaluation, evaluation_images, metrics, reference
     grid = make_image_grid(samples + originals + blank + reconstructions + blank, rows=8, cols=8)
     size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
     grid.resize((8 * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
+    recorded = recordable_arguments(args)  # every value the card shows comes from the redacted record
     record = write_run_record(
         output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples)
     )
     dataset = evaluation.dataset
     card = render_model_card(
         family="vae",
-        model_name=args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
+        model_name=recorded["hub_model_id"] or os.path.basename(os.path.abspath(recorded["output_dir"])),
         metrics=card_metrics(metrics, references, record["protocol"], CARD_METRIC_NAMES),
         pipeline_tag="unconditional-image-generation",
-        datasets=[dataset] if args.train_data_dir is None else [],
+        datasets=[dataset] if not os.path.exists(dataset) else [],  # Hub ids only, not local paths
         tags=["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"],
         template_values={
-            "repo_id_or_path": args.hub_model_id or output_dir,
+            "repo_id_or_path": recorded["hub_model_id"] or recorded["output_dir"],
             "protocol": record["protocol"],
             "references": references,
-            "training_args": recordable_arguments(args),
+            "training_args": recorded,
             "samples_image": "samples.png",
-            "base_model": args.pretrained_model_name_or_path,
+            "base_model": recorded["pretrained_model_name_or_path"],
             "dataset": dataset,
             "global_step": run["step"],
         },

@@ -54,6 +54,7 @@ class RunEvaluation:
         feature_extractor (`torch.nn.Module` or `None`): the extractor of FID / KID / precision / recall; None when
             there is none for this data (then `note` says so and only the other metrics are measured).
         note (`str`): one line on which extractor is used, or why there is none.
+        metrics_model (`str` or `None`): `--metrics_model`, the backbone's name or folder.
     """
 
     dataset: str
@@ -62,6 +63,7 @@ class RunEvaluation:
     evaluation: object
     feature_extractor: torch.nn.Module | None
     note: str
+    metrics_model: str | None = None
 
     @property
     def reads_digit_classes(self) -> bool:
@@ -90,10 +92,28 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, device) -> RunEvaluation:
-    """Split off the evaluation images and pick the feature extractor for this run's data."""
+# Fewest real images the distribution metrics can use: precision / recall need more than k = 3 neighbours.
+MIN_EVALUATION_IMAGES = 4
+
+
+def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, accelerator) -> RunEvaluation:
+    """Split off the evaluation images and pick the feature extractor for this run's data; a split too small for the
+    metrics (or for every process to get a share) is a one-line error before training, not a crash after it."""
     splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
-    extractor, note = resolve_feature_extractor(args.metrics_model, args.dataset_name, args.train_data_dir, device)
+    needed = max(MIN_EVALUATION_IMAGES, accelerator.num_processes)
+    if len(splits.evaluation) < needed:
+        raise ValueError(
+            f"the evaluation split ({splits.name}) holds {len(splits.evaluation)} images; the metrics of "
+            f"{accelerator.num_processes} process(es) need at least {needed}: raise --validation_split or add images"
+        )
+    if args.num_eval_samples < accelerator.num_processes:
+        raise ValueError(
+            f"--num_eval_samples {args.num_eval_samples} leaves some of the {accelerator.num_processes} processes "
+            "without samples to measure: raise it"
+        )
+    extractor, note = resolve_feature_extractor(
+        args.metrics_model, args.dataset_name, args.train_data_dir, accelerator.device
+    )
     return RunEvaluation(
         dataset=args.train_data_dir or args.dataset_name,
         split=splits.name,
@@ -101,6 +121,7 @@ def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, device) -
         evaluation=splits.evaluation,
         feature_extractor=extractor,
         note=note,
+        metrics_model=args.metrics_model,
     )
 
 
@@ -124,27 +145,28 @@ def run_protocol(evaluation: RunEvaluation, num_samples: int) -> dict:
         dataset=evaluation.dataset,
         split=evaluation.split,
     )
-    return {**protocol, "diversity_ratio": diversity}
+    extractor = "digits classifier" if evaluation.reads_digit_classes else evaluation.metrics_model
+    return {**protocol, "extractor": extractor, "diversity_ratio": diversity}
 
 
 def measure_references(evaluation: RunEvaluation, args: argparse.Namespace) -> dict | None:
     """Real training images against the evaluation images, and the training mean plus noise, read with the run's
     extractor and sample count; None without an extractor. Main process only (a few seconds on a CPU)."""
-    if evaluation.feature_extractor is None:
-        return None
     num_train = min(len(evaluation.train), MAX_REFERENCE_TRAIN_IMAGES)
+    if evaluation.feature_extractor is None or num_train < MIN_EVALUATION_IMAGES:
+        return None
     train_images = images_as_tensor(
         evaluation.train, args.resolution, args.color_mode, num_images=num_train, seed=args.seed
     )
     eval_images = images_as_tensor(evaluation.evaluation, args.resolution, args.color_mode)
     device = next(evaluation.feature_extractor.parameters()).device
-    return reference_metrics(
-        train_images.to(device),
-        eval_images.to(device),
-        evaluation.feature_extractor,
-        num_samples=min(args.num_eval_samples, num_train),
-        seed=0,
+    # A reference drawn from fewer training images than the model's samples reads worse for that alone (FID and KID
+    # depend on the sample count): each entry records its count.
+    num_samples = min(args.num_eval_samples, num_train)
+    references = reference_metrics(
+        train_images.to(device), eval_images.to(device), evaluation.feature_extractor, num_samples=num_samples, seed=0
     )
+    return {name: {**values, "num_fake_samples": num_samples} for name, values in references.items()}
 
 
 def evaluation_batches(dataset, batch_size: int):

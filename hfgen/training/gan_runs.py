@@ -204,24 +204,25 @@ def save_gan_folder(
     size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
     grid = make_image_grid(samples, rows=8, cols=grid_columns)
     grid.resize((grid_columns * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
+    recorded = recordable_arguments(args)  # every value the card shows comes from the redacted record
     record = write_run_record(
         output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples)
     )
     dataset = evaluation.dataset
     card = render_model_card(
         family=family,
-        model_name=args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
+        model_name=recorded["hub_model_id"] or os.path.basename(os.path.abspath(recorded["output_dir"])),
         metrics=card_metrics(metrics, references, record["protocol"], GAN_CARD_METRIC_NAMES),
         pipeline_tag="unconditional-image-generation",
-        datasets=[dataset] if args.train_data_dir is None else [],
+        datasets=[dataset] if not os.path.exists(dataset) else [],  # Hub ids only, not local paths
         tags=tags,
         template_values={
-            "repo_id_or_path": args.hub_model_id or output_dir,
+            "repo_id_or_path": recorded["hub_model_id"] or recorded["output_dir"],
             "protocol": record["protocol"],
             "references": references,
-            "training_args": recordable_arguments(args),
+            "training_args": recorded,
             "samples_image": "samples.png",
-            "base_model": args.pretrained_model_name_or_path,
+            "base_model": recorded["pretrained_model_name_or_path"],
             "dataset": dataset,
             "global_step": run["step"],
             "config": pipeline.components[next(iter(pipeline.components))].config,

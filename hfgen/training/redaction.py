@@ -37,6 +37,12 @@ def redact_value(value, secrets: list[str]):
     return value
 
 
+def secret_values(args: argparse.Namespace | dict) -> list[str]:
+    """The values of the set arguments named like a secret."""
+    arguments = vars(args) if isinstance(args, argparse.Namespace) else args
+    return [value for name, value in arguments.items() if is_secret_name(name) and isinstance(value, str) and value]
+
+
 def recordable_arguments(args: argparse.Namespace | dict) -> dict:
     """A copy of the run's arguments that is safe to write anywhere.
 
@@ -46,7 +52,7 @@ def recordable_arguments(args: argparse.Namespace | dict) -> dict:
     still shows that no token was passed.
     """
     arguments = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
-    secrets = [value for name, value in arguments.items() if is_secret_name(name) and isinstance(value, str) and value]
+    secrets = secret_values(arguments)
     return {
         name: (REDACTED if value is not None else None) if is_secret_name(name) else redact_value(value, secrets)
         for name, value in arguments.items()

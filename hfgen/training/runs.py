@@ -5,11 +5,13 @@ import argparse
 import json
 import math
 import os
+import pickle
 
 import numpy as np
 import torch
 from diffusers.utils import make_image_grid
 from PIL import Image
+from safetensors import SafetensorError
 
 from ..data.images import MAX_RESOLUTION, MIN_RESOLUTION
 from .cli import check_flag_ranges
@@ -58,8 +60,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, builtin: str) -> None:
     add_evaluation_arguments(parser)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
-    """Seed, schedule length, checkpoints, validation, logging, precision and Hub flags, as in train_vae.py."""
+def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
+    """Seed, schedule length, checkpoints, validation, logging, precision and Hub flags, as in train_vae.py; the
+    output folder defaults to `<family>-<data>` (e.g. `vae-digits`, `gan-my_faces`)."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
     parser.add_argument(
@@ -87,7 +90,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, output_dir: str) -> None:
         choices=["no", "fp16", "bf16"],
         help="Overrides the accelerate config; keep fp32 on CPUs.",
     )
-    parser.add_argument("--output_dir", type=str, default=output_dir)
+    parser.add_argument(
+        "--output_dir",
+        type=str,
+        default=None,
+        help=f"Where the run writes; by default {family}-<data name>, e.g. {family}-digits.",
+    )
+    parser.set_defaults(output_dir_prefix=family)
     parser.add_argument("--checkpointing_steps", type=int, default=500)
     parser.add_argument("--checkpoints_total_limit", type=int, default=2)
     parser.add_argument(
@@ -135,7 +144,7 @@ RUN_FLAG_RANGES = {
     "validation_steps": (1, None, "closed"),
     "num_train_epochs": (1, None, "closed"),
     "num_validation_images": (1, None, "closed"),
-    "num_eval_samples": (1, None, "closed"),
+    "num_eval_samples": (4, None, "closed"),  # precision / recall need more than k = 3 samples
     "max_train_steps": (1, None, "closed"),
     "checkpoints_total_limit": (1, None, "closed"),
     "lr_warmup_steps": (0, None, "closed"),
@@ -154,6 +163,11 @@ def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespac
     if args.dataset_name is None and args.train_data_dir is None:
         args.dataset_name = args.builtin_dataset
     del args.builtin_dataset
+    if args.output_dir is None:
+        # named after the data, so a model of someone's faces is not published as "...-digits"
+        data = os.path.basename(os.path.normpath(args.train_data_dir or args.dataset_name))
+        args.output_dir = f"{args.output_dir_prefix}-{data}"
+    del args.output_dir_prefix
 
 
 # Modes PIL uses for single-channel images: bilevel, 8-bit, with alpha, 32-bit integer and float, 16-bit.
@@ -183,13 +197,18 @@ def filter_classes(dataset, classes: list[int] | None):
     return filtered
 
 
-def resolve_max_train_steps(args: argparse.Namespace, updates_per_epoch: int, default_steps: int) -> int:
-    """`--max_train_steps`, else `--num_train_epochs` passes over the data, else the script's default number of
-    steps: a length in steps rather than epochs, so that a small folder trains as long as a large dataset does (20
-    epochs of 80 images would be 20 steps). Sets and returns `args.max_train_steps`."""
+def resolve_max_train_steps(
+    args: argparse.Namespace, batches_per_epoch: int, batches_per_step: int, default_steps: int
+) -> int:
+    """`--max_train_steps`, else `--num_train_epochs` passes over the data (of `batches_per_epoch` batches, taken
+    `batches_per_step` at a time), else the script's default number of steps: a length in steps rather than epochs,
+    so that a small folder trains as long as a large dataset does (20 epochs of 80 images would be 20 steps). Sets
+    and returns `args.max_train_steps`."""
     if args.max_train_steps is None:
         epochs = args.num_train_epochs
-        args.max_train_steps = max(1, epochs * updates_per_epoch) if epochs is not None else default_steps
+        args.max_train_steps = (
+            max(1, epochs * batches_per_epoch // batches_per_step) if epochs is not None else default_steps
+        )
     return args.max_train_steps
 
 
@@ -236,13 +255,15 @@ def write_run_record(
 ) -> dict:
     """Write `training_args.json` (every resolved flag, secrets redacted) and `metrics.json` (the run's facts, the
     metrics, their protocol (data, split, extractor) and, when measured, the references); returns the record."""
-    from .redaction import recordable_arguments
+    from .redaction import recordable_arguments, redact_value, secret_values
 
     with open(os.path.join(output_dir, "training_args.json"), "w") as f:
         json.dump(recordable_arguments(args), f, indent=2)
     record = {**run, "metrics": metrics, "protocol": protocol}
     if references is not None:
         record["references"] = references
+    # the protocol names the data as the user gave it: a token pasted into a path stays out of it too
+    record = redact_value(record, secret_values(args))
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(record, f, indent=2)
     return record
@@ -354,7 +375,7 @@ def resume_run(accelerator, output_dir: str, resume_from_checkpoint: str | None,
     logger.info(f"resuming from {path} (step {step})")
     try:
         accelerator.load_state(path)
-    except (RuntimeError, KeyError, FileNotFoundError) as error:
+    except (RuntimeError, KeyError, FileNotFoundError, EOFError, pickle.UnpicklingError, SafetensorError) as error:
         # Typically a checkpoint of another model or configuration than the one this run built.
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(

@@ -22,11 +22,17 @@ from hfgen.training.runs import resolve_color_mode, resolve_max_train_steps
 )
 def test_training_length_is_in_steps_unless_epochs_are_asked_for(given, expected):
     args = argparse.Namespace(**given)
-    assert resolve_max_train_steps(args, updates_per_epoch=2, default_steps=880) == expected == args.max_train_steps
+    assert resolve_max_train_steps(args, 2, 1, default_steps=880) == expected == args.max_train_steps
 
 
 def images_dataset(modes):
     return DatasetDict({"train": Dataset.from_dict({"image": [Image.new(mode, (8, 8)) for mode in modes]})})
+
+
+def test_epochs_are_counted_in_batches_before_grouping_them_into_steps():
+    # one batch per epoch (80 images, batch 64) and 5 discriminator batches per step: 100 epochs are 20 steps, not 0
+    args = argparse.Namespace(max_train_steps=None, num_train_epochs=100)
+    assert resolve_max_train_steps(args, 1, 5, default_steps=880) == 20
 
 
 @pytest.mark.parametrize(
@@ -65,3 +71,20 @@ def test_fixed_diffaugment_starts_at_probability_one(accelerator):
     args = argparse.Namespace(augment="diffaugment", augment_probability=None, augment_policy="color", ada_target=0.6)
     augment = make_augmentation(args, accelerator, 10)
     assert args.augment_probability == 1.0 and augment.probability == 1.0 and not augment.adaptive
+
+
+def test_the_default_output_folder_is_named_after_the_data():
+    from hfgen.training.runs import add_data_arguments, add_run_arguments, check_run_arguments
+
+    def output_dir(*flags):
+        parser = argparse.ArgumentParser()
+        add_data_arguments(parser, "hfgen/digits")
+        add_run_arguments(parser, family="gan")
+        args = parser.parse_args(list(flags))
+        check_run_arguments(parser, args)
+        return args.output_dir
+
+    assert output_dir() == "gan-digits"
+    assert output_dir("--dataset_name", "hfgen/faces") == "gan-faces"
+    assert output_dir("--train_data_dir", "/home/me/my_faces/") == "gan-my_faces"
+    assert output_dir("--train_data_dir", "x", "--output_dir", "mine") == "mine"

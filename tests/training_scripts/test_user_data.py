@@ -81,8 +81,9 @@ def test_metrics_on_a_user_folder_are_measured_and_labelled_as_that_data(
     card = ModelCard.load(output_dir / "README.md")
     reported = {entry.metric_type: entry for entry in card.data.eval_results}
     assert reported["fid"].metric_value == pytest.approx(metrics["fid"])
-    assert reported["fid"].dataset_type == str(face_folder)
+    assert reported["fid"].dataset_type == "imagefolder" and reported["fid"].dataset_name.startswith(str(face_folder))
     assert reported["fid"].dataset_split == protocol["split"]
+    assert reported["fid"].metric_name == f"FID ({tiny_backbone})"  # never read as an Inception FID
     assert f"metrics ({face_folder}, train[held-out 6 of 30" in result.stdout
     recorded = json.loads((output_dir / "training_args.json").read_text())
     # greyscale images train a greyscale model without --color_mode; 24 training images turn ADA on
