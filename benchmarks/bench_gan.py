@@ -181,7 +181,7 @@ def main(family: str = "gan"):
         )
 
     print(f"\nmodel: {os.path.abspath(args.model_dir)}")
-    print(f"protocol: {metric_protocol(args.num_samples)}\n")
+    print(f"protocol: {metric_protocol(args.num_samples, dataset='hfgen/digits', split='test')}\n")
     print("| measure | value |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")

@@ -161,7 +161,7 @@ def main():
     )
 
     print(f"\nmodel: {os.path.abspath(args.model_dir)}")
-    print(f"protocol: {metric_protocol(args.num_samples)}\n")
+    print(f"protocol: {metric_protocol(args.num_samples, dataset='hfgen/digits', split='test')}\n")
     print("| measure | value |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")

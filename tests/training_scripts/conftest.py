@@ -54,6 +54,14 @@ def tiny_model_configs(tmp_path_factory):
         num_classes=10,
         class_embedding_dim=4,
     ).save_pretrained(folder / "gan")
+    hfgen.GANConfig(
+        architecture="mlp",
+        image_size=16,
+        latent_dim=8,
+        generator_hidden_sizes=[32],
+        discriminator_hidden_sizes=[32],
+        discriminator_norm="none",
+    ).save_pretrained(folder / "mlp")
     hfgen.StyleGANConfig(
         resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8, num_classes=10
     ).save_pretrained(folder / "stylegan")

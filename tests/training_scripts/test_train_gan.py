@@ -29,30 +29,9 @@ COMMON = [
 
 
 @pytest.fixture(scope="module")
-def configs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("configs")
-    hfgen.GANConfig(
-        architecture="dcgan",
-        image_size=16,
-        latent_dim=8,
-        generator_channels=4,
-        discriminator_channels=4,
-        max_channels=16,
-        num_classes=10,
-        class_embedding_dim=4,
-    ).save_pretrained(folder / "dcgan")
-    hfgen.GANConfig(
-        architecture="mlp",
-        image_size=16,
-        latent_dim=8,
-        generator_hidden_sizes=[32],
-        discriminator_hidden_sizes=[32],
-        discriminator_norm="none",
-    ).save_pretrained(folder / "mlp")
-    hfgen.StyleGANConfig(
-        resolution=16, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8, num_classes=10
-    ).save_pretrained(folder / "stylegan")
-    return folder
+def configs(tiny_model_configs):
+    """The shared tiny configs (conftest.py): gan/ (a DCGAN), mlp/ and stylegan/ are used here."""
+    return tiny_model_configs
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +43,7 @@ def gan_run(tmp_path_factory, configs, launch_script):
         "--output_dir",
         output_dir,
         "--model_config_name_or_path",
-        configs / "dcgan",
+        configs / "gan",
         *COMMON,
         "--max_train_steps",
         "4",
@@ -181,7 +160,7 @@ def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script)
         "--output_dir",
         resumed_dir,
         "--model_config_name_or_path",
-        configs / "dcgan",
+        configs / "gan",
         *COMMON,
         "--max_train_steps",
         "4",
@@ -250,7 +229,7 @@ def test_wgan_gp_refuses_a_batch_norm_critic(tmp_path, configs, launch_script):
         "--output_dir",
         tmp_path / "bad",
         "--model_config_name_or_path",
-        configs / "dcgan",
+        configs / "gan",
         *COMMON,
         "--loss",
         "wgan-gp",
@@ -303,7 +282,7 @@ def test_a_diverging_run_stops_clearly_and_keeps_its_checkpoint(tmp_path, gan_ru
         "--output_dir",
         run_dir,
         "--model_config_name_or_path",
-        configs / "dcgan",
+        configs / "gan",
         *COMMON,
         "--max_train_steps",
         "4",

@@ -13,12 +13,9 @@ import hfgen
 
 
 @pytest.fixture(scope="module")
-def tiny_config_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_vae_config")
-    hfgen.VAEConfig(
-        in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4, latent_channels=2
-    ).save_pretrained(folder)
-    return str(folder)
+def tiny_config_dir(tiny_model_configs):
+    """The shared tiny VAE config (conftest.py): 16 px greyscale to a 2 x 8 x 8 latent."""
+    return str(tiny_model_configs / "vae")
 
 
 @pytest.fixture(scope="module")
