@@ -55,6 +55,8 @@ class RunEvaluation:
             there is none for this data (then `note` says so and only the other metrics are measured).
         note (`str`): one line on which extractor is used, or why there is none.
         metrics_model (`str` or `None`): `--metrics_model`, the backbone's name or folder.
+        classes (`list[int]` or `None`): `--class_filter`: the only labels trained, and so the only ones sampled for
+            the metrics (the evaluation images are filtered the same way); None for all.
     """
 
     dataset: str
@@ -64,6 +66,7 @@ class RunEvaluation:
     feature_extractor: torch.nn.Module | None
     note: str
     metrics_model: str | None = None
+    classes: list[int] | None = None
 
     @property
     def reads_digit_classes(self) -> bool:
@@ -122,6 +125,7 @@ def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, accelerat
         feature_extractor=extractor,
         note=note,
         metrics_model=args.metrics_model,
+        classes=getattr(args, "class_filter", None),
     )
 
 
@@ -175,9 +179,11 @@ def evaluation_batches(dataset, batch_size: int):
         yield collate_images([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
 
 
-def balanced_labels(count: int, num_classes: int, offset: int = 0) -> torch.Tensor:
-    """Labels 0, 1, ..., num_classes - 1, 0, 1, ... (starting at `offset`): every class equally often."""
-    return (torch.arange(count) + offset) % num_classes
+def balanced_labels(count: int, num_classes: int, offset: int = 0, classes: list[int] | None = None) -> torch.Tensor:
+    """Labels 0, 1, ..., num_classes - 1, 0, 1, ... (starting at `offset`): every class equally often; only those of
+    `classes` when given (a run trained on some classes is measured on them)."""
+    pool = torch.tensor(sorted(classes)) if classes else torch.arange(num_classes)
+    return pool[(torch.arange(count) + offset) % len(pool)]
 
 
 @torch.no_grad()
@@ -207,7 +213,7 @@ def evaluate_generator(
         seed (`int`):
             Seeds each process's `torch.Generator`, so the same run draws the same samples.
         num_classes (`int`):
-            0 for unconditional; otherwise labels are balanced over the classes.
+            0 for unconditional; otherwise labels are balanced over the classes (those of `evaluation.classes`).
 
     Returns:
         `dict` with `diversity_ratio` (mean pairwise distance of the samples over that of the evaluation images: 1
@@ -232,7 +238,9 @@ def evaluate_generator(
     local_samples = []
     for start in range(0, local_count, batch_size):
         count = min(batch_size, local_count - start)
-        labels = balanced_labels(count, num_classes, local_start + start).to(device) if num_classes else None
+        labels = None
+        if num_classes:
+            labels = balanced_labels(count, num_classes, local_start + start, evaluation.classes).to(device)
         images = sample(count, labels, generator).clamp(-1, 1)
         local_samples.append(images.cpu())
         if distribution is not None:
