@@ -174,6 +174,31 @@ class PipelineFolderMixin:
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `from_pretrained`, with a Hub repo id first downloaded whole by `huggingface_hub` and then loaded
+        as a local folder.
+
+        diffusers' own download step checks each component's library against the libraries it knows (diffusers,
+        transformers, ...) and refuses `hfgen.models.vae.modeling_vae` and its kind unless the repo also holds a
+        `vae/hfgen.models.vae.modeling_vae.py`; a snapshot has no such check, and loading from a folder imports the
+        component classes from the installed hfgen as usual.
+        """
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(
+                path,
+                revision=kwargs.pop("revision", None),
+                cache_dir=kwargs.pop("cache_dir", None),
+                token=kwargs.pop("token", None),
+                local_files_only=bool(kwargs.pop("local_files_only", False)),
+                force_download=bool(kwargs.pop("force_download", False)),
+                proxies=kwargs.pop("proxies", None),
+            )
+        return super().from_pretrained(path, **kwargs)
+
+    @classmethod
     def load_config(cls, pretrained_model_name_or_path, *args, **kwargs):
         """diffusers' `load_config`, after checking a local folder, with `_class_name` read back as a plain name.
 
