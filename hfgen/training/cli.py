@@ -64,7 +64,33 @@ def run_script(main, args: argparse.Namespace):
     try:
         return main(args)
     except USER_ERRORS as error:
+        close_progress_bars()
         message = " ".join(str(error).split()) or type(error).__name__
-        script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "hfgen"
-        print(f"{script}: error: {message} (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr, flush=True)
+        print(
+            f"{script_name()}: error: {message} (set {DEBUG_VARIABLE}=1 for the traceback)",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)
+    except KeyboardInterrupt:
+        close_progress_bars()
+        # Ctrl-C is a user's choice, not a failure to explain: checkpoints are complete or absent, never half-written.
+        print(
+            f"{script_name()}: interrupted; the complete checkpoints in {args.output_dir} are kept: "
+            "--resume_from_checkpoint latest continues from the newest",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(130)
+
+
+def close_progress_bars() -> None:
+    """Close the run's open tqdm bars now: left open, each redraws itself at exit, after the message that matters."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def script_name() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "hfgen"

@@ -14,18 +14,18 @@ from safetensors.torch import load_file
 
 import hfgen
 
-COMMON = [
-    "--resolution",
-    "16",
-    "--train_batch_size",
-    "16",
-    "--num_eval_samples",
-    "40",
-    "--num_validation_images",
-    "4",
-    "--report_to",
-    "none",
-]
+from .conftest import TINY_RUN
+
+COMMON = [*TINY_RUN, "--report_to", "none"]
+
+# The reference runs and their resumed copies share these: 4 steps, checkpoints and validation every 2.
+REFERENCE_RUN = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "2"]
+REFERENCE_RUN += ["--checkpoints_total_limit", "5"]
+# conditional DCGAN with ADA, EMA and lazy R1
+GAN_RUN = [*REFERENCE_RUN, "--augment", "ada", "--r1_gamma", "1", "--r1_interval", "2"]
+# conditional StyleGAN 2 with lazy R1 and path length every 2 steps, style mixing, ADA, EMA
+STYLEGAN_RUN = [*REFERENCE_RUN, "--r1_interval", "2", "--pl_interval", "2", "--style_mixing_prob", "0.5"]
+STYLEGAN_RUN += ["--augment", "ada", "--augment_probability", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +45,7 @@ def gan_run(tmp_path_factory, configs, launch_script):
         "--model_config_name_or_path",
         configs / "gan",
         *COMMON,
-        "--max_train_steps",
-        "4",
-        "--checkpointing_steps",
-        "2",
-        "--validation_steps",
-        "2",
-        "--checkpoints_total_limit",
-        "5",
-        "--augment",
-        "ada",
-        "--r1_gamma",
-        "1",
-        "--r1_interval",
-        "2",
+        *GAN_RUN,
         "--report_to",
         "tensorboard",
     )
@@ -76,24 +63,7 @@ def stylegan_run(tmp_path_factory, configs, launch_script):
         "--model_config_name_or_path",
         configs / "stylegan",
         *COMMON,
-        "--max_train_steps",
-        "4",
-        "--checkpointing_steps",
-        "2",
-        "--validation_steps",
-        "2",
-        "--checkpoints_total_limit",
-        "5",
-        "--r1_interval",
-        "2",
-        "--pl_interval",
-        "2",
-        "--style_mixing_prob",
-        "0.5",
-        "--augment",
-        "ada",
-        "--augment_probability",
-        "0.5",
+        *STYLEGAN_RUN,
     )
     return output_dir, result
 
@@ -162,20 +132,7 @@ def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script)
         "--model_config_name_or_path",
         configs / "gan",
         *COMMON,
-        "--max_train_steps",
-        "4",
-        "--checkpointing_steps",
-        "2",
-        "--validation_steps",
-        "2",
-        "--checkpoints_total_limit",
-        "5",
-        "--augment",
-        "ada",
-        "--r1_gamma",
-        "1",
-        "--r1_interval",
-        "2",
+        *GAN_RUN,
         "--resume_from_checkpoint",
         "latest",
     )
@@ -332,24 +289,7 @@ def test_stylegan_resume_continues_exactly(tmp_path, stylegan_run, configs, laun
         "--model_config_name_or_path",
         configs / "stylegan",
         *COMMON,
-        "--max_train_steps",
-        "4",
-        "--checkpointing_steps",
-        "2",
-        "--validation_steps",
-        "2",
-        "--checkpoints_total_limit",
-        "5",
-        "--r1_interval",
-        "2",
-        "--pl_interval",
-        "2",
-        "--style_mixing_prob",
-        "0.5",
-        "--augment",
-        "ada",
-        "--augment_probability",
-        "0.5",
+        *STYLEGAN_RUN,
         "--resume_from_checkpoint",
         "latest",
     )

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 import hfgen
 
+from .conftest import TINY_RUN
+
 
 @pytest.fixture(scope="module")
 def tiny_config_dir(tiny_model_configs):
@@ -27,14 +29,7 @@ def run_script(launch_script):
             output_dir,
             "--model_config_name_or_path",
             config_dir,
-            "--resolution",
-            "16",
-            "--train_batch_size",
-            "16",
-            "--num_eval_samples",
-            "40",
-            "--num_validation_images",
-            "4",
+            *TINY_RUN,
             "--report_to",
             "none",
             *extra,

@@ -5,8 +5,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -184,6 +186,36 @@ def test_resuming_from_another_models_checkpoint_is_one_line(tmp_path, tiny_mode
     )
     assert_one_line_error(result, "cannot resume from", "checkpoint-2")
     assert folder_fingerprint(finished_run) == before
+
+
+def test_ctrl_c_says_how_to_resume_and_the_run_continues(tmp_path, tiny_model_configs):
+    output_dir = tmp_path / "interrupted"
+    run = ["--output_dir", output_dir, "--model_config_name_or_path", tiny_model_configs / "vae", *TINY_RUN]
+    run += ["--checkpointing_steps", "2", "--report_to", "none"]
+    arguments = [*run, "--max_train_steps", "400"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    log_path = tmp_path / "stderr.log"  # a file, not a pipe: a full pipe would stall the run while the test waits
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "training_scripts", "train_vae.py"), *map(str, arguments)],
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+            env=environment,
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 300
+        while not (output_dir / "checkpoint-4").is_dir() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    stderr = log_path.read_text()
+    assert process.returncode == 130
+    last_line = stderr.strip().splitlines()[-1]
+    assert "interrupted" in last_line and "--resume_from_checkpoint latest" in last_line
+    assert "Traceback" not in stderr
+    result = run_directly("train_vae.py", *run, "--max_train_steps", "6", "--resume_from_checkpoint", "latest")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming from" in result.stderr and (output_dir / "model.safetensors").is_file()
 
 
 def test_a_config_with_a_negative_size_names_the_field(tmp_path, tiny_model_configs):
