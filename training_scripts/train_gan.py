@@ -14,9 +14,8 @@ each with its own optimizer and learning rate. The folder loads with `hfgen.GANP
 `hfgen.GANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)` (after `import hfgen`).
 """
 
-import contextlib
 import copy
-import json
+import functools
 import logging
 import math
 import os
@@ -24,44 +23,58 @@ import os
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
+from hfgen.data import (
+    BUILTIN_DIGITS,
+    collate_images,
+    dataset_num_classes,
+    filter_classes,
+    image_transform,
+    load_image_dataset,
+)
 from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
 from hfgen.training import save_checkpoint
-from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.ema import create_ema, update_ema
-from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
-from hfgen.training.gan_runs import (
+from hfgen.training.adversarial import (
+    GAN_CARD_METRIC_NAMES,
+    Phase,
     adapt_augmentation,
     add_gan_arguments,
     check_fits_data,
     check_gan_arguments,
+    discriminator_input,
     load_pretrained_pair,
     make_augmentation,
-    published,
-    save_gan_folder,
+    run_phase,
+    save_adversarial_weights,
 )
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
-from hfgen.training.runs import (
+from hfgen.training.arguments import (
     add_data_arguments,
     add_run_arguments,
-    check_finite,
     check_run_arguments,
-    endless_batches,
-    filter_classes,
-    finish_run,
     is_power_of_two,
-    make_accelerator,
-    make_train_dataloader,
-    random_flip,
+    print_dry_run,
     resolve_color_mode,
     resolve_max_train_steps,
+)
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
+from hfgen.training.ema import create_ema, update_ema
+from hfgen.training.evaluation import evaluate_generator, measure_references, prepare_evaluation, run_protocol
+from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
+from hfgen.training.runs import (
+    check_finite,
+    check_replicas,
+    end_run,
+    endless_batches,
+    make_accelerator,
+    make_lr_schedulers,
+    make_train_dataloader,
+    random_flip,
     resume_run,
     save_grid,
+    start_trackers,
 )
 
 logger = get_logger(__name__)
@@ -149,18 +162,7 @@ def main(args):
     set_seed(args.seed)
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
-        if accelerator.is_main_process:
-            print(
-                json.dumps(
-                    {
-                        "args": recordable_arguments(args),
-                        "model_config": generator.config.to_dict(),
-                        "num_classes": num_classes,
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
+        print_dry_run(args, accelerator, model_config=generator.config.to_dict(), num_classes=num_classes)
         return None
     if args.lora_rank:
         from peft import LoraConfig, get_peft_model
@@ -189,16 +191,7 @@ def main(args):
     batches_per_step = args.d_steps_per_g_step * args.gradient_accumulation_steps
     batches_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes)
     resolve_max_train_steps(args, batches_per_epoch, batches_per_step, DEFAULT_TRAIN_STEPS)
-    # accelerate steps a prepared scheduler once per process at every step
-    g_scheduler, d_scheduler = (
-        get_scheduler(
-            args.lr_scheduler,
-            optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=args.max_train_steps * accelerator.num_processes,
-        )
-        for optimizer in (g_optimizer, d_optimizer)
-    )
+    g_scheduler, d_scheduler = make_lr_schedulers(args, accelerator, g_optimizer, d_optimizer)
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
         accelerator.prepare(
             generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
@@ -208,10 +201,7 @@ def main(args):
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
-
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_gan", config=tracker_hyperparameters(args))
+    start_trackers(accelerator, args, "train_gan")
 
     # 4. resume: networks, optimizers, schedules, EMA, augmentation state and RNG states come back together
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -230,79 +220,71 @@ def main(args):
     latent_dim = unwrapped_generator.config.latent_dim
     d_step_count = global_step * args.d_steps_per_g_step
 
-    def see(images):
-        return augment(images) if augment is not None else images
+    # 5. the loop: --d_steps_per_g_step discriminator (critic) steps, then one generator step. R1, when on, is folded
+    # into the discriminator's main step every --r1_interval steps (hfgen/training/adversarial.py says why).
+    d_main = Phase("D main", discriminator, d_optimizer)
+    g_main = Phase("G main", generator, g_optimizer, held=unwrapped_discriminator)
 
-    # 5. the loop
+    def next_real_batch():
+        batch = next(batches)
+        real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
+        return real, batch["labels"] if num_classes else None
+
+    def d_main_loss(micro_batch, apply_r1: bool):
+        """Real images against generated ones, which get no gradient here."""
+        real, labels = micro_batch
+        with torch.no_grad():
+            z = torch.randn(real.shape[0], latent_dim, device=real.device)
+            fake = unwrapped_generator(z, labels=labels).sample
+        # R1 is taken with respect to the real images before augmentation, through it.
+        real = real.detach().requires_grad_(apply_r1)
+        real_seen = discriminator_input(real, augment)
+        fake_seen = discriminator_input(fake, augment)
+        real_logits = discriminator(real_seen, labels=labels).logits
+        fake_logits = discriminator(fake_seen, labels=labels).logits
+        loss = discriminator_loss(real_logits, fake_logits, args.loss)
+        logs = {
+            "d_loss": loss.detach(),
+            "d_real": real_logits.detach().mean(),
+            "d_fake": fake_logits.detach().mean(),
+            "real_sign": real_logits.detach().sign().mean(),
+        }
+        if args.loss == "wgan-gp":
+
+            def critic(images):
+                return discriminator(images, labels=labels).logits
+
+            loss = loss + gradient_penalty(critic, real_seen, fake_seen, weight=args.gp_weight)
+        if apply_r1:
+            loss = loss + r1_penalty(real_logits, real) * (args.r1_gamma / 2) * args.r1_interval
+        return loss, logs
+
+    def g_main_loss(micro_batch):
+        """Fool the discriminator with fresh noise and labels drawn uniformly."""
+        batch_size = micro_batch[0].shape[0]
+        z = torch.randn(batch_size, latent_dim, device=accelerator.device)
+        labels = torch.randint(0, num_classes, (batch_size,), device=accelerator.device) if num_classes else None
+        fake = generator(z, labels=labels).sample
+        loss = generator_loss(
+            unwrapped_discriminator(discriminator_input(fake, augment), labels=labels).logits, args.loss
+        )
+        return loss, {"g_loss": loss.detach()}
+
+    def guard(loss, phase_name: str):
+        check_finite(loss, f"the {phase_name} loss", global_step, args.output_dir, args.loss_limit)
+
     generator.train()
     discriminator.train()
     while global_step < args.max_train_steps:
-        # 5a. discriminator (critic) updates: real images against generated ones, which get no gradient here
         for _ in range(args.d_steps_per_g_step):
-            d_optimizer.zero_grad(set_to_none=True)
+            micro_batches = [next_real_batch() for _ in range(args.gradient_accumulation_steps)]
             apply_r1 = args.r1_gamma > 0 and d_step_count % args.r1_interval == 0
-            sign_sum, real_count = torch.zeros((), device=accelerator.device), 0
-            for micro_step in range(args.gradient_accumulation_steps):
-                batch = next(batches)
-                real = batch["pixel_values"]
-                if args.random_flip:
-                    real = random_flip(real)
-                labels = batch["labels"] if num_classes else None
-                with torch.no_grad():
-                    z = torch.randn(real.shape[0], latent_dim, device=real.device)
-                    fake = unwrapped_generator(z, labels=labels).sample
-                # R1 is taken with respect to the real images before augmentation, through it.
-                real = real.detach().requires_grad_(apply_r1)
-                real_seen = see(real)
-                # Gradients are averaged across processes once, on the last micro-batch.
-                last = micro_step == args.gradient_accumulation_steps - 1
-                with contextlib.nullcontext() if last else accelerator.no_sync(discriminator):
-                    real_logits = discriminator(real_seen, labels=labels).logits
-                    fake_logits = discriminator(see(fake), labels=labels).logits
-                    d_loss = discriminator_loss(real_logits, fake_logits, args.loss)
-                    check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
-                    total = d_loss
-                    if args.loss == "wgan-gp":
-                        total = total + gradient_penalty(
-                            lambda x, labels=labels: discriminator(x, labels=labels).logits,
-                            real_seen,
-                            see(fake),
-                            weight=args.gp_weight,
-                        )
-                    if apply_r1:
-                        # Lazy regularisation folded into the main step: every r1_interval steps, scaled up by the
-                        # interval, with a plain Adam (StyleGAN 2 appendix B: the lr / beta correction belongs only
-                        # to regularisers that take optimizer steps of their own, as in train_stylegan.py).
-                        total = total + r1_penalty(real_logits, real) * (args.r1_gamma / 2) * args.r1_interval
-                    accelerator.backward(total / args.gradient_accumulation_steps)
-                sign_sum += real_logits.detach().sign().sum()
-                real_count += real.shape[0]
-            if args.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-            d_optimizer.step()
+            d_loss_of = functools.partial(d_main_loss, apply_r1=apply_r1)
+            d_logs = run_phase(d_main, accelerator, micro_batches, d_loss_of, args.max_grad_norm, guard)
             d_step_count += 1
-            adapt_augmentation(augment, accelerator, sign_sum, real_count)
-
-        # 5b. generator update: fool the discriminator, whose weights stay out of this step
-        g_optimizer.zero_grad(set_to_none=True)
-        unwrapped_discriminator.requires_grad_(False)
-        for micro_step in range(args.gradient_accumulation_steps):
-            z = torch.randn(args.train_batch_size, latent_dim, device=accelerator.device)
-            labels = (
-                torch.randint(0, num_classes, (args.train_batch_size,), device=accelerator.device)
-                if num_classes
-                else None
-            )
-            last = micro_step == args.gradient_accumulation_steps - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(generator):
-                fake = generator(z, labels=labels).sample
-                g_loss = generator_loss(unwrapped_discriminator(see(fake), labels=labels).logits, args.loss)
-                check_finite(g_loss, "the generator loss", global_step, args.output_dir, args.loss_limit)
-                accelerator.backward(g_loss / args.gradient_accumulation_steps)
-        unwrapped_discriminator.requires_grad_(True)
-        if args.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(generator.parameters(), args.max_grad_norm)
-        g_optimizer.step()
+            real_count = sum(real.shape[0] for real, _ in micro_batches)
+            adapt_augmentation(augment, accelerator, d_logs["real_sign"] * real_count, real_count)
+        g_logs = run_phase(g_main, accelerator, micro_batches, g_main_loss, args.max_grad_norm, guard)
         g_scheduler.step()
         d_scheduler.step()
         if ema_generator is not None:
@@ -311,10 +293,10 @@ def main(args):
         global_step += 1
         progress.update(1)
         logs = {
-            "d_loss": d_loss.item(),
-            "g_loss": g_loss.item(),
-            "d_real": real_logits.mean().item(),
-            "d_fake": fake_logits.mean().item(),
+            "d_loss": d_logs["d_loss"],
+            "g_loss": g_logs["g_loss"],
+            "d_real": d_logs["d_real"],
+            "d_fake": d_logs["d_fake"],
             "lr_g": g_scheduler.get_last_lr()[0],
         }
         if augment is not None:
@@ -326,7 +308,7 @@ def main(args):
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
             validate(
-                published(ema_generator, unwrapped_generator),
+                unwrapped_generator if ema_generator is None else ema_generator,
                 evaluation,
                 eval_dataset,
                 num_classes,
@@ -337,23 +319,52 @@ def main(args):
             generator.train()
     progress.close()
 
-    # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    final_generator = published(ema_generator, unwrapped_generator)
-    return finish_run(
-        accelerator,
-        args,
-        generator,
-        measure=lambda: validate(
-            final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step
-        ),
-        save=lambda metrics, references, run: save_folder(
-            final_generator, unwrapped_discriminator, num_classes, args, evaluation, metrics, references, run
-        ),
-        evaluation=evaluation,
-        script="train_gan.py",
-        logger=logger,
-        step=global_step,
-    )
+    # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (weights,
+    # sample grid, record of the run, model card) and the upload
+    final_generator = unwrapped_generator if ema_generator is None else ema_generator
+    run_facts = check_replicas(accelerator, generator, global_step, logger)
+    metrics = validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step)
+    if accelerator.is_main_process:
+        references = measure_references(evaluation, args)
+        final_generator.eval()
+        # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
+        pipeline = hfgen.GANPipeline(gan=plain_generator(final_generator))
+        pipeline.set_progress_bar_config(disable=True)
+        keep_discriminator = args.save_discriminator and not args.lora_rank
+        save_adversarial_weights(
+            args.output_dir,
+            pipeline,
+            final_generator,
+            unwrapped_discriminator if keep_discriminator else None,
+            adapter_only=bool(args.lora_rank),
+        )
+        # samples.png: 8 rows; with classes, one column per class
+        sample_kwargs = {"class_labels": [i % num_classes for i in range(8 * num_classes)]} if num_classes else {}
+        seeded = torch.Generator(device="cpu").manual_seed(args.seed)
+        samples = pipeline(batch_size=8 * (num_classes or 8), generator=seeded, **sample_kwargs).images
+        save_card_grid(samples, args.output_dir, columns=num_classes or 8)
+        record = write_run_record(
+            args, metrics, references, run_facts, run_protocol(evaluation, args.num_eval_samples)
+        )
+        config = pipeline.gan.config
+        write_model_card(
+            args,
+            "gan",
+            record,
+            GAN_CARD_METRIC_NAMES,
+            tags=["gan", config.architecture, args.loss]
+            + (["conditional-gan"] if num_classes else [])
+            + (["lora"] if args.lora_rank else []),
+            config=config,
+            lora=bool(args.lora_rank),
+            has_discriminator=keep_discriminator,
+            sample_kwargs=sample_kwargs,
+        )
+        print_run_summary(args.output_dir, evaluation, metrics)
+        if args.push_to_hub:
+            push_folder(args, "train_gan.py", logger)
+    end_run(accelerator)
+    return metrics
 
 
 def plain_generator(generator_model):
@@ -361,16 +372,6 @@ def plain_generator(generator_model):
     if hasattr(generator_model, "merge_and_unload"):
         return copy.deepcopy(generator_model).merge_and_unload()
     return generator_model
-
-
-def sampler(generator_model, num_classes: int):
-    """`sample(batch_size, labels, torch_generator)` for `evaluate_generator`, in eval mode."""
-
-    def sample(batch_size, labels, torch_generator):
-        z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
-        return generator_model(z.to(generator_model.device), labels=labels).sample
-
-    return sample
 
 
 @torch.no_grad()
@@ -386,56 +387,20 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
         images = pipeline(
             batch_size=count, class_labels=labels, generator=torch.Generator(device="cpu").manual_seed(args.seed)
         ).images
-        save_grid(
-            images,
-            os.path.join(args.output_dir, "validation"),
-            "samples",
-            accelerator,
-            step,
-            columns=num_classes or None,
-        )
+        folder = os.path.join(args.output_dir, "validation")
+        save_grid(images, folder, "samples", accelerator, step, columns=num_classes or None)
+
+    def sample(batch_size, labels, torch_generator):
+        z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
+        return generator_model(z.to(generator_model.device), labels=labels).sample
+
     metrics = evaluate_generator(
-        sampler(generator_model, num_classes),
-        evaluation,
-        eval_dataset,
-        accelerator,
-        args.num_eval_samples,
-        args.seed,
-        num_classes,
+        sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed, num_classes
     )
     accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
     return metrics
-
-
-def save_folder(generator_model, discriminator, num_classes: int, args, evaluation, metrics, references, run):
-    generator_model.eval()
-    sample_kwargs = {"class_labels": [i % num_classes for i in range(8 * num_classes)]} if num_classes else {}
-    # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
-    pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
-    config = pipeline.gan.config
-    tags = (
-        ["gan", config.architecture, args.loss]
-        + (["conditional-gan"] if num_classes else [])
-        + (["lora"] if args.lora_rank else [])
-    )
-    save_gan_folder(
-        args.output_dir,
-        pipeline,
-        generator_model,
-        discriminator if args.save_discriminator and not args.lora_rank else None,
-        args,
-        metrics,
-        references,
-        run,
-        family="gan",
-        tags=tags,
-        sample_kwargs=sample_kwargs,
-        evaluation=evaluation,
-        save_pipeline=not args.lora_rank,
-        grid_columns=num_classes or 8,
-    )
 
 
 if __name__ == "__main__":

@@ -13,54 +13,66 @@ regularisation, and an EMA of the generator. The folder loads with `hfgen.StyleG
 `hfgen.StyleGANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)`.
 """
 
-import contextlib
 import copy
-import json
 import logging
 import os
 
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, collate_images, dataset_num_classes, image_transform, load_image_dataset
+from hfgen.data import (
+    BUILTIN_DIGITS,
+    collate_images,
+    dataset_num_classes,
+    filter_classes,
+    image_transform,
+    load_image_dataset,
+)
 from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
 from hfgen.training import save_checkpoint
-from hfgen.training.adversarial import lazy_regularised_adam
-from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.ema import create_ema, update_ema
-from hfgen.training.evaluation import evaluate_generator, prepare_evaluation
-from hfgen.training.gan_runs import (
+from hfgen.training.adversarial import (
+    GAN_CARD_METRIC_NAMES,
+    Phase,
     adapt_augmentation,
     add_gan_arguments,
     check_fits_data,
     check_gan_arguments,
+    discriminator_input,
+    lazy_regularised_adam,
     load_pretrained_pair,
     make_augmentation,
-    published,
-    save_gan_folder,
+    run_phase,
+    save_adversarial_weights,
 )
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
-from hfgen.training.runs import (
+from hfgen.training.arguments import (
     add_data_arguments,
     add_run_arguments,
-    check_finite,
     check_run_arguments,
-    endless_batches,
-    filter_classes,
-    finish_run,
     is_power_of_two,
-    make_accelerator,
-    make_train_dataloader,
-    random_flip,
+    print_dry_run,
     resolve_color_mode,
     resolve_max_train_steps,
+)
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
+from hfgen.training.ema import create_ema, update_ema
+from hfgen.training.evaluation import evaluate_generator, measure_references, prepare_evaluation, run_protocol
+from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
+from hfgen.training.runs import (
+    check_finite,
+    check_replicas,
+    end_run,
+    endless_batches,
+    make_accelerator,
+    make_lr_schedulers,
+    make_train_dataloader,
+    random_flip,
     resume_run,
     save_grid,
+    start_trackers,
 )
 
 logger = get_logger(__name__)
@@ -162,18 +174,7 @@ def main(args):
     set_seed(args.seed)
     generator, discriminator = build_models(args, num_classes)
     if args.dry_run:
-        if accelerator.is_main_process:
-            print(
-                json.dumps(
-                    {
-                        "args": recordable_arguments(args),
-                        "model_config": generator.config.to_dict(),
-                        "num_classes": num_classes,
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
+        print_dry_run(args, accelerator, model_config=generator.config.to_dict(), num_classes=num_classes)
         return None
     if args.lora_rank:
         from peft import LoraConfig, get_peft_model
@@ -198,15 +199,7 @@ def main(args):
     batches_per_step = args.gradient_accumulation_steps
     batches_per_epoch = -(-len(train_dataloader) // accelerator.num_processes)
     resolve_max_train_steps(args, batches_per_epoch, batches_per_step, DEFAULT_TRAIN_STEPS)
-    g_scheduler, d_scheduler = (
-        get_scheduler(
-            args.lr_scheduler,
-            optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=args.max_train_steps * accelerator.num_processes,
-        )
-        for optimizer in (g_optimizer, d_optimizer)
-    )
+    g_scheduler, d_scheduler = make_lr_schedulers(args, accelerator, g_optimizer, d_optimizer)
     generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler = (
         accelerator.prepare(
             generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
@@ -220,10 +213,7 @@ def main(args):
     path_length_state = torch.nn.Module()
     path_length_state.register_buffer("mean", torch.zeros((), device=accelerator.device))
     accelerator.register_for_checkpointing(path_length_state)
-
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_stylegan", config=tracker_hyperparameters(args))
+    start_trackers(accelerator, args, "train_stylegan")
 
     # 4. resume: networks, optimizers, schedules, EMA, augmentation and path-length state, RNG states
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -240,103 +230,95 @@ def main(args):
     unwrapped_generator = accelerator.unwrap_model(generator)
     unwrapped_discriminator = accelerator.unwrap_model(discriminator)
     config = unwrapped_generator.config
-    num_ws = config.num_ws
 
-    def see(images):
-        return augment(images) if augment is not None else images
+    # 5. the loop, in StyleGAN 2's four phases. Each lazy regulariser is its own optimizer step every N iterations,
+    # its loss scaled by N (the optimizers above are corrected for the extra steps); a disabled regulariser (weight 0)
+    # never runs.
+    d_main = Phase("D main", discriminator, d_optimizer)
+    d_reg = Phase("D R1", discriminator, d_optimizer, interval=d_interval)
+    g_main = Phase("G main", generator, g_optimizer, held=unwrapped_discriminator)
+    g_reg = Phase("G path length", generator, g_optimizer, interval=g_interval, held=unwrapped_discriminator)
 
-    def accumulating(model, micro_step: int):
-        """Gradients are averaged across processes once per optimizer step, on the last micro-batch."""
-        last = micro_step == args.gradient_accumulation_steps - 1
-        return contextlib.nullcontext() if last else accelerator.no_sync(model)
-
-    def step_optimizer(optimizer, model):
-        if args.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
+    def next_real_batch():
+        batch = next(batches)
+        real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
+        return real, batch["labels"] if num_classes else None
 
     def generate(model, z, labels):
         """Images and their ws from `model` (the DDP replica or the plain module), with style mixing regularisation:
         with probability style_mixing_prob, a second z takes over from a random layer on."""
         mixing = {}
         if torch.rand(()) < args.style_mixing_prob:
-            mixing = {"crossover_layer": int(torch.randint(1, num_ws, ())), "mixing_latents": torch.randn_like(z)}
+            mixing = {
+                "crossover_layer": int(torch.randint(1, config.num_ws, ())),
+                "mixing_latents": torch.randn_like(z),
+            }
         output = model(z, labels=labels, **mixing)
         return output.sample, output.ws
 
-    # 5. the loop, in StyleGAN 2's four phases. Lazy regularisation runs each regulariser as its own optimizer step
-    # every N iterations, its loss scaled by N (the optimizers above are corrected for the extra steps); a disabled
-    # regulariser (weight 0) simply never runs.
+    def d_main_loss(micro_batch):
+        """Logistic loss on real images against generated ones, which get no gradient here."""
+        real, labels = micro_batch
+        with torch.no_grad():
+            z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
+            fake, _ = generate(unwrapped_generator, z, labels)
+        real_logits = discriminator(discriminator_input(real, augment), labels=labels).logits
+        fake_logits = discriminator(discriminator_input(fake, augment), labels=labels).logits
+        loss = discriminator_loss(real_logits, fake_logits, "non-saturating")
+        logs = {
+            "d_loss": loss.detach(),
+            "d_real": real_logits.detach().mean(),
+            "d_fake": fake_logits.detach().mean(),
+            "real_sign": real_logits.detach().sign().mean(),
+        }
+        return loss, logs
+
+    def d_reg_loss(micro_batch):
+        """R1 on the same real images, with respect to them before augmentation."""
+        real, labels = micro_batch
+
+        def discriminate(images):
+            return discriminator(images, labels=labels).logits
+
+        r1, logits = augmented_r1_penalty(discriminate, real, augment)
+        # The zero term puts every parameter in the graph, as data-parallel training needs (R1 gives the last
+        # layer's bias no gradient).
+        return r1 * (args.r1_gamma / 2) * d_interval + 0 * logits.sum(), {"r1_penalty": r1.detach()}
+
+    def g_main_loss(micro_batch):
+        """Non-saturating loss with style mixing, for the labels of the real micro-batch."""
+        real, labels = micro_batch
+        z = torch.randn(real.shape[0], config.latent_dim, device=accelerator.device)
+        fake, _ = generate(generator, z, labels)
+        logits = unwrapped_discriminator(discriminator_input(fake, augment), labels=labels).logits
+        loss = generator_loss(logits, "non-saturating")
+        return loss, {"g_loss": loss.detach()}
+
+    def g_reg_loss(micro_batch):
+        """Path length on a --pl_batch_shrink times smaller batch; updates the running mean of path lengths."""
+        real, labels = micro_batch
+        pl_batch = max(1, real.shape[0] // args.pl_batch_shrink)
+        z = torch.randn(pl_batch, config.latent_dim, device=accelerator.device)
+        images, ws = generate(generator, z, None if labels is None else labels[:pl_batch])
+        penalty, new_mean = path_length_penalty(images, ws, path_length_state.mean)
+        path_length_state.mean.copy_(accelerator.reduce(new_mean, reduction="mean"))
+        return penalty * args.pl_weight * g_interval + 0 * images.sum(), {"path_length_penalty": penalty.detach()}
+
+    def guard(loss, phase_name: str):
+        check_finite(loss, f"the {phase_name} loss", global_step, args.output_dir, args.loss_limit)
+
     generator.train()
     discriminator.train()
     while global_step < args.max_train_steps:
-        logs = {}
-        # 5a. D main: logistic loss on real images against generated ones (no gradient to G)
-        d_optimizer.zero_grad(set_to_none=True)
-        sign_sum, real_count = torch.zeros((), device=accelerator.device), 0
-        micro_batches = []
-        for micro_step in range(args.gradient_accumulation_steps):
-            batch = next(batches)
-            real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
-            labels = batch["labels"] if num_classes else None
-            micro_batches.append((real, labels))
-            with torch.no_grad():
-                z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
-                fake, _ = generate(unwrapped_generator, z, labels)
-            with accumulating(discriminator, micro_step):
-                real_logits = discriminator(see(real), labels=labels).logits
-                fake_logits = discriminator(see(fake), labels=labels).logits
-                d_loss = discriminator_loss(real_logits, fake_logits, "non-saturating")
-                check_finite(d_loss, "the discriminator loss", global_step, args.output_dir, args.loss_limit)
-                accelerator.backward(d_loss / args.gradient_accumulation_steps)
-            sign_sum += real_logits.detach().sign().sum()
-            real_count += real.shape[0]
-        step_optimizer(d_optimizer, discriminator)
-        adapt_augmentation(augment, accelerator, sign_sum, real_count)
-
-        # 5b. D regulariser: R1 on the same real images, with respect to them before augmentation
-        if d_interval and global_step % d_interval == 0:
-            d_optimizer.zero_grad(set_to_none=True)
-            for micro_step, (real, labels) in enumerate(micro_batches):
-                with accumulating(discriminator, micro_step):
-                    r1, logits = augmented_r1_penalty(
-                        lambda images, labels=labels: discriminator(images, labels=labels).logits, real, augment
-                    )
-                    logs["r1_penalty"] = r1.item()
-                    # The zero term puts every parameter in the graph, as data-parallel training needs (R1 gives
-                    # the last layer's bias no gradient).
-                    loss = r1 * (args.r1_gamma / 2) * d_interval + 0 * logits.sum()
-                    accelerator.backward(loss / args.gradient_accumulation_steps)
-            step_optimizer(d_optimizer, discriminator)
-
-        # 5c. G main: non-saturating loss with style mixing; D's weights stay out of it
-        g_optimizer.zero_grad(set_to_none=True)
-        unwrapped_discriminator.requires_grad_(False)
-        for micro_step, (real, labels) in enumerate(micro_batches):
-            z = torch.randn(real.shape[0], config.latent_dim, device=accelerator.device)
-            with accumulating(generator, micro_step):
-                fake, _ = generate(generator, z, labels)
-                g_loss = generator_loss(unwrapped_discriminator(see(fake), labels=labels).logits, "non-saturating")
-                check_finite(g_loss, "the generator loss", global_step, args.output_dir, args.loss_limit)
-                accelerator.backward(g_loss / args.gradient_accumulation_steps)
-        unwrapped_discriminator.requires_grad_(True)
-        step_optimizer(g_optimizer, generator)
-
-        # 5d. G regulariser: path length on a smaller batch
-        if g_interval and global_step % g_interval == 0:
-            g_optimizer.zero_grad(set_to_none=True)
-            for micro_step, (real, labels) in enumerate(micro_batches):
-                pl_batch = max(1, real.shape[0] // args.pl_batch_shrink)
-                z = torch.randn(pl_batch, config.latent_dim, device=accelerator.device)
-                with accumulating(generator, micro_step):
-                    pl_images, pl_ws = generate(generator, z, None if labels is None else labels[:pl_batch])
-                    penalty, new_mean = path_length_penalty(pl_images, pl_ws, path_length_state.mean)
-                    path_length_state.mean.copy_(accelerator.reduce(new_mean, reduction="mean"))
-                    logs["path_length_penalty"] = penalty.item()
-                    loss = penalty * args.pl_weight * g_interval + 0 * pl_images.sum()
-                    accelerator.backward(loss / args.gradient_accumulation_steps)
-            step_optimizer(g_optimizer, generator)
-
+        micro_batches = [next_real_batch() for _ in range(args.gradient_accumulation_steps)]
+        logs = run_phase(d_main, accelerator, micro_batches, d_main_loss, args.max_grad_norm, guard)
+        real_count = sum(real.shape[0] for real, _ in micro_batches)
+        adapt_augmentation(augment, accelerator, logs.pop("real_sign") * real_count, real_count)
+        if d_reg.is_due(global_step):
+            logs.update(run_phase(d_reg, accelerator, micro_batches, d_reg_loss, args.max_grad_norm))
+        logs.update(run_phase(g_main, accelerator, micro_batches, g_main_loss, args.max_grad_norm, guard))
+        if g_reg.is_due(global_step):
+            logs.update(run_phase(g_reg, accelerator, micro_batches, g_reg_loss, args.max_grad_norm))
         g_scheduler.step()
         d_scheduler.step()
         if ema_generator is not None:
@@ -344,15 +326,7 @@ def main(args):
 
         global_step += 1
         progress.update(1)
-        logs.update(
-            {
-                "d_loss": d_loss.item(),
-                "g_loss": g_loss.item(),
-                "d_real": real_logits.mean().item(),
-                "d_fake": fake_logits.mean().item(),
-                "path_length_mean": path_length_state.mean.item(),
-            }
-        )
+        logs["path_length_mean"] = path_length_state.mean.item()
         if augment is not None:
             logs["augment_p"] = augment.probability
         progress.set_postfix(d_loss=f"{logs['d_loss']:.3f}", g_loss=f"{logs['g_loss']:.3f}")
@@ -362,7 +336,7 @@ def main(args):
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
             validate(
-                published(ema_generator, unwrapped_generator),
+                unwrapped_generator if ema_generator is None else ema_generator,
                 evaluation,
                 eval_dataset,
                 num_classes,
@@ -373,23 +347,54 @@ def main(args):
             generator.train()
     progress.close()
 
-    # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    final_generator = published(ema_generator, unwrapped_generator)
-    return finish_run(
-        accelerator,
-        args,
-        generator,
-        measure=lambda: validate(
-            final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step
-        ),
-        save=lambda metrics, references, run: save_folder(
-            final_generator, unwrapped_discriminator, num_classes, args, evaluation, metrics, references, run
-        ),
-        evaluation=evaluation,
-        script="train_stylegan.py",
-        logger=logger,
-        step=global_step,
-    )
+    # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (weights,
+    # sample grid, record of the run, model card) and the upload
+    final_generator = unwrapped_generator if ema_generator is None else ema_generator
+    run_facts = check_replicas(accelerator, generator, global_step, logger)
+    metrics = validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step)
+    if accelerator.is_main_process:
+        references = measure_references(evaluation, args)
+        final_generator.eval()
+        # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached samples.
+        sampling_model = copy.deepcopy(plain_generator(final_generator)) if args.lora_rank else final_generator
+        pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
+        pipeline.set_progress_bar_config(disable=True)
+        keep_discriminator = args.save_discriminator and not args.lora_rank
+        save_adversarial_weights(
+            args.output_dir,
+            pipeline,
+            final_generator,
+            unwrapped_discriminator if keep_discriminator else None,
+            adapter_only=bool(args.lora_rank),
+        )
+        # samples.png: 8 rows; with classes, one column per class
+        sample_kwargs = {"truncation_psi": args.truncation_psi, "noise_mode": "const"}
+        if num_classes:
+            sample_kwargs["class_labels"] = [i % num_classes for i in range(8 * num_classes)]
+        seeded = torch.Generator(device="cpu").manual_seed(args.seed)
+        samples = pipeline(batch_size=8 * (num_classes or 8), generator=seeded, **sample_kwargs).images
+        save_card_grid(samples, args.output_dir, columns=num_classes or 8)
+        record = write_run_record(
+            args, metrics, references, run_facts, run_protocol(evaluation, args.num_eval_samples)
+        )
+        write_model_card(
+            args,
+            "stylegan",
+            record,
+            GAN_CARD_METRIC_NAMES,
+            tags=["stylegan", "stylegan2" if config.style_block == "modulated" else "stylegan1"]
+            + (["conditional-gan"] if num_classes else [])
+            + (["lora"] if args.lora_rank else []),
+            config=config,
+            lora=bool(args.lora_rank),
+            has_discriminator=keep_discriminator,
+            sample_kwargs=sample_kwargs,
+        )
+        print_run_summary(args.output_dir, evaluation, metrics)
+        if args.push_to_hub:
+            push_folder(args, "train_stylegan.py", logger)
+    end_run(accelerator)
+    return metrics
 
 
 def plain_generator(generator_model):
@@ -414,14 +419,8 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
             noise_mode="const",
             generator=torch.Generator(device="cpu").manual_seed(args.seed),
         ).images
-        save_grid(
-            images,
-            os.path.join(args.output_dir, "validation"),
-            "samples",
-            accelerator,
-            step,
-            columns=num_classes or None,
-        )
+        folder = os.path.join(args.output_dir, "validation")
+        save_grid(images, folder, "samples", accelerator, step, columns=num_classes or None)
     base = plain_generator(generator_model)
 
     def sample(batch_size, labels, torch_generator):
@@ -437,38 +436,6 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
     logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
     return metrics
-
-
-def save_folder(generator_model, discriminator, num_classes: int, args, evaluation, metrics, references, run):
-    generator_model.eval()
-    sample_kwargs = {"truncation_psi": args.truncation_psi, "noise_mode": "const"}
-    if num_classes:
-        sample_kwargs["class_labels"] = [i % num_classes for i in range(8 * num_classes)]
-    # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached draws samples.
-    sampling_model = copy.deepcopy(plain_generator(generator_model)) if args.lora_rank else generator_model
-    pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
-    config = sampling_model.config
-    tags = (
-        ["stylegan", "stylegan2" if config.style_block == "modulated" else "stylegan1"]
-        + (["conditional-gan"] if num_classes else [])
-        + (["lora"] if args.lora_rank else [])
-    )
-    save_gan_folder(
-        args.output_dir,
-        pipeline,
-        generator_model,
-        discriminator if args.save_discriminator and not args.lora_rank else None,
-        args,
-        metrics,
-        references,
-        run,
-        family="stylegan",
-        tags=tags,
-        sample_kwargs=sample_kwargs,
-        evaluation=evaluation,
-        save_pipeline=not args.lora_rank,
-        grid_columns=num_classes or 8,
-    )
 
 
 if __name__ == "__main__":

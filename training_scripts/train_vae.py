@@ -9,7 +9,6 @@ The output folder loads with `hfgen.VAEPipeline.from_pretrained(dir)`, `hfgen.VA
 metrics measured at the end of training, `samples.png`, `metrics.json` and `training_args.json`.
 """
 
-import json
 import logging
 import math
 import os
@@ -17,38 +16,40 @@ import os
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import gather_object, set_seed
-from diffusers.optimization import get_scheduler
-from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_image_dataset
+from hfgen.data import BUILTIN_DIGITS, collate_images, filter_classes, image_transform, load_image_dataset
 from hfgen.metrics import psnr, ssim
-from hfgen.model_card import card_metrics, render_model_card
 from hfgen.training import save_checkpoint
+from hfgen.training.arguments import (
+    add_data_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    print_dry_run,
+    resolve_color_mode,
+    resolve_max_train_steps,
+)
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.evaluation import (
     DISTRIBUTION_METRIC_NAMES,
     evaluate_generator,
     evaluation_batches,
+    measure_references,
     prepare_evaluation,
     run_protocol,
 )
-from hfgen.training.redaction import recordable_arguments, tracker_hyperparameters
+from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
-    add_data_arguments,
-    add_run_arguments,
-    check_run_arguments,
-    filter_classes,
-    finish_run,
+    check_replicas,
+    end_run,
     make_accelerator,
+    make_lr_schedulers,
     make_train_dataloader,
     random_flip,
-    resolve_color_mode,
-    resolve_max_train_steps,
     resume_run,
     save_grid,
-    write_run_record,
+    start_trackers,
 )
 
 logger = get_logger(__name__)
@@ -222,18 +223,8 @@ def main(args):
     set_seed(args.seed)
     model = build_model(args)
     if args.dry_run:
-        if accelerator.is_main_process:
-            print(
-                json.dumps(
-                    {
-                        "args": recordable_arguments(args),
-                        "model_config": model.config.to_dict(),
-                        "data": {split: len(images) for split, images in dataset.items()},
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
+        data = {split: len(images) for split, images in dataset.items()}
+        print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=data)
         return None
     set_seed(args.seed, device_specific=True)
     if args.gradient_checkpointing:
@@ -250,19 +241,12 @@ def main(args):
     updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
     resolve_max_train_steps(args, updates_per_epoch, 1, DEFAULT_TRAIN_STEPS)
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=args.max_train_steps * accelerator.num_processes,
-    )
+    (lr_scheduler,) = make_lr_schedulers(args, accelerator, optimizer)
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         model, optimizer, train_dataloader, lr_scheduler
     )
 
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_vae", config=tracker_hyperparameters(args))
+    start_trackers(accelerator, args, "train_vae")
 
     # 4. resume
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
@@ -326,65 +310,39 @@ def main(args):
                 break
     progress.close()
 
-    # 6. final metrics (all processes), then the Hub-ready folder (main process)
-    return finish_run(
-        accelerator,
-        args,
-        model,
-        measure=lambda: evaluate(model, evaluation, eval_dataset, args, accelerator),
-        save=lambda metrics, references, run: save_hub_folder(
-            accelerator.unwrap_model(model), args, evaluation, fixed_test_images, metrics, references, run
-        ),
-        evaluation=evaluation,
-        script="train_vae.py",
-        logger=logger,
-        step=global_step,
-    )
+    # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (weights,
+    # sample grid, record of the run, model card) and the upload
+    run_facts = check_replicas(accelerator, model, global_step, logger)
+    metrics = evaluate(model, evaluation, eval_dataset, args, accelerator)
+    if accelerator.is_main_process:
+        references = measure_references(evaluation, args)
+        vae = accelerator.unwrap_model(model)
+        pipeline = hfgen.VAEPipeline(vae=vae)
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.save_pretrained(args.output_dir)
+        vae.save_pretrained(args.output_dir)  # config.json + model.safetensors, for VAEModel / AutoModel
+        save_card_grid(sample_grid_images(pipeline, fixed_test_images, args.seed), args.output_dir, columns=8)
+        record = write_run_record(
+            args, metrics, references, run_facts, run_protocol(evaluation, args.num_eval_samples)
+        )
+        tags = ["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"]
+        write_model_card(args, "vae", record, CARD_METRIC_NAMES, tags=tags)
+        print_run_summary(args.output_dir, evaluation, metrics)
+        if args.push_to_hub:
+            push_folder(args, "train_vae.py", logger)
+    end_run(accelerator)
+    return metrics
 
 
-def save_hub_folder(vae, args, evaluation, evaluation_images, metrics, references, run):
-    """Write what users load: pipeline folder, top-level model files, samples, card, args and metrics.
-
-    `samples.png` is an 8 x 8 grid: six rows of prior samples, then up to eight evaluation images over their
-    reconstructions.
-    """
-    output_dir = args.output_dir
-    pipeline = hfgen.VAEPipeline(vae=vae)
-    pipeline.set_progress_bar_config(disable=True)
-    pipeline.save_pretrained(output_dir)
-    vae.save_pretrained(output_dir)  # config.json + model.safetensors, for VAEModel / AutoModel.from_pretrained
-    samples = pipeline(batch_size=48, generator=torch.Generator(device="cpu").manual_seed(args.seed)).images
-    originals = evaluation_images[:8].to(vae.device)
+def sample_grid_images(pipeline, evaluation_images, seed: int) -> list:
+    """The 64 images of `samples.png`, 8 to a row: six rows of prior samples, then up to eight evaluation images
+    over their reconstructions."""
+    samples = pipeline(batch_size=48, generator=torch.Generator(device="cpu").manual_seed(seed)).images
+    originals = evaluation_images[:8].to(pipeline.vae.device)
     reconstructions = pipeline.reconstruct(originals * 0.5 + 0.5).images  # pipelines take images in [0, 1]
     originals = pipeline.image_processor.postprocess(originals, output_type="pil")
     blank = [samples[0].copy().point(lambda _: 0)] * (8 - len(originals))  # a short evaluation split
-    grid = make_image_grid(samples + originals + blank + reconstructions + blank, rows=8, cols=8)
-    size = max(64, samples[0].width)  # small images are enlarged (nearest) so the card shows them legibly
-    grid.resize((8 * size, 8 * size), 0).save(os.path.join(output_dir, "samples.png"))
-    recorded = recordable_arguments(args)  # every value the card shows comes from the redacted record
-    record = write_run_record(
-        output_dir, args, metrics, references, run, run_protocol(evaluation, args.num_eval_samples)
-    )
-    dataset = evaluation.dataset
-    card = render_model_card(
-        family="vae",
-        model_name=recorded["hub_model_id"] or os.path.basename(os.path.abspath(recorded["output_dir"])),
-        metrics=card_metrics(metrics, references, record["protocol"], CARD_METRIC_NAMES),
-        pipeline_tag="unconditional-image-generation",
-        datasets=[dataset] if not os.path.exists(dataset) else [],  # Hub ids only, not local paths
-        tags=["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"],
-        template_values={
-            "repo_id_or_path": recorded["hub_model_id"] or recorded["output_dir"],
-            "protocol": record["protocol"],
-            "references": references,
-            "training_args": recorded,
-            "samples_image": "samples.png",
-            "base_model": recorded["pretrained_model_name_or_path"],
-            "dataset": dataset,
-            "global_step": run["step"],
-        },
-    )
-    card.save(os.path.join(output_dir, "README.md"))
+    return samples + originals + blank + reconstructions + blank
 
 
 if __name__ == "__main__":

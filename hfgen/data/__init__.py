@@ -18,7 +18,7 @@ from .images import (
     load_image_dataset,
     verify_image_files,
 )
-from .splits import EvaluationSplit, held_out_count, parse_validation_split, split_for_evaluation
+from .splits import EvaluationSplit, filter_classes, held_out_count, parse_validation_split, split_for_evaluation
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -30,6 +30,7 @@ __all__ = [
     "collate_images",
     "convert_image",
     "dataset_num_classes",
+    "filter_classes",
     "held_out_count",
     "image_transform",
     "images_as_tensor",

@@ -212,3 +212,16 @@ __all__ = [
     "parse_validation_split",
     "split_for_evaluation",
 ]
+
+
+def filter_classes(dataset, classes: list[int] | None):
+    """Keep the examples of `classes` in every split of a labelled `DatasetDict` (all of them when None)."""
+    if classes is None:
+        return dataset
+    if "label" not in dataset["train"].column_names:
+        raise ValueError("--class_filter needs labelled data (a `label` column, or class subfolders)")
+    kept = set(classes)
+    filtered = dataset.filter(lambda label: label in kept, input_columns="label")
+    if len(filtered["train"]) == 0:
+        raise ValueError(f"--class_filter {classes}: no training image has these labels")
+    return filtered

@@ -1,19 +1,22 @@
 """Pieces the training scripts share, as plain functions: the loops themselves stay in training_scripts/.
 
-Task-agnostic (no dataset, no family):
+The task-agnostic core, which knows no dataset and no family (a new family adds files and touches none of these):
 - `cli`: parsers whose `--help` shows every default, flag range checks, and user errors reported in one line.
-- `redaction`: the one redaction every record of a run's arguments goes through (no token reaches a file).
-- `evaluation`: what a run's metrics are measured on (held-out split of any data) and with (`--metrics_model`),
-  generator metrics, references on the same data, and the protocol written next to them.
+- `arguments`: the data, schedule, checkpoint, validation, logging and Hub flags every script has, their checks, and
+  the values they resolve to once the data is known.
+- `runs`: the accelerator, data loader, schedules and trackers of a run, resume, endless batches, grids, the guard
+  against diverging losses, and the replica check and teardown at its end.
 - `checkpointing`: crash-safe checkpoints (temporary folder, then rename) with a total limit, and `latest`.
-- `runs`: common flags, the accelerator and data loader of a run, resume, grids, the divergence guard, the end of a
-  run and the Hub upload.
-- `ema`: a moving average of a model's weights.
+- `ema`: a moving average of a model's weights and buffers.
+- `redaction`: the one redaction every record of a run's arguments goes through (no token reaches a file).
+- `evaluation`: what a run's metrics are measured on (a held-out split of any data) and with (`--metrics_model`),
+  generator metrics, references on the same data, and the protocol written next to them.
+- `hub`: the end of a run: its record, model card, sample grid, summary and upload.
 
-Adversarial training:
-- `adversarial`: Adam corrected for lazy regularisation.
+Per kind of training:
+- `adversarial`: the adversarial step as phases (D main, D reg, G main, G reg), Adam corrected for lazy
+  regularisation, and what adversarial scripts share (flags, loading a pair, checks, augmentation, weights).
 - `augment`: DiffAugment operations and the ADA controller.
-- `gan_runs`: what the GAN scripts share: their flags, model loading and checks, and the Hub-ready folder.
 """
 
 from .checkpointing import list_checkpoints, resolve_checkpoint, save_checkpoint

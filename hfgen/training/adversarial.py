@@ -1,13 +1,102 @@
-"""Pieces of adversarial training that do not depend on the family: the optimizer of a lazily regularised network.
+"""Adversarial training written once, for every family that trains a generator against a discriminator (GAN, DCGAN,
+WGAN-GP, StyleGAN, and CycleGAN / pix2pix next).
 
-StyleGAN 2 (Karras et al. 2020, appendix B) runs a regulariser (R1 for D, path length for G) only every N
-minibatches. Two consistent ways exist: fold the regulariser into the main step every N steps with its loss scaled
-by N and a plain optimizer, or give it an optimizer step of its own every N steps, loss scaled by N, with Adam's
-learning rate and betas corrected by c = N / (N + 1) because the optimizer now takes N + 1 steps per N minibatches.
-`train_stylegan.py` does the second, as NVIDIA's implementation does; `train_gan.py` the first.
+An iteration is a sequence of phases, as in NVIDIA's StyleGAN2-ADA (`loss.py` names them Dmain, Dreg, Gmain, Greg):
+
+    D main   the discriminator's loss on real against generated images
+    D reg    its regulariser (R1), every N iterations when lazy
+    G main   the generator's loss through the discriminator, whose weights take no gradient
+    G reg    its regulariser (path length), every N iterations when lazy
+
+A `Phase` says which network it updates, with which optimizer, how often, and which network it holds still;
+`run_phase` does what every phase does the same way (zero the gradients, accumulate over the micro-batches with one
+gradient all-reduce at the last, clip, step). What differs between families, the loss of each phase, stays in the
+script, next to its loop, as a function of one micro-batch.
+
+Lazy regularisation (Karras et al. 2020, StyleGAN 2, appendix B) has two consistent forms: fold the regulariser into
+the main step every N steps, its loss scaled by N, with a plain optimizer (`train_gan.py`); or give it an optimizer
+step of its own every N steps, loss scaled by N, with Adam's learning rate and betas corrected by c = N / (N + 1)
+because the optimizer then takes N + 1 steps per N minibatches (`train_stylegan.py`, as NVIDIA's implementation does;
+`lazy_regularised_adam`).
+
+The rest is what adversarial scripts share around their loops: flags, loading a generator / discriminator pair,
+checking that it fits the data, the differentiable augmentation D sees (DiffAugment / ADA), and the weights of the
+Hub-ready folder.
 """
 
+import argparse
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import torch
+from torch import nn
+
+from .augment import AdaptiveAugmentation
+from .cli import check_flag_ranges
+from .evaluation import DISTRIBUTION_METRIC_NAMES
+
+
+@dataclass
+class Phase:
+    """One optimizer step of an adversarial iteration.
+
+    Args:
+        name (`str`): what it is called in logs and errors, e.g. `"D main"`.
+        network (`nn.Module`): the network it updates, as `accelerator.prepare` returned it (the data-parallel wrapper
+            when there is one, so that its gradients are averaged across processes).
+        optimizer (`torch.optim.Optimizer`): that network's optimizer.
+        interval (`int`, *optional*): runs at iterations that are multiples of this (a lazy regulariser); None never
+            runs (a regulariser whose weight is 0).
+        held (`nn.Module`, *optional*): the other network, which the loss runs through but which must not learn from
+            it (the discriminator during a generator phase); its weights take no gradient for the phase.
+    """
+
+    name: str
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    interval: int | None = 1
+    held: nn.Module | None = None
+
+    def is_due(self, iteration: int) -> bool:
+        return bool(self.interval) and iteration % self.interval == 0
+
+
+def run_phase(
+    phase: Phase,
+    accelerator,
+    micro_batches: Sequence,
+    loss_of: Callable,
+    max_grad_norm: float | None = None,
+    guard: Callable | None = None,
+) -> dict[str, float]:
+    """Take `phase`'s optimizer step on `micro_batches` (one per gradient-accumulation step).
+
+    `loss_of(micro_batch)` returns the phase's loss on one micro-batch and a dict of detached scalars to log. The
+    loss is divided by the number of micro-batches, so the step sees their mean; gradients are averaged across
+    processes once, on the last micro-batch. `guard(loss, phase_name)`, when given, sees every loss before it is
+    back-propagated (e.g. to stop a diverging run). Returns the logged scalars, averaged over the micro-batches.
+    """
+    phase.optimizer.zero_grad(set_to_none=True)
+    if phase.held is not None:
+        phase.held.requires_grad_(False)
+    totals: dict[str, float] = {}
+    for index, micro_batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(phase.network):
+            loss, logs = loss_of(micro_batch)
+            if guard is not None:
+                guard(loss, phase.name)
+            accelerator.backward(loss / len(micro_batches))
+        for key, value in logs.items():
+            totals[key] = totals.get(key, 0.0) + float(value) / len(micro_batches)
+    if phase.held is not None:
+        phase.held.requires_grad_(True)
+    if max_grad_norm is not None:
+        accelerator.clip_grad_norm_(phase.network.parameters(), max_grad_norm)
+    phase.optimizer.step()
+    return totals
 
 
 def lazy_regularisation_ratio(interval: int | None) -> float:
@@ -27,3 +116,165 @@ def lazy_regularised_adam(
     regulariser): learning rate scaled by c and betas raised to the power c, c = interval / (interval + 1)."""
     ratio = lazy_regularisation_ratio(interval)
     return torch.optim.Adam(parameters, lr=learning_rate * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+
+
+# Below this many training images, --augment auto turns ADA on: Karras et al. (2020, "Training generative adversarial
+# networks with limited data") see discriminator overfitting well below 10k images; the built-in digits (1,437) train
+# well without it, the built-in faces (80) collapse without it.
+SMALL_DATASET_IMAGES = 1000
+
+
+GAN_CARD_METRIC_NAMES = {
+    **DISTRIBUTION_METRIC_NAMES,
+    "class_accuracy": "class accuracy of conditional samples (digits classifier)",
+}
+
+
+def add_gan_arguments(parser: argparse.ArgumentParser, learning_rate: float, betas: tuple[float, float]) -> None:
+    """Flags of both GAN scripts: conditioning, starting weights, LoRA, optimizers, EMA, augmentation, safety."""
+    parser.add_argument(
+        "--unconditional",
+        action="store_true",
+        help="Ignore the dataset's labels (by default a labelled dataset trains a conditional model).",
+    )
+    parser.add_argument(
+        "--pretrained_model_name_or_path",
+        type=str,
+        default=None,
+        help="A folder or Hub id written by this script: the generator, and its discriminator/ if kept.",
+    )
+    parser.add_argument("--model_config_name_or_path", type=str, default=None, help="A model config for a new model.")
+    parser.add_argument(
+        "--lora_rank",
+        type=int,
+        default=0,
+        help="Fine-tune the pretrained generator with PEFT LoRA of this rank and save only the adapter.",
+    )
+    parser.add_argument("--generator_learning_rate", type=float, default=learning_rate)
+    parser.add_argument("--discriminator_learning_rate", type=float, default=learning_rate)
+    parser.add_argument("--adam_beta1", type=float, default=betas[0])
+    parser.add_argument("--adam_beta2", type=float, default=betas[1])
+    parser.add_argument("--r1_interval", type=int, default=16, help="Lazy regularisation: R1 every this many D steps.")
+    parser.add_argument("--ema_decay", type=float, default=0.999, help="EMA of the generator's weights (0: off).")
+    parser.add_argument(
+        "--augment",
+        type=str,
+        default="auto",
+        choices=["auto", "none", "diffaugment", "ada"],
+        help="Differentiable augmentation of what D sees: fixed probability, or adapted (ADA); auto: "
+        f"ADA below {SMALL_DATASET_IMAGES} training images, where D would otherwise memorise "
+        "them and G collapse, none above.",
+    )
+    parser.add_argument("--augment_policy", type=str, default="color,translation,cutout")
+    parser.add_argument(
+        "--augment_probability",
+        type=float,
+        default=None,
+        help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.",
+    )
+    parser.add_argument("--ada_target", type=float, default=0.6)
+    parser.add_argument(
+        "--loss_limit",
+        type=float,
+        default=1e5,
+        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.",
+    )
+    parser.add_argument(
+        "--save_discriminator",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.",
+    )
+
+
+GAN_FLAG_RANGES = {
+    "r1_interval": (1, None, "closed"),
+    "r1_gamma": (0, None, "closed"),
+    "lora_rank": (0, None, "closed"),
+    "generator_learning_rate": (0, None, "open"),
+    "discriminator_learning_rate": (0, None, "open"),
+    "ema_decay": (0, 1, "high_open"),
+    "augment_probability": (0, 1, "closed"),
+    "ada_target": (0, 1, "open"),
+    "loss_limit": (0, None, "open"),
+}
+
+
+def check_gan_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    check_flag_ranges(parser, args, GAN_FLAG_RANGES)
+    if args.lora_rank and args.pretrained_model_name_or_path is None:
+        parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
+
+
+def load_pretrained_pair(generator_class, discriminator_class, path: str, logger):
+    """A trained generator and, when its folder kept one in `discriminator/`, its discriminator (else a new one)."""
+    generator = generator_class.from_pretrained(path)
+    discriminator_dir = os.path.join(path, "discriminator")
+    if os.path.isdir(discriminator_dir):
+        return generator, discriminator_class.from_pretrained(discriminator_dir)
+    logger.info("no discriminator/ next to the generator: starting a new discriminator")
+    return generator, discriminator_class(generator.config)
+
+
+def check_fits_data(
+    args: argparse.Namespace, channels: int, resolution: int, num_classes: int, data_num_classes: int
+) -> None:
+    """Raise a clear error when a (pretrained or configured) model does not fit the data and flags."""
+    data_channels = 1 if args.color_mode == "L" else 3
+    problems = []
+    if channels != data_channels:
+        problems.append(f"it takes {channels}-channel images but --color_mode {args.color_mode} gives {data_channels}")
+    if resolution != args.resolution:
+        problems.append(f"it makes {resolution}px images but --resolution is {args.resolution}")
+    if num_classes != data_num_classes:
+        problems.append(
+            f"it is conditional on {num_classes} classes (0: unconditional) but the data gives "
+            f"{data_num_classes} (use --unconditional to ignore labels)"
+        )
+    if problems:
+        raise ValueError("the model does not fit the data: " + "; ".join(problems))
+
+
+def make_augmentation(args: argparse.Namespace, accelerator, num_train_images: int) -> AdaptiveAugmentation | None:
+    """The run's augmentation (None for `--augment none`), registered so checkpoints keep its probability.
+
+    Resolves `--augment auto` for the data (ADA on small datasets) and the default starting probability (0 for ADA,
+    which raises it as D overfits; 1 for fixed DiffAugment), and records both in `args`.
+    """
+    if args.augment == "auto":
+        args.augment = "ada" if num_train_images < SMALL_DATASET_IMAGES else "none"
+    if args.augment_probability is None:
+        args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
+    if args.augment == "none":
+        return None
+    augment = AdaptiveAugmentation(
+        args.augment_policy, args.augment_probability, adaptive=args.augment == "ada", target=args.ada_target
+    )
+    accelerator.register_for_checkpointing(augment)
+    return augment
+
+
+def adapt_augmentation(augment: AdaptiveAugmentation | None, accelerator, sign_sum: float, count: int) -> None:
+    """Feed ADA the sign statistic of D on this process's real images (the sum of sign(logit) over `count` images),
+    summed over all processes so that p stays the same on each."""
+    if augment is None:
+        return
+    totals = accelerator.reduce(torch.tensor([sign_sum, float(count)], device=accelerator.device), reduction="sum")
+    augment.accumulate(totals[0].item(), int(totals[1].item()))
+
+
+def discriminator_input(images: torch.Tensor, augment: AdaptiveAugmentation | None) -> torch.Tensor:
+    """What the discriminator sees of `images`: their augmentation, real and generated alike (identity without)."""
+    return augment(images) if augment is not None else images
+
+
+def save_adversarial_weights(output_dir: str, pipeline, generator, discriminator=None, adapter_only: bool = False):
+    """The weights of the Hub-ready folder: the pipeline folder (`model_index.json` + its component folder), the
+    generator's `config.json` + `model.safetensors` at the top (for `from_pretrained(folder)` / `AutoModel`), and the
+    discriminator in `discriminator/` when given (for later fine-tuning). `adapter_only` (a LoRA run, `generator` a
+    PEFT model) saves the adapter alone: `adapter_model.safetensors` + `adapter_config.json`."""
+    if not adapter_only:
+        pipeline.save_pretrained(output_dir)
+    generator.save_pretrained(output_dir)
+    if discriminator is not None and not adapter_only:
+        discriminator.save_pretrained(os.path.join(output_dir, "discriminator"))

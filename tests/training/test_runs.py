@@ -8,8 +8,8 @@ from accelerate.state import AcceleratorState
 from datasets import Dataset, DatasetDict
 from PIL import Image
 
-from hfgen.training.gan_runs import SMALL_DATASET_IMAGES, make_augmentation
-from hfgen.training.runs import resolve_color_mode, resolve_max_train_steps
+from hfgen.training.adversarial import SMALL_DATASET_IMAGES, make_augmentation
+from hfgen.training.arguments import resolve_color_mode, resolve_max_train_steps
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_fixed_diffaugment_starts_at_probability_one(accelerator):
 
 
 def test_the_default_output_folder_is_named_after_the_data():
-    from hfgen.training.runs import add_data_arguments, add_run_arguments, check_run_arguments
+    from hfgen.training.arguments import add_data_arguments, add_run_arguments, check_run_arguments
 
     def output_dir(*flags):
         parser = argparse.ArgumentParser()
