@@ -26,7 +26,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_stylegan.py"}
+SCRIPTS = {"vae": "vae/train_vae.py", "gan": "gan/train_gan.py", "stylegan": "gan/train_stylegan.py"}
 
 
 def train(family: str, output_dir: str, extra: list[str]) -> float:

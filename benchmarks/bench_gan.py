@@ -26,7 +26,7 @@ from hfgen.losses import discriminator_loss, generator_loss, path_length_penalty
 from hfgen.metrics import digits_reference_metrics, load_digits_feature_extractor, metric_protocol
 from hfgen.training.evaluation import RunEvaluation, evaluate_generator
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "training_scripts", "gan"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_gan
 import train_stylegan

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """A training script's default run repeated over seeds; prints each run's metrics and their mean and spread.
 
-    python benchmarks/bench_seeds.py train_gan.py                      # the README's DCGAN command, seeds 0, 1, 2
-    python benchmarks/bench_seeds.py train_stylegan.py --seeds 0 1 2 --parallel 2 -- --r1_gamma 1
+    python benchmarks/bench_seeds.py gan/train_gan.py                      # the README's DCGAN command, seeds 0, 1, 2
+    python benchmarks/bench_seeds.py gan/train_stylegan.py --seeds 0 1 2 --parallel 2 -- --r1_gamma 1
 
 A single run's FID moves by about a point from seed to seed, so the README reports the mean and the spread
 (sample standard deviation, and min-max) over the seeds of the stated command, not one run. Flags after `--` go to
@@ -51,7 +51,7 @@ def launch(script: str, seed: int, output_dir: str, extra: list[str], threads: i
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("script", help="A script of training_scripts/, e.g. train_gan.py.")
+    parser.add_argument("script", help="A script under training_scripts/, e.g. gan/train_gan.py.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=1, help="Runs at a time.")
     parser.add_argument("--work_dir", default="bench-seeds")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and quality of hfgen's VAE on this machine; prints a Markdown table of what it measured.
 
-    python benchmarks/bench_vae.py --model_dir vae-digits     # a folder written by training_scripts/train_vae.py
+    python benchmarks/bench_vae.py --model_dir vae-digits     # a folder written by training_scripts/vae/train_vae.py
 
 - training throughput: images/s of optimizer steps (forward, backward, AdamW) on the default architecture of
   train_vae.py at 32 px, batch 64;
@@ -31,7 +31,7 @@ from hfgen.metrics import (
     to_classifier_pixels,
 )
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training_scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "training_scripts", "vae"))
 from train_vae import DEFAULT_ARCHITECTURE, LATENT_CHANNELS_PER_IMAGE_CHANNEL
 
 

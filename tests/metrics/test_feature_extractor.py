@@ -35,7 +35,7 @@ def test_shipped_classifier_reaches_97_percent_on_the_test_split(digits32):
     # The card in the shipped folder states this same accuracy.
     card = (files("hfgen.metrics") / "digits_classifier" / "README.md").read_text(encoding="utf-8")
     assert f"**{100 * accuracy:.2f}%**" in card
-    assert re.search(r"python training_scripts/train_digits_classifier.py", card)
+    assert re.search(r"python training_scripts/metrics/train_digits_classifier.py", card)
 
 
 def test_shipped_weights_are_small():

@@ -1,5 +1,6 @@
 """Running training scripts as users do: `accelerate launch` subprocesses, one or two CPU processes."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -10,9 +11,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
 
 
+def script_path(script: str) -> str:
+    """The path of a training script named by its file name (`train_gan.py` is `training_scripts/gan/train_gan.py`):
+    tests name scripts as users know them, whatever task folder holds them."""
+    matches = glob.glob(os.path.join(REPO, "training_scripts", "*", script))
+    if len(matches) != 1:
+        raise FileNotFoundError(f"expected one training_scripts/<task>/{script}, found {matches}")
+    return matches[0]
+
+
 def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `training_scripts/<script>` with `arguments` under `accelerate launch`; on failure (with `check`), the
-    assertion shows the end of its output."""
+    """Run the training script named `script` with `arguments` under `accelerate launch`; on failure (with `check`),
+    the assertion shows the end of its output."""
     command = [ACCELERATE, "launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     if num_processes > 1:
@@ -21,7 +31,7 @@ def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) 
         environment["ACCELERATE_USE_CPU"] = "1"
     else:
         command += ["--num_processes", "1"]
-    command += [os.path.join(REPO, "training_scripts", script), *map(str, arguments)]
+    command += [script_path(script), *map(str, arguments)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(

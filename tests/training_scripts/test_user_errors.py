@@ -13,7 +13,7 @@ import time
 import pytest
 from PIL import Image
 
-from .conftest import REPO, SCRIPTS, TINY_RUN
+from .conftest import REPO, SCRIPTS, TINY_RUN, script_path
 
 
 def run_directly(script: str, *arguments) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def run_directly(script: str, *arguments) -> subprocess.CompletedProcess:
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     environment.pop("HFGEN_DEBUG", None)
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "training_scripts", script), *map(str, arguments)],
+        [sys.executable, script_path(script), *map(str, arguments)],
         capture_output=True,
         text=True,
         env=environment,
@@ -197,7 +197,7 @@ def test_ctrl_c_says_how_to_resume_and_the_run_continues(tmp_path, tiny_model_co
     log_path = tmp_path / "stderr.log"  # a file, not a pipe: a full pipe would stall the run while the test waits
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "training_scripts", "train_vae.py"), *map(str, arguments)],
+            [sys.executable, script_path("train_vae.py"), *map(str, arguments)],
             stderr=log,
             stdout=subprocess.DEVNULL,
             env=environment,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train hfgen's digits classifier, the offline feature extractor of hfgen's FID / KID / IS / precision-recall.
 
-    OMP_NUM_THREADS=1 python training_scripts/train_digits_classifier.py     # about 4 minutes on 2 CPU cores
+    OMP_NUM_THREADS=1 python training_scripts/metrics/train_digits_classifier.py     # about 4 minutes on 2 CPU cores
 
 Trains on the train split of the built-in digits, measures the accuracy on the held-out test split once at the end,
 and writes `config.json`, `model.safetensors`, `training_args.json` and the model card `README.md` into
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from hfgen.data import collate_images, image_transform, load_digits_dataset
 from hfgen.models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 
-SCRIPT = "training_scripts/train_digits_classifier.py"
+SCRIPT = "training_scripts/metrics/train_digits_classifier.py"
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT_DIR = os.path.join(REPOSITORY_ROOT, "hfgen", "metrics", "digits_classifier")
 

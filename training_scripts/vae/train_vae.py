@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train hfgen's VAE (or beta-VAE) on images, ending with a Hub-ready folder and measured metrics.
 
-    accelerate launch training_scripts/train_vae.py                       # built-in digits, ~3 minutes on 2 CPU cores
-    accelerate launch training_scripts/train_vae.py --train_data_dir my_images/ --resolution 64 --color_mode RGB
+    accelerate launch training_scripts/vae/train_vae.py                       # built-in digits, ~3 minutes on 2 CPU cores
+    accelerate launch training_scripts/vae/train_vae.py --train_data_dir my_images/ --resolution 64 --color_mode RGB
 
 The output folder loads with `hfgen.VAEPipeline.from_pretrained(dir)`, `hfgen.VAEModel.from_pretrained(dir)` and
 `transformers.AutoModel.from_pretrained(dir)` (after `import hfgen`), and holds the model card (README.md) with the

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Train StyleGAN 2 (or StyleGAN 1 with --style_block adain), ending with a Hub-ready folder and measured metrics.
 
-    accelerate launch training_scripts/train_stylegan.py                          # conditional StyleGAN 2, digits
-    accelerate launch training_scripts/train_stylegan.py --style_block adain --generator_architecture plain \
+    accelerate launch training_scripts/gan/train_stylegan.py                          # conditional StyleGAN 2, digits
+    accelerate launch training_scripts/gan/train_stylegan.py --style_block adain --generator_architecture plain \
         --discriminator_architecture plain --unconditional                        # StyleGAN 1 layers
-    accelerate launch training_scripts/train_stylegan.py --train_data_dir my_images/ --resolution 64 --augment ada
+    accelerate launch training_scripts/gan/train_stylegan.py --train_data_dir my_images/ --resolution 64 --augment ada
 
 The loop is StyleGAN 2's: a discriminator step (logistic loss, lazy R1 every --r1_interval steps) and a generator
 step (non-saturating loss, style mixing with probability --style_mixing_prob, lazy path-length regularisation every

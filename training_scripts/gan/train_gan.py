@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Train a vanilla GAN, DCGAN, WGAN-GP or conditional GAN, ending with a Hub-ready folder and measured metrics.
 
-    accelerate launch training_scripts/train_gan.py                                  # conditional DCGAN on the digits
-    accelerate launch training_scripts/train_gan.py --architecture dcgan --loss wgan-gp --d_steps_per_g_step 5
-    accelerate launch training_scripts/train_gan.py --architecture mlp --loss minimax --unconditional
-    accelerate launch training_scripts/train_gan.py --train_data_dir my_images/ --resolution 64 --augment ada
+    accelerate launch training_scripts/gan/train_gan.py                                  # conditional DCGAN on the digits
+    accelerate launch training_scripts/gan/train_gan.py --architecture dcgan --loss wgan-gp --d_steps_per_g_step 5
+    accelerate launch training_scripts/gan/train_gan.py --architecture mlp --loss minimax --unconditional
+    accelerate launch training_scripts/gan/train_gan.py --train_data_dir my_images/ --resolution 64 --augment ada
     # LoRA fine-tuning of a trained generator on a small new set; saves only the adapter:
-    accelerate launch training_scripts/train_gan.py --pretrained_model_name_or_path gan-digits \
+    accelerate launch training_scripts/gan/train_gan.py --pretrained_model_name_or_path gan-digits \
         --train_data_dir sevens/ --lora_rank 8 --output_dir gan-sevens-lora
 
 Each step is written out below: `--d_steps_per_g_step` discriminator (critic) updates, then one generator update,
