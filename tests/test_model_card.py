@@ -1,11 +1,13 @@
 import math
 import re
+import subprocess
+import sys
+import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 from huggingface_hub import ModelCard
 
@@ -201,10 +203,21 @@ def test_templates_are_package_data():
     assert template.read_text(encoding="utf-8") == (REPO_ROOT / "model_cards" / "vae.md").read_text(encoding="utf-8")
     assert "vae" in available_families()
 
-    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "hfgen.model_cards" in setuptools["packages"]
-    assert setuptools["package-dir"]["hfgen.model_cards"] == "model_cards"
-    assert "*.md" in setuptools["package-data"]["hfgen.model_cards"]
+
+def test_the_wheel_holds_every_package_the_templates_and_the_shipped_weights(tmp_path):
+    """Packages are found automatically (setup.py): a new family's folders ship without touching the build files."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, REPO_ROOT],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("hfgen-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in (REPO_ROOT / "hfgen").rglob("__init__.py"):
+        assert str(folder.relative_to(REPO_ROOT)) in names
+    for template in (REPO_ROOT / "model_cards").glob("*.md"):
+        assert f"hfgen/model_cards/{template.name}" in names
+    assert "hfgen/metrics/digits_classifier/model.safetensors" in names
 
 
 def test_card_metrics_name_the_data_the_split_and_the_extractor(tmp_path):

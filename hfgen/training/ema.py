@@ -1,4 +1,12 @@
-"""Exponential moving average of a model's weights (the G_ema of GAN training)."""
+"""Exponential moving average of a model's weights (the G_ema of GAN training).
+
+Why not `diffusers.training_utils.EMAModel`: its decay schedule is the one used here (min(decay, (1 + t) / (10 + t)),
+tested equal in tests/training/test_ema.py), but it averages parameters only and keeps them as loose tensors. A GAN
+samples from, validates and saves its averaged generator as a model, and that model's buffers must follow the live
+one: BatchNorm running statistics (DCGAN) and StyleGAN's `w_avg`, which truncation reads. EMAModel would need a
+module copy, `copy_to` before every use and a separate buffer copy; a module that is the average is simpler, is
+checkpointed by `accelerator.register_for_checkpointing` as it is, and saves with `save_pretrained`.
+"""
 
 import copy
 

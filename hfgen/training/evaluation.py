@@ -6,9 +6,14 @@ split, or a held-out part of the user's images) and with what (hfgen's digits cl
 against those images, `measure_references` what real data and a trivial baseline read the same way, and
 `run_protocol` describes it all for `metrics.json` and the model card. Every process works on its share of the
 samples; the results are gathered, so every process returns the numbers of the whole set.
+
+`load_run_data` is the first step of every image script (data, evaluation split, transforms), and
+`validate_generator` what a generator's script does at every `--validation_steps` and at the end (a sample grid and
+the metrics, logged).
 """
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +21,14 @@ import torch
 from accelerate.utils import gather_object
 from datasets import DatasetDict
 
-from ..data import collate_images, images_as_tensor, split_for_evaluation
+from ..data import (
+    collate_images,
+    filter_classes,
+    image_transform,
+    images_as_tensor,
+    load_image_dataset,
+    split_for_evaluation,
+)
 from ..metrics import (
     DigitsFeatureExtractor,
     GenerativeMetrics,
@@ -257,4 +269,77 @@ def evaluate_generator(
     metrics["diversity_ratio"] = sample_diversity_ratio(all_samples, reals, extractor_on_cpu)["diversity_ratio"]
     if extractor is not None:
         extractor.to(device)
+    return metrics
+
+
+@dataclass
+class RunData:
+    """The images of a run, from [`load_run_data`].
+
+    Args:
+        dataset (`datasets.DatasetDict`): every split as loaded (and filtered by `--class_filter`), untransformed.
+        evaluation (`RunEvaluation`): what the metrics are measured on and with.
+        train, eval (`datasets.Dataset`): the training and evaluation images with the training transform applied
+            (`pixel_values` in [-1, 1], and `labels` when the data has them).
+    """
+
+    dataset: DatasetDict
+    evaluation: RunEvaluation
+    train: object
+    eval: object
+
+
+def load_run_data(args: argparse.Namespace, accelerator, logger) -> RunData:
+    """Step 1 of an image script: load `--dataset_name` / `--train_data_dir` (every image is decoded first, so a
+    broken file fails before anything else), keep `--class_filter`'s classes, hold out the evaluation images and
+    choose the extractor (`prepare_evaluation`), and resize to `--resolution` in `--color_mode` (by default that of
+    the data; resolved into `args`)."""
+    from .arguments import resolve_color_mode
+
+    dataset = load_image_dataset(
+        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
+    )
+    dataset = filter_classes(dataset, args.class_filter)
+    evaluation = prepare_evaluation(args, dataset, accelerator)
+    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
+    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
+    return RunData(
+        dataset=dataset,
+        evaluation=evaluation,
+        train=evaluation.train.with_transform(transform),
+        eval=evaluation.evaluation.with_transform(transform),
+    )
+
+
+@torch.no_grad()
+def validate_generator(
+    pipeline,
+    sample: Callable,
+    data: RunData,
+    args: argparse.Namespace,
+    accelerator,
+    step: int,
+    logger,
+    num_classes: int = 0,
+    **pipeline_kwargs,
+) -> dict[str, float]:
+    """A generator's validation: on the main process a grid of `--num_validation_images` samples of `pipeline` (one
+    column per class; `pipeline_kwargs` go to its call) saved under `validation/` and sent to the trackers; on every
+    process the metrics of `sample` ([`evaluate_generator`]), logged as `eval/<name>`. Returns the metrics."""
+    from .runs import save_grid
+
+    if accelerator.is_main_process:
+        pipeline.set_progress_bar_config(disable=True)
+        count = args.num_validation_images
+        if num_classes:
+            pipeline_kwargs["class_labels"] = [i % num_classes for i in range(count)]
+        seeded = torch.Generator(device="cpu").manual_seed(args.seed)
+        images = pipeline(batch_size=count, generator=seeded, **pipeline_kwargs).images
+        folder = os.path.join(args.output_dir, "validation")
+        save_grid(images, folder, "samples", accelerator, step, columns=num_classes or None)
+    metrics = evaluate_generator(
+        sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes
+    )
+    accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
+    logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     return metrics

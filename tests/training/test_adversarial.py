@@ -1,10 +1,20 @@
-"""Lazy regularisation's optimizer correction, and R1 through a differentiable augmentation."""
+"""The adversarial phases, lazy regularisation's optimizer correction, and R1 through a differentiable augmentation."""
+
+import argparse
+import copy
 
 import pytest
 import torch
 
 from hfgen.losses import augmented_r1_penalty, r1_penalty
-from hfgen.training.adversarial import lazy_regularisation_ratio, lazy_regularised_adam
+from hfgen.training.adversarial import (
+    SMALL_DATASET_IMAGES,
+    Phase,
+    lazy_regularisation_ratio,
+    lazy_regularised_adam,
+    make_augmentation,
+    run_phase,
+)
 from hfgen.training.augment import AdaptiveAugmentation
 
 
@@ -71,3 +81,95 @@ def test_r1_through_real_diffaugment_keeps_a_gradient_path():
     torch.manual_seed(1)
     penalty, logits = augmented_r1_penalty(discriminator, real, augment)
     assert penalty.item() > 0 and logits.shape == (4, 1)
+
+
+@pytest.fixture
+def accelerator():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    yield Accelerator(cpu=True)
+    # A later multi-process test must not find this process's state.
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_a_phase_steps_on_the_mean_loss_of_its_micro_batches(accelerator):
+    torch.manual_seed(0)
+    network = torch.nn.Linear(3, 1)
+    reference = copy.deepcopy(network)
+    inputs = torch.randn(8, 3)
+    phase = Phase("G main", network, torch.optim.SGD(network.parameters(), lr=0.1))
+
+    def loss_of(micro_batch):
+        loss = network(micro_batch).pow(2).mean()
+        return loss, {"g_loss": loss.detach()}
+
+    logs = run_phase(phase, accelerator, [inputs[:4], inputs[4:]], loss_of)
+
+    # one step on the whole batch gives the same update as the two accumulated halves
+    torch.optim.SGD(reference.parameters(), lr=0.1).zero_grad()
+    reference(inputs).pow(2).mean().backward()
+    for parameter, expected in zip(network.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(parameter, expected.detach() - 0.1 * expected.grad)
+    halves = [reference(half).pow(2).mean().item() for half in (inputs[:4], inputs[4:])]
+    assert logs["g_loss"] == pytest.approx(sum(halves) / 2, rel=1e-5)
+
+
+def test_the_held_network_learns_nothing_and_is_released(accelerator):
+    torch.manual_seed(0)
+    generator, discriminator = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+    before = copy.deepcopy(discriminator.state_dict())
+    phase = Phase("G main", generator, torch.optim.SGD(generator.parameters(), lr=0.1), held=discriminator)
+
+    def loss_of(noise):
+        return -discriminator(generator(noise)).mean(), {}
+
+    run_phase(phase, accelerator, [torch.randn(4, 2)], loss_of)
+    assert all(parameter.grad is None for parameter in discriminator.parameters())
+    assert all(parameter.requires_grad for parameter in discriminator.parameters())
+    assert all(parameter.grad is not None for parameter in generator.parameters())
+    for name, value in discriminator.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+
+
+def test_a_guard_that_raises_stops_the_phase_before_its_step(accelerator):
+    network = torch.nn.Linear(2, 1)
+    before = copy.deepcopy(network.state_dict())
+    phase = Phase("D main", network, torch.optim.SGD(network.parameters(), lr=0.1))
+    seen = []
+
+    def guard(loss, phase_name):
+        seen.append(phase_name)
+        raise FloatingPointError("diverged")
+
+    with pytest.raises(FloatingPointError):
+        run_phase(phase, accelerator, [torch.randn(2, 2)], lambda x: (network(x).sum(), {}), guard=guard)
+    assert seen == ["D main"]
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+
+
+@pytest.mark.parametrize(("interval", "due"), [(1, [0, 1, 2, 3, 4]), (4, [0, 4]), (None, [])])
+def test_a_lazy_phase_is_due_every_interval_iterations_and_a_disabled_one_never(interval, due):
+    phase = Phase("D R1", torch.nn.Linear(1, 1), None, interval=interval)
+    assert [iteration for iteration in range(5) if phase.is_due(iteration)] == due
+
+
+@pytest.mark.parametrize(
+    "num_images,expected",
+    [(80, "ada"), (SMALL_DATASET_IMAGES - 1, "ada"), (SMALL_DATASET_IMAGES, "none"), (1437, "none")],
+)
+def test_auto_augmentation_turns_ada_on_for_small_datasets(num_images, expected, accelerator):
+    args = argparse.Namespace(
+        augment="auto", augment_probability=None, augment_policy="color,translation,cutout", ada_target=0.6
+    )
+    augment = make_augmentation(args, accelerator, num_images)
+    assert args.augment == expected
+    assert (augment is not None) == (expected == "ada")
+    assert args.augment_probability == 0.0
+
+
+def test_fixed_diffaugment_starts_at_probability_one(accelerator):
+    args = argparse.Namespace(augment="diffaugment", augment_probability=None, augment_policy="color", ada_target=0.6)
+    augment = make_augmentation(args, accelerator, 10)
+    assert args.augment_probability == 1.0 and augment.probability == 1.0 and not augment.adaptive

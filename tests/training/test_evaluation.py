@@ -45,3 +45,8 @@ def test_a_class_filtered_run_is_sampled_and_read_on_its_classes(accelerator):
     metrics = evaluate_generator(sample, evaluation, eval_dataset, accelerator, num_samples=20, seed=0, num_classes=10)
     assert torch.cat(asked).unique().tolist() == [7]
     assert metrics["class_accuracy"] > 0.9  # read as sevens; sampling all ten labels would have given about 0.1
+
+
+def test_balanced_labels_cycle_through_the_classes():
+    assert balanced_labels(12, 10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert balanced_labels(3, 10, offset=9).tolist() == [9, 0, 1]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train StyleGAN 2 (or StyleGAN 1 with --style_block adain), ending with a Hub-ready folder and measured metrics.
 
-    accelerate launch training_scripts/gan/train_stylegan.py                          # conditional StyleGAN 2, digits
+    accelerate launch training_scripts/gan/train_stylegan.py                      # conditional StyleGAN 2, digits
     accelerate launch training_scripts/gan/train_stylegan.py --style_block adain --generator_architecture plain \
         --discriminator_architecture plain --unconditional                        # StyleGAN 1 layers
     accelerate launch training_scripts/gan/train_stylegan.py --train_data_dir my_images/ --resolution 64 --augment ada
@@ -15,7 +15,6 @@ regularisation, and an EMA of the generator. The folder loads with `hfgen.StyleG
 
 import copy
 import logging
-import os
 
 import torch
 from accelerate.logging import get_logger
@@ -27,9 +26,6 @@ from hfgen.data import (
     BUILTIN_DIGITS,
     collate_images,
     dataset_num_classes,
-    filter_classes,
-    image_transform,
-    load_image_dataset,
 )
 from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
@@ -54,12 +50,11 @@ from hfgen.training.arguments import (
     check_run_arguments,
     is_power_of_two,
     print_dry_run,
-    resolve_color_mode,
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.ema import create_ema, update_ema
-from hfgen.training.evaluation import evaluate_generator, measure_references, prepare_evaluation, run_protocol
+from hfgen.training.evaluation import load_run_data, measure_references, run_protocol, validate_generator
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -71,7 +66,6 @@ from hfgen.training.runs import (
     make_train_dataloader,
     random_flip,
     resume_run,
-    save_grid,
     start_trackers,
 )
 
@@ -158,17 +152,8 @@ def main(args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is checked before training starts
-    dataset = load_image_dataset(
-        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
-    )
-    dataset = filter_classes(dataset, args.class_filter)
-    num_classes = 0 if args.unconditional else dataset_num_classes(dataset["train"])
-    # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
-    evaluation = prepare_evaluation(args, dataset, accelerator)
-    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
-    train_dataset = evaluation.train.with_transform(transform)
-    eval_dataset = evaluation.evaluation.with_transform(transform)
-    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
+    data = load_run_data(args, accelerator, logger)
+    num_classes = 0 if args.unconditional else dataset_num_classes(data.dataset["train"])
 
     # 2. models
     set_seed(args.seed)
@@ -185,7 +170,7 @@ def main(args):
     set_seed(args.seed, device_specific=True)
     use_ema = args.ema_decay > 0 and not args.lora_rank
     ema_generator = create_ema(generator) if use_ema else None
-    train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
+    train_dataloader = make_train_dataloader(data.train, args, collate_images)
 
     # 3. optimisation: one optimizer per network, corrected for its lazy regulariser (None: that regulariser is off)
     betas = (args.adam_beta1, args.adam_beta2)
@@ -205,7 +190,7 @@ def main(args):
             generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
         )
     )
-    augment = make_augmentation(args, accelerator, len(train_dataset))
+    augment = make_augmentation(args, accelerator, len(data.train))
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_generator)
@@ -219,7 +204,7 @@ def main(args):
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
 
     logger.info(
-        f"{len(train_dataset)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps, "
+        f"{len(data.train)} training images, {num_classes or 'no'} classes, {args.max_train_steps} steps, "
         f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} x {accelerator.num_processes} "
         "processes"
     )
@@ -337,8 +322,7 @@ def main(args):
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
             validate(
                 unwrapped_generator if ema_generator is None else ema_generator,
-                evaluation,
-                eval_dataset,
+                data,
                 num_classes,
                 args,
                 accelerator,
@@ -351,9 +335,9 @@ def main(args):
     # sample grid, record of the run, model card) and the upload
     final_generator = unwrapped_generator if ema_generator is None else ema_generator
     run_facts = check_replicas(accelerator, generator, global_step, logger)
-    metrics = validate(final_generator, evaluation, eval_dataset, num_classes, args, accelerator, global_step)
+    metrics = validate(final_generator, data, num_classes, args, accelerator, global_step)
     if accelerator.is_main_process:
-        references = measure_references(evaluation, args)
+        references = measure_references(data.evaluation, args)
         final_generator.eval()
         # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached samples.
         sampling_model = copy.deepcopy(plain_generator(final_generator)) if args.lora_rank else final_generator
@@ -375,7 +359,7 @@ def main(args):
         samples = pipeline(batch_size=8 * (num_classes or 8), generator=seeded, **sample_kwargs).images
         save_card_grid(samples, args.output_dir, columns=num_classes or 8)
         record = write_run_record(
-            args, metrics, references, run_facts, run_protocol(evaluation, args.num_eval_samples)
+            args, metrics, references, run_facts, run_protocol(data.evaluation, args.num_eval_samples)
         )
         write_model_card(
             args,
@@ -390,7 +374,7 @@ def main(args):
             has_discriminator=keep_discriminator,
             sample_kwargs=sample_kwargs,
         )
-        print_run_summary(args.output_dir, evaluation, metrics)
+        print_run_summary(args.output_dir, data.evaluation, metrics)
         if args.push_to_hub:
             push_folder(args, "train_stylegan.py", logger)
     end_run(accelerator)
@@ -404,23 +388,10 @@ def plain_generator(generator_model):
 
 
 @torch.no_grad()
-def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, accelerator, step: int) -> dict:
-    """Sample grid (main process) and metrics (all processes) of `generator_model`; logged to the trackers."""
+def validate(generator_model, data, num_classes: int, args, accelerator, step: int) -> dict:
+    """Sample grid (main process) and metrics (all processes) of `generator_model`, in eval mode; logged."""
     was_training = generator_model.training
     generator_model.eval()
-    if accelerator.is_main_process:
-        pipeline = hfgen.StyleGANPipeline(stylegan=plain_generator(generator_model))
-        pipeline.set_progress_bar_config(disable=True)
-        count = args.num_validation_images
-        labels = [i % num_classes for i in range(count)] if num_classes else None
-        images = pipeline(
-            batch_size=count,
-            class_labels=labels,
-            noise_mode="const",
-            generator=torch.Generator(device="cpu").manual_seed(args.seed),
-        ).images
-        folder = os.path.join(args.output_dir, "validation")
-        save_grid(images, folder, "samples", accelerator, step, columns=num_classes or None)
     base = plain_generator(generator_model)
 
     def sample(batch_size, labels, torch_generator):
@@ -429,11 +400,10 @@ def validate(generator_model, evaluation, eval_dataset, num_classes: int, args, 
         z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
         return base(z, labels=labels, noise_mode="random", generator=torch_generator).sample
 
-    metrics = evaluate_generator(
-        sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed, num_classes
+    pipeline = hfgen.StyleGANPipeline(stylegan=plain_generator(generator_model))
+    metrics = validate_generator(
+        pipeline, sample, data, args, accelerator, step, logger, num_classes, noise_mode="const"
     )
-    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-    logger.info(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     generator_model.train(was_training)
     return metrics
 

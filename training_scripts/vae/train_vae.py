@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train hfgen's VAE (or beta-VAE) on images, ending with a Hub-ready folder and measured metrics.
 
-    accelerate launch training_scripts/vae/train_vae.py                       # built-in digits, ~3 minutes on 2 CPU cores
+    accelerate launch training_scripts/vae/train_vae.py                   # built-in digits, ~3 minutes on 2 CPU cores
     accelerate launch training_scripts/vae/train_vae.py --train_data_dir my_images/ --resolution 64 --color_mode RGB
 
 The output folder loads with `hfgen.VAEPipeline.from_pretrained(dir)`, `hfgen.VAEModel.from_pretrained(dir)` and
@@ -19,7 +19,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, collate_images, filter_classes, image_transform, load_image_dataset
+from hfgen.data import BUILTIN_DIGITS, collate_images
 from hfgen.metrics import psnr, ssim
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
@@ -27,7 +27,6 @@ from hfgen.training.arguments import (
     add_run_arguments,
     check_run_arguments,
     print_dry_run,
-    resolve_color_mode,
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
@@ -35,8 +34,8 @@ from hfgen.training.evaluation import (
     DISTRIBUTION_METRIC_NAMES,
     evaluate_generator,
     evaluation_batches,
+    load_run_data,
     measure_references,
-    prepare_evaluation,
     run_protocol,
 )
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
@@ -161,7 +160,7 @@ def log_validation(model, test_images, args, accelerator, step):
 
 
 @torch.no_grad()
-def evaluate(model, evaluation, eval_dataset, args, accelerator) -> dict:
+def evaluate(model, data, args, accelerator) -> dict:
     """Metrics of the trained model on the run's evaluation images; every process works on its share and the
     results are gathered.
 
@@ -171,8 +170,8 @@ def evaluate(model, evaluation, eval_dataset, args, accelerator) -> dict:
     """
     vae = accelerator.unwrap_model(model)
     vae.eval()
-    with accelerator.split_between_processes(list(range(len(eval_dataset)))) as local_indices:
-        local_eval = eval_dataset.select(local_indices)
+    with accelerator.split_between_processes(list(range(len(data.eval)))) as local_indices:
+        local_eval = data.eval.select(local_indices)
     originals, reconstructions, kl_terms = [], [], []
     for batch in evaluation_batches(local_eval, 128):
         pixel_values = batch["pixel_values"].to(accelerator.device)
@@ -196,7 +195,9 @@ def evaluate(model, evaluation, eval_dataset, args, accelerator) -> dict:
     def sample(batch_size, labels, generator):
         return pipeline(batch_size=batch_size, generator=generator, output_type="pt").images * 2 - 1
 
-    metrics.update(evaluate_generator(sample, evaluation, eval_dataset, accelerator, args.num_eval_samples, args.seed))
+    metrics.update(
+        evaluate_generator(sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed)
+    )
     return metrics
 
 
@@ -208,28 +209,19 @@ def main(args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is decoded before anything else, so a broken file fails first (--dry_run included)
-    dataset = load_image_dataset(
-        args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
-    )
-    dataset = filter_classes(dataset, args.class_filter)
-    # the metrics' images (the dataset's own held-out split, or a part of the training images) and extractor
-    evaluation = prepare_evaluation(args, dataset, accelerator)
-    transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
-    train_dataset = evaluation.train.with_transform(transform)
-    eval_dataset = evaluation.evaluation.with_transform(transform)
-    logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
+    data = load_run_data(args, accelerator, logger)
 
     # 2. model: built with the same seed everywhere, then each process gets its own stream of noise
     set_seed(args.seed)
     model = build_model(args)
     if args.dry_run:
-        data = {split: len(images) for split, images in dataset.items()}
+        data = {split: len(images) for split, images in data.dataset.items()}
         print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=data)
         return None
     set_seed(args.seed, device_specific=True)
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    train_dataloader = make_train_dataloader(train_dataset, args, collate_images)
+    train_dataloader = make_train_dataloader(data.train, args, collate_images)
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
@@ -255,13 +247,13 @@ def main(args):
 
     total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info(
-        f"{len(train_dataset)} training images, {num_epochs} epochs, {args.max_train_steps} steps, "
+        f"{len(data.train)} training images, {num_epochs} epochs, {args.max_train_steps} steps, "
         f"batch {total_batch} ({accelerator.num_processes} processes)"
     )
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
-    fixed_test_images = next(evaluation_batches(eval_dataset, min(8, len(eval_dataset))))["pixel_values"]
+    fixed_test_images = next(evaluation_batches(data.eval, min(8, len(data.eval))))["pixel_values"]
 
     # 5. the loop
     for epoch in range(first_epoch, num_epochs):
@@ -313,9 +305,9 @@ def main(args):
     # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (weights,
     # sample grid, record of the run, model card) and the upload
     run_facts = check_replicas(accelerator, model, global_step, logger)
-    metrics = evaluate(model, evaluation, eval_dataset, args, accelerator)
+    metrics = evaluate(model, data, args, accelerator)
     if accelerator.is_main_process:
-        references = measure_references(evaluation, args)
+        references = measure_references(data.evaluation, args)
         vae = accelerator.unwrap_model(model)
         pipeline = hfgen.VAEPipeline(vae=vae)
         pipeline.set_progress_bar_config(disable=True)
@@ -323,11 +315,11 @@ def main(args):
         vae.save_pretrained(args.output_dir)  # config.json + model.safetensors, for VAEModel / AutoModel
         save_card_grid(sample_grid_images(pipeline, fixed_test_images, args.seed), args.output_dir, columns=8)
         record = write_run_record(
-            args, metrics, references, run_facts, run_protocol(evaluation, args.num_eval_samples)
+            args, metrics, references, run_facts, run_protocol(data.evaluation, args.num_eval_samples)
         )
         tags = ["vae", "beta-vae"] if vae.config.kl_weight != 1 else ["vae"]
         write_model_card(args, "vae", record, CARD_METRIC_NAMES, tags=tags)
-        print_run_summary(args.output_dir, evaluation, metrics)
+        print_run_summary(args.output_dir, data.evaluation, metrics)
         if args.push_to_hub:
             push_folder(args, "train_vae.py", logger)
     end_run(accelerator)
