@@ -28,8 +28,8 @@ RANGE_TOLERANCE = 1e-3
 def load_digits_classifier(device: str | torch.device | None = None) -> DigitsClassifier:
     """Load the digits classifier shipped in `hfgen/metrics/digits_classifier/`, in eval mode.
 
-    The weights were produced by `training_scripts/metrics/train_digits_classifier.py`; the folder's README.md states the
-    command and the measured test accuracy. Nothing is downloaded.
+    The weights were produced by `training_scripts/metrics/train_digits_classifier.py`; the folder's README.md states
+    the command and the measured test accuracy. Nothing is downloaded.
     """
     with as_file(files("hfgen.metrics") / DIGITS_CLASSIFIER_FOLDER) as folder:
         classifier = DigitsClassifier.from_pretrained(folder)

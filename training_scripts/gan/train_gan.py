@@ -312,7 +312,7 @@ def main(args):
         references = measure_references(data.evaluation, args)
         final_generator.eval()
         # A LoRA run saves only the adapter (PeftModel.save_pretrained); its samples come from a merged copy.
-        pipeline = hfgen.GANPipeline(gan=plain_generator(final_generator))
+        pipeline = hfgen.GANPipeline(gan=lora_merged_copy(final_generator))
         pipeline.set_progress_bar_config(disable=True)
         keep_discriminator = args.save_discriminator and not args.lora_rank
         save_adversarial_weights(
@@ -351,8 +351,9 @@ def main(args):
     return metrics
 
 
-def plain_generator(generator_model):
-    """A `GANGenerator` for pipelines: LoRA-adapted generators are merged into a copy (exact for plain layers)."""
+def lora_merged_copy(generator_model):
+    """A `GANGenerator` for pipelines: a LoRA-adapted generator merged into a copy (exact for plain layers; the
+    training model keeps its adapter); any other generator as it is."""
     if hasattr(generator_model, "merge_and_unload"):
         return copy.deepcopy(generator_model).merge_and_unload()
     return generator_model
@@ -368,7 +369,7 @@ def validate(generator_model, data, num_classes: int, args, accelerator, step: i
         z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
         return generator_model(z.to(generator_model.device), labels=labels).sample
 
-    pipeline = hfgen.GANPipeline(gan=plain_generator(generator_model))
+    pipeline = hfgen.GANPipeline(gan=lora_merged_copy(generator_model))
     metrics = validate_generator(pipeline, sample, data, args, accelerator, step, logger, num_classes)
     generator_model.train(was_training)
     return metrics

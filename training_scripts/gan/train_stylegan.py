@@ -340,7 +340,7 @@ def main(args):
         references = measure_references(data.evaluation, args)
         final_generator.eval()
         # A LoRA run saves only the adapter (PeftModel.save_pretrained); a copy with the adapter attached samples.
-        sampling_model = copy.deepcopy(plain_generator(final_generator)) if args.lora_rank else final_generator
+        sampling_model = copy.deepcopy(without_peft_wrapper(final_generator)) if args.lora_rank else final_generator
         pipeline = hfgen.StyleGANPipeline(stylegan=sampling_model)
         pipeline.set_progress_bar_config(disable=True)
         keep_discriminator = args.save_discriminator and not args.lora_rank
@@ -381,7 +381,7 @@ def main(args):
     return metrics
 
 
-def plain_generator(generator_model):
+def without_peft_wrapper(generator_model):
     """A `StyleGANGenerator` for pipelines: for a LoRA-adapted generator, its base model, whose adapter layers stay
     attached (unmerged; a merged copy gives the same images)."""
     return generator_model.get_base_model() if hasattr(generator_model, "get_base_model") else generator_model
@@ -392,7 +392,7 @@ def validate(generator_model, data, num_classes: int, args, accelerator, step: i
     """Sample grid (main process) and metrics (all processes) of `generator_model`, in eval mode; logged."""
     was_training = generator_model.training
     generator_model.eval()
-    base = plain_generator(generator_model)
+    base = without_peft_wrapper(generator_model)
 
     def sample(batch_size, labels, torch_generator):
         # Random per-pixel noise from the seeded generator, as NVIDIA's metrics sample: constant noise would take the
@@ -400,7 +400,7 @@ def validate(generator_model, data, num_classes: int, args, accelerator, step: i
         z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
         return base(z, labels=labels, noise_mode="random", generator=torch_generator).sample
 
-    pipeline = hfgen.StyleGANPipeline(stylegan=plain_generator(generator_model))
+    pipeline = hfgen.StyleGANPipeline(stylegan=without_peft_wrapper(generator_model))
     metrics = validate_generator(
         pipeline, sample, data, args, accelerator, step, logger, num_classes, noise_mode="const"
     )

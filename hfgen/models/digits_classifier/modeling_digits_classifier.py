@@ -1,4 +1,5 @@
-"""hfgen's digits classifier: a small CNN trained on the built-in digits (training_scripts/metrics/train_digits_classifier.py).
+"""hfgen's digits classifier: a small CNN trained on the built-in digits
+(training_scripts/metrics/train_digits_classifier.py).
 
 Its job is to be the offline feature extractor of hfgen's metrics: `get_image_features` gives the spatially averaged
 last-level activations (the analogue of Inception-v3's pool3 features) that FID, KID and precision / recall compare,

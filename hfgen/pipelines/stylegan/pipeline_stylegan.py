@@ -107,7 +107,7 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         self._check_truncation(truncation_psi, truncation_cutoff)
 
-    def _finish(self, ws, latents, noise_mode, generator, output_type, return_dict, class_labels=None):
+    def _synthesize_output(self, ws, latents, noise_mode, generator, output_type, return_dict, class_labels=None):
         noise = self._noise(ws.shape[0], noise_mode, generator)
         sample = self.stylegan.synthesize(ws, noise_mode=noise_mode, noise=noise)
         images = self.image_processor.postprocess(sample, output_type=output_type)
@@ -169,7 +169,7 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         labels = prepare_class_labels(class_labels, batch_size, config.num_classes, self._execution_device, generator)
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         # 3. synthesize
-        return self._finish(ws, latents, noise_mode, generator, output_type, return_dict, labels)
+        return self._synthesize_output(ws, latents, noise_mode, generator, output_type, return_dict, labels)
 
     @torch.no_grad()
     def style_mixing(
@@ -220,7 +220,7 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         ws = self.stylegan.map(latents, labels, truncation_psi, truncation_cutoff)
         mixing_ws = self.stylegan.map(mixing_latents, labels, truncation_psi, truncation_cutoff)
         # 3. mix, then synthesize
-        return self._finish(
+        return self._synthesize_output(
             mix_styles(ws, mixing_ws, crossover_layer),
             latents,
             noise_mode,
@@ -270,7 +270,7 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
             ws = interpolation_path(end_ws[0], end_ws[1], num_steps, "linear")
             latents = None
         # 3. synthesize
-        return self._finish(ws, latents, noise_mode, None, output_type, return_dict, labels)
+        return self._synthesize_output(ws, latents, noise_mode, None, output_type, return_dict, labels)
 
     @torch.no_grad()
     def synthesize(
@@ -289,7 +289,7 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         check_latents(ws, (self.stylegan.num_ws, self.stylegan.config.w_dim), "ws")
         check_generator(generator, ws.shape[0])
         ws = ws.to(device=self._execution_device, dtype=self.stylegan.dtype)
-        return self._finish(ws, None, noise_mode, generator, output_type, return_dict)
+        return self._synthesize_output(ws, None, noise_mode, generator, output_type, return_dict)
 
 
 __all__ = ["StyleGANPipeline", "StyleGANPipelineOutput"]

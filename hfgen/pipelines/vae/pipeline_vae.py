@@ -85,7 +85,7 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         latent_dist = self.vae.encode(pixel_values, return_dict=True).latent_dist
         return latent_dist.sample(generator=generator) if sample_posterior else latent_dist.mode()
 
-    def _finish(self, latents: torch.Tensor, output_type: str, return_dict: bool):
+    def _decode_output(self, latents: torch.Tensor, output_type: str, return_dict: bool):
         if output_type == "latent":
             images = latents
         else:
@@ -140,7 +140,7 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         else:
             latents = latents.to(device=self._execution_device, dtype=self.vae.dtype)
         # 3. decode
-        return self._finish(latents, output_type, return_dict)
+        return self._decode_output(latents, output_type, return_dict)
 
     @torch.no_grad()
     def reconstruct(
@@ -162,7 +162,7 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         # 2. encode
         latents = self._posterior_latents(pixel_values, generator, sample_posterior)
         # 3. decode
-        return self._finish(latents, output_type, return_dict)
+        return self._decode_output(latents, output_type, return_dict)
 
     @torch.no_grad()
     def interpolate(
@@ -191,7 +191,7 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         # 3. walk between them
         latents = interpolation_path(start, end, num_steps, method)
         # 4. decode
-        return self._finish(latents, output_type, return_dict)
+        return self._decode_output(latents, output_type, return_dict)
 
     @torch.no_grad()
     def attribute_vector(self, images_with, images_without) -> torch.Tensor:
@@ -232,4 +232,4 @@ class VAEPipeline(PipelineFolderMixin, DiffusionPipeline):
         latents = self._posterior_latents(pixel_values, None, False)
         latents = latents + strength * attribute_vector.to(device=latents.device, dtype=latents.dtype)
         # 3. decode
-        return self._finish(latents, output_type, return_dict)
+        return self._decode_output(latents, output_type, return_dict)
