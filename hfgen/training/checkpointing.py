@@ -3,6 +3,13 @@
 A checkpoint is written to `<output_dir>/checkpoint-<step>.tmp` and renamed to `checkpoint-<step>` only once every
 process has finished writing, so a run killed while saving never leaves a folder that `--resume_from_checkpoint
 latest` would pick: only complete `checkpoint-<step>` folders count.
+
+Checkpoints keep accelerate's own format (each prepared model's weights in safetensors beside the optimizer,
+scheduler, RNG and registered states); the folders users load with `from_pretrained` are written once, at the end of
+a run. The diffusers examples' `register_save_state_pre_hook` / `register_load_state_pre_hook`, which write each
+model with `save_pretrained` inside the checkpoint, are not used: those hooks see only the prepared models, while a
+GAN's checkpoint also holds registered objects (the EMA generator, ADA's probability, StyleGAN's path-length mean),
+so resume would need two paths for one state.
 """
 
 import os
