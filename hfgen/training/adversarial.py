@@ -63,6 +63,13 @@ class Phase:
         return bool(self.interval) and iteration % self.interval == 0
 
 
+def gradient_sync(accelerator, network: nn.Module, index: int, count: int):
+    """The context in which micro-batch `index` of `count` runs `network` forward and backward: data-parallel
+    training fixes at forward time whether the backward pass will all-reduce the gradients, and only the last
+    micro-batch's should (the others accumulate locally)."""
+    return contextlib.nullcontext() if index == count - 1 else accelerator.no_sync(network)
+
+
 def run_phase(
     phase: Phase,
     accelerator,
@@ -83,8 +90,7 @@ def run_phase(
         phase.held.requires_grad_(False)
     totals: dict[str, float] = {}
     for index, micro_batch in enumerate(micro_batches):
-        last = index == len(micro_batches) - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(phase.network):
+        with gradient_sync(accelerator, phase.network, index, len(micro_batches)):
             loss, logs = loss_of(micro_batch)
             if guard is not None:
                 guard(loss, phase.name)

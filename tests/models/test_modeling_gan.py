@@ -27,6 +27,8 @@ VARIANTS = [
         "discriminator_norm": "layer",
     },
     {"architecture": "dcgan", "discriminator_norm": "none"},
+    {"architecture": "dcgan", "generator_upsampling": "transposed"},
+    {"architecture": "dcgan", "num_classes": 10, "generator_upsampling": "pixel_shuffle"},
 ]
 
 
@@ -93,6 +95,23 @@ class TestGANGeneratorMLP(TestGANGeneratorDCGAN):
     variant: ClassVar[dict] = {"architecture": "mlp"}
 
 
+class TestGANGeneratorPixelShuffle(TestGANGeneratorDCGAN):
+    """Sub-pixel convolutions: every layer is a Conv2d or Linear, so LoRA reaches all of them."""
+
+    variant: ClassVar[dict] = {"architecture": "dcgan", "num_classes": 10, "generator_upsampling": "pixel_shuffle"}
+
+
+class TestGANGeneratorTransposed(TestGANGeneratorDCGAN):
+    """The paper's transposed convolutions: PEFT cannot adapt them, so LoRA reaches the input projection only."""
+
+    variant: ClassVar[dict] = {"architecture": "dcgan", "num_classes": 10, "generator_upsampling": "transposed"}
+
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=4, lora_alpha=4, target_modules=["input_projection"], modules_to_save=["norm", "input_norm"]
+        )
+
+
 class TestGANDiscriminator(ModelTesterMixin):
     model_class = GANDiscriminator
     output_name = "logits"
@@ -121,6 +140,10 @@ class TestGANDiscriminator(ModelTesterMixin):
 EXPECTED_DCGAN_SAMPLE = [0.057005, 0.06661, -0.010908, -0.078451, -0.112485, -0.054196]
 EXPECTED_MLP_SAMPLE = [0.052383, -0.137729, 0.079036, -0.208229, 0.129498, -0.023573]
 EXPECTED_DISCRIMINATOR_LOGITS = [0.070045, -0.437582]
+EXPECTED_SAMPLE_BY_UPSAMPLING = {
+    "pixel_shuffle": [-0.0137, -0.010174, 0.018956, 0.037627, 0.012323, -0.043933],
+    "transposed": [0.045177, 0.027842, -0.013766, 0.020805, -0.008259, 0.019417],
+}
 
 
 def test_fixed_values_of_the_generators_and_the_discriminator():
@@ -133,6 +156,15 @@ def test_fixed_values_of_the_generators_and_the_discriminator():
     assert torch.allclose(dcgan_sample.flatten()[:6], torch.tensor(EXPECTED_DCGAN_SAMPLE), atol=1e-4)
     assert torch.allclose(mlp_sample.flatten()[:6], torch.tensor(EXPECTED_MLP_SAMPLE), atol=1e-4)
     assert torch.allclose(logits, torch.tensor(EXPECTED_DISCRIMINATOR_LOGITS), atol=1e-4)
+
+
+@pytest.mark.parametrize("tester", [TestGANGeneratorPixelShuffle, TestGANGeneratorTransposed])
+@torch.no_grad()
+def test_fixed_values_of_each_upsampling(tester):
+    tester = tester()
+    sample = tester.build_model().train()(**tester.get_inputs()).sample
+    expected = EXPECTED_SAMPLE_BY_UPSAMPLING[tester.variant["generator_upsampling"]]
+    assert torch.allclose(sample.flatten()[:6], torch.tensor(expected), atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))
@@ -217,6 +249,49 @@ def test_dcgan_channels_double_towards_the_coarse_end():
     config = GANConfig(image_size=32, generator_channels=16, discriminator_channels=16, max_channels=48)
     assert config.generator_block_channels() == [48, 48, 32, 16]  # 4x4, 8x8, 16x16, 32x32
     assert config.discriminator_block_channels() == [16, 32, 48]  # 16x16, 8x8, 4x4
+    # the paper's layout: the last upsampling makes the image, so the blocks stop at half resolution
+    paper = GANConfig(image_size=32, generator_channels=16, max_channels=48, generator_upsampling="transposed")
+    assert paper.generator_block_channels() == [48, 32, 16]  # 4x4, 8x8, 16x16
+
+
+def test_the_paper_layout_is_pytorch_examples_dcgan_generator():
+    """At 64 px RGB, nz 100, ngf 64 the transposed layout has the layers of the DCGAN paper (and of pytorch/examples'
+    dcgan): 4x4 stride-2 transposed convolutions 512 -> 256 -> 128 -> 64 -> 3 after a 4x4x512 start."""
+    config = GANConfig(
+        image_size=64, num_channels=3, latent_dim=100, generator_channels=64, max_channels=512,
+        generator_upsampling="transposed",
+    )  # fmt: skip
+    generator = GANGenerator(config)
+    shapes = [
+        tuple(module.weight.shape) for module in generator.modules() if isinstance(module, torch.nn.ConvTranspose2d)
+    ]
+    assert shapes == [(512, 256, 4, 4), (256, 128, 4, 4), (128, 64, 4, 4), (64, 3, 4, 4)]
+    assert generator.input_projection.weight.shape == (512 * 16, 100)
+    assert generator(torch.randn(2, 100)).sample.shape == (2, 3, 64, 64)
+
+
+@torch.no_grad()
+def test_a_pixel_shuffle_layer_can_compute_what_a_transposed_convolution_computes():
+    """A 4x4 stride-2 transposed convolution is a 3x3 convolution to 4x the channels followed by a pixel shuffle: each
+    output phase reads a 2x2 neighbourhood of the input, which the 3x3 kernel covers."""
+    from hfgen.models.gan.modeling_gan import double_resolution, upsampling_convolution
+
+    torch.manual_seed(0)
+    transposed = upsampling_convolution(3, 2, "transposed", bias=False)
+    sub_pixel = upsampling_convolution(3, 2, "pixel_shuffle", bias=False)
+    weight = transposed.weight  # (in, out, 4, 4)
+    kernel = torch.zeros(2, 4, 3, 3, 3)  # (out, phase, in, 3, 3); phase = 2 * row parity + column parity
+    for row_parity in range(2):
+        for column_parity in range(2):
+            for dy in range(3):
+                for dx in range(3):
+                    ky, kx = row_parity + 3 - 2 * dy, column_parity + 3 - 2 * dx
+                    if 0 <= ky < 4 and 0 <= kx < 4:
+                        kernel[:, 2 * row_parity + column_parity, :, dy, dx] = weight[:, :, ky, kx].T
+    sub_pixel.weight.copy_(kernel.reshape(8, 3, 3, 3))
+    hidden = torch.randn(2, 3, 5, 5)
+    expected = double_resolution(transposed, hidden, "transposed")
+    torch.testing.assert_close(double_resolution(sub_pixel, hidden, "pixel_shuffle"), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_one_adversarial_step_lowers_the_discriminator_loss():

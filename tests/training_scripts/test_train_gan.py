@@ -117,6 +117,10 @@ def test_gan_run_writes_a_hub_ready_folder_that_loads_three_ways(gan_run):
         assert discriminator(images, labels=labels).logits.shape == (3,)
     piped = pipeline(latents=z, class_labels=labels, output_type="pt").images
     assert torch.allclose(piped, (images * 0.5 + 0.5).clamp(0, 1), atol=1e-6)
+    # One generator forward in training mode per iteration: the generator step reuses the discriminator step's fakes
+    # (batch norm counts the batches it sees; the saved EMA generator copies the counts).
+    weights = load_file(output_dir / "model.safetensors")
+    assert weights["blocks.0.norm.num_batches_tracked"].item() == 4
 
 
 def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script):

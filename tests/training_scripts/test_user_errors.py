@@ -265,3 +265,21 @@ def test_help_shows_every_default(script, default_shown):
     option_lines = [line for line in result.stdout.splitlines() if line.startswith("  --")]
     assert help_text.count("(default:") == len(option_lines) >= 35
     assert "--seed SEED (default: 0)" in help_text
+
+
+def test_lora_on_transposed_convolutions_names_the_upsampling(tmp_path, tiny_model_configs):
+    import hfgen
+
+    config = hfgen.GANConfig.from_pretrained(tiny_model_configs / "gan", generator_upsampling="transposed")
+    hfgen.GANGenerator(config).save_pretrained(tmp_path / "paper-dcgan")
+    result = run_directly(
+        "train_gan.py",
+        "--output_dir",
+        tmp_path / "out",
+        "--pretrained_model_name_or_path",
+        tmp_path / "paper-dcgan",
+        "--lora_rank",
+        "4",
+        *TINY_RUN,
+    )
+    assert_one_line_error(result, "--lora_rank", "transposed convolutions", "--generator_upsampling pixel_shuffle")

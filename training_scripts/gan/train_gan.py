@@ -14,6 +14,7 @@ each with its own optimizer and learning rate. The folder loads with `hfgen.GANP
 `hfgen.GANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)` (after `import hfgen`).
 """
 
+import contextlib
 import copy
 import functools
 import logging
@@ -86,6 +87,15 @@ def parse_args(input_args=None):
     parser = make_parser("Train a GAN / DCGAN / WGAN-GP / conditional GAN with hfgen.")
     add_data_arguments(parser, BUILTIN_DIGITS)
     parser.add_argument("--architecture", type=str, default="dcgan", choices=["mlp", "dcgan"])
+    parser.add_argument(
+        "--generator_upsampling",
+        type=str,
+        default="nearest",
+        choices=["nearest", "transposed", "pixel_shuffle"],
+        help="How a new DCGAN generator doubles the resolution: nearest + 3x3 convolution, the paper's 4x4 stride-2 "
+        "transposed convolutions (fastest; LoRA cannot adapt them), or sub-pixel convolutions (the paper's layout "
+        "as Conv2d layers LoRA reaches). See GANConfig.generator_upsampling.",
+    )
     parser.add_argument("--loss", type=str, default="non-saturating", choices=GAN_LOSSES)
     parser.add_argument("--gp_weight", type=float, default=10.0, help="lambda of WGAN-GP's gradient penalty.")
     parser.add_argument("--r1_gamma", type=float, default=0.0, help="R1 penalty weight gamma (0: off).")
@@ -123,6 +133,7 @@ def build_models(args, num_classes: int):
                 num_classes=num_classes,
                 # WGAN-GP's penalty is per image: batch statistics in the critic break it.
                 discriminator_norm="layer" if args.loss == "wgan-gp" else "batch",
+                generator_upsampling=args.generator_upsampling,
                 **DEFAULT_ARCHITECTURE,
             )
         generator, discriminator = hfgen.GANGenerator(config), hfgen.GANDiscriminator(config)
@@ -151,6 +162,13 @@ def main(args):
         return None
     if args.lora_rank:
         from peft import LoraConfig, get_peft_model
+
+        if generator.config.generator_upsampling == "transposed":
+            raise ValueError(
+                f"--lora_rank: {args.pretrained_model_name_or_path} upsamples with transposed convolutions, which "
+                "PEFT LoRA cannot adapt; fine-tune it without --lora_rank, or train models meant for LoRA with "
+                "--generator_upsampling pixel_shuffle or nearest"
+            )
 
         generator = get_peft_model(
             generator,
@@ -205,7 +223,8 @@ def main(args):
     latent_dim = unwrapped_generator.config.latent_dim
     d_step_count = global_step * args.d_steps_per_g_step
 
-    # 5. the loop: --d_steps_per_g_step discriminator (critic) steps, then one generator step. R1, when on, is folded
+    # 5. the loop: --d_steps_per_g_step discriminator (critic) steps, then one generator step on the fakes of the last
+    # one (the generator runs forward once per iteration, as in the DCGAN reference loop). R1, when on, is folded
     # into the discriminator's main step every --r1_interval steps (hfgen/training/adversarial.py says why).
     d_main = Phase("D main", discriminator, d_optimizer)
     g_main = Phase("G main", generator, g_optimizer, held=unwrapped_discriminator)
@@ -215,12 +234,21 @@ def main(args):
         real = random_flip(batch["pixel_values"]) if args.random_flip else batch["pixel_values"]
         return real, batch["labels"] if num_classes else None
 
+    def add_fakes(micro_batches, keep_graph: bool) -> list:
+        """`(real, labels, fake)` per micro-batch, the fakes drawn for the labels of the real images. With
+        `keep_graph` they carry the generator's graph, for the generator step to reuse."""
+        with_fakes = []
+        for real, labels in micro_batches:
+            z = torch.randn(real.shape[0], latent_dim, device=real.device)
+            with contextlib.nullcontext() if keep_graph else torch.no_grad():
+                fake = (generator if keep_graph else unwrapped_generator)(z, labels=labels).sample
+            with_fakes.append((real, labels, fake))
+        return with_fakes
+
     def d_main_loss(micro_batch, apply_r1: bool):
         """Real images against generated ones, which get no gradient here."""
-        real, labels = micro_batch
-        with torch.no_grad():
-            z = torch.randn(real.shape[0], latent_dim, device=real.device)
-            fake = unwrapped_generator(z, labels=labels).sample
+        real, labels, fake = micro_batch
+        fake = fake.detach()
         # R1 is taken with respect to the real images before augmentation, through it.
         real = real.detach().requires_grad_(apply_r1)
         real_seen = discriminator_input(real, augment)
@@ -245,11 +273,11 @@ def main(args):
         return loss, logs
 
     def g_main_loss(micro_batch):
-        """Fool the discriminator with fresh noise and labels drawn uniformly."""
-        batch_size = micro_batch[0].shape[0]
-        z = torch.randn(batch_size, latent_dim, device=accelerator.device)
-        labels = torch.randint(0, num_classes, (batch_size,), device=accelerator.device) if num_classes else None
-        fake = generator(z, labels=labels).sample
+        """Fool the discriminator, just updated, with the fakes its last step saw."""
+        real, labels, fake = micro_batch
+        if not fake.requires_grad:  # drawn without the generator's graph (gradient accumulation): draw again
+            z = torch.randn(real.shape[0], latent_dim, device=real.device)
+            fake = generator(z, labels=labels).sample
         loss = generator_loss(
             unwrapped_discriminator(discriminator_input(fake, augment), labels=labels).logits, args.loss
         )
@@ -261,13 +289,17 @@ def main(args):
     generator.train()
     discriminator.train()
     while global_step < args.max_train_steps:
-        for _ in range(args.d_steps_per_g_step):
-            micro_batches = [next_real_batch() for _ in range(args.gradient_accumulation_steps)]
+        for d_step in range(args.d_steps_per_g_step):
+            real_batches = [next_real_batch() for _ in range(args.gradient_accumulation_steps)]
+            # The generator step reuses the last fakes, except under gradient accumulation, where holding every
+            # micro-batch's generator graph at once would defeat the memory that accumulation saves.
+            reuse = d_step == args.d_steps_per_g_step - 1 and args.gradient_accumulation_steps == 1
+            micro_batches = add_fakes(real_batches, keep_graph=reuse)
             apply_r1 = args.r1_gamma > 0 and d_step_count % args.r1_interval == 0
             d_loss_of = functools.partial(d_main_loss, apply_r1=apply_r1)
             d_logs = run_phase(d_main, accelerator, micro_batches, d_loss_of, args.max_grad_norm, guard)
             d_step_count += 1
-            real_count = sum(real.shape[0] for real, _ in micro_batches)
+            real_count = sum(real.shape[0] for real, _ in real_batches)
             adapt_augmentation(augment, accelerator, d_logs["real_sign"] * real_count, real_count)
         g_logs = run_phase(g_main, accelerator, micro_batches, g_main_loss, args.max_grad_norm, guard)
         g_scheduler.step()

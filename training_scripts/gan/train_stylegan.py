@@ -13,6 +13,7 @@ regularisation, and an EMA of the generator. The folder loads with `hfgen.StyleG
 `hfgen.StyleGANGenerator.from_pretrained(dir)` and `transformers.AutoModel.from_pretrained(dir)`.
 """
 
+import contextlib
 import copy
 import logging
 
@@ -241,12 +242,24 @@ def main(args):
         output = model(z, labels=labels, **mixing)
         return output.sample, output.ws
 
+    def add_fakes(micro_batches) -> list:
+        """`(real, labels, fake)` per micro-batch, the fakes drawn for the labels of the real images. Without gradient
+        accumulation they carry the generator's graph and the generator step reuses them (one generator forward per
+        iteration); with it, holding every micro-batch's graph at once would defeat the memory accumulation saves,
+        so they are drawn without and the generator step draws its own."""
+        keep_graph = len(micro_batches) == 1
+        with_fakes = []
+        for real, labels in micro_batches:
+            z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
+            with contextlib.nullcontext() if keep_graph else torch.no_grad():
+                fake, _ = generate(generator if keep_graph else unwrapped_generator, z, labels)
+            with_fakes.append((real, labels, fake))
+        return with_fakes
+
     def d_main_loss(micro_batch):
         """Logistic loss on real images against generated ones, which get no gradient here."""
-        real, labels = micro_batch
-        with torch.no_grad():
-            z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
-            fake, _ = generate(unwrapped_generator, z, labels)
+        real, labels, fake = micro_batch
+        fake = fake.detach()
         real_logits = discriminator(discriminator_input(real, augment), labels=labels).logits
         fake_logits = discriminator(discriminator_input(fake, augment), labels=labels).logits
         loss = discriminator_loss(real_logits, fake_logits, "non-saturating")
@@ -260,7 +273,7 @@ def main(args):
 
     def d_reg_loss(micro_batch):
         """R1 on the same real images, with respect to them before augmentation."""
-        real, labels = micro_batch
+        real, labels, _ = micro_batch
 
         def discriminate(images):
             return discriminator(images, labels=labels).logits
@@ -271,17 +284,18 @@ def main(args):
         return r1 * (args.r1_gamma / 2) * d_interval + 0 * logits.sum(), {"r1_penalty": r1.detach()}
 
     def g_main_loss(micro_batch):
-        """Non-saturating loss with style mixing, for the labels of the real micro-batch."""
-        real, labels = micro_batch
-        z = torch.randn(real.shape[0], config.latent_dim, device=accelerator.device)
-        fake, _ = generate(generator, z, labels)
+        """Non-saturating loss through the discriminator, just updated, on the fakes its main step saw."""
+        real, labels, fake = micro_batch
+        if not fake.requires_grad:  # drawn without the generator's graph (gradient accumulation): draw again
+            z = torch.randn(real.shape[0], config.latent_dim, device=real.device)
+            fake, _ = generate(generator, z, labels)
         logits = unwrapped_discriminator(discriminator_input(fake, augment), labels=labels).logits
         loss = generator_loss(logits, "non-saturating")
         return loss, {"g_loss": loss.detach()}
 
     def g_reg_loss(micro_batch):
         """Path length on a --pl_batch_shrink times smaller batch; updates the running mean of path lengths."""
-        real, labels = micro_batch
+        real, labels, _ = micro_batch
         pl_batch = max(1, real.shape[0] // args.pl_batch_shrink)
         z = torch.randn(pl_batch, config.latent_dim, device=accelerator.device)
         images, ws = generate(generator, z, None if labels is None else labels[:pl_batch])
@@ -295,9 +309,9 @@ def main(args):
     generator.train()
     discriminator.train()
     while global_step < args.max_train_steps:
-        micro_batches = [next_real_batch() for _ in range(args.gradient_accumulation_steps)]
+        micro_batches = add_fakes([next_real_batch() for _ in range(args.gradient_accumulation_steps)])
         logs = run_phase(d_main, accelerator, micro_batches, d_main_loss, args.max_grad_norm, guard)
-        real_count = sum(real.shape[0] for real, _ in micro_batches)
+        real_count = sum(real.shape[0] for real, _, _ in micro_batches)
         adapt_augmentation(augment, accelerator, logs.pop("real_sign") * real_count, real_count)
         if d_reg.is_due(global_step):
             logs.update(run_phase(d_reg, accelerator, micro_batches, d_reg_loss, args.max_grad_norm))

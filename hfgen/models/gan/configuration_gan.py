@@ -5,6 +5,7 @@ from ..configuration_utils import HfgenConfig
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 DISCRIMINATOR_CONDITIONINGS = ("projection", "concat")
 DISCRIMINATOR_NORMS = ("batch", "layer", "none")
+GENERATOR_UPSAMPLINGS = ("nearest", "transposed", "pixel_shuffle")
 
 
 class GANConfig(HfgenConfig):
@@ -14,8 +15,7 @@ class GANConfig(HfgenConfig):
     Args:
         architecture (`str`, *optional*, defaults to `"dcgan"`):
             `"mlp"`: fully connected layers on flattened images (Goodfellow et al. 2014). `"dcgan"`: convolutional
-            (Radford et al. 2016): the generator doubles the resolution per block with nearest-neighbour upsampling
-            and a 3x3 convolution (so PEFT LoRA reaches every layer, which it cannot on transposed convolutions),
+            (Radford et al. 2016): the generator doubles the resolution per block (see `generator_upsampling`), with
             batch norm and ReLU; the discriminator halves it with strided 4x4 convolutions and LeakyReLU(0.2).
         latent_dim (`int`, *optional*, defaults to 64):
             Size of the Gaussian noise z.
@@ -42,6 +42,14 @@ class GANConfig(HfgenConfig):
             `"dcgan"`: channels of the discriminator's first block, doubled per halving up to `max_channels`.
         max_channels (`int`, *optional*, defaults to 256):
             Cap on the channels of any block.
+        generator_upsampling (`str`, *optional*, defaults to `"nearest"`):
+            `"dcgan"`: how the generator doubles the resolution. `"nearest"`: nearest-neighbour x2 then a 3x3
+            convolution, with one more 3x3 convolution to the image at full resolution. `"transposed"`: the paper's
+            4x4 stride-2 transposed convolutions, the last one straight to the image (4/9 of the multiply-adds per
+            layer, and no full-resolution block); PEFT LoRA cannot reach a transposed convolution. `"pixel_shuffle"`:
+            a 3x3 convolution to 4x the channels then a pixel shuffle (sub-pixel convolution, Shi et al. 2016), laid
+            out as `"transposed"`: it spans every function a 4x4 stride-2 transposed convolution computes, and is a
+            `Conv2d` that LoRA reaches.
         discriminator_norm (`str`, *optional*, defaults to `"batch"`):
             Normalisation in the discriminator: `"batch"` (DCGAN), `"layer"` (the choice for WGAN-GP, whose penalty
             is defined per image and is broken by batch statistics) or `"none"`.
@@ -62,6 +70,7 @@ class GANConfig(HfgenConfig):
     discriminator_channels: int = 64
     max_channels: int = 256
     discriminator_norm: str = "batch"
+    generator_upsampling: str = "nearest"
 
     def __post_init__(self, **kwargs):
         self.generator_hidden_sizes = list(self.generator_hidden_sizes)
@@ -70,6 +79,7 @@ class GANConfig(HfgenConfig):
             ("architecture", self.architecture, GAN_ARCHITECTURES),
             ("discriminator_conditioning", self.discriminator_conditioning, DISCRIMINATOR_CONDITIONINGS),
             ("discriminator_norm", self.discriminator_norm, DISCRIMINATOR_NORMS),
+            ("generator_upsampling", self.generator_upsampling, GENERATOR_UPSAMPLINGS),
         ):
             if value not in choices:
                 raise ValueError(f"GANConfig.{name} must be one of {choices}, got {value!r}")
@@ -102,11 +112,15 @@ class GANConfig(HfgenConfig):
         return self.image_size.bit_length() - 3
 
     def generator_block_channels(self) -> list[int]:
-        """`"dcgan"`: output channels of the generator's 4x4 start and of each upsampling block, coarse to fine."""
-        return [
+        """`"dcgan"`: output channels of the generator's 4x4 start and of each upsampling block, coarse to fine.
+        With `"nearest"` upsampling the last block is at full resolution (a 3x3 convolution then makes the image);
+        with `"transposed"` / `"pixel_shuffle"` at half resolution (the last upsampling makes the image), as in the
+        DCGAN paper: the same channels one resolution finer."""
+        channels = [
             min(self.max_channels, self.generator_channels * 2 ** (self.num_resolution_blocks - i))
             for i in range(self.num_resolution_blocks + 1)
         ]
+        return channels if self.generator_upsampling == "nearest" else channels[1:]
 
     def discriminator_block_channels(self) -> list[int]:
         """`"dcgan"`: output channels of each downsampling block of the discriminator, fine to coarse."""

@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import PreTrainedModel  # noqa: F401
 from transformers import initialization as init
 from transformers.utils import ModelOutput
@@ -70,7 +71,7 @@ class GANPreTrainedModel(HfgenPreTrainedModel):
             bound = 1.0 / module.in_features**0.5
             init.uniform_(module.weight, -bound, bound)
             init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             init.normal_(module.weight, mean=0.0, std=0.02)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -91,18 +92,37 @@ class GANPreTrainedModel(HfgenPreTrainedModel):
             init.zeros_(module.bias)
 
 
-class GANUpsampleBlock(nn.Module):
-    """Nearest-neighbour x2, 3x3 convolution, batch norm, ReLU."""
+def upsampling_convolution(in_channels: int, out_channels: int, upsampling: str, bias: bool) -> nn.Module:
+    """The layer that doubles the resolution (see `GANConfig.generator_upsampling`): a 3x3 convolution after a
+    nearest x2 (`"nearest"`), a 4x4 stride-2 transposed convolution (`"transposed"`), or a 3x3 convolution to four
+    times the channels that `double_resolution` then pixel-shuffles (`"pixel_shuffle"`)."""
+    if upsampling == "transposed":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+    factor = 4 if upsampling == "pixel_shuffle" else 1
+    return nn.Conv2d(in_channels, out_channels * factor, 3, padding=1, bias=bias)
 
-    def __init__(self, in_channels: int, out_channels: int):
+
+def double_resolution(convolution: nn.Module, hidden_states: torch.Tensor, upsampling: str) -> torch.Tensor:
+    """Apply an `upsampling_convolution`, doubling the resolution."""
+    if upsampling == "nearest":
+        return convolution(F.interpolate(hidden_states, scale_factor=2, mode="nearest"))
+    if upsampling == "pixel_shuffle":
+        return F.pixel_shuffle(convolution(hidden_states), 2)
+    return convolution(hidden_states)
+
+
+class GANUpsampleBlock(nn.Module):
+    """Twice the resolution (`GANConfig.generator_upsampling`), batch norm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, upsampling: str = "nearest"):
         super().__init__()
-        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.upsampling = upsampling
+        self.conv = upsampling_convolution(in_channels, out_channels, upsampling, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
         self.activation = nn.ReLU()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.norm(self.conv(self.upsample(hidden_states))))
+        return self.activation(self.norm(double_resolution(self.conv, hidden_states, self.upsampling)))
 
 
 class GANDownsampleBlock(nn.Module):
@@ -156,8 +176,12 @@ class GANGenerator(GANPreTrainedModel):
             self.input_projection = nn.Linear(input_size, channels[0] * 16, bias=False)
             self.input_norm = nn.BatchNorm2d(channels[0])
             self.activation = nn.ReLU()
-            self.blocks = nn.ModuleList(GANUpsampleBlock(a, b) for a, b in pairwise(channels))
-            self.to_image = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
+            upsampling = config.generator_upsampling
+            self.blocks = nn.ModuleList(GANUpsampleBlock(a, b, upsampling) for a, b in pairwise(channels))
+            if upsampling == "nearest":
+                self.to_image = nn.Conv2d(channels[-1], config.num_channels, 3, padding=1)
+            else:  # the last upsampling makes the image, as in the DCGAN paper
+                self.to_image = upsampling_convolution(channels[-1], config.num_channels, upsampling, bias=True)
         self.post_init()
 
     def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None, return_dict: bool | None = None):
@@ -190,7 +214,10 @@ class GANGenerator(GANPreTrainedModel):
             hidden = self.activation(self.input_norm(hidden))
             for block in self.blocks:
                 hidden = block(hidden)
-            sample = torch.tanh(self.to_image(hidden))
+            if config.generator_upsampling == "nearest":
+                sample = torch.tanh(self.to_image(hidden))
+            else:
+                sample = torch.tanh(double_resolution(self.to_image, hidden, config.generator_upsampling))
         if not return_dict:
             return (sample,)
         return GANGeneratorOutput(sample=sample)
