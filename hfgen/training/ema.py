@@ -29,8 +29,11 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> flo
     initialisation of a short run. Returns the decay used.
     """
     used = min(decay, (1 + step) / (10 + step))
-    for ema_parameter, parameter in zip(ema.parameters(), model.parameters(), strict=True):
-        ema_parameter.lerp_(parameter.detach().to(ema_parameter.dtype), 1 - used)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
-        ema_buffer.copy_(buffer)
+    pairs = list(zip(ema.parameters(), model.parameters(), strict=True))
+    ema_parameters = [ema_parameter for ema_parameter, _ in pairs]
+    # One fused call per tensor list instead of one small kernel per parameter.
+    torch._foreach_lerp_(ema_parameters, [p.detach().to(e.dtype) for e, p in pairs], 1 - used)
+    ema_buffers, buffers = list(ema.buffers()), list(model.buffers())
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
     return used

@@ -23,6 +23,7 @@ from datasets import DatasetDict
 
 from ..data import (
     collate_images,
+    decoded_if_small,
     filter_classes,
     image_transform,
     images_as_tensor,
@@ -279,8 +280,9 @@ class RunData:
     Args:
         dataset (`datasets.DatasetDict`): every split as loaded (and filtered by `--class_filter`), untransformed.
         evaluation (`RunEvaluation`): what the metrics are measured on and with.
-        train, eval (`datasets.Dataset`): the training and evaluation images with the training transform applied
-            (`pixel_values` in [-1, 1], and `labels` when the data has them).
+        train, eval: the training images (decoded once into memory when they fit, `hfgen.data.DecodedImages`) and the
+            evaluation images (a `datasets.Dataset`), with the training transform applied: `pixel_values` in
+            [-1, 1], and `label` when the data has labels.
     """
 
     dataset: DatasetDict
@@ -303,10 +305,12 @@ def load_run_data(args: argparse.Namespace, accelerator, logger) -> RunData:
     evaluation = prepare_evaluation(args, dataset, accelerator)
     transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
     logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
+    # The training images are decoded once when they fit in memory: an epoch then costs no decoding.
+    channels = 1 if args.color_mode == "L" else 3
     return RunData(
         dataset=dataset,
         evaluation=evaluation,
-        train=evaluation.train.with_transform(transform),
+        train=decoded_if_small(evaluation.train, transform, args.resolution, channels),
         eval=evaluation.evaluation.with_transform(transform),
     )
 

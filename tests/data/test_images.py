@@ -9,10 +9,12 @@ from hfgen.data import (
     BUILTIN_DATASETS,
     BUILTIN_DIGITS,
     BUILTIN_FACES,
+    DecodedImages,
     ImageDataError,
     check_resolution,
     collate_images,
     convert_image,
+    decoded_if_small,
     image_transform,
     images_as_tensor,
     is_builtin_dataset,
@@ -268,3 +270,32 @@ def test_resolution_bounds_are_accepted():
 
 def test_image_data_error_is_a_value_error():
     assert issubclass(ImageDataError, ValueError)
+
+
+def test_decoded_images_hold_what_the_transform_gives_and_batch_alike(digits16, image_folder):
+    """Decoding once changes nothing the training loop sees."""
+    transform = image_transform(16, "L")
+    decoded = DecodedImages(digits16["train"], transform, batch_size=100)
+    lazy = digits16["train"].with_transform(transform)
+    assert len(decoded) == len(lazy)
+    for index in (0, 99, 100, len(lazy) - 1):
+        assert torch.equal(decoded[index]["pixel_values"], lazy[index]["pixel_values"])
+        assert decoded[index]["label"] == lazy[index]["label"]
+    batch = collate_images([decoded[0], decoded[5]])
+    assert torch.equal(batch["labels"], collate_images([lazy[0], lazy[5]])["labels"])
+    # data without labels gives pixel values only
+    from datasets import Dataset
+
+    images = [Image.open(path) for path in sorted(image_folder.rglob("*.png"))]
+    unlabelled = DecodedImages(Dataset.from_dict({"image": images}), image_transform(16, "RGB"))
+    assert set(unlabelled[0]) == {"pixel_values"} and unlabelled[0]["pixel_values"].shape == (3, 16, 16)
+    assert set(collate_images([unlabelled[0], unlabelled[1]])) == {"pixel_values"}
+
+
+def test_only_data_that_fits_in_memory_is_decoded(digits16, monkeypatch):
+    from hfgen.data import images
+
+    transform = image_transform(16, "L")
+    assert isinstance(decoded_if_small(digits16["train"], transform, 16, 1), DecodedImages)
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 1000)
+    assert not isinstance(decoded_if_small(digits16["train"], transform, 16, 1), DecodedImages)
