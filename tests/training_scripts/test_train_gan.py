@@ -420,3 +420,19 @@ def test_wgan_gp_two_processes_with_accumulation_stay_in_sync(tmp_path, configs,
     assert (output_dir / "model_index.json").is_file() and (
         output_dir / "discriminator" / "model.safetensors"
     ).is_file()
+
+
+def test_stylegan_regularisers_default_to_the_small_image_setting_up_to_32_px():
+    import importlib.util
+
+    from .conftest import script_path
+
+    spec = importlib.util.spec_from_file_location("train_stylegan", script_path("train_stylegan.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    small = script.parse_args(["--output_dir", "unused"])
+    assert (small.pl_weight, small.style_mixing_prob) == (0.0, 0.0)
+    large = script.parse_args(["--output_dir", "unused", "--resolution", "64"])
+    assert (large.pl_weight, large.style_mixing_prob) == (2.0, 0.9)
+    chosen = script.parse_args(["--output_dir", "unused", "--pl_weight", "1", "--style_mixing_prob", "0.5"])
+    assert (chosen.pl_weight, chosen.style_mixing_prob) == (1.0, 0.5)
