@@ -67,7 +67,8 @@ def main():
     while pending or running:
         while pending and len(running) < args.parallel:
             seed = pending.pop(0)
-            output_dir = os.path.join(args.work_dir, f"{os.path.splitext(args.script)[0]}-seed{seed}")
+            name = os.path.splitext(os.path.basename(args.script))[0]
+            output_dir = os.path.join(args.work_dir, f"{name}-seed{seed}")
             running[seed] = (launch(args.script, seed, output_dir, extra, threads), output_dir)
         for seed, (process, output_dir) in list(running.items()):
             if process.poll() is None:
