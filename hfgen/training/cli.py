@@ -4,6 +4,7 @@ their ranges before anything runs, and a user error reported as one line instead
 import argparse
 import math
 import os
+import signal
 import sys
 
 # Set to 1 to see the full traceback of an error the scripts report in one line.
@@ -61,6 +62,7 @@ def run_script(main, args: argparse.Namespace):
     """
     if os.environ.get(DEBUG_VARIABLE) == "1":
         return main(args)
+    stop_on_interrupt(args.output_dir)
     try:
         return main(args)
     except USER_ERRORS as error:
@@ -72,16 +74,28 @@ def run_script(main, args: argparse.Namespace):
             flush=True,
         )
         sys.exit(1)
-    except KeyboardInterrupt:
+
+
+def stop_on_interrupt(output_dir: str) -> None:
+    """Make Ctrl-C (SIGINT) end the run at once with one line and exit code 130.
+
+    A KeyboardInterrupt is not enough: raised while autograd or torch's serialisation calls back into Python, it was
+    seen to be swallowed, and the run went on. Stopping at once is safe because checkpoints are written to a
+    temporary folder and renamed only when complete; an unfinished one is ignored (and removed by the next save).
+    """
+
+    def stop(signum, frame):
         close_progress_bars()
         # Ctrl-C is a user's choice, not a failure to explain: checkpoints are complete or absent, never half-written.
         print(
-            f"{script_name()}: interrupted; the complete checkpoints in {args.output_dir} are kept: "
+            f"{script_name()}: interrupted; the complete checkpoints in {output_dir} are kept: "
             "--resume_from_checkpoint latest continues from the newest",
             file=sys.stderr,
             flush=True,
         )
-        sys.exit(130)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 def close_progress_bars() -> None:
