@@ -70,6 +70,7 @@ from hfgen.training.runs import (
     random_flip,
     resume_run,
     start_trackers,
+    to_training_memory_format,
 )
 
 logger = get_logger(__name__)
@@ -179,6 +180,7 @@ def main(args):
                 modules_to_save=["norm", "input_norm"],
             ),
         )  # LoRA cannot adapt batch norm: it is trained in full
+    to_training_memory_format(args, generator, discriminator)
     set_seed(args.seed, device_specific=True)
     use_ema = args.ema_decay > 0 and not args.lora_rank
     ema_generator = create_ema(generator) if use_ema else None

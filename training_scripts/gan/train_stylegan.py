@@ -70,6 +70,7 @@ from hfgen.training.runs import (
     random_flip,
     resume_run,
     start_trackers,
+    to_training_memory_format,
 )
 
 logger = get_logger(__name__)
@@ -191,6 +192,7 @@ def main(args):
         generator = get_peft_model(
             generator, LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=LORA_STYLE_TARGETS)
         )
+    to_training_memory_format(args, generator, discriminator)
     set_seed(args.seed, device_specific=True)
     use_ema = args.ema_decay > 0 and not args.lora_rank
     ema_generator = create_ema(generator) if use_ema else None

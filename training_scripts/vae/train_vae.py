@@ -49,6 +49,7 @@ from hfgen.training.runs import (
     resume_run,
     save_grid,
     start_trackers,
+    to_training_memory_format,
 )
 
 logger = get_logger(__name__)
@@ -218,6 +219,7 @@ def main(args):
         data = {split: len(images) for split, images in data.dataset.items()}
         print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=data)
         return None
+    to_training_memory_format(args, model)
     set_seed(args.seed, device_specific=True)
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()

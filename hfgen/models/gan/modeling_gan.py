@@ -119,7 +119,9 @@ class GANUpsampleBlock(nn.Module):
         self.upsampling = upsampling
         self.conv = upsampling_convolution(in_channels, out_channels, upsampling, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
-        self.activation = nn.ReLU()
+        # In place (here and in every GAN activation): batch norm, convolutions and linear layers keep their inputs,
+        # not their outputs, for the backward pass, so overwriting the output saves a memory pass per layer.
+        self.activation = nn.ReLU(inplace=True)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.activation(self.norm(double_resolution(self.conv, hidden_states, self.upsampling)))
@@ -137,7 +139,7 @@ class GANDownsampleBlock(nn.Module):
             self.norm = nn.GroupNorm(1, out_channels)  # one group: normalises each image over (C, H, W)
         else:
             self.norm = nn.Identity()
-        self.activation = nn.LeakyReLU(0.2)
+        self.activation = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.activation(self.norm(self.conv(hidden_states)))
@@ -169,13 +171,13 @@ class GANGenerator(GANPreTrainedModel):
         if config.architecture == "mlp":
             sizes = [input_size] + config.generator_hidden_sizes
             self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
-            self.activation = nn.LeakyReLU(0.2)
+            self.activation = nn.LeakyReLU(0.2, inplace=True)
             self.to_image = nn.Linear(sizes[-1], image_shape[0] * image_shape[1] * image_shape[2])
         else:
             channels = config.generator_block_channels()
             self.input_projection = nn.Linear(input_size, channels[0] * 16, bias=False)
             self.input_norm = nn.BatchNorm2d(channels[0])
-            self.activation = nn.ReLU()
+            self.activation = nn.ReLU(inplace=True)
             upsampling = config.generator_upsampling
             self.blocks = nn.ModuleList(GANUpsampleBlock(a, b, upsampling) for a, b in pairwise(channels))
             if upsampling == "nearest":
@@ -243,7 +245,7 @@ class GANDiscriminator(GANPreTrainedModel):
                 input_size += config.class_embedding_dim
             sizes = [input_size] + config.discriminator_hidden_sizes
             self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
-            self.activation = nn.LeakyReLU(0.2)
+            self.activation = nn.LeakyReLU(0.2, inplace=True)
             feature_size = sizes[-1]
         else:
             channels = config.discriminator_block_channels()
