@@ -1,4 +1,4 @@
-"""The guard against diverging losses."""
+"""The guard against diverging losses; the channels-last memory order."""
 
 import pytest
 import torch
@@ -12,3 +12,34 @@ def test_the_divergence_guard_names_the_loss_step_and_kept_checkpoint():
         check_finite(torch.tensor(float("nan")), "the loss", 5, "out")
     with pytest.raises(FloatingPointError, match="last complete checkpoint in out is kept"):
         check_finite(torch.tensor(1e9), "the loss", 5, "out", limit=1e5)
+
+
+def one_training_step(channels_last: bool) -> dict:
+    """A tiny DCGAN's discriminator after one step on a fixed batch, trained in the given memory order."""
+    import argparse
+
+    import hfgen
+    from hfgen.losses import discriminator_loss
+    from hfgen.training.runs import to_training_memory_format
+
+    torch.manual_seed(0)
+    config = hfgen.GANConfig(
+        architecture="dcgan", image_size=16, num_channels=3, generator_channels=8, discriminator_channels=8
+    )
+    generator, discriminator = hfgen.GANGenerator(config), hfgen.GANDiscriminator(config)
+    to_training_memory_format(argparse.Namespace(channels_last=channels_last), generator, discriminator)
+    assert discriminator.blocks[1].conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-2)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    fake = generator(torch.randn(4, config.latent_dim)).sample
+    assert fake.is_contiguous(memory_format=torch.channels_last) == channels_last
+    loss = discriminator_loss(discriminator(real).logits, discriminator(fake.detach()).logits, "non-saturating")
+    loss.backward()
+    optimizer.step()
+    return discriminator.state_dict()
+
+
+def test_channels_last_training_changes_the_memory_order_not_the_numbers():
+    contiguous, channels_last = one_training_step(False), one_training_step(True)
+    for name, value in contiguous.items():
+        torch.testing.assert_close(channels_last[name], value, rtol=1e-4, atol=1e-5, msg=name)
