@@ -23,22 +23,24 @@ taken out of the source (on disk they stay as they are), so that their pure-PyTo
 One step is the same algorithm in both, with rosinality's `train.py` defaults: the discriminator's logistic loss on
 real and generated images, R1 (gamma 10) every 16 steps as a step of its own, the generator's non-saturating loss,
 path-length regularisation (weight 2, batch halved) every 4 steps as a step of its own, style mixing with
-probability 0.9, Adam (lr 0.002, betas (0, 0.99)) corrected for the lazy regularisers, no augmentation. hfgen's
-step is `train_stylegan.py`'s loop given those as flags (`--r1_gamma 10 --pl_weight 2 --style_mixing_prob 0.9
---augment none`, the rest at its defaults): its four `run_phase` phases through an `Accelerator(cpu=True)`, its
-losses, without data loading, logging, EMA, learning-rate schedules and checkpoints. The reference's step is the body
-of `train()` in its `train.py`, with the loss functions read from that file, without the same. One difference is
-hfgen's own: its generator step reuses the fakes of the discriminator step (drawn with the generator's graph), where
-the reference draws the generator anew for each. `--augment` adds a pair of rows with augmentation at a fixed
-probability of 0.5 before the discriminator, R1 included (taken through it, with respect to the un-augmented
-images): hfgen's DiffAugment (`--augment diffaugment --augment_probability 0.5`) against the reference's ADA
-pipeline (its `train.py --augment --augment_p 0.5`), which are different augmentations.
+probability 0.9, Adam (lr 0.002, betas (0, 0.99)) corrected for the lazy regularisers. hfgen's step is
+`train_stylegan.py`'s loop given those as flags (`--r1_gamma 10 --pl_weight 2 --style_mixing_prob 0.9`, the rest at
+its defaults): its four `run_phase` phases through an `Accelerator(cpu=True)`, its losses, without data loading,
+logging, EMA, learning-rate schedules and checkpoints. The reference's step is the body of `train()` in its
+`train.py`, with the loss functions read from that file, without the same. One difference is hfgen's own: its
+generator step reuses the fakes of the discriminator step (drawn with the generator's graph), where the reference
+draws the generator anew for each.
+
+No augmentation on either side (`--augment none`; the reference without `--augment`): the two augment differently
+(hfgen DiffAugment's colour / translation / cutout, the reference ADA's geometric warp through FIR filters and
+`grid_sample`), so a pair of rows would time two different augmentations; and the reference's ADA cannot take R1's
+double backward on torch 2 (its `non_leaking.py` calls `torch._C._jit_get_operation`, which now returns a tuple).
 
 Amortisation: the lazy regularisers make steps unequal, so the timed steps are whole cycles of 16 (one R1 step and
 four path-length steps in each, whatever step the cycle starts at): `--steps` is rounded up to a multiple of 16. The
 GFLOP per step (torch's per-operator formulas for matmuls and convolutions, forward, backward and double backward)
-are counted over one such cycle and divided by 16. Each configuration runs in a fresh process, `--runs` times,
-interleaved; the median is reported.
+are counted over the first cycle, which is also the warm-up, and divided by 16. Each configuration runs in a fresh
+process, `--runs` times, interleaved; the median is reported.
 """
 
 import argparse
@@ -66,7 +68,6 @@ LEARNING_RATE, BETAS = 0.002, (0.0, 0.99)
 R1_GAMMA, R1_INTERVAL = 10.0, 16
 PL_WEIGHT, PL_INTERVAL, PL_BATCH_SHRINK = 2.0, 4, 2
 STYLE_MIXING_PROB = 0.9
-AUGMENT_PROBABILITY = 0.5  # rows with --augment: fixed, so that the cost does not follow D's overfitting
 CYCLE = math.lcm(R1_INTERVAL, PL_INTERVAL)  # steps in which every lazy regulariser runs at its rate
 WIDE_ARCHITECTURE = dict(latent_dim=512, w_dim=512, mapping_layers=8, channel_base=4096, channel_max=256)
 CONFIGURATIONS = ("default", "wide")
@@ -84,27 +85,26 @@ REFERENCE_TRAIN_NAMES = {
 }
 
 
-def stylegan_flags(augmented: bool) -> list[str]:
+def stylegan_flags() -> list[str]:
     """train_stylegan.py's command line for this comparison: 32 px RGB, unconditional, rosinality's regularisers."""
-    augmentation = ["diffaugment", "--augment_probability", str(AUGMENT_PROBABILITY)] if augmented else ["none"]
     return [
         "--resolution", str(RESOLUTION), "--color_mode", "RGB", "--unconditional",
         "--generator_learning_rate", str(LEARNING_RATE), "--discriminator_learning_rate", str(LEARNING_RATE),
         "--adam_beta1", str(BETAS[0]), "--adam_beta2", str(BETAS[1]),
         "--r1_gamma", str(R1_GAMMA), "--r1_interval", str(R1_INTERVAL),
         "--pl_weight", str(PL_WEIGHT), "--pl_interval", str(PL_INTERVAL), "--pl_batch_shrink", str(PL_BATCH_SHRINK),
-        "--style_mixing_prob", str(STYLE_MIXING_PROB), "--augment", *augmentation,
+        "--style_mixing_prob", str(STYLE_MIXING_PROB), "--augment", "none",
     ]  # fmt: skip
 
 
-def hfgen_models(configuration: str, augmented: bool = False):
+def hfgen_models(configuration: str):
     """train_stylegan.py's parsed flags and hfgen's generator and discriminator of `configuration`."""
     import hfgen
 
     sys.path.insert(0, os.path.join(REPO, "training_scripts", "gan"))
     import train_stylegan
 
-    args = train_stylegan.parse_args(stylegan_flags(augmented))
+    args = train_stylegan.parse_args(stylegan_flags())
     if configuration == "default":
         return (args, *train_stylegan.build_models(args, num_classes=0))
     config = hfgen.StyleGANConfig(resolution=RESOLUTION, num_channels=3, **WIDE_ARCHITECTURE)
@@ -112,8 +112,9 @@ def hfgen_models(configuration: str, augmented: bool = False):
 
 
 def hfgen_step(args, generator, discriminator):
-    """One iteration of train_stylegan.py's loop (`main`), its phases and loss functions as written there; the batch
-    is one micro-batch (no gradient accumulation), so the fakes keep the generator's graph for the G main phase."""
+    """One iteration of train_stylegan.py's loop (`main`), its phases and loss functions as written there, for one
+    micro-batch per step (no gradient accumulation): the fakes keep the generator's graph for the G main phase, so
+    the script's branches for accumulation (fakes drawn without graph, drawn again for G main) are left out."""
     from accelerate import Accelerator
 
     from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
@@ -269,9 +270,9 @@ def with_widths(widths: dict[int, int]):
     return rewrite
 
 
-def load_reference(reference_dir: str, widths: dict[int, int]) -> types.SimpleNamespace:
-    """rosinality's model.py (with `widths`), the loss functions of its train.py and the `augment` of its
-    non_leaking.py, with its `op` package loaded from source without building its CUDA kernels."""
+def load_reference(reference_dir: str, widths: dict[int, int]) -> tuple[types.ModuleType, types.ModuleType]:
+    """rosinality's model.py (with `widths`) and the loss functions of its train.py, with its `op` package loaded
+    from source without building its CUDA kernels."""
     op_dir = os.path.join(reference_dir, "op")
     op = types.ModuleType("op")
     op.__path__, op.__package__ = [op_dir], "op"
@@ -281,8 +282,6 @@ def load_reference(reference_dir: str, widths: dict[int, int]) -> types.SimpleNa
     with open(os.path.join(op_dir, "__init__.py")) as f:
         exec(compile(f.read(), os.path.join(op_dir, "__init__.py"), "exec"), op.__dict__)
     model = load_reference_source(os.path.join(reference_dir, "model.py"), "model", with_widths(widths))
-    load_reference_source(os.path.join(reference_dir, "distributed.py"), "distributed")  # non_leaking.py imports it
-    non_leaking = load_reference_source(os.path.join(reference_dir, "non_leaking.py"), "non_leaking")
 
     def only_train_functions(tree: ast.Module) -> ast.Module:
         body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in REFERENCE_TRAIN_NAMES]
@@ -293,15 +292,15 @@ def load_reference(reference_dir: str, widths: dict[int, int]) -> types.SimpleNa
         return tree
 
     train = load_reference_source(os.path.join(reference_dir, "train.py"), "reference_train", only_train_functions)
-    return types.SimpleNamespace(model=model, train=train, augment=non_leaking.augment)
+    return model, train
 
 
-def reference_step(config, augmented: bool, reference_dir: str):
-    """One iteration of the loop in rosinality's `train()` (train.py), with the widths of hfgen's `config`."""
-    reference = load_reference(reference_dir, {r: config.channels_at(r) for r in config.resolutions})
-    train = reference.train
-    generator = reference.model.Generator(RESOLUTION, config.latent_dim, config.mapping_layers)
-    discriminator = reference.model.Discriminator(RESOLUTION)
+def reference_step(config, reference_dir: str):
+    """One iteration of the loop in rosinality's `train()` (train.py) without `--augment`, with the widths of hfgen's
+    `config`."""
+    model, train = load_reference(reference_dir, {r: config.channels_at(r) for r in config.resolutions})
+    generator = model.Generator(RESOLUTION, config.latent_dim, config.mapping_layers)
+    discriminator = model.Discriminator(RESOLUTION)
     g_ratio, d_ratio = PL_INTERVAL / (PL_INTERVAL + 1), R1_INTERVAL / (R1_INTERVAL + 1)
     g_optim = torch.optim.Adam(
         generator.parameters(), lr=LEARNING_RATE * g_ratio, betas=(BETAS[0] ** g_ratio, BETAS[1] ** g_ratio)
@@ -313,16 +312,13 @@ def reference_step(config, augmented: bool, reference_dir: str):
     latent, device = config.latent_dim, "cpu"
     state = {"mean_path_length": 0}
 
-    def augment(images):
-        return reference.augment(images, AUGMENT_PROBABILITY)[0] if augmented else images
-
     def step(i: int):
         real_img = real.clone()  # a fresh batch, as from its loader: the R1 step sets requires_grad on it
         train.requires_grad(generator, False)
         train.requires_grad(discriminator, True)
         fake_img, _ = generator(train.mixing_noise(BATCH, latent, STYLE_MIXING_PROB, device))
-        fake_pred = discriminator(augment(fake_img))
-        real_pred = discriminator(augment(real_img))
+        fake_pred = discriminator(fake_img)
+        real_pred = discriminator(real_img)
         d_loss = train.d_logistic_loss(real_pred, fake_pred)
         discriminator.zero_grad()
         d_loss.backward()
@@ -330,7 +326,7 @@ def reference_step(config, augmented: bool, reference_dir: str):
 
         if i % R1_INTERVAL == 0:
             real_img.requires_grad = True
-            real_pred = discriminator(augment(real_img))
+            real_pred = discriminator(real_img)
             r1_loss = train.d_r1_loss(real_pred, real_img)
             discriminator.zero_grad()
             (R1_GAMMA / 2 * r1_loss * R1_INTERVAL + 0 * real_pred[0]).backward()
@@ -339,7 +335,7 @@ def reference_step(config, augmented: bool, reference_dir: str):
         train.requires_grad(generator, True)
         train.requires_grad(discriminator, False)
         fake_img, _ = generator(train.mixing_noise(BATCH, latent, STYLE_MIXING_PROB, device))
-        g_loss = train.g_nonsaturating_loss(discriminator(augment(fake_img)))
+        g_loss = train.g_nonsaturating_loss(discriminator(fake_img))
         generator.zero_grad()
         g_loss.backward()
         g_optim.step()
@@ -363,17 +359,15 @@ def architecture(config) -> str:
     return f"z = w = {config.latent_dim}, {config.mapping_layers} mapping layers, channels {widths}"
 
 
-def measure(name: str, reference_dir: str | None, steps: int) -> dict:
+def measure(name: str, reference_dir: str, steps: int) -> dict:
     """Images per second and GFLOP per step of one configuration (run in its own process), over whole cycles."""
     configuration, implementation = name.rsplit("-", 1)
-    augmented = configuration.endswith("+augment")
-    configuration = configuration.removesuffix("+augment")
     torch.manual_seed(0)
     random.seed(0)  # the reference draws style mixing from Python's RNG
-    args, generator, discriminator = hfgen_models(configuration, augmented)
+    args, generator, discriminator = hfgen_models(configuration)
     config = generator.config
     if implementation == "reference":  # hfgen's networks only give it their widths
-        step, networks = reference_step(config, augmented, reference_dir)
+        step, networks = reference_step(config, reference_dir)
     else:
         step, networks = hfgen_step(args, generator, discriminator)
     iterations = itertools.count()  # the step index, which decides when the lazy regularisers run
@@ -382,9 +376,8 @@ def measure(name: str, reference_dir: str | None, steps: int) -> dict:
         for _ in range(count):
             step(next(iterations))
 
-    run(3)  # warm-up (allocator, oneDNN kernels); the first step runs both regularisers
     counter = FlopCounter()
-    with counter:
+    with counter:  # also the warm-up (allocator, oneDNN kernels)
         run(CYCLE)
     timed_steps = CYCLE * math.ceil(steps / CYCLE)
     start = time.perf_counter()
@@ -414,7 +407,6 @@ def main():
     parser.add_argument(
         "--steps", type=int, default=32, help=f"Timed steps per run, rounded up to whole cycles of {CYCLE}."
     )
-    parser.add_argument("--augment", action="store_true", help="Add the default network with augmentation.")
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one configuration, in this process
     args = parser.parse_args()
     if args.single:
@@ -428,9 +420,8 @@ def main():
         f"per step: means over whole cycles of {CYCLE} steps ({CYCLE // R1_INTERVAL} R1 and {CYCLE // PL_INTERVAL} "
         f"path-length steps in each), {timed_steps} timed steps per run\n"
     )
-    configurations = list(CONFIGURATIONS) + (["default+augment"] if args.augment else [])
     names = [
-        f"{configuration}-{implementation}" for configuration in configurations for implementation in IMPLEMENTATIONS
+        f"{configuration}-{implementation}" for configuration in CONFIGURATIONS for implementation in IMPLEMENTATIONS
     ]
     results = {name: [] for name in names}
     for _ in range(args.runs):  # interleaved, so slow drifts of the machine hit every configuration alike
@@ -440,7 +431,7 @@ def main():
         f"| StyleGAN 2 step ({RESOLUTION} px RGB, batch {BATCH}, fp32) | params G / D (M) | img/s (median) "
         "| hfgen / reference | GFLOP/step | GFLOP/s | % of matmul peak |\n|---|---|---|---|---|---|---|"
     )
-    for configuration in configurations:
+    for configuration in CONFIGURATIONS:
         reference = statistics.median(run["images_per_second"] for run in results[f"{configuration}-reference"])
         for implementation in IMPLEMENTATIONS:
             runs = results[f"{configuration}-{implementation}"]

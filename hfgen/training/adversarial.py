@@ -121,7 +121,8 @@ def lazy_regularised_adam(
     """Adam for a network whose regulariser runs as its own step every `interval` minibatches (None: no
     regulariser): learning rate scaled by c and betas raised to the power c, c = interval / (interval + 1)."""
     ratio = lazy_regularisation_ratio(interval)
-    return torch.optim.Adam(parameters, lr=learning_rate * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+    betas = (betas[0] ** ratio, betas[1] ** ratio)
+    return torch.optim.Adam(parameters, lr=learning_rate * ratio, betas=betas, fused=True)
 
 
 # Below this many training images, --augment auto turns ADA on: Karras et al. (2020, "Training generative adversarial

@@ -169,7 +169,9 @@ def main(args):
     )
 
     # 3. optimisation
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True
+    )
     num_training_steps = args.num_train_epochs * len(train_dataloader)
     lr_scheduler = get_scheduler(
         "cosine", optimizer, num_warmup_steps=args.lr_warmup_steps, num_training_steps=num_training_steps

@@ -225,12 +225,13 @@ def main(args):
         model.activation_checkpointing_enable()
     train_dataloader = make_train_dataloader(data.train, args, collate_images)
 
-    # 3. optimisation
+    # 3. optimisation (fused: one kernel for all the parameters instead of a loop over them)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay,
+        fused=True,
     )
     updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
     resolve_max_train_steps(args, updates_per_epoch, 1, DEFAULT_TRAIN_STEPS)
