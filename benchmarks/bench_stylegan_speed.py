@@ -25,11 +25,11 @@ real and generated images, R1 (gamma 10) every 16 steps as a step of its own, th
 path-length regularisation (weight 2, batch halved) every 4 steps as a step of its own, style mixing with
 probability 0.9, Adam (lr 0.002, betas (0, 0.99)) corrected for the lazy regularisers. hfgen's step is
 `train_stylegan.py`'s loop given those as flags (`--r1_gamma 10 --pl_weight 2 --style_mixing_prob 0.9`, the rest at
-its defaults): its four `run_phase` phases through an `Accelerator(cpu=True)`, its losses, without data loading,
-logging, EMA, learning-rate schedules and checkpoints. The reference's step is the body of `train()` in its
-`train.py`, with the loss functions read from that file, without the same. One difference is hfgen's own: its
-generator step reuses the fakes of the discriminator step (drawn with the generator's graph), where the reference
-draws the generator anew for each.
+its defaults, channels-last networks included): its four `run_phase` phases through an `Accelerator(cpu=True)`, its
+losses, without data loading, logging, EMA, learning-rate schedules and checkpoints. The reference's step is the
+body of `train()` in its `train.py`, with the loss functions read from that file, without the same. One difference
+is hfgen's own: its generator step reuses the fakes of the discriminator step (drawn with the generator's graph),
+where the reference draws the generator anew for each.
 
 No augmentation on either side (`--augment none`; the reference without `--augment`): the two augment differently
 (hfgen DiffAugment's colour / translation / cutout, the reference ADA's geometric warp through FIR filters and
@@ -126,8 +126,9 @@ def hfgen_step(args, generator, discriminator):
         make_augmentation,
         run_phase,
     )
-    from hfgen.training.runs import check_finite
+    from hfgen.training.runs import check_finite, to_training_memory_format
 
+    to_training_memory_format(args, generator, discriminator)  # --channels_last, on by default
     accelerator = Accelerator(cpu=True)
     betas = (args.adam_beta1, args.adam_beta2)
     g_interval, d_interval = args.pl_interval, args.r1_interval
@@ -413,7 +414,7 @@ def main():
         print(json.dumps(measure(args.single, args.reference_dir, args.steps)))
         return
 
-    peak = matmul_peak_gflops()
+    peak = max(matmul_peak_gflops() for _ in range(3))  # a ceiling: other load on the machine only lowers a reading
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.0f} GFLOP/s")
     timed_steps = CYCLE * math.ceil(args.steps / CYCLE)
     print(
