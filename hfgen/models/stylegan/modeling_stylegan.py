@@ -197,7 +197,9 @@ class ModulatedConv2d(nn.Module):
         # runs as one ordinary convolution (much faster than a grouped one per image on CPUs).
         output = F.conv2d(hidden_states * styles[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
-            modulated_norms = (weight[None] * styles[:, None, :, None, None]).pow(2).sum(dim=(2, 3, 4))
+            # |s_i w_oikl|^2 summed over i, k, l = sum_i s_i^2 (sum_kl w_oikl^2): one (batch, in) x (in, out) product
+            # instead of building the (batch, out, in, k, k) modulated weights
+            modulated_norms = styles.square() @ weight.square().sum(dim=(2, 3)).T
             output = output * torch.rsqrt(modulated_norms + 1e-8)[:, :, None, None]
         return output
 
