@@ -5,15 +5,15 @@
     git clone --depth 1 https://github.com/pytorch/examples /tmp/refs/examples
     python benchmarks/bench_gan_speed.py --reference_dir /tmp/refs/examples
 
-1. DCGAN step (64 px RGB, nz 100, ngf = ndf = 64, batch 64, one discriminator and one generator update): the networks
-   of pytorch/examples' `dcgan/main.py` (read from `--reference_dir`) trained by its loop, against hfgen's
-   `GANGenerator` / `GANDiscriminator` of the same widths, for each `generator_upsampling`, trained by
-   `train_gan.py`'s phases (`hfgen.training.adversarial.run_phase`: the generator step reuses the fakes and holds the
-   discriminator's weights out of its backward). Each configuration runs in a fresh process, `--runs` times,
-   interleaved; the median is reported. GFLOP per step is counted with torch's own per-operator formulas and set
-   against the fp32 matmul throughput measured here.
-2. Script overhead: `train_gan.py` itself on the built-in digits (checkpoints and validation off), timed at two run
-   lengths so that start-up and the final evaluation cancel out, against the bare step of the same model and batch.
+DCGAN step (64 px RGB, nz 100, ngf = ndf = 64, batch 64, one discriminator and one generator update): the networks of
+pytorch/examples' `dcgan/main.py` (read from `--reference_dir`) trained by its loop, against hfgen's `GANGenerator` /
+`GANDiscriminator` of the same widths, for each `generator_upsampling`, trained as `train_gan.py` trains them: its
+phases (`hfgen.training.adversarial.run_phase`: the generator step reuses the fakes and holds the discriminator's
+weights out of its backward), channels-last weights (`--channels_last`) and fused Adam. Each configuration runs in a
+fresh process, `--runs` times, interleaved; the median is reported. GFLOP per step is counted with torch's own
+per-operator formulas and set against the fp32 matmul throughput measured here.
+
+Each script's overhead over its own bare step, and every family's default step in GFLOP/s: bench_script_overhead.py.
 """
 
 import argparse
@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -191,52 +190,11 @@ def in_fresh_process(name: str, reference_dir: str | None, steps: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def script_seconds_per_step(steps: tuple[int, int], batch_size: int) -> float:
-    """Wall time per step of train_gan.py on the digits, from two run lengths (the difference removes start-up, data
-    loading before the loop and the final evaluation, which both runs share)."""
-    times = []
-    for count in steps:
-        with tempfile.TemporaryDirectory() as folder:
-            command = [
-                sys.executable,
-                os.path.join(REPO, "training_scripts", "gan", "train_gan.py"),
-                "--output_dir", folder, "--max_train_steps", str(count), "--train_batch_size", str(batch_size),
-                "--checkpointing_steps", "100000", "--validation_steps", "100000", "--report_to", "none",
-                "--num_eval_samples", "40",
-            ]  # fmt: skip
-            start = time.perf_counter()
-            subprocess.run(
-                command, check=True, cwd=REPO, capture_output=True, env=dict(os.environ, HF_HUB_OFFLINE="1")
-            )
-            times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / (steps[1] - steps[0])
-
-
-def bare_digits_gan_seconds_per_step(batch_size: int, steps: int) -> float:
-    """The bare step of train_gan.py's default model on the digits: same networks, batch and phases, no data loading,
-    logging, EMA or checkpoint checks."""
-    sys.path.insert(0, os.path.join(REPO, "training_scripts", "gan"))
-    import train_gan
-
-    args = train_gan.parse_args([])
-    args.color_mode = "L"
-    generator, discriminator = train_gan.build_models(args, num_classes=10)
-    accelerator, generator, discriminator = plain_accelerated(generator, discriminator)
-    step = adversarial_step(accelerator, generator, discriminator, generator.config, batch_size)
-    for _ in range(3):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference_dir", default=None, help="A scratch copy of pytorch/examples.")
     parser.add_argument("--runs", type=int, default=3, help="Fresh-process runs of each configuration (median).")
     parser.add_argument("--steps", type=int, default=10, help="Timed steps per run, after 3 warm-up steps.")
-    parser.add_argument("--skip_script", action="store_true", help="Leave out the script-overhead measurement.")
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one configuration, in this process
     args = parser.parse_args()
     if args.single:
@@ -267,15 +225,6 @@ def main():
         ratio = f"{speed / reference:.2f}x" if reference else "-"
         rate = gflop / seconds
         print(f"| {name} | {speed:.1f} | {ratio} | {gflop:.1f} | {rate:.0f} | {100 * rate / peak:.0f}% |")
-
-    if not args.skip_script:
-        batch = 64
-        bare = bare_digits_gan_seconds_per_step(batch, args.steps * 3)
-        script = script_seconds_per_step((40, 120), batch)
-        print("\n| train_gan.py default (digits, 32 px, batch 64) | s/step |\n|---|---|")
-        print(f"| bare step (same model, phases, no data / logging / EMA) | {bare:.4f} |")
-        print(f"| script, per step (runs of 40 and 120 steps) | {script:.4f} |")
-        print(f"| overhead | {script / bare:.2f}x |")
 
 
 if __name__ == "__main__":
