@@ -80,7 +80,24 @@ def gan_bare_step():
     return step, args.train_batch_size
 
 
-BARE_STEPS = {"vae": vae_bare_step, "gan": gan_bare_step}
+def stylegan_bare_step():
+    """train_stylegan.py's step: its default conditional StyleGAN 2 at 16 px, D main, lazy R1, G main on the same fakes
+    (path length and style mixing are off up to 32 px), through bench_stylegan_speed.py's copy of its loop."""
+    from bench_stylegan_speed import hfgen_step
+
+    from hfgen.data import load_digits_dataset
+
+    train_stylegan = script_module("stylegan")
+    args = train_stylegan.parse_args([])
+    args.color_mode = "L"
+    generator, discriminator = train_stylegan.build_models(args, num_classes=10)
+    num_train_images = len(load_digits_dataset(args.resolution)["train"])  # for --augment auto, as the script
+    step, _ = hfgen_step(args, generator, discriminator, args.train_batch_size, num_train_images)
+    iteration = iter(range(10**9))
+    return lambda: step(next(iteration)), args.train_batch_size
+
+
+BARE_STEPS = {"vae": vae_bare_step, "gan": gan_bare_step, "stylegan": stylegan_bare_step}
 
 
 def measure_bare_step(family: str, cycles: int) -> dict:

@@ -111,10 +111,12 @@ def hfgen_models(configuration: str):
     return args, hfgen.StyleGANGenerator(config), hfgen.StyleGANDiscriminator(config)
 
 
-def hfgen_step(args, generator, discriminator):
+def hfgen_step(args, generator, discriminator, batch_size: int = BATCH, num_train_images: int = BATCH):
     """One iteration of train_stylegan.py's loop (`main`), its phases and loss functions as written there, for one
-    micro-batch per step (no gradient accumulation): the fakes keep the generator's graph for the G main phase, so
-    the script's branches for accumulation (fakes drawn without graph, drawn again for G main) are left out."""
+    micro-batch of `batch_size` per step (no gradient accumulation): the fakes keep the generator's graph for the G
+    main phase, so the script's branches for accumulation (fakes drawn without graph, drawn again for G main) are left
+    out. A regulariser whose weight is 0 is off, as in the script; `--augment auto` resolves for `num_train_images`;
+    labels cycle through the classes when conditional."""
     from accelerate import Accelerator
 
     from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
@@ -131,7 +133,8 @@ def hfgen_step(args, generator, discriminator):
     to_training_memory_format(args, generator, discriminator)  # --channels_last, on by default
     accelerator = Accelerator(cpu=True)
     betas = (args.adam_beta1, args.adam_beta2)
-    g_interval, d_interval = args.pl_interval, args.r1_interval
+    g_interval = args.pl_interval if args.pl_weight > 0 else None
+    d_interval = args.r1_interval if args.r1_gamma > 0 else None
     g_optimizer = lazy_regularised_adam(generator.parameters(), args.generator_learning_rate, betas, g_interval)
     d_optimizer = lazy_regularised_adam(
         discriminator.parameters(), args.discriminator_learning_rate, betas, d_interval
@@ -139,7 +142,7 @@ def hfgen_step(args, generator, discriminator):
     generator, discriminator, g_optimizer, d_optimizer = accelerator.prepare(
         generator, discriminator, g_optimizer, d_optimizer
     )
-    augment = make_augmentation(args, accelerator, num_train_images=BATCH)
+    augment = make_augmentation(args, accelerator, num_train_images)
     path_length_state = torch.nn.Module()
     path_length_state.register_buffer("mean", torch.zeros((), device=accelerator.device))
     unwrapped_discriminator = accelerator.unwrap_model(discriminator)
@@ -151,7 +154,8 @@ def hfgen_step(args, generator, discriminator):
     d_reg = Phase("D R1", discriminator, d_optimizer, interval=d_interval)
     g_main = Phase("G main", generator, g_optimizer, held=unwrapped_discriminator)
     g_reg = Phase("G path length", generator, g_optimizer, interval=g_interval, held=unwrapped_discriminator)
-    real = torch.rand(BATCH, config.num_channels, RESOLUTION, RESOLUTION) * 2 - 1
+    real = torch.rand(batch_size, config.num_channels, config.resolution, config.resolution) * 2 - 1
+    labels = torch.arange(batch_size) % config.num_classes if config.num_classes else None
 
     def generate(model, z, labels):
         mixing = {}
@@ -213,9 +217,9 @@ def hfgen_step(args, generator, discriminator):
         check_finite(loss, f"the {phase_name} loss", 0, args.output_dir, args.loss_limit)
 
     def step(iteration: int):
-        micro_batches = add_fakes([(real, None)])
+        micro_batches = add_fakes([(real, labels)])
         logs = run_phase(d_main, accelerator, micro_batches, d_main_loss, args.max_grad_norm, guard)
-        adapt_augmentation(augment, accelerator, logs.pop("real_sign") * BATCH, BATCH)
+        adapt_augmentation(augment, accelerator, logs.pop("real_sign") * batch_size, batch_size)
         if d_reg.is_due(iteration):
             run_phase(d_reg, accelerator, micro_batches, d_reg_loss, args.max_grad_norm)
         run_phase(g_main, accelerator, micro_batches, g_main_loss, args.max_grad_norm, guard)
