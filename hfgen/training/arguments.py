@@ -93,7 +93,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="Train with convolution weights and activations in channels-last memory order, which oneDNN on CPUs "
-        "and tensor cores on GPUs run faster (13-30%% per step measured on 2 CPU cores); the saved weights are the "
+        "and tensor cores on GPUs run faster (9-30%% per step measured on 2 CPU cores); the saved weights are the "
         "same either way.",
     )
     parser.add_argument(
