@@ -31,10 +31,12 @@ body of `train()` in its `train.py`, with the loss functions read from that file
 is hfgen's own: its generator step reuses the fakes of the discriminator step (drawn with the generator's graph),
 where the reference draws the generator anew for each.
 
-No augmentation on either side (`--augment none`; the reference without `--augment`): the two augment differently
-(hfgen DiffAugment's colour / translation / cutout, the reference ADA's geometric warp through FIR filters and
-`grid_sample`), so a pair of rows would time two different augmentations; and the reference's ADA cannot take R1's
-double backward on torch 2 (its `non_leaking.py` calls `torch._C._jit_get_operation`, which now returns a tuple).
+The reference runs without augmentation (without `--augment`): its ADA cannot take R1's double backward on torch 2
+(its `non_leaking.py` calls `torch._C._jit_get_operation`, which now returns a tuple), and it augments differently
+anyway (a geometric warp through FIR filters and `grid_sample`, where hfgen's DiffAugment does colour / translation /
+cutout). hfgen runs twice: without augmentation (`--augment none`, the same algorithm as the reference), and with
+DiffAugment at probability 1 in front of every discriminator call, R1 taken through it (`hfgen+diffaugment`), which
+only adds work on hfgen's side.
 
 Amortisation: the lazy regularisers make steps unequal, so the timed steps are whole cycles of 16 (one R1 step and
 four path-length steps in each, whatever step the cycle starts at): `--steps` is rounded up to a multiple of 16. The
@@ -71,7 +73,10 @@ STYLE_MIXING_PROB = 0.9
 CYCLE = math.lcm(R1_INTERVAL, PL_INTERVAL)  # steps in which every lazy regulariser runs at its rate
 WIDE_ARCHITECTURE = dict(latent_dim=512, w_dim=512, mapping_layers=8, channel_base=4096, channel_max=256)
 CONFIGURATIONS = ("default", "wide")
-IMPLEMENTATIONS = ("reference", "hfgen")
+# hfgen+diffaugment: hfgen's step with DiffAugment at probability 1 in front of the discriminator (R1 taken through it,
+# as train_stylegan.py does with augmentation on), against the same reference without augmentation: more work on
+# hfgen's side only, so its ratio is a lower bound
+IMPLEMENTATIONS = ("reference", "hfgen", "hfgen+diffaugment")
 # What is read from rosinality's train.py: its loss functions and latent sampling (the script itself needs CUDA and
 # an LMDB dataset, and its loop writes samples and checkpoints).
 REFERENCE_TRAIN_NAMES = {
@@ -374,6 +379,8 @@ def measure(name: str, reference_dir: str, steps: int) -> dict:
     if implementation == "reference":  # hfgen's networks only give it their widths
         step, networks = reference_step(config, reference_dir)
     else:
+        if implementation == "hfgen+diffaugment":
+            args.augment, args.augment_probability = "diffaugment", 1.0
         step, networks = hfgen_step(args, generator, discriminator)
     iterations = itertools.count()  # the step index, which decides when the lazy regularisers run
 
