@@ -11,7 +11,9 @@ from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
+from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
+from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
 
@@ -30,6 +32,8 @@ for _config, _model in (
 AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifier, exist_ok=True)
 
 __all__ = [
+    "DDPMPipeline",
+    "DDPMPipelineOutput",
     "DigitsClassifier",
     "DigitsClassifierConfig",
     "GANConfig",
@@ -37,6 +41,7 @@ __all__ = [
     "GANGenerator",
     "GANPipeline",
     "GANPipelineOutput",
+    "ScoreSdePipeline",
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",

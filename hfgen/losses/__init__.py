@@ -1,5 +1,13 @@
 """Loss functions as pure functions: no optimizer, accelerator or random state inside."""
 
+from .diffusion import (
+    PREDICTION_TYPES,
+    denoising_score_matching_loss,
+    diffusion_loss,
+    diffusion_target,
+    min_snr_loss_weights,
+    signal_to_noise_ratio,
+)
 from .gan import (
     GAN_LOSSES,
     augmented_r1_penalty,
@@ -11,6 +19,12 @@ from .gan import (
 )
 
 __all__ = [
+    "PREDICTION_TYPES",
+    "denoising_score_matching_loss",
+    "diffusion_loss",
+    "diffusion_target",
+    "min_snr_loss_weights",
+    "signal_to_noise_ratio",
     "GAN_LOSSES",
     "augmented_r1_penalty",
     "discriminator_loss",

@@ -22,9 +22,12 @@ it needs; if not, the `ValueError` names the folder, what it holds (the pipeline
 or the `model_type` of a lone model's `config.json`) and the class that loads it.
 """
 
+import enum
+import importlib
 import inspect
 import json
 import os
+import typing
 
 import diffusers
 
@@ -136,6 +139,32 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
             f"it has no {', '.join(missing)} component. Load it with "
             f"{_loader_for_pipeline(found_name)}({folder!r})"
         )
+    for component, annotation in _component_classes(pipeline_class).items():
+        recorded = index[component]
+        if len(recorded) == 2 and recorded[1] is not None and not _fits(recorded, annotation):
+            raise ValueError(
+                f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: its "
+                f"{component} is a {recorded[1]}, which {pipeline_class.__name__} cannot use. Load it with "
+                f"{_loader_for_pipeline(found_name)}({folder!r})"
+            )
+
+
+def _fits(recorded: list, annotation) -> bool:
+    """Whether the component class recorded in model_index.json (`[library or module, class name]`) is one that an
+    `__init__` argument annotated with `annotation` takes: a subclass of the class (or of a member of the union), or
+    one of the names of an enum such as diffusers' `KarrasDiffusionSchedulers`. Classes that cannot be imported here
+    are left to diffusers."""
+    library, class_name = recorded
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return class_name in annotation.__members__
+    accepted = typing.get_args(annotation) or (annotation,)
+    if not all(isinstance(accepted_class, type) for accepted_class in accepted):
+        return True
+    try:
+        found = getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError):
+        return True
+    return isinstance(found, type) and issubclass(found, accepted)
 
 
 def _read_json(path: str) -> dict:
@@ -153,10 +182,18 @@ class PipelineFolderMixin:
     (`load_config`); `save_pretrained`, `from_pretrained` and `push_to_hub` stay diffusers' own.
     """
 
+    diffusers_class_name: str | None = None
+    """Set by a pipeline whose folders are those of a diffusers pipeline of that name (hfgen's `DDPMPipeline` and
+    diffusers' `DDPMPipeline` hold the same components): it saves them as diffusers does, a plain `_class_name` and no
+    module file, so `diffusers.DiffusionPipeline.from_pretrained(folder)` loads them without `trust_remote_code`."""
+
+    def _writes_module_file(self) -> bool:
+        return self.diffusers_class_name is None and _import_path(type(self)) is not None
+
     def save_config(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
         """Write `hfgen_pipeline.py`, then `model_index.json` (through diffusers, which pushes both when asked)."""
         import_path = _import_path(type(self))
-        if import_path is not None:
+        if self._writes_module_file():
             os.makedirs(save_directory, exist_ok=True)
             package = "pip install hfgen" if import_path == "hfgen" else import_path
             text = _MODULE_TEMPLATE.format(class_name=type(self).__name__, module=import_path, package=package)
@@ -167,10 +204,10 @@ class PipelineFolderMixin:
     def to_json_string(self) -> str:
         """The config as diffusers writes it, with `_class_name` naming the module file written by `save_config`."""
         text = super().to_json_string()
-        if _import_path(type(self)) is None:
+        if self.diffusers_class_name is None and _import_path(type(self)) is None:
             return text
         config = json.loads(text)
-        config["_class_name"] = [PIPELINE_MODULE, type(self).__name__]
+        config["_class_name"] = self.diffusers_class_name or [PIPELINE_MODULE, type(self).__name__]
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
     @classmethod

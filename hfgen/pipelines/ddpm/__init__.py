@@ -1,0 +1,3 @@
+from .pipeline_ddpm import DDPMPipeline, DDPMPipelineOutput
+
+__all__ = ["DDPMPipeline", "DDPMPipelineOutput"]

@@ -1,0 +1,31 @@
+"""What hfgen's diffusion pipelines share around a diffusers scheduler: the extra arguments its `step` takes, and the
+checks of the sampling arguments. The denoising loops themselves stay in each pipeline's `__call__`, in view."""
+
+import inspect
+
+from .pipeline_checks import check_positive_int
+
+
+def scheduler_step_kwargs(scheduler, generator, eta: float) -> dict:
+    """`generator` and `eta` for `scheduler.step` when it takes them: DDPM and DDIM draw noise (DDIM only with
+    `eta > 0`), DPM-Solver and Euler samplers take the generator alone, and deterministic ones neither. Any diffusers
+    scheduler can so be swapped in: `pipeline.scheduler = OtherScheduler.from_config(pipeline.scheduler.config)`."""
+    parameters = inspect.signature(scheduler.step).parameters
+    kwargs = {}
+    if "generator" in parameters:
+        kwargs["generator"] = generator
+    if "eta" in parameters:
+        kwargs["eta"] = eta
+    elif eta:
+        raise ValueError(
+            f"eta={eta} was given but {type(scheduler).__name__} takes no eta: leave it at 0, or swap in a "
+            "DDIMScheduler (DDIMScheduler.from_config(pipeline.scheduler.config))"
+        )
+    return kwargs
+
+
+def check_sampling_arguments(num_inference_steps, eta) -> None:
+    """Raise unless `num_inference_steps` is a positive int and `eta` a number in [0, 1]."""
+    check_positive_int(num_inference_steps, "num_inference_steps")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+        raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")

@@ -1,0 +1,3 @@
+from .pipeline_score_sde import ScoreSdePipeline
+
+__all__ = ["ScoreSdePipeline"]
