@@ -13,6 +13,7 @@ from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGene
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
+from .pipelines.latent_diffusion import LatentDiffusionPipeline, LatentDiffusionPipelineOutput
 from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
@@ -41,6 +42,8 @@ __all__ = [
     "GANGenerator",
     "GANPipeline",
     "GANPipelineOutput",
+    "LatentDiffusionPipeline",
+    "LatentDiffusionPipelineOutput",
     "ScoreSdePipeline",
     "StyleGANConfig",
     "StyleGANDiscriminator",

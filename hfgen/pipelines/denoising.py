@@ -29,3 +29,9 @@ def check_sampling_arguments(num_inference_steps, eta) -> None:
     check_positive_int(num_inference_steps, "num_inference_steps")
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
         raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
+
+
+def classifier_free_guidance(unconditional, conditional, guidance_scale: float):
+    """Classifier-free guidance (Ho & Salimans 2022): move the conditional prediction away from the unconditional one
+    by `guidance_scale`; 1 gives the conditional prediction itself, 0 the unconditional one."""
+    return unconditional + guidance_scale * (conditional - unconditional)

@@ -1,0 +1,3 @@
+from .text_encoder import build_caption_text_encoder, write_caption_tokenizer
+
+__all__ = ["build_caption_text_encoder", "write_caption_tokenizer"]

@@ -1,0 +1,216 @@
+"""Text-to-image latent diffusion (Rombach et al. 2022) whose first stage is hfgen's `VAEModel` or diffusers'
+`AutoencoderKL`, with classifier-free guidance, negative prompts, any diffusers scheduler and LoRA loading.
+
+diffusers' `StableDiffusionPipeline` needs an `AutoencoderKL` and brings a safety checker and image encoder that a
+small model trained on one's own images has no use for; this pipeline takes either first stage, checks its
+arguments the way every hfgen pipeline does, and loads diffusers-format LoRA files (`load_lora_weights`) as the
+Stable Diffusion pipelines do.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from ...models.vae.modeling_vae import VAEModel
+from ..denoising import check_sampling_arguments, classifier_free_guidance, scheduler_step_kwargs
+from ..pipeline_checks import IMAGE_OUTPUT_TYPES, check_generator, check_latents, check_output_type, check_positive_int
+from ..pipeline_folder import PipelineFolderMixin
+
+# "latent" returns the denoised latents undecoded.
+OUTPUT_TYPES = (*IMAGE_OUTPUT_TYPES, "latent")
+
+
+@dataclass
+class LatentDiffusionPipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The images as asked by `output_type` (PIL images, a `(batch, height, width, channels)` array in [0, 1], a
+            `(batch, channels, height, width)` tensor in [0, 1]), or the denoised latents for `"latent"`.
+        latents (`torch.Tensor` of shape `(batch, latent_channels, latent_height, latent_width)`):
+            The noise the sampling started from (before the scheduler's `init_noise_sigma`).
+        prompts (`list[str]`):
+            The prompt of each image (each prompt repeated `num_images_per_prompt` times).
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    latents: torch.Tensor
+    prompts: list[str]
+
+
+def _as_prompt_list(value, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r}")
+
+
+class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+    r"""
+    Text-to-image generation with a UNet denoising the latents of a frozen autoencoder, conditioned on a CLIP text
+    encoder through cross-attention.
+
+    Parameters:
+        vae ([`VAEModel`] or [`~diffusers.AutoencoderKL`]):
+            The first stage: latents are `encode(x).latent_dist.sample() * config.scaling_factor`, images
+            `decode(latents / config.scaling_factor).sample`.
+        text_encoder ([`~transformers.CLIPTextModel`]):
+            Its last hidden states are the UNet's `encoder_hidden_states`.
+        tokenizer ([`~transformers.CLIPTokenizer`]):
+            Prompts are padded to its `model_max_length`.
+        unet ([`~diffusers.UNet2DConditionModel`]):
+            The latent denoiser, with `cross_attention_dim` equal to the text encoder's hidden size.
+        scheduler ([`~diffusers.schedulers.KarrasDiffusionSchedulers`]):
+            Any of diffusers' discrete-time schedulers (DDIM, DDPM, DPM-Solver, Euler, ...).
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        vae: VAEModel | AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+    ):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.image_processor = VaeImageProcessor(
+            vae_scale_factor=1, do_convert_grayscale=vae.config.out_channels == 1, resample="bicubic"
+        )
+
+    @property
+    def _latent_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return (self.unet.config.in_channels, height, width)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """The text encoder's last hidden states of `prompts`, padded to the tokenizer's `model_max_length`:
+        `(len(prompts), model_max_length, hidden_size)`."""
+        input_ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(input_ids.to(self._execution_device))[0].to(self.unet.dtype)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        guidance_scale: float = 3.0,
+        num_inference_steps: int = 25,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Generate images from text.
+
+        Args:
+            prompt (`str` or `list[str]`):
+                What to draw, e.g. `"a handwritten digit seven"`; a list gives one group of images per prompt.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                What to steer away from: the unconditional branch of guidance uses it instead of the empty prompt.
+                One for all prompts, or one per prompt.
+            num_images_per_prompt (`int`, defaults to 1):
+                Images drawn for each prompt.
+            guidance_scale (`float`, defaults to 3.0):
+                Classifier-free guidance: 1 uses the conditional prediction alone (one network pass per step), larger
+                values follow the prompt more closely at some cost in variety.
+            num_inference_steps (`int`, defaults to 25):
+                Denoising steps.
+            eta (`float`, defaults to 0.0):
+                DDIM's noise level; only for schedulers whose `step` takes it.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Makes sampling deterministic; a list gives one generator per image.
+            latents (`torch.Tensor` of shape `(batch, latent_channels, latent_height, latent_width)`, *optional*):
+                Standard normal noise to start from, one per image.
+            output_type (`str`, defaults to `"pil"`):
+                `"pil"`, `"np"`, `"pt"` or `"latent"`.
+            return_dict (`bool`, defaults to `True`):
+                Return a [`LatentDiffusionPipelineOutput`] instead of a tuple `(images, latents, prompts)`.
+        """
+        # 1. check inputs
+        check_output_type(output_type, OUTPUT_TYPES)
+        check_sampling_arguments(num_inference_steps, eta)
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        prompts = _as_prompt_list(prompt, "prompt")
+        negative_prompts = [""] * len(prompts)
+        if negative_prompt is not None:
+            negative_prompts = _as_prompt_list(negative_prompt, "negative_prompt")
+            if len(negative_prompts) == 1:
+                negative_prompts *= len(prompts)
+            elif len(negative_prompts) != len(prompts):
+                raise ValueError(
+                    f"negative_prompt has {len(negative_prompts)} prompts for {len(prompts)} prompts: give one, or "
+                    "one per prompt"
+                )
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a number >= 0 (1: no guidance), got {guidance_scale!r}")
+        prompts = [text for text in prompts for _ in range(num_images_per_prompt)]
+        negative_prompts = [text for text in negative_prompts for _ in range(num_images_per_prompt)]
+        batch_size = len(prompts)
+        if latents is not None:
+            check_latents(latents, self._latent_shape)
+            if latents.shape[0] != batch_size:
+                raise ValueError(
+                    f"latents has {latents.shape[0]} rows but {len(prompts) // num_images_per_prompt} prompt(s) x "
+                    f"num_images_per_prompt={num_images_per_prompt} make {batch_size} images: give one row per image"
+                )
+        check_generator(generator, batch_size)
+        step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
+
+        # 2. encode the prompts; the unconditional branch is only run when guidance needs it
+        guided = guidance_scale != 1
+        text_embeddings = self.encode_prompt(negative_prompts + prompts if guided else prompts)
+
+        # 3. prepare the starting noise
+        device, dtype = self._execution_device, self.unet.dtype
+        if latents is None:
+            latents = randn_tensor((batch_size, *self._latent_shape), generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        sample = latents * self.scheduler.init_noise_sigma
+
+        # 4. denoise, mixing the conditional and unconditional predictions at every step
+        for timestep in self.progress_bar(self.scheduler.timesteps):
+            model_input = torch.cat([sample] * 2) if guided else sample
+            model_input = self.scheduler.scale_model_input(model_input, timestep)
+            prediction = self.unet(model_input, timestep, encoder_hidden_states=text_embeddings).sample
+            if guided:
+                unconditional, conditional = prediction.chunk(2)
+                prediction = classifier_free_guidance(unconditional, conditional, guidance_scale)
+            sample = self.scheduler.step(prediction, timestep, sample, **step_kwargs).prev_sample
+
+        # 5. decode
+        if output_type == "latent":
+            images = sample
+        else:
+            decoded = self.vae.decode(sample.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, latents, prompts)
+        return LatentDiffusionPipelineOutput(images=images, latents=latents, prompts=prompts)

@@ -1,0 +1,132 @@
+"""What diffusion scripts share (DDPM, score SDE, latent diffusion): the flags of the noise schedule and objective,
+the noise and timesteps a training step draws, and the EMA of the denoiser.
+
+The loss terms themselves are pure functions in `hfgen.losses.diffusion`; the schedulers and the EMA are diffusers'
+own (`DDPMScheduler.add_noise`, `diffusers.training_utils.EMAModel`). Random draws come from torch's global RNG,
+which `accelerate.utils.set_seed(..., device_specific=True)` seeds per process and checkpoints save, so a resumed run
+draws what the uninterrupted one would have.
+"""
+
+import argparse
+import contextlib
+
+import torch
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+# The ranges of the diffusion flags (see `hfgen.training.cli.check_flag_ranges` for the notation).
+DIFFUSION_FLAG_RANGES = {
+    "num_train_timesteps": (2, None, "closed"),
+    "snr_gamma": (0, None, "open"),
+    "noise_offset": (0, None, "closed"),
+    "ema_decay": (0, 1, "open"),
+    "ema_power": (0, None, "open"),
+    "num_inference_steps": (1, None, "closed"),
+}
+
+
+def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps: int) -> None:
+    """The noise schedule, objective, loss weighting, EMA and sampling flags of a diffusion script."""
+    from ..losses.diffusion import PREDICTION_TYPES
+
+    parser.add_argument(
+        "--prediction_type",
+        type=str,
+        default="epsilon",
+        choices=PREDICTION_TYPES,
+        help="What the network predicts: the noise (Ho et al. 2020), the velocity (Salimans & Ho 2022) or the clean "
+        "image. A model loaded with --pretrained_model_name_or_path keeps its own unless this is given.",
+    )
+    parser.add_argument(
+        "--beta_schedule",
+        type=str,
+        default="linear",
+        choices=BETA_SCHEDULES,
+        help="Noise schedule of a new model: linear (Ho et al.), squaredcos_cap_v2 (the cosine schedule of Nichol & "
+        "Dhariwal 2021) or scaled_linear (Stable Diffusion's).",
+    )
+    parser.add_argument("--num_train_timesteps", type=int, default=1000, help="Timesteps of a new noise schedule.")
+    parser.add_argument(
+        "--snr_gamma",
+        type=float,
+        default=None,
+        help="Min-SNR loss weighting (Hang et al. 2023) with this gamma; 5.0 is the paper's choice. Off by default.",
+    )
+    parser.add_argument(
+        "--noise_offset",
+        type=float,
+        default=0.0,
+        help="Add this much per-channel constant noise (offset noise), so the model learns to change overall "
+        "brightness; 0.05-0.1 is common. Off by default.",
+    )
+    parser.add_argument(
+        "--use_ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Keep an exponential moving average of the weights; validation, metrics and the saved model use it.",
+    )
+    parser.add_argument("--ema_decay", type=float, default=0.9999, help="The EMA's largest decay.")
+    parser.add_argument(
+        "--ema_power",
+        type=float,
+        default=0.75,
+        help="The EMA's decay warms up as 1 - (1 + step)^-power, so a short run is not dominated by its start.",
+    )
+    parser.add_argument(
+        "--num_inference_steps",
+        type=int,
+        default=num_inference_steps,
+        help="Sampling steps for validation grids and the metrics.",
+    )
+
+
+def training_noise(samples: torch.Tensor, noise_offset: float) -> torch.Tensor:
+    """Standard normal noise shaped like `samples`, plus `noise_offset` times one normal draw per image and channel
+    (Guttenberg's offset noise) when it is not 0."""
+    noise = torch.randn_like(samples)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn(
+            samples.shape[0], samples.shape[1], 1, 1, device=samples.device, dtype=samples.dtype
+        )
+    return noise
+
+
+def sample_timesteps(batch_size: int, num_train_timesteps: int, device) -> torch.Tensor:
+    """One integer timestep per image, uniform over the schedule (Algorithm 1 of Ho et al. 2020)."""
+    return torch.randint(0, num_train_timesteps, (batch_size,), device=device, dtype=torch.long)
+
+
+def sample_noise_levels(batch_size: int, sigma_min: float, sigma_max: float, device) -> torch.Tensor:
+    """One noise level per image, log-uniform in [sigma_min, sigma_max]: the continuous form of the geometric ladder of
+    NCSN (Song & Ermon 2019) used by the VE SDE (Song et al. 2021)."""
+    fraction = torch.rand(batch_size, device=device)
+    return sigma_min * (sigma_max / sigma_min) ** fraction
+
+
+def create_ema(model: torch.nn.Module, args: argparse.Namespace):
+    """diffusers' `EMAModel` of `model`'s parameters with the run's decay and warm-up (`--ema_decay`,
+    `--ema_power`), for `accelerator.register_for_checkpointing`."""
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(
+        model.parameters(),
+        decay=args.ema_decay,
+        use_ema_warmup=True,
+        inv_gamma=1.0,
+        power=args.ema_power,
+        foreach=True,
+    )
+
+
+@contextlib.contextmanager
+def averaged_weights(ema, model: torch.nn.Module):
+    """Within the block, `model` holds the EMA's weights (when there is an EMA); its own are put back after."""
+    if ema is None:
+        yield model
+        return
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
