@@ -8,6 +8,7 @@
 - `metric_protocol`, `reference_metrics`, `digits_reference_metrics`: how the numbers were measured, and what real
   data and a trivial baseline read with the same protocol.
 - `sample_diversity_ratio`: spread of generated images over that of real ones (0 is mode collapse).
+- `load_clip_score`, `clip_score`: CLIP score of images against their prompts, with any local CLIP folder.
 """
 
 from .backbone import (
@@ -17,6 +18,7 @@ from .backbone import (
     load_backbone_feature_extractor,
     resolve_feature_extractor,
 )
+from .clip_score import clip_score, load_clip_score
 from .distribution import KID_MAX_SUBSET_SIZE, GenerativeMetrics
 from .diversity import mean_pairwise_distance, sample_diversity_ratio
 from .feature_extractor import (
@@ -38,6 +40,8 @@ from .references import (
 )
 
 __all__ = [
+    "clip_score",
+    "load_clip_score",
     "DATA_RANGE",
     "KID_MAX_SUBSET_SIZE",
     "REAL_VS_REAL",

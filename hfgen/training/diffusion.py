@@ -103,30 +103,25 @@ def sample_noise_levels(batch_size: int, sigma_min: float, sigma_max: float, dev
     return sigma_min * (sigma_max / sigma_min) ** fraction
 
 
-def create_ema(model: torch.nn.Module, args: argparse.Namespace):
-    """diffusers' `EMAModel` of `model`'s parameters with the run's decay and warm-up (`--ema_decay`,
-    `--ema_power`), for `accelerator.register_for_checkpointing`."""
+def create_ema(parameters: list[torch.nn.Parameter], args: argparse.Namespace):
+    """diffusers' `EMAModel` of `parameters` (those of one model, or of several trained together) with the run's
+    decay and warm-up (`--ema_decay`, `--ema_power`), for `accelerator.register_for_checkpointing`."""
     from diffusers.training_utils import EMAModel
 
     return EMAModel(
-        model.parameters(),
-        decay=args.ema_decay,
-        use_ema_warmup=True,
-        inv_gamma=1.0,
-        power=args.ema_power,
-        foreach=True,
+        parameters, decay=args.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=args.ema_power, foreach=True
     )
 
 
 @contextlib.contextmanager
-def averaged_weights(ema, model: torch.nn.Module):
-    """Within the block, `model` holds the EMA's weights (when there is an EMA); its own are put back after."""
+def averaged_weights(ema, parameters: list[torch.nn.Parameter]):
+    """Within the block, `parameters` hold the EMA's values (when there is an EMA); their own are put back after."""
     if ema is None:
-        yield model
+        yield
         return
-    ema.store(model.parameters())
-    ema.copy_to(model.parameters())
+    ema.store(parameters)
+    ema.copy_to(parameters)
     try:
-        yield model
+        yield
     finally:
-        ema.restore(model.parameters())
+        ema.restore(parameters)

@@ -281,7 +281,7 @@ def score_matching_loss(unet, pixel_values, args):
 def evaluate(unet, ema, noise_scheduler, data, args, accelerator, step) -> dict:
     """Validation grid (main process) and metrics (every process) of the averaged weights."""
     model = accelerator.unwrap_model(unet)
-    with averaged_weights(ema, model):
+    with averaged_weights(ema, list(model.parameters())):
         model.eval()
         pipeline = sampling_pipeline(model, noise_scheduler, args)
 
@@ -324,7 +324,7 @@ def main(args):
     to_training_memory_format(args, unet)
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    ema = create_ema(unet, args) if args.use_ema else None
+    ema = create_ema(list(unet.parameters()), args) if args.use_ema else None
     set_seed(args.seed, device_specific=True)
     train_dataloader = make_train_dataloader(data.train, args, collate_images)
 
