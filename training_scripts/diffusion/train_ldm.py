@@ -24,7 +24,7 @@ import tempfile
 
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -33,7 +33,7 @@ import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, images_as_tensor
 from hfgen.data.captions import LabelCaptions, drop_captions
 from hfgen.losses import diffusion_loss, diffusion_target, min_snr_loss_weights
-from hfgen.metrics import clip_score, load_clip_score
+from hfgen.metrics import load_clip_score
 from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
@@ -570,11 +570,10 @@ def measure(pipeline, captions, data, args, accelerator, guidance_scale: float, 
     metrics = evaluate_generator(
         sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes=num_classes
     )
-    prompted = [(images, prompts) for images, prompts in prompted if any(prompts)]
-    if clip_metric is not None and prompted:
-        clip_metric.reset()
-        for images, prompts in prompted:
-            metrics["clip_score"] = clip_score(clip_metric, images, prompts)
+    if clip_metric is not None and isinstance(captions, (LabelCaptions, ColumnCaptions)):
+        # every process scores its own samples; the mean is over all of them
+        local = [clip_metric(images, prompts).cpu() for images, prompts in prompted]
+        metrics["clip_score"] = torch.cat(gather_object(local)).mean().item()
     return metrics
 
 

@@ -1,0 +1,70 @@
+"""CLIP score through torchmetrics with a tiny CLIP saved to a local folder."""
+
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+from hfgen.metrics import clip_score, load_clip_score
+from hfgen.models.latent_diffusion import write_caption_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    tokenizer = write_caption_tokenizer(["a", "digit", "seven", "two"], folder / "vocab", model_max_length=16)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    )
+    CLIPModel(config).save_pretrained(folder / "clip")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder / "clip")
+    return str(folder / "clip")
+
+
+def test_clip_score_is_the_scaled_cosine_similarity(tiny_clip_folder):
+    metric = load_clip_score(tiny_clip_folder)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 1, 32, 32, generator=generator) * 2 - 1  # greyscale in [-1, 1]
+    prompts = ["a digit seven", "a digit two", "a digit", "seven"]
+    score = clip_score(metric, images, prompts)
+    assert metric(images, prompts).shape == (4,)
+    # the same number from the model directly: 100 x cosine of the projected embeddings, floored at 0, averaged
+    model = CLIPModel.from_pretrained(tiny_clip_folder).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_clip_folder)
+    pixels = ((images + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1)
+    inputs = processor(text=prompts, images=list(pixels), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        image_embeds = model.get_image_features(pixel_values=inputs["pixel_values"])
+        text_embeds = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    image_embeds = getattr(image_embeds, "pooler_output", image_embeds)
+    text_embeds = getattr(text_embeds, "pooler_output", text_embeds)
+    cosine = torch.nn.functional.cosine_similarity(image_embeds, text_embeds)
+    assert score == pytest.approx((100 * cosine).clamp(min=0).mean().item(), abs=1e-4)
+    with pytest.raises(ValueError, match="got 4 images and 3 prompts"):
+        metric(images, prompts[:3])
+
+
+def test_a_folder_without_clip_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match="is not a CLIP model with its processor") as error:
+        load_clip_score(str(tmp_path))
+    assert "\n" not in str(error.value)

@@ -1,0 +1,55 @@
+"""The diffusion kind of training: noise draws, noise levels, and diffusers' EMAModel as the scripts use it."""
+
+import argparse
+
+import torch
+from diffusers.training_utils import EMAModel
+
+from hfgen.training.diffusion import averaged_weights, create_ema, sample_noise_levels, training_noise
+
+
+def test_offset_noise_adds_one_constant_per_image_and_channel():
+    samples = torch.zeros(2000, 2, 4, 4)
+    torch.manual_seed(0)
+    plain = training_noise(samples, 0.0)
+    torch.manual_seed(0)
+    offset = training_noise(samples, 0.5)
+    difference = offset - plain
+    assert torch.allclose(difference, difference[:, :, :1, :1].expand_as(difference), atol=1e-5)  # constant per map
+    assert 0.45 < difference[:, :, 0, 0].std().item() < 0.55
+
+
+def test_noise_levels_are_log_uniform_between_the_ends():
+    torch.manual_seed(0)
+    sigmas = sample_noise_levels(20000, 0.01, 50.0, "cpu")
+    assert sigmas.min() >= 0.01 and sigmas.max() <= 50.0
+    log_fraction = (sigmas.log() - torch.log(torch.tensor(0.01))) / torch.log(torch.tensor(5000.0))
+    assert abs(log_fraction.mean().item() - 0.5) < 0.01 and abs(log_fraction.std().item() - (1 / 12) ** 0.5) < 0.01
+
+
+def test_ema_update_follows_the_warmup_formula_and_averaged_weights_restore():
+    model = torch.nn.Linear(3, 1)
+    args = argparse.Namespace(ema_decay=0.999, ema_power=0.75)
+    ema = create_ema(list(model.parameters()), args)
+    assert isinstance(ema, EMAModel)
+    average = [p.detach().clone() for p in model.parameters()]
+    for step in range(1, 6):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(1.0)
+        ema.step(model.parameters())
+        # diffusers' warm-up: decay = 1 - (1 + (step - 1))^-power, capped at ema_decay (0 at the first step)
+        decay = 0.0 if step == 1 else min(0.999, 1 - (1 + (step - 1)) ** -0.75)
+        average = [decay * a + (1 - decay) * p.detach() for a, p in zip(average, model.parameters())]
+        assert abs(ema.cur_decay_value - decay) < 1e-9
+    live = [p.detach().clone() for p in model.parameters()]
+    with averaged_weights(ema, list(model.parameters())):
+        for parameter, expected in zip(model.parameters(), average):
+            assert torch.allclose(parameter, expected, atol=1e-6)
+    for parameter, expected in zip(model.parameters(), live):
+        assert torch.equal(parameter, expected)
+    # a state dict restores the average exactly (what checkpoints save)
+    restored = create_ema(list(model.parameters()), args)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.optimization_step == ema.optimization_step
+    assert all(torch.equal(a, b) for a, b in zip(restored.shadow_params, ema.shadow_params))
