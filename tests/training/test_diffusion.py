@@ -40,16 +40,16 @@ def test_ema_update_follows_the_warmup_formula_and_averaged_weights_restore():
         ema.step(model.parameters())
         # diffusers' warm-up: decay = 1 - (1 + (step - 1))^-power, capped at ema_decay (0 at the first step)
         decay = 0.0 if step == 1 else min(0.999, 1 - (1 + (step - 1)) ** -0.75)
-        average = [decay * a + (1 - decay) * p.detach() for a, p in zip(average, model.parameters())]
+        average = [decay * a + (1 - decay) * p.detach() for a, p in zip(average, model.parameters(), strict=True)]
         assert abs(ema.cur_decay_value - decay) < 1e-9
     live = [p.detach().clone() for p in model.parameters()]
     with averaged_weights(ema, list(model.parameters())):
-        for parameter, expected in zip(model.parameters(), average):
+        for parameter, expected in zip(model.parameters(), average, strict=True):
             assert torch.allclose(parameter, expected, atol=1e-6)
-    for parameter, expected in zip(model.parameters(), live):
+    for parameter, expected in zip(model.parameters(), live, strict=True):
         assert torch.equal(parameter, expected)
     # a state dict restores the average exactly (what checkpoints save)
     restored = create_ema(list(model.parameters()), args)
     restored.load_state_dict(ema.state_dict())
     assert restored.optimization_step == ema.optimization_step
-    assert all(torch.equal(a, b) for a, b in zip(restored.shadow_params, ema.shadow_params))
+    assert all(torch.equal(a, b) for a, b in zip(restored.shadow_params, ema.shadow_params, strict=True))
