@@ -50,3 +50,64 @@ def digit_batch(digits16) -> torch.Tensor:
     indices = [i for digit in range(4) for i in [j for j, label in enumerate(labels) if label == digit][:2]]
     examples = digits16["train"].select(indices)[:]
     return torch.stack(image_transform(16)(examples)["pixel_values"])
+
+
+@pytest.fixture(scope="session")
+def tiny_stable_diffusion_folder(tmp_path_factory) -> str:
+    """A Stable-Diffusion-shaped folder saved by diffusers' own StableDiffusionPipeline, at tiny size: an RGB
+    AutoencoderKL (32 px to 4 x 16 x 16), a CLIP text encoder with a tokenizer written from files, a cross-attention
+    UNet and a DDIM scheduler; no safety checker. What `--pretrained_model_name_or_path` gets from real users."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from hfgen.data.captions import LabelCaptions
+    from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-stable-diffusion")
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+        sample_size=32,
+    )
+    vocabulary = LabelCaptions([str(digit) for digit in range(10)]).vocabulary()
+    tokenizer = write_caption_tokenizer(vocabulary, folder / "tokenizer-files", model_max_length=16)
+    text_encoder = build_caption_text_encoder(tokenizer, hidden_size=32, num_layers=2)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=100,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder / "pipeline")
+    return str(folder / "pipeline")

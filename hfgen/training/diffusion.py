@@ -125,3 +125,39 @@ def averaged_weights(ema, parameters: list[torch.nn.Parameter]):
         yield
     finally:
         ema.restore(parameters)
+
+
+# The UNet's attention projections: where LoRA adapters go (diffusers' text-to-image LoRA example and the
+# Stable Diffusion LoRA files people share target the same ones).
+UNET_LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def add_unet_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None) -> None:
+    """Freeze the UNet and add trainable LoRA adapters (peft, Gaussian A, zero B: the output is unchanged at first)
+    of `rank` and scaling `alpha / rank` (alpha defaults to the rank) to its attention projections."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=UNET_LORA_TARGET_MODULES
+        )
+    )
+
+
+def save_unet_lora(unet: torch.nn.Module, output_dir: str) -> str:
+    """Write the UNet's LoRA adapters as `pytorch_lora_weights.safetensors` in diffusers' format (the keys
+    `pipeline.load_lora_weights` reads), with the adapter's config as metadata: without it the loader takes
+    alpha = rank and silently changes the scale. Returns the file's path."""
+    import os
+
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    StableDiffusionLoraLoaderMixin.save_lora_weights(
+        output_dir,
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+    )
+    return os.path.join(output_dir, "pytorch_lora_weights.safetensors")

@@ -177,3 +177,53 @@ def test_an_autoencoder_kl_first_stage_and_a_scheduler_swap(tmp_path):
     assert type(loaded.vae) is AutoencoderKL and type(loaded.scheduler) is DPMSolverMultistepScheduler
     again = loaded(prompt=PROMPT, generator=seeded(0), num_inference_steps=3, output_type="pt").images
     assert torch.allclose(images, again, atol=1e-6)
+
+
+def test_a_stable_diffusion_folder_loads_and_samples_what_diffusers_samples(tiny_stable_diffusion_folder):
+    from diffusers import StableDiffusionPipeline
+
+    ours = LatentDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
+    theirs = StableDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
+    for pipeline in (ours, theirs):
+        pipeline.set_progress_bar_config(disable=True)
+    arguments = dict(prompt=PROMPT, guidance_scale=3.0, num_inference_steps=3, output_type="np")
+    expected = theirs(**arguments, generator=seeded(0)).images
+    got = ours(**arguments, generator=seeded(0)).images
+    assert got.shape == expected.shape == (1, 32, 32, 3)
+    assert abs(got - expected).max() < 1e-5
+
+
+def test_lora_saves_only_lora_keys_and_reloads_to_the_same_images(tiny_stable_diffusion_folder, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from safetensors import safe_open
+
+    from hfgen.training.diffusion import add_unet_lora, save_unet_lora
+
+    def sample(pipeline):
+        pipeline.set_progress_bar_config(disable=True)
+        arguments = dict(prompt=PROMPT, guidance_scale=3.0, num_inference_steps=3, output_type="pt")
+        return pipeline(**arguments, generator=seeded(0)).images
+
+    base = sample(LatentDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder))
+    adapted = LatentDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
+    add_unet_lora(adapted.unet, rank=2, alpha=4)  # alpha != rank: the scale must survive the round trip
+    assert torch.equal(sample(adapted), base)  # B starts at zero
+    with torch.no_grad():
+        for name, parameter in adapted.unet.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5, generator=seeded(1))
+    trained = sample(adapted)
+    assert not torch.allclose(trained, base, atol=1e-3)
+    path = save_unet_lora(adapted.unet, tmp_path)
+    with safe_open(path, "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and all(key.startswith("unet.") and ".lora." in key for key in keys)
+    assert len(keys) == 2 * sum("lora_A" in name for name, _ in adapted.unet.named_parameters())
+
+    reloaded = LatentDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
+    reloaded.load_lora_weights(tmp_path)
+    assert torch.allclose(sample(reloaded), trained, atol=1e-6)
+    # diffusers' own pipeline takes the same file to the same images
+    theirs = StableDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
+    theirs.load_lora_weights(tmp_path)
+    assert torch.allclose(sample(theirs), trained, atol=1e-5)

@@ -133,6 +133,12 @@ def test_dry_run_decodes_every_image(tmp_path, folder_with_a_corrupt_image, tiny
         ("train_stylegan.py", "--style_mixing_prob", 2),
         ("train_gan.py", "--augment_probability", -0.1),
         ("train_vae.py", "--max_grad_norm", "nan"),
+        ("train_ddpm.py", "--snr_gamma", 0),
+        ("train_ddpm.py", "--resolution", 30),
+        ("train_ddpm.py", "--sigma_max", 0.001),
+        ("train_ldm.py", "--cfg_dropout", 1.5),
+        ("train_ldm.py", "--guidance_scale", -1),
+        ("train_ldm.py", "--lora_rank", 0),
     ],
 )
 def test_a_bad_flag_value_names_the_flag(tmp_path, script, flag, value):
@@ -254,6 +260,8 @@ def test_a_truncated_weights_file_and_a_wrong_folder_are_named(tmp_path, finishe
         ("train_vae.py", "--learning_rate LEARNING_RATE"),
         ("train_gan.py", "--loss"),
         ("train_stylegan.py", "--pl_weight"),
+        ("train_ddpm.py", "--snr_gamma"),
+        ("train_ldm.py", "--cfg_dropout"),
     ],
 )
 def test_help_shows_every_default(script, default_shown):

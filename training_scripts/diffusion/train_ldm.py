@@ -47,9 +47,11 @@ from hfgen.training.cli import check_flag_ranges, make_parser, run_script
 from hfgen.training.diffusion import (
     DIFFUSION_FLAG_RANGES,
     add_diffusion_arguments,
+    add_unet_lora,
     averaged_weights,
     create_ema,
     sample_timesteps,
+    save_unet_lora,
     training_noise,
 )
 from hfgen.training.evaluation import (
@@ -99,7 +101,6 @@ DEFAULT_UNET = dict(
 TEXT_HIDDEN_SIZE, TEXT_MAX_LENGTH = 64, 16
 # The noise schedule of a new model: Stable Diffusion's (as in the LDM paper's latent models).
 LATENT_SCHEDULE = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 def parse_args(input_args=None):
@@ -405,34 +406,6 @@ def check_compatible(vae, text_encoder, unet, channels: int, args) -> None:
         )
 
 
-def add_lora(unet, args) -> None:
-    """Freeze the UNet and add trainable LoRA adapters (peft) to its attention projections."""
-    from peft import LoraConfig
-
-    unet.requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(
-            r=args.lora_rank,
-            lora_alpha=args.lora_alpha or args.lora_rank,
-            init_lora_weights="gaussian",
-            target_modules=LORA_TARGET_MODULES,
-        )
-    )
-
-
-def save_lora(unet, output_dir: str) -> None:
-    """The UNet's LoRA adapters as `pytorch_lora_weights.safetensors` in diffusers' format, with the adapter's
-    config as metadata (without it `load_lora_weights` takes alpha = rank, silently changing the scale)."""
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
-
-    hfgen.LatentDiffusionPipeline.save_lora_weights(
-        output_dir,
-        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
-        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
-    )
-
-
 # --- captions ---
 
 
@@ -644,7 +617,7 @@ def main(args):
     train_text = train_text or args.train_text_encoder
     text_encoder.requires_grad_(train_text)
     if args.use_lora:
-        add_lora(unet, args)
+        add_unet_lora(unet, args.lora_rank, args.lora_alpha)
     to_training_memory_format(args, unet, vae)
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -749,7 +722,7 @@ def main(args):
             model.eval().to(memory_format=torch.contiguous_format)
         pipeline = sampling_pipeline(vae, text_model, tokenizer, unet_model, noise_scheduler)
         if args.use_lora:
-            save_lora(unet_model, args.output_dir)
+            save_unet_lora(unet_model, args.output_dir)
         else:
             pipeline.save_pretrained(args.output_dir)
         prompts = class_prompts(captions, 64)
