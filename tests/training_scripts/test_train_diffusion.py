@@ -2,6 +2,7 @@
 configs and the built-in digits, two steps at a time."""
 
 import json
+import os
 import shutil
 
 import diffusers
@@ -363,3 +364,24 @@ def test_fine_tuning_a_stable_diffusion_folder_fully_and_with_lora(
     assert np.abs(after - before).max() > 1e-4  # the adapters trained
     card = (lora / "README.md").read_text()
     assert "load_lora_weights" in card and tiny_stable_diffusion_folder in card
+
+
+@pytest.mark.parametrize("script", ["train_ddpm.py", "train_ldm.py"])
+def test_a_hub_token_never_reaches_any_file(tmp_path, script, tiny_unet_configs, launch_script):
+    from .test_secrets import FAKE_TOKEN, files_containing
+
+    output_dir = tmp_path / "run"
+    config = ["--model_config_name_or_path", tiny_unet_configs / "ddpm", "--resolution", "16"]
+    if script == "train_ldm.py":
+        config = ["--unet_config_name_or_path", tiny_unet_configs / "ldm", *LDM_TINY[:-2]]  # without --report_to none
+    arguments = [*TINY_DIFFUSION_RUN[:-2], "--max_train_steps", "2", "--checkpointing_steps", "1"]
+    result = launch_script(
+        script, "--output_dir", output_dir, *config, *arguments, "--validation_steps", "1", "--hub_token", FAKE_TOKEN
+    )
+    written = [os.path.join(root, name) for root, _, names in os.walk(output_dir) for name in names]
+    assert any("tfevents" in path for path in written) and any("checkpoint-2" in path for path in written)
+    assert files_containing(output_dir, FAKE_TOKEN) == []
+    assert FAKE_TOKEN not in result.stdout + result.stderr
+    dry = launch_script(script, "--output_dir", tmp_path / "dry", *config, "--dry_run", "--hub_token", FAKE_TOKEN)
+    assert FAKE_TOKEN not in dry.stdout + dry.stderr and '"hub_token": "<redacted>"' in dry.stdout
+    assert not (tmp_path / "dry").exists()
