@@ -25,8 +25,9 @@ DIFFUSION_FLAG_RANGES = {
 }
 
 
-def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps: int) -> None:
-    """The noise schedule, objective, loss weighting, EMA and sampling flags of a diffusion script."""
+def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps: int | None) -> None:
+    """The noise schedule, objective, loss weighting, EMA and sampling flags of a diffusion script (a script that
+    resolves the number of sampling steps itself passes None)."""
     from ..losses.diffusion import PREDICTION_TYPES
 
     parser.add_argument(
@@ -76,7 +77,8 @@ def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps
         "--num_inference_steps",
         type=int,
         default=num_inference_steps,
-        help="Sampling steps for validation grids and the metrics.",
+        help="Sampling steps for validation grids and the metrics"
+        + ("." if num_inference_steps else "; by default the script's choice for its objective."),
     )
 
 

@@ -86,6 +86,10 @@ UNET_DOWNSAMPLING = 4
 SIGMA_MIN = 0.01
 # The corrector's signal-to-noise ratio: Song et al. 2021's value for the VE SDE.
 CORRECTOR_SNR = 0.16
+# Sampling steps of validation and the metrics unless --num_inference_steps says otherwise: DDIM gets close to the
+# full DDPM chain in 50 (benchmarks/bench_diffusion.py); predictor-corrector sampling needs more noise levels, at two
+# network evaluations each.
+DDIM_SAMPLING_STEPS, SCORE_SAMPLING_STEPS = 50, 100
 
 
 def parse_args(input_args=None):
@@ -128,7 +132,7 @@ def parse_args(input_args=None):
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
-    add_diffusion_arguments(parser, num_inference_steps=50)
+    add_diffusion_arguments(parser, num_inference_steps=None)
     parser.set_defaults(prediction_type=None)  # a pretrained model keeps its own unless the flag is given
     add_run_arguments(parser, family="ddpm")
     parser.set_defaults(
@@ -140,6 +144,8 @@ def parse_args(input_args=None):
         validation_steps=500,
     )
     args = parser.parse_args(input_args)
+    if args.num_inference_steps is None:
+        args.num_inference_steps = SCORE_SAMPLING_STEPS if args.objective == "score_ve" else DDIM_SAMPLING_STEPS
     if args.objective == "score_ve":
         args.output_dir_prefix = "score_sde"
     check_run_arguments(parser, args)
