@@ -111,3 +111,41 @@ def tiny_stable_diffusion_folder(tmp_path_factory) -> str:
     )
     pipeline.save_pretrained(folder / "pipeline")
     return str(folder / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_folder(tmp_path_factory) -> str:
+    """A tiny CLIP model with its processor (tokenizer written from files) in a local folder, for CLIP scores."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from hfgen.models.latent_diffusion import write_caption_tokenizer
+
+    folder = tmp_path_factory.mktemp("clip")
+    tokenizer = write_caption_tokenizer(["a", "digit", "seven", "two"], folder / "vocab", model_max_length=16)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    )
+    CLIPModel(config).save_pretrained(folder / "clip")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder / "clip")
+    return str(folder / "clip")

@@ -2,43 +2,9 @@
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers import CLIPModel, CLIPProcessor
 
 from hfgen.metrics import clip_score, load_clip_score
-from hfgen.models.latent_diffusion import write_caption_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    tokenizer = write_caption_tokenizer(["a", "digit", "seven", "two"], folder / "vocab", model_max_length=16)
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=32,
-    )
-    CLIPModel(config).save_pretrained(folder / "clip")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder / "clip")
-    return str(folder / "clip")
 
 
 def test_clip_score_is_the_scaled_cosine_similarity(tiny_clip_folder):

@@ -284,7 +284,7 @@ def test_ldm_resume_continues_exactly_including_the_ema(tmp_path, ldm_run, tiny_
             torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=key)
 
 
-def test_ldm_on_a_given_hfgen_vae(tmp_path, tiny_unet_configs, launch_script):
+def test_ldm_on_a_given_hfgen_vae_with_a_clip_score(tmp_path, tiny_unet_configs, tiny_clip_folder, launch_script):
     torch.manual_seed(0)
     vae = hfgen.VAEModel(
         hfgen.VAEConfig(
@@ -299,6 +299,8 @@ def test_ldm_on_a_given_hfgen_vae(tmp_path, tiny_unet_configs, launch_script):
         output_dir,
         "--vae_name_or_path",
         tmp_path / "vae",
+        "--clip_model_name_or_path",
+        tiny_clip_folder,
         "--unet_config_name_or_path",
         tiny_unet_configs / "ldm",
         "--max_train_steps",
@@ -306,6 +308,9 @@ def test_ldm_on_a_given_hfgen_vae(tmp_path, tiny_unet_configs, launch_script):
         *LDM_TINY,
     )
     assert not (output_dir / "first_stage").exists()
+    metrics = json.loads((output_dir / "metrics.json").read_text())["metrics"]
+    assert 0 <= metrics["clip_score"] <= 100
+    assert "CLIP score" in (output_dir / "README.md").read_text()
     loaded = hfgen.LatentDiffusionPipeline.from_pretrained(output_dir)
     assert torch.equal(loaded.vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
 

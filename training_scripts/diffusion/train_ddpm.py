@@ -69,8 +69,9 @@ logger = get_logger(__name__)
 DEFAULT_TRAIN_STEPS = 1500
 
 # The UNet of a new model when no --model_config_name_or_path is given: three levels (the image, a half and a quarter
-# of its side) with self-attention at the middle one, sized so that the default run on the built-in digits trains
-# in about ten minutes on 2 CPU cores. The resolution must be a multiple of 4.
+# of its side) with self-attention at the middle one: 1.1 M parameters, 0.55 s per step of 32 images at 32 px on 2 CPU
+# cores, so the default run (1500 steps, 33 passes over the digits) trains in about 14 minutes there. The
+# resolution must be a multiple of 4.
 DEFAULT_UNET = dict(
     block_out_channels=(32, 64, 64),
     layers_per_block=1,
@@ -136,7 +137,7 @@ def parse_args(input_args=None):
     parser.set_defaults(prediction_type=None)  # a pretrained model keeps its own unless the flag is given
     add_run_arguments(parser, family="ddpm")
     parser.set_defaults(
-        train_batch_size=64,
+        train_batch_size=32,
         lr_scheduler="cosine",
         lr_warmup_steps=50,
         max_grad_norm=1.0,
