@@ -17,6 +17,8 @@ Per kind of training:
 - `adversarial`: the adversarial step as phases (D main, D reg, G main, G reg), Adam corrected for lazy
   regularisation, and what adversarial scripts share (flags, loading a pair, checks, augmentation, weights).
 - `augment`: DiffAugment operations and the ADA controller.
+- `diffusion`: the flags of a noise schedule and objective, the noise, timesteps and noise levels a step draws,
+  diffusers' EMAModel as the scripts use it, and LoRA adapters on a UNet's attention saved in diffusers' format.
 """
 
 from .checkpointing import list_checkpoints, resolve_checkpoint, save_checkpoint
