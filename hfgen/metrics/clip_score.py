@@ -30,7 +30,16 @@ class CLIPScorer(torch.nn.Module):
         pixels = ((to_signed_unit_range(images).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
-        inputs = self.processor(text=prompts, images=list(pixels.cpu()), return_tensors="pt", padding=True)
+        # prompts longer than CLIP's context are cut, as Stable Diffusion's pipelines cut them
+        max_length = self.model.config.text_config.max_position_embeddings
+        inputs = self.processor(
+            text=prompts,
+            images=list(pixels.cpu()),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+        )
         device = next(self.model.parameters()).device
         image_embeddings = self._embedding(
             self.model.get_image_features(pixel_values=inputs["pixel_values"].to(device))

@@ -142,6 +142,11 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
     for component, annotation in _component_classes(pipeline_class).items():
         recorded = index[component]
         if len(recorded) == 2 and recorded[1] is not None and not _fits(recorded, annotation):
+            if found_name == pipeline_class.__name__:
+                raise ValueError(
+                    f"{folder} holds a {recorded[1]} as its {component}, which {found_name} cannot use: save the "
+                    f"pipeline again with another {component}"
+                )
             raise ValueError(
                 f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: its "
                 f"{component} is a {recorded[1]}, which {pipeline_class.__name__} cannot use. Load it with "
@@ -154,6 +159,8 @@ def _fits(recorded: list, annotation) -> bool:
     `__init__` argument annotated with `annotation` takes: a subclass of the class (or of a member of the union), or
     one of the names of an enum such as diffusers' `KarrasDiffusionSchedulers`. Classes that cannot be imported here
     are left to diffusers."""
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
     library, class_name = recorded
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return class_name in annotation.__members__
@@ -164,7 +171,11 @@ def _fits(recorded: list, annotation) -> bool:
         found = getattr(importlib.import_module(library), class_name)
     except (ImportError, AttributeError):
         return True
-    return isinstance(found, type) and issubclass(found, accepted)
+    if not (isinstance(found, type) and issubclass(found, accepted)):
+        return False
+    # Any scheduler is a SchedulerMixin, but only those with `step` drive a denoising loop: the continuous-time SDE
+    # schedulers (ScoreSdeVe, ScoreSdeVp) step by `step_pred` / `step_correct` and belong to their own pipelines.
+    return annotation is not SchedulerMixin or callable(getattr(found, "step", None))
 
 
 def _read_json(path: str) -> dict:

@@ -25,7 +25,6 @@ Hub-ready folder.
 """
 
 import argparse
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from torch import nn
 from .augment import AdaptiveAugmentation
 from .cli import check_flag_ranges
 from .evaluation import DISTRIBUTION_METRIC_NAMES
+from .runs import gradient_sync
 
 
 @dataclass
@@ -61,13 +61,6 @@ class Phase:
 
     def is_due(self, iteration: int) -> bool:
         return bool(self.interval) and iteration % self.interval == 0
-
-
-def gradient_sync(accelerator, network: nn.Module, index: int, count: int):
-    """The context in which micro-batch `index` of `count` runs `network` forward and backward: data-parallel
-    training fixes at forward time whether the backward pass will all-reduce the gradients, and only the last
-    micro-batch's should (the others accumulate locally)."""
-    return contextlib.nullcontext() if index == count - 1 else accelerator.no_sync(network)
 
 
 def run_phase(

@@ -105,9 +105,10 @@ def print_run_summary(output_dir: str, evaluation, metrics: dict) -> None:
     print(f"metrics ({evaluation.dataset}, {evaluation.split}): " + json.dumps(metrics, indent=2))
 
 
-def push_folder(args: argparse.Namespace, script: str, logger=None) -> str:
-    """Upload the finished folder (not checkpoints, validation grids or logs) to `--hub_model_id` (default: the
-    folder's name); returns the repo id. The token is `--hub_token`, else that of `hf auth login` / `HF_TOKEN`."""
+def push_folder(args: argparse.Namespace, script: str, logger=None, also_ignore: tuple[str, ...] = ()) -> str:
+    """Upload the finished folder (not checkpoints, validation grids, logs, nor the `also_ignore` patterns of the
+    script's own working files) to `--hub_model_id` (default: the folder's name); returns the repo id. The token is
+    `--hub_token`, else that of `hf auth login` / `HF_TOKEN`."""
     from huggingface_hub import create_repo, upload_folder
 
     repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
@@ -117,7 +118,7 @@ def push_folder(args: argparse.Namespace, script: str, logger=None) -> str:
         folder_path=args.output_dir,
         token=args.hub_token,
         commit_message=f"hfgen {script}",
-        ignore_patterns=["checkpoint-*", "validation/*", f"{args.logging_dir}/*"],
+        ignore_patterns=["checkpoint-*", "validation/*", f"{args.logging_dir}/*", *also_ignore],
     )
     if logger is not None:
         logger.info(f"pushed {args.output_dir} to https://huggingface.co/{repo_id}")

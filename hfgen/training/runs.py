@@ -2,6 +2,7 @@
 resume, endless batches, grids, a guard against diverging losses, and the checks and teardown at its end."""
 
 import argparse
+import contextlib
 import math
 import os
 import pickle
@@ -109,6 +110,18 @@ def endless_batches(accelerator, dataloader, batches_already_seen: int):
         yield from accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
         skip = 0
         epoch += 1
+
+
+def gradient_sync(accelerator, networks, index: int, count: int):
+    """The context in which micro-batch `index` of `count` runs `networks` (one module or a list) forward and
+    backward: data-parallel training fixes at forward time whether the backward pass will all-reduce the gradients,
+    and only the last micro-batch's should (the others accumulate locally)."""
+    if index == count - 1:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for network in networks if isinstance(networks, (list, tuple)) else [networks]:
+        stack.enter_context(accelerator.no_sync(network))
+    return stack
 
 
 def random_flip(images: torch.Tensor) -> torch.Tensor:

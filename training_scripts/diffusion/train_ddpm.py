@@ -55,6 +55,7 @@ from hfgen.training.runs import (
     check_replicas,
     end_run,
     endless_batches,
+    gradient_sync,
     make_accelerator,
     make_lr_schedulers,
     make_train_dataloader,
@@ -118,7 +119,10 @@ def parse_args(input_args=None):
         help="A UNet2DModel config (folder or config.json) for a new model; by default one is built for the data.",
     )
     parser.add_argument(
-        "--sigma_min", type=float, default=SIGMA_MIN, help="score_ve: the smallest noise level (images in [-1, 1])."
+        "--sigma_min",
+        type=float,
+        default=SIGMA_MIN,
+        help="score_ve: the smallest noise level of a new model (images in [-1, 1]).",
     )
     parser.add_argument(
         "--sigma_max",
@@ -153,8 +157,17 @@ def parse_args(input_args=None):
     check_flag_ranges(parser, args, {**DIFFUSION_FLAG_RANGES, "sigma_min": (0, None, "open")})
     if args.sigma_max is not None and not args.sigma_max > args.sigma_min:
         parser.error(f"--sigma_max must be larger than --sigma_min ({args.sigma_min}), got {args.sigma_max}")
-    if args.objective == "score_ve" and (args.prediction_type or args.snr_gamma or args.noise_offset):
-        parser.error("--prediction_type, --snr_gamma and --noise_offset are DDPM flags: leave them out with score_ve")
+    if args.objective == "score_ve":
+        if args.prediction_type or args.snr_gamma or args.noise_offset:
+            parser.error(
+                "--prediction_type, --snr_gamma and --noise_offset are DDPM flags: leave them out with score_ve"
+            )
+        args.beta_schedule = args.num_train_timesteps = None  # no discrete schedule: the record says so
+    elif args.num_inference_steps > args.num_train_timesteps:
+        parser.error(
+            f"--num_inference_steps {args.num_inference_steps} is more than the schedule's --num_train_timesteps "
+            f"{args.num_train_timesteps}"
+        )
     building_from_flags = args.pretrained_model_name_or_path is None and args.model_config_name_or_path is None
     if building_from_flags and args.resolution % UNET_DOWNSAMPLING:
         parser.error(
@@ -216,9 +229,15 @@ def build_scheduler(args, data):
     if args.objective == "score_ve":
         if args.pretrained_model_name_or_path is not None:
             scheduler = ScoreSdeVeScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
-            args.sigma_min = args.sigma_min if args.sigma_min != SIGMA_MIN else scheduler.config.sigma_min
+            # the pretrained model's noise ladder is kept unless --sigma_max is given
+            args.sigma_min = scheduler.config.sigma_min
             args.sigma_max = args.sigma_max or scheduler.config.sigma_max
         args.sigma_max = args.sigma_max or round(largest_pairwise_distance(data, args), 2)
+        if args.sigma_max <= args.sigma_min:
+            raise ValueError(
+                f"the training images lie within {args.sigma_max} of each other, under --sigma_min {args.sigma_min}: "
+                "pass a larger --sigma_max"
+            )
         return ScoreSdeVeScheduler(
             num_train_timesteps=args.num_inference_steps,
             sigma_min=args.sigma_min,
@@ -227,7 +246,15 @@ def build_scheduler(args, data):
         )
     if args.pretrained_model_name_or_path is not None:
         scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
+        # the pretrained model's schedule is kept: the record shows it, not the flags' defaults
         args.prediction_type = args.prediction_type or scheduler.config.prediction_type
+        args.beta_schedule = scheduler.config.beta_schedule
+        args.num_train_timesteps = scheduler.config.num_train_timesteps
+        if args.num_inference_steps > args.num_train_timesteps:
+            raise ValueError(
+                f"--num_inference_steps {args.num_inference_steps} is more than the {args.num_train_timesteps} "
+                f"timesteps of the schedule of {args.pretrained_model_name_or_path}"
+            )
         return DDPMScheduler.from_config(scheduler.config, prediction_type=args.prediction_type)
     args.prediction_type = args.prediction_type or "epsilon"
     return DDPMScheduler(
@@ -312,7 +339,7 @@ CARD_METRIC_NAMES = dict(DISTRIBUTION_METRIC_NAMES)
 
 
 def main(args):
-    accelerator = make_accelerator(args, args.gradient_accumulation_steps)
+    accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data: every image is decoded before anything else, so a broken file fails first (--dry_run included)
@@ -368,25 +395,26 @@ def main(args):
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
 
-    # 5. the loop
+    # 5. the loop: one optimizer step per --gradient_accumulation_steps micro-batches, their mean loss
     unet.train()
+    micro_batches = args.gradient_accumulation_steps
     while global_step < args.max_train_steps:
-        for _ in range(args.gradient_accumulation_steps):
+        for index in range(micro_batches):
             pixel_values = next(batches)["pixel_values"]
             if args.random_flip:
                 pixel_values = random_flip(pixel_values)
-            with accelerator.accumulate(unet):
+            with gradient_sync(accelerator, unet, index, micro_batches):
                 if args.objective == "score_ve":
                     loss = score_matching_loss(unet, pixel_values, args)
                 else:
                     loss = ddpm_loss(unet, noise_scheduler, pixel_values, args)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-        check_finite(loss, "the loss", global_step, args.output_dir)
+                check_finite(loss, "the loss", global_step, args.output_dir)
+                accelerator.backward(loss / micro_batches)
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(unet.parameters())
         global_step += 1

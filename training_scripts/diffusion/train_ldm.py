@@ -67,6 +67,7 @@ from hfgen.training.runs import (
     check_replicas,
     end_run,
     endless_batches,
+    gradient_sync,
     make_accelerator,
     make_lr_schedulers,
     make_train_dataloader,
@@ -215,6 +216,11 @@ def parse_args(input_args=None):
     )
     if args.use_lora and args.pretrained_model_name_or_path is None:
         parser.error("--use_lora adapts an existing model: give it with --pretrained_model_name_or_path")
+    if args.use_lora and args.prediction_type is not None:
+        parser.error(
+            "--prediction_type with --use_lora: the adapters are used with the base model's scheduler, whose "
+            "prediction type they must keep; fine-tune fully to change it"
+        )
     if args.use_lora and args.train_text_encoder:
         parser.error("--train_text_encoder trains the whole text encoder; with --use_lora only the UNet is adapted")
     if args.pretrained_model_name_or_path and (args.vae_name_or_path or args.text_encoder_name_or_path):
@@ -230,9 +236,19 @@ def parse_args(input_args=None):
 # --- models ---
 
 
+def local_folder(path: str) -> str:
+    """`path` itself when it is a folder, else the local snapshot of the Hub repo it names (downloaded once)."""
+    if os.path.isdir(path):
+        return path
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(path)
+
+
 def first_stage_folder(path: str, flag: str) -> tuple[str, dict]:
-    """The folder and config of the first stage in `path` (itself, or a pipeline folder's `vae/`): an hfgen VAEModel
-    or a diffusers AutoencoderKL; anything else is a one-line error naming the folder and `flag`."""
+    """The folder and config of the first stage in `path` (a folder or Hub id; itself, or a pipeline's `vae/`): an
+    hfgen VAEModel or a diffusers AutoencoderKL; anything else is a one-line error naming the folder and `flag`."""
+    path = local_folder(path)
     for folder in (path, os.path.join(path, "vae")):
         config_file = os.path.join(folder, "config.json")
         if os.path.isfile(config_file):
@@ -268,8 +284,9 @@ def first_stage_downsampling(vae) -> int:
 
 
 def load_text_encoder(path: str):
-    """A CLIP text encoder and its tokenizer from a folder holding both, or a pipeline folder with `text_encoder/`
-    and `tokenizer/`."""
+    """A CLIP text encoder and its tokenizer from a folder (or Hub id) holding both, or a pipeline folder with
+    `text_encoder/` and `tokenizer/`."""
+    path = local_folder(path)
     for text_folder, tokenizer_folder in (
         (path, path),
         (os.path.join(path, "text_encoder"), os.path.join(path, "tokenizer")),
@@ -289,18 +306,43 @@ def latent_scaling_factor(vae, data, args, device) -> float:
     images = images_as_tensor(
         train, args.resolution, args.color_mode, num_images=min(len(train), 1000), seed=args.seed
     )
-    latents = torch.cat([vae.encode(batch.to(device)).latent_dist.mode() for batch in images.split(256)])
-    return 1.0 / latents.std().item()
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    latents = [vae.encode(batch.to(device)).latent_dist.sample(generator=generator) for batch in images.split(256)]
+    return 1.0 / torch.cat(latents).std().item()
 
 
 def train_first_stage(args, data, accelerator) -> hfgen.VAEModel:
-    """Train the default first stage on the run's images (main process; the others wait and load it), save it in
-    `<output_dir>/first_stage`, and return it. A folder already there (a resumed or repeated run) is loaded instead."""
+    """The default first stage: a small VAEModel trained on the run's images, its latents scaled to unit variance.
+
+    Every process trains the same model on the same batches with its own seeded random stream, inside a fork of
+    torch's RNG, so the rest of the run draws what it would draw without this phase and no process waits for another
+    (the model is small; data parallelism would not pay). The main process saves it in `<output_dir>/first_stage`
+    with the facts it was trained from; a resumed run loads it from there (after checking those facts), so its
+    latents are those the checkpoints were trained on.
+    """
     folder = os.path.join(args.output_dir, "first_stage")
-    if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "model.safetensors")):
-        channels = 1 if args.color_mode == "L" else 3
-        config = hfgen.VAEConfig(in_channels=channels, sample_size=args.resolution, **FIRST_STAGE)
-        vae = hfgen.VAEModel(config).to(accelerator.device)
+    facts = {
+        "data": args.train_data_dir or args.dataset_name,
+        "resolution": args.resolution,
+        "color_mode": args.color_mode,
+        "steps": args.first_stage_steps,
+        "seed": args.seed,
+    }
+    facts_file = os.path.join(folder, "first_stage_facts.json")
+    if os.path.isfile(os.path.join(folder, "model.safetensors")) and os.path.isfile(facts_file):
+        with open(facts_file, encoding="utf-8") as file:
+            saved = json.load(file)
+        if saved != facts:
+            raise ValueError(
+                f"{folder} holds a first stage trained with {saved}, not {facts}: resume with those flags, or use "
+                "another --output_dir"
+            )
+        return hfgen.VAEModel.from_pretrained(folder)
+    channels = 1 if args.color_mode == "L" else 3
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        vae = hfgen.VAEModel(hfgen.VAEConfig(in_channels=channels, sample_size=args.resolution, **FIRST_STAGE))
+        vae.to(accelerator.device)
         to_training_memory_format(args, vae)
         optimizer = torch.optim.AdamW(vae.parameters(), lr=FIRST_STAGE_LEARNING_RATE, fused=True)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.first_stage_steps)
@@ -322,12 +364,14 @@ def train_first_stage(args, data, accelerator) -> hfgen.VAEModel:
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             progress.set_postfix(reconstruction=f"{output.reconstruction_loss.item():.1f}")
-        vae.eval()
+        vae.eval().to(memory_format=torch.contiguous_format)
         vae.config.scaling_factor = latent_scaling_factor(vae, data, args, accelerator.device)
-        vae.to(memory_format=torch.contiguous_format).save_pretrained(folder)
+    if accelerator.is_main_process:
+        vae.save_pretrained(folder)
+        with open(facts_file, "w", encoding="utf-8") as file:
+            json.dump(facts, file, indent=2)
         logger.info(f"first stage saved in {folder} (latent scaling factor {vae.config.scaling_factor:.4f})")
-    accelerator.wait_for_everyone()
-    return hfgen.VAEModel.from_pretrained(folder)
+    return vae
 
 
 def build_models(args, data, captions, accelerator):
@@ -343,6 +387,9 @@ def build_models(args, data, captions, accelerator):
         base_schedule = DDPMScheduler.from_pretrained(path, subfolder="scheduler").config
         args.prediction_type = args.prediction_type or base_schedule.get("prediction_type", "epsilon")
         noise_scheduler = DDPMScheduler.from_config(base_schedule, prediction_type=args.prediction_type)
+        # the base's schedule is kept: the record shows it, not the flags' defaults
+        args.beta_schedule = noise_scheduler.config.beta_schedule
+        args.num_train_timesteps = noise_scheduler.config.num_train_timesteps
     else:
         vae = load_first_stage(args.vae_name_or_path, "--vae_name_or_path") if args.vae_name_or_path else None
         if vae is None and not args.dry_run:
@@ -376,8 +423,18 @@ def build_models(args, data, captions, accelerator):
             prediction_type=args.prediction_type,
             clip_sample=False,
         )
+    if args.num_inference_steps > noise_scheduler.config.num_train_timesteps:
+        raise ValueError(
+            f"--num_inference_steps {args.num_inference_steps} is more than the "
+            f"{noise_scheduler.config.num_train_timesteps} timesteps of the noise schedule"
+        )
     if vae is not None:
         check_compatible(vae, text_encoder, unet, channels, args)
+    if isinstance(vae, hfgen.VAEModel) and vae.config.scaling_factor == 1.0 and not args.dry_run:
+        # an hfgen VAE never scaled for diffusion (train_vae.py leaves the factor at 1): scale it now, and the saved
+        # pipeline's vae/ records the factor its latents were trained with
+        vae.config.scaling_factor = latent_scaling_factor(vae, data, args, accelerator.device)
+        logger.info(f"latent scaling factor of the first stage set to {vae.config.scaling_factor:.4f}")
     return vae, text_encoder, tokenizer, unet, noise_scheduler
 
 
@@ -528,8 +585,12 @@ def measure(pipeline, captions, data, args, accelerator, guidance_scale: float, 
     def sample(batch_size, labels, generator):
         if labels is not None:
             prompts = [captions.prompt(int(label)) for label in labels]
+        elif isinstance(captions, ColumnCaptions):
+            # captions of the data drawn at random (from the evaluation generator), not the first ones every time
+            picks = torch.randint(0, len(captions.texts), (batch_size,), generator=generator).tolist()
+            prompts = [captions.texts[pick] for pick in picks]
         else:
-            prompts = class_prompts(captions, batch_size)
+            prompts = [""] * batch_size
         images = pipeline(
             prompt=prompts,
             guidance_scale=guidance_scale if any(prompts) else 1.0,
@@ -556,6 +617,7 @@ def validate(models, captions, data, args, accelerator, step, ema, trained_param
     vae, text_encoder, tokenizer, unet, noise_scheduler = models
     with averaged_weights(ema, trained_parameters):
         unet_model, text_model = accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)
+        text_was_training = text_model.training
         unet_model.eval()
         text_model.eval()
         pipeline = sampling_pipeline(vae, text_model, tokenizer, unet_model, noise_scheduler)
@@ -571,7 +633,7 @@ def validate(models, captions, data, args, accelerator, step, ema, trained_param
             save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step, columns)
         metrics = measure(pipeline, captions, data, args, accelerator, args.guidance_scale, clip_metric)
         unet_model.train()
-        text_model.train()
+        text_model.train(text_was_training)
     accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     return metrics
@@ -587,7 +649,7 @@ CARD_METRIC_NAMES = {
 
 
 def main(args):
-    accelerator = make_accelerator(args, args.gradient_accumulation_steps)
+    accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # 1. data and captions: every image is decoded before anything else, so a broken file fails first
@@ -666,26 +728,28 @@ def main(args):
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
 
-    # 5. the loop
+    # 5. the loop: one optimizer step per --gradient_accumulation_steps micro-batches, their mean loss
     unet.train()
+    micro_batches = args.gradient_accumulation_steps
+    synced = [unet, text_encoder] if train_text else [unet]
     while global_step < args.max_train_steps:
-        for _ in range(args.gradient_accumulation_steps):
+        for index in range(micro_batches):
             batch = next(batches)
             pixel_values = batch["pixel_values"]
             if args.random_flip:
                 pixel_values = random_flip(pixel_values)
             texts = batch_captions(batch, captions)
-            with accelerator.accumulate(unet):
+            with gradient_sync(accelerator, synced, index, micro_batches):
                 loss = latent_diffusion_loss(
                     vae, text_encoder, tokenizer, unet, noise_scheduler, pixel_values, texts, args
                 )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-        check_finite(loss, "the loss", global_step, args.output_dir)
+                check_finite(loss, "the loss", global_step, args.output_dir)
+                accelerator.backward(loss / micro_batches)
+        if args.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(trained_parameters)
         global_step += 1
@@ -751,10 +815,11 @@ def main(args):
             pipeline_tag="text-to-image",
             unet_config=dict(unet_model.config),
             example_prompt=prompts[min(7, len(prompts) - 1)] or "",
+            prompt_accuracy="class_accuracy" in metrics,
         )
         print_run_summary(args.output_dir, data.evaluation, metrics)
         if args.push_to_hub:
-            push_folder(args, "train_ldm.py", logger)
+            push_folder(args, "train_ldm.py", logger, also_ignore=("first_stage/*",))
     end_run(accelerator)
     return metrics
 

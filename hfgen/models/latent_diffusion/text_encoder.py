@@ -3,16 +3,21 @@ a CLIP tokenizer whose vocabulary the script writes from its captions, and a sma
 trained jointly with the UNet.
 
 The tokenizer is a real byte-level BPE `CLIPTokenizer`: every byte has a token, so any prompt tokenizes (words the
-captions never used fall back to smaller pieces), and each caption word gets merges that make it one token.
+captions never used fall back to smaller pieces), and each caption word gets merges that make it one token (unless
+an earlier word's merges split it first: then it takes two or three).
 """
 
 import json
 import os
+import re
 from collections.abc import Iterable
 
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 START_TOKEN, END_TOKEN = "<|startoftext|>", "<|endoftext|>"
+# How CLIP's tokenizer cuts lower-cased text into words before BPE: contractions, runs of letters, single digits,
+# runs of other symbols.
+CLIP_WORDS = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_")
 
 
 def _byte_characters() -> list[str]:
@@ -29,13 +34,13 @@ def _byte_characters() -> list[str]:
     return [characters[byte] for byte in range(256)]
 
 
-def write_caption_tokenizer(words: Iterable[str], folder: str, model_max_length: int) -> CLIPTokenizer:
-    """Write `vocab.json` and `merges.txt` of a byte-level BPE vocabulary holding every byte and each of `words`
-    (lower-cased, as CLIP's tokenizer lower-cases text) into `folder`, and load it as a `CLIPTokenizer`."""
+def write_caption_tokenizer(texts: Iterable[str], folder: str, model_max_length: int) -> CLIPTokenizer:
+    """Write `vocab.json` and `merges.txt` of a byte-level BPE vocabulary holding every byte and each word of `texts`
+    (cut as CLIP's tokenizer cuts lower-cased text) into `folder`, and load it as a `CLIPTokenizer`."""
     byte_of = _byte_characters()
     vocabulary = byte_of + [character + "</w>" for character in byte_of]
     merges = []
-    for word in sorted({word.lower() for word in words}):
+    for word in sorted({word for text in texts for word in CLIP_WORDS.findall(text.lower())}):
         symbols = [byte_of[byte] for byte in word.encode("utf-8")]
         symbols[-1] += "</w>"
         merged = symbols[0]

@@ -15,7 +15,7 @@ import torch
 from diffusers import UNet2DModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -46,8 +46,9 @@ class DDPMPipeline(PipelineFolderMixin, DiffusionPipeline):
     Parameters:
         unet ([`~diffusers.UNet2DModel`]):
             The denoiser of images in [-1, 1], predicting what its scheduler's `prediction_type` says.
-        scheduler ([`~diffusers.schedulers.KarrasDiffusionSchedulers`]):
-            Any of diffusers' discrete-time schedulers: `DDPMScheduler` (that of the training folders), or e.g.
+        scheduler ([`~diffusers.SchedulerMixin`]):
+            Any of diffusers' discrete-time schedulers (those with `step`): `DDPMScheduler` (that of the training
+            folders), or e.g.
             `DDIMScheduler.from_config(pipeline.scheduler.config)` for sampling in 25-50 steps.
     """
 
@@ -55,7 +56,7 @@ class DDPMPipeline(PipelineFolderMixin, DiffusionPipeline):
     # Its folders are diffusers' DDPMPipeline folders: DDPMPipeline, DDIMPipeline and DiffusionPipeline load them.
     diffusers_class_name = "DDPMPipeline"
 
-    def __init__(self, unet: UNet2DModel, scheduler: KarrasDiffusionSchedulers):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_convert_grayscale=unet.config.in_channels == 1)

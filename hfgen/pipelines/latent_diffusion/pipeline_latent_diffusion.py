@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -71,8 +71,8 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
             Prompts are padded to its `model_max_length`.
         unet ([`~diffusers.UNet2DConditionModel`]):
             The latent denoiser, with `cross_attention_dim` equal to the text encoder's hidden size.
-        scheduler ([`~diffusers.schedulers.KarrasDiffusionSchedulers`]):
-            Any of diffusers' discrete-time schedulers (DDIM, DDPM, DPM-Solver, Euler, ...).
+        scheduler ([`~diffusers.SchedulerMixin`]):
+            Any of diffusers' discrete-time schedulers (those with `step`: DDIM, DDPM, DPM-Solver, Euler, LCM, ...).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -83,7 +83,7 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
-        scheduler: KarrasDiffusionSchedulers,
+        scheduler: SchedulerMixin,
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)

@@ -101,10 +101,11 @@ class ScoreSdePipeline(PipelineFolderMixin, DiffusionPipeline):
             sigma = self.scheduler.sigmas[index].to(device=device, dtype=dtype).expand(batch_size)
             for _ in range(self.scheduler.config.correct_steps):
                 score = self.unet(sample, sigma).sample
-                sample = self.scheduler.step_correct(score, sample, generator=generator).prev_sample
+                # the scheduler's noise is float32: keep the sample in the network's dtype
+                sample = self.scheduler.step_correct(score, sample, generator=generator).prev_sample.to(dtype)
             score = self.unet(sample, sigma).sample
             output = self.scheduler.step_pred(score, timestep, sample, generator=generator)
-            sample, sample_mean = output.prev_sample, output.prev_sample_mean
+            sample, sample_mean = output.prev_sample.to(dtype), output.prev_sample_mean.to(dtype)
 
         # 4. to images: the last step's mean, without its noise
         images = self.image_processor.postprocess(sample_mean.clamp(-1, 1), output_type=output_type)
