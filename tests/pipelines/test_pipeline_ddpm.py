@@ -113,6 +113,17 @@ def test_any_discrete_scheduler_swaps_in_and_eta_is_checked(ddpm_folder):
         pipeline(batch_size=1, num_inference_steps=0)
 
 
+def test_a_folder_saved_with_any_stepping_scheduler_reloads(tmp_path):
+    from diffusers import LCMScheduler
+
+    pipeline = DDPMPipeline(unet=tiny_unet(), scheduler=LCMScheduler(num_train_timesteps=100))
+    pipeline.save_pretrained(tmp_path)
+    loaded = DDPMPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is LCMScheduler
+    assert loaded(batch_size=1, num_inference_steps=2, output_type="pt").images.shape == (1, 1, 16, 16)
+
+
 def test_a_score_sde_folder_is_not_a_ddpm_one():
     from diffusers import ScoreSdeVeScheduler
 

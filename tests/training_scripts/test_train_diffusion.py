@@ -63,9 +63,13 @@ def tiny_unet_configs(tmp_path_factory):
     return folder
 
 
+# micro-batches of 8 accumulated two at a time: what a resumed run must also get right
+DDPM_ACCUMULATION = ["--gradient_accumulation_steps", "2"]
+
+
 @pytest.fixture(scope="module")
 def ddpm_run(tmp_path_factory, tiny_unet_configs, launch_script):
-    """Four DDPM steps at 16 px, checkpoints every two: the uninterrupted reference run."""
+    """Four DDPM steps at 16 px (two micro-batches each), checkpoints every two: the uninterrupted reference run."""
     output_dir = tmp_path_factory.mktemp("ddpm") / "run"
     result = launch_script(
         "train_ddpm.py",
@@ -79,6 +83,7 @@ def ddpm_run(tmp_path_factory, tiny_unet_configs, launch_script):
         "50",
         *TINY_DIFFUSION_RUN,
         *REFERENCE_RUN,
+        *DDPM_ACCUMULATION,
     )
     return output_dir, result
 
@@ -126,6 +131,7 @@ def test_ddpm_resume_continues_exactly_including_the_ema(tmp_path, ddpm_run, tin
         "50",
         *TINY_DIFFUSION_RUN,
         *REFERENCE_RUN,
+        *DDPM_ACCUMULATION,
         "--resume_from_checkpoint",
         "latest",
     )
@@ -260,6 +266,42 @@ def test_the_ldm_folder_generates_from_prompts(ldm_run):
     assert (output_dir / "first_stage" / "model.safetensors").is_file()
 
 
+def test_ldm_on_two_processes_keeps_the_replicas_and_the_first_stage_in_step(
+    tmp_path, tiny_unet_configs, launch_script
+):
+    output_dir = tmp_path / "two"
+    launch_script(
+        "train_ldm.py",
+        "--output_dir",
+        output_dir,
+        "--unet_config_name_or_path",
+        tiny_unet_configs / "ldm",
+        "--max_train_steps",
+        "2",
+        *LDM_TINY,
+        num_processes=2,
+    )
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["num_processes"] == 2 and record["replica_max_abs_difference"] == 0
+    facts = json.loads((output_dir / "first_stage" / "first_stage_facts.json").read_text())
+    assert facts["resolution"] == 16 and facts["steps"] == 2
+    pipeline = hfgen.LatentDiffusionPipeline.from_pretrained(output_dir)
+    first_stage = hfgen.VAEModel.from_pretrained(output_dir / "first_stage")
+    assert torch.equal(pipeline.vae.encoder.conv_in.weight, first_stage.encoder.conv_in.weight)
+    # a rerun in the same folder with another resolution does not reuse that first stage silently
+    result = run_directly(
+        "train_ldm.py",
+        "--output_dir",
+        output_dir,
+        "--unet_config_name_or_path",
+        tiny_unet_configs / "ldm",
+        *LDM_TINY,
+        "--resolution",
+        "32",
+    )
+    assert_one_line_error(result, "holds a first stage trained with", "use another --output_dir")
+
+
 def test_ldm_resume_continues_exactly_including_the_ema(tmp_path, ldm_run, tiny_unet_configs, launch_script):
     reference_dir, _ = ldm_run
     resumed_dir = tmp_path / "resumed"
@@ -313,6 +355,7 @@ def test_ldm_on_a_given_hfgen_vae_with_a_clip_score(tmp_path, tiny_unet_configs,
     assert "CLIP score" in (output_dir / "README.md").read_text()
     loaded = hfgen.LatentDiffusionPipeline.from_pretrained(output_dir)
     assert torch.equal(loaded.vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
+    assert loaded.vae.config.scaling_factor != 1.0  # an unscaled VAE is scaled to unit-variance latents
 
 
 def test_fine_tuning_a_stable_diffusion_folder_fully_and_with_lora(
