@@ -433,3 +433,28 @@ def test_a_hub_token_never_reaches_any_file(tmp_path, script, tiny_unet_configs,
     dry = launch_script(script, "--output_dir", tmp_path / "dry", *config, "--dry_run", "--hub_token", FAKE_TOKEN)
     assert FAKE_TOKEN not in dry.stdout + dry.stderr and '"hub_token": "<redacted>"' in dry.stdout
     assert not (tmp_path / "dry").exists()
+
+
+def test_ldm_on_unlabelled_images_trains_an_unconditional_model(tmp_path, tiny_unet_configs, launch_script):
+    output_dir = tmp_path / "faces"
+    launch_script(
+        "train_ldm.py",
+        "--dataset_name",
+        "hfgen/faces",
+        "--color_mode",
+        "L",
+        "--output_dir",
+        output_dir,
+        "--unet_config_name_or_path",
+        tiny_unet_configs / "ldm",
+        "--max_train_steps",
+        "2",
+        *LDM_TINY,
+    )
+    pipeline = hfgen.LatentDiffusionPipeline.from_pretrained(output_dir)
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(prompt="", guidance_scale=1.0, num_inference_steps=2, output_type="pt").images
+    assert images.shape == (1, 1, 16, 16)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["protocol"]["dataset"] == "hfgen/faces" and "class_accuracy" not in record["metrics"]
+    assert "prompts" not in record["protocol"] and "Prompt accuracy" not in (output_dir / "README.md").read_text()

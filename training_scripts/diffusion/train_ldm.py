@@ -398,7 +398,9 @@ def build_models(args, data, captions, accelerator):
             text_encoder, tokenizer = load_text_encoder(args.text_encoder_name_or_path)
         else:
             with tempfile.TemporaryDirectory() as folder:
-                tokenizer = write_caption_tokenizer(captions.vocabulary(), folder, TEXT_MAX_LENGTH)
+                # unconditional data still gets a (tiny) vocabulary: the pipeline encodes its empty prompts
+                vocabulary = captions.vocabulary() if captions is not None else []
+                tokenizer = write_caption_tokenizer(vocabulary, folder, TEXT_MAX_LENGTH)
             text_encoder = build_caption_text_encoder(tokenizer, hidden_size=TEXT_HIDDEN_SIZE)
         downsampling = (
             first_stage_downsampling(vae) if vae is not None else 2 ** (len(FIRST_STAGE["block_out_channels"]) - 1)
