@@ -6,6 +6,13 @@ import inspect
 from .pipeline_checks import check_positive_int
 
 
+def unet_sample_shape(unet) -> tuple[int, int, int]:
+    """`(channels, height, width)` of what `unet` denoises, from its config (`sample_size` an int or a pair)."""
+    size = unet.config.sample_size
+    height, width = (size, size) if isinstance(size, int) else size
+    return (unet.config.in_channels, height, width)
+
+
 def scheduler_step_kwargs(scheduler, generator, eta: float) -> dict:
     """`generator` and `eta` for `scheduler.step` when it takes them: DDPM and DDIM draw noise (DDIM only with
     `eta > 0`), DPM-Solver and Euler samplers take the generator alone, and deterministic ones neither. Any diffusers

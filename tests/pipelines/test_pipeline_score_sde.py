@@ -9,22 +9,12 @@ from diffusers import ScoreSdeVeScheduler, UNet2DModel
 from hfgen import ScoreSdePipeline
 from hfgen.testing.pipeline_tester import PipelineTesterMixin, seeded
 
+from .test_pipeline_ddpm import tiny_unet
+
 
 def tiny_score_unet(**overrides) -> UNet2DModel:
-    torch.manual_seed(0)
-    config = dict(
-        sample_size=16,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        attention_head_dim=8,
-        time_embedding_type="fourier",
-    )
-    return UNet2DModel(**{**config, **overrides}).eval()
+    """The tiny UNet of the DDPM tests with Fourier (log-sigma) time embedding, as a score network has."""
+    return tiny_unet(**{"time_embedding_type": "fourier", **overrides})
 
 
 class TestScoreSdePipeline(PipelineTesterMixin):

@@ -19,7 +19,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..denoising import check_sampling_arguments, scheduler_step_kwargs
+from ..denoising import check_sampling_arguments, scheduler_step_kwargs, unet_sample_shape
 from ..pipeline_checks import check_generator, check_latents, check_output_type, resolve_batch_size
 from ..pipeline_folder import PipelineFolderMixin
 
@@ -63,9 +63,7 @@ class DDPMPipeline(PipelineFolderMixin, DiffusionPipeline):
 
     @property
     def _sample_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else size
-        return (self.unet.config.in_channels, height, width)
+        return unet_sample_shape(self.unet)
 
     @torch.no_grad()
     def __call__(

@@ -22,7 +22,12 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ...models.vae.modeling_vae import VAEModel
-from ..denoising import check_sampling_arguments, classifier_free_guidance, scheduler_step_kwargs
+from ..denoising import (
+    check_sampling_arguments,
+    classifier_free_guidance,
+    scheduler_step_kwargs,
+    unet_sample_shape,
+)
 from ..pipeline_checks import IMAGE_OUTPUT_TYPES, check_generator, check_latents, check_output_type, check_positive_int
 from ..pipeline_folder import PipelineFolderMixin
 
@@ -93,9 +98,7 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
 
     @property
     def _latent_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else size
-        return (self.unet.config.in_channels, height, width)
+        return unet_sample_shape(self.unet)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:

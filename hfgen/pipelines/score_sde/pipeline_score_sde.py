@@ -13,6 +13,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..ddpm.pipeline_ddpm import DDPMPipelineOutput
+from ..denoising import unet_sample_shape
 from ..pipeline_checks import check_generator, check_latents, check_output_type, check_positive_int, resolve_batch_size
 from ..pipeline_folder import PipelineFolderMixin
 
@@ -40,9 +41,7 @@ class ScoreSdePipeline(PipelineFolderMixin, DiffusionPipeline):
 
     @property
     def _sample_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else size
-        return (self.unet.config.in_channels, height, width)
+        return unet_sample_shape(self.unet)
 
     @torch.no_grad()
     def __call__(
