@@ -163,6 +163,7 @@ def test_ddpm_continues_from_its_folder_with_other_objectives_and_weighting(tmp_
         "--noise_offset",
         "0.05",
         "--no-use_ema",
+        "--gradient_checkpointing",
         "--max_train_steps",
         "2",
         *TINY_DIFFUSION_RUN,
@@ -170,7 +171,7 @@ def test_ddpm_continues_from_its_folder_with_other_objectives_and_weighting(tmp_
     scheduler = json.loads((continued / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == "v_prediction" and scheduler["num_train_timesteps"] == 50
     arguments = json.loads((continued / "training_args.json").read_text())
-    assert arguments["snr_gamma"] == 5 and arguments["use_ema"] is False
+    assert arguments["snr_gamma"] == 5 and arguments["use_ema"] is False and arguments["gradient_checkpointing"]
 
 
 def test_score_ve_trains_a_score_network_with_its_noise_ladder(tmp_path, tiny_unet_configs, launch_script):
@@ -443,6 +444,7 @@ def test_ldm_on_unlabelled_images_trains_an_unconditional_model(tmp_path, tiny_u
         "hfgen/faces",
         "--color_mode",
         "L",
+        "--gradient_checkpointing",
         "--output_dir",
         output_dir,
         "--unet_config_name_or_path",
