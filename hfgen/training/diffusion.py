@@ -163,3 +163,49 @@ def save_unet_lora(unet: torch.nn.Module, output_dir: str) -> str:
         unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
     )
     return os.path.join(output_dir, "pytorch_lora_weights.safetensors")
+
+
+def local_folder(path: str) -> str:
+    """`path` itself when it is a folder, else the local snapshot of the Hub repo it names (downloaded once)."""
+    import os
+
+    if os.path.isdir(path):
+        return path
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(path)
+
+
+def encode_text(text_encoder: torch.nn.Module, tokenizer, texts: list[str], device) -> torch.Tensor:
+    """The text encoder's last hidden states of `texts`, padded to the tokenizer's `model_max_length` (what the
+    latent diffusion pipelines give the UNet)."""
+    input_ids = tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    return text_encoder(input_ids.to(device))[0]
+
+
+@torch.no_grad()
+def encode_latents(vae: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The frozen first stage's latents of `pixel_values` (a posterior sample, scaled by its `scaling_factor`)."""
+    return vae.encode(pixel_values.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+
+
+def noised_latents(latents: torch.Tensor, noise_scheduler, noise_offset: float):
+    """Algorithm 1 of Ho et al. on `latents`: the noise, one uniform timestep per latent, and the noised latents."""
+    noise = training_noise(latents, noise_offset)
+    timesteps = sample_timesteps(latents.shape[0], noise_scheduler.config.num_train_timesteps, latents.device)
+    return noise, timesteps, noise_scheduler.add_noise(latents, noise, timesteps)
+
+
+def denoising_loss(prediction, latents, noise, timesteps, noise_scheduler, args: argparse.Namespace) -> torch.Tensor:
+    """The mean squared error of `prediction` against the target of `--prediction_type`, min-SNR weighted when
+    `--snr_gamma` is given."""
+    from ..losses.diffusion import diffusion_loss, diffusion_target, min_snr_loss_weights
+
+    alphas_cumprod = noise_scheduler.alphas_cumprod
+    target = diffusion_target(args.prediction_type, latents, noise, timesteps, alphas_cumprod)
+    weights = None
+    if args.snr_gamma is not None:
+        weights = min_snr_loss_weights(timesteps, alphas_cumprod, args.snr_gamma, args.prediction_type)
+    return diffusion_loss(prediction, target, weights)

@@ -31,8 +31,16 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, images_as_tensor
-from hfgen.data.captions import LabelCaptions, drop_captions
-from hfgen.losses import diffusion_loss, diffusion_target, min_snr_loss_weights
+from hfgen.data.captions import (
+    ColumnCaptions,
+    IndexedImages,
+    LabelCaptions,
+    batch_captions,
+    collate_indexed,
+    dataset_captions,
+    drop_captions,
+    grid_prompts,
+)
 from hfgen.metrics import load_clip_score
 from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
 from hfgen.training import save_checkpoint
@@ -50,9 +58,12 @@ from hfgen.training.diffusion import (
     add_unet_lora,
     averaged_weights,
     create_ema,
-    sample_timesteps,
+    denoising_loss,
+    encode_latents,
+    encode_text,
+    local_folder,
+    noised_latents,
     save_unet_lora,
-    training_noise,
 )
 from hfgen.training.evaluation import (
     DISTRIBUTION_METRIC_NAMES,
@@ -234,15 +245,6 @@ def parse_args(input_args=None):
 
 
 # --- models ---
-
-
-def local_folder(path: str) -> str:
-    """`path` itself when it is a folder, else the local snapshot of the Hub repo it names (downloaded once)."""
-    if os.path.isdir(path):
-        return path
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(path)
 
 
 def first_stage_folder(path: str, flag: str) -> tuple[str, dict]:
@@ -465,93 +467,19 @@ def check_compatible(vae, text_encoder, unet, channels: int, args) -> None:
         )
 
 
-# --- captions ---
-
-
-class ColumnCaptions:
-    """Captions from a dataset column, looked up by image index."""
-
-    def __init__(self, texts: list[str]):
-        self.texts = texts
-
-    def vocabulary(self) -> set[str]:
-        return {word for text in self.texts for word in text.split()}
-
-
-def make_captions(args, data):
-    """LabelCaptions of the data's class names, the texts of --caption_column, or None (no labels: unconditional)."""
-    train = data.evaluation.train
-    if args.caption_column is not None:
-        if args.caption_column not in train.column_names:
-            raise ValueError(
-                f"--caption_column {args.caption_column!r} is not a column of the data (its columns: "
-                f"{', '.join(train.column_names)})"
-            )
-        return ColumnCaptions([str(text) for text in train[args.caption_column]])
-    label_feature = train.features.get("label")
-    if label_feature is not None and hasattr(label_feature, "names"):
-        return LabelCaptions(label_feature.names)
-    logger.info("the data has neither labels nor --caption_column: training an unconditional model (empty captions)")
-    return None
-
-
-class IndexedImages(torch.utils.data.Dataset):
-    """The training images with their index, so a batch can look its captions up."""
-
-    def __init__(self, images):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return {**self.images[index], "index": index}
-
-
-def collate_indexed(examples):
-    batch = collate_images(examples)
-    batch["indices"] = torch.tensor([example["index"] for example in examples])
-    return batch
-
-
-def batch_captions(batch, captions) -> list[str]:
-    """The captions of a training batch: drawn from templates for labels, looked up for a caption column, empty for
-    unconditional data."""
-    if isinstance(captions, LabelCaptions):
-        return captions.captions(batch["labels"].cpu())
-    if isinstance(captions, ColumnCaptions):
-        return [captions.texts[index] for index in batch["indices"].tolist()]
-    return [""] * batch["pixel_values"].shape[0]
-
-
 # --- training step ---
 
 
-def encode_text(text_encoder, tokenizer, texts: list[str], device) -> torch.Tensor:
-    input_ids = tokenizer(
-        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-    return text_encoder(input_ids.to(device))[0]
-
-
 def latent_diffusion_loss(vae, text_encoder, tokenizer, unet, noise_scheduler, pixel_values, texts, args):
-    """Encode the images with the frozen first stage (a posterior sample, scaled), then Algorithm 1 of Ho et al. in
-    latent space, conditioned on the texts (some dropped to the empty caption for guidance)."""
-    with torch.no_grad():
-        latents = vae.encode(pixel_values.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+    """Encode the images with the frozen first stage, then Algorithm 1 of Ho et al. in latent space, conditioned on
+    the texts (some dropped to the empty caption for guidance)."""
+    latents = encode_latents(vae, pixel_values)
     encoder_hidden_states = encode_text(
         text_encoder, tokenizer, drop_captions(texts, args.cfg_dropout), latents.device
     )
-    noise = training_noise(latents, args.noise_offset)
-    timesteps = sample_timesteps(latents.shape[0], noise_scheduler.config.num_train_timesteps, latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    noise, timesteps, noisy = noised_latents(latents, noise_scheduler, args.noise_offset)
     prediction = unet(noisy, timesteps, encoder_hidden_states=encoder_hidden_states).sample
-    alphas_cumprod = noise_scheduler.alphas_cumprod
-    target = diffusion_target(args.prediction_type, latents, noise, timesteps, alphas_cumprod)
-    weights = None
-    if args.snr_gamma is not None:
-        weights = min_snr_loss_weights(timesteps, alphas_cumprod, args.snr_gamma, args.prediction_type)
-    return diffusion_loss(prediction, target, weights)
+    return denoising_loss(prediction, latents, noise, timesteps, noise_scheduler, args)
 
 
 # --- evaluation ---
@@ -565,16 +493,6 @@ def sampling_pipeline(vae, text_encoder, tokenizer, unet, noise_scheduler):
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
-
-
-def class_prompts(captions, count: int) -> list[str]:
-    """Prompts of a validation grid: the classes in turn (one column each), or those of the caption column, or the
-    empty prompt."""
-    if isinstance(captions, LabelCaptions):
-        return [captions.prompt(i % len(captions.phrases)) for i in range(count)]
-    if isinstance(captions, ColumnCaptions):
-        return [captions.texts[i % len(captions.texts)] for i in range(count)]
-    return [""] * count
 
 
 @torch.no_grad()
@@ -624,7 +542,7 @@ def validate(models, captions, data, args, accelerator, step, ema, trained_param
         text_model.eval()
         pipeline = sampling_pipeline(vae, text_model, tokenizer, unet_model, noise_scheduler)
         if accelerator.is_main_process:
-            prompts = class_prompts(captions, args.num_validation_images)
+            prompts = grid_prompts(captions, args.num_validation_images)
             images = pipeline(
                 prompt=prompts,
                 guidance_scale=args.guidance_scale if any(prompts) else 1.0,
@@ -657,7 +575,9 @@ def main(args):
     # 1. data and captions: every image is decoded before anything else, so a broken file fails first
     default_color_mode(args)
     data = load_run_data(args, accelerator, logger)
-    captions = make_captions(args, data)
+    captions = dataset_captions(data.evaluation.train, args.caption_column)
+    if captions is None:
+        logger.info("the data has neither labels nor --caption_column: training an unconditional model")
 
     # 2. models: built with the same seed everywhere, then each process gets its own stream of noise
     set_seed(args.seed)
@@ -791,7 +711,7 @@ def main(args):
             save_unet_lora(unet_model, args.output_dir)
         else:
             pipeline.save_pretrained(args.output_dir)
-        prompts = class_prompts(captions, 64)
+        prompts = grid_prompts(captions, 64)
         samples = pipeline(
             prompt=prompts,
             guidance_scale=args.guidance_scale if any(prompts) else 1.0,
