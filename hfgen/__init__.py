@@ -13,7 +13,11 @@ from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGene
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
-from .pipelines.latent_diffusion import LatentDiffusionPipeline, LatentDiffusionPipelineOutput
+from .pipelines.latent_diffusion import (
+    LatentDiffusionControlNetPipeline,
+    LatentDiffusionPipeline,
+    LatentDiffusionPipelineOutput,
+)
 from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
@@ -42,6 +46,7 @@ __all__ = [
     "GANGenerator",
     "GANPipeline",
     "GANPipelineOutput",
+    "LatentDiffusionControlNetPipeline",
     "LatentDiffusionPipeline",
     "LatentDiffusionPipelineOutput",
     "ScoreSdePipeline",

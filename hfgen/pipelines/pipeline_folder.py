@@ -22,6 +22,7 @@ it needs; if not, the `ValueError` names the folder, what it holds (the pipeline
 or the `model_type` of a lone model's `config.json`) and the class that loads it.
 """
 
+import contextvars
 import enum
 import importlib
 import inspect
@@ -103,8 +104,10 @@ def _loader_for_model(model_type) -> str:
     return "load it with its own model class (transformers.AutoModel.from_pretrained after `import hfgen`)"
 
 
-def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> None:
-    """Raise a one-line `ValueError` when the local `folder` is not one that `pipeline_class` can load.
+def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type, provided: set[str] = frozenset()) -> None:
+    """Raise a one-line `ValueError` when the local `folder` is not one that `pipeline_class` can load, with the
+    components named in `provided` passed to `from_pretrained` (as in
+    `LatentDiffusionControlNetPipeline.from_pretrained(base, controlnet=...)`, whose base folder has no ControlNet).
 
     A folder fits when its `model_index.json` lists every component `pipeline_class` needs, whatever pipeline saved
     it (as in diffusers, where `StableDiffusionImg2ImgPipeline` loads a `StableDiffusionPipeline` folder). A folder
@@ -127,7 +130,7 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
     found = index.get("_class_name")
     found_name = found[1] if isinstance(found, list) and len(found) == 2 else found
     present = {name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)}
-    missing = sorted(set(_component_classes(pipeline_class)) - present)
+    missing = sorted(set(_component_classes(pipeline_class)) - present - set(provided))
     if missing and found_name == pipeline_class.__name__:
         raise ValueError(
             f"{folder} is a {found_name} folder (model_index.json) without its {', '.join(missing)} "
@@ -137,9 +140,12 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type) -> No
         raise ValueError(
             f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: "
             f"it has no {', '.join(missing)} component. Load it with "
-            f"{_loader_for_pipeline(found_name)}({folder!r})"
+            f"{_loader_for_pipeline(found_name)}({folder!r}), or pass "
+            f"{', '.join(f'{name}=...' for name in missing)} to {pipeline_class.__name__}.from_pretrained"
         )
     for component, annotation in _component_classes(pipeline_class).items():
+        if component in provided:
+            continue
         recorded = index[component]
         if len(recorded) == 2 and recorded[1] is not None and not _fits(recorded, annotation):
             if found_name == pipeline_class.__name__:
@@ -184,6 +190,11 @@ def _read_json(path: str) -> dict:
             return json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}): re-save the folder with save_pretrained") from None
+
+
+# The folder `from_pretrained` has already checked (knowing which components were passed in), so that the
+# `load_config` it calls does not check it again without knowing them.
+_checked_folder = contextvars.ContextVar("hfgen_checked_folder", default=None)
 
 
 class PipelineFolderMixin:
@@ -244,7 +255,12 @@ class PipelineFolderMixin:
                 force_download=bool(kwargs.pop("force_download", False)),
                 proxies=kwargs.pop("proxies", None),
             )
-        return super().from_pretrained(path, **kwargs)
+        check_pipeline_folder(path, cls, provided={name for name in kwargs if name in _component_classes(cls)})
+        token = _checked_folder.set(path)
+        try:
+            return super().from_pretrained(path, **kwargs)
+        finally:
+            _checked_folder.reset(token)
 
     @classmethod
     def load_config(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -254,7 +270,7 @@ class PipelineFolderMixin:
         would only do with `trust_remote_code=True`.
         """
         path = os.fspath(pretrained_model_name_or_path)
-        if kwargs.get("subfolder") is None and os.path.isdir(path):
+        if kwargs.get("subfolder") is None and os.path.isdir(path) and _checked_folder.get() != path:
             check_pipeline_folder(path, cls)
         outputs = super().load_config(pretrained_model_name_or_path, *args, **kwargs)
         config = outputs[0] if isinstance(outputs, tuple) else outputs

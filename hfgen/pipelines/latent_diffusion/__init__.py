@@ -1,3 +1,4 @@
 from .pipeline_latent_diffusion import LatentDiffusionPipeline, LatentDiffusionPipelineOutput
+from .pipeline_latent_diffusion_controlnet import LatentDiffusionControlNetPipeline
 
-__all__ = ["LatentDiffusionPipeline", "LatentDiffusionPipelineOutput"]
+__all__ = ["LatentDiffusionControlNetPipeline", "LatentDiffusionPipeline", "LatentDiffusionPipelineOutput"]

@@ -113,6 +113,47 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         ).input_ids
         return self.text_encoder(input_ids.to(self._execution_device))[0].to(self.unet.dtype)
 
+    def check_prompts(self, prompt, negative_prompt, num_images_per_prompt, guidance_scale):
+        """Check the prompt arguments and return one prompt and one negative prompt per image (`""` where none was
+        given)."""
+        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
+        prompts = _as_prompt_list(prompt, "prompt")
+        negative_prompts = [""] * len(prompts)
+        if negative_prompt is not None:
+            negative_prompts = _as_prompt_list(negative_prompt, "negative_prompt")
+            if len(negative_prompts) == 1:
+                negative_prompts *= len(prompts)
+            elif len(negative_prompts) != len(prompts):
+                raise ValueError(
+                    f"negative_prompt has {len(negative_prompts)} prompts for {len(prompts)} prompts: give one, or "
+                    "one per prompt"
+                )
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a number >= 0 (1: no guidance), got {guidance_scale!r}")
+        prompts = [text for text in prompts for _ in range(num_images_per_prompt)]
+        negative_prompts = [text for text in negative_prompts for _ in range(num_images_per_prompt)]
+        return prompts, negative_prompts
+
+    def prepare_latents(self, latents, batch_size: int, num_images_per_prompt: int, generator) -> torch.Tensor:
+        """The starting noise: `latents` checked (one row per image), or drawn from `generator`."""
+        device, dtype = self._execution_device, self.unet.dtype
+        if latents is None:
+            return randn_tensor((batch_size, *self._latent_shape), generator=generator, device=device, dtype=dtype)
+        check_latents(latents, self._latent_shape)
+        if latents.shape[0] != batch_size:
+            raise ValueError(
+                f"latents has {latents.shape[0]} rows but {batch_size // num_images_per_prompt} prompt(s) x "
+                f"num_images_per_prompt={num_images_per_prompt} make {batch_size} images: give one row per image"
+            )
+        return latents.to(device=device, dtype=dtype)
+
+    def decode_latents(self, sample: torch.Tensor, output_type: str):
+        """Denoised latents as images of `output_type` (or themselves for `"latent"`)."""
+        if output_type == "latent":
+            return sample
+        decoded = self.vae.decode(sample.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return self.image_processor.postprocess(decoded, output_type=output_type)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -157,30 +198,8 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         # 1. check inputs
         check_output_type(output_type, OUTPUT_TYPES)
         check_sampling_arguments(num_inference_steps, eta)
-        check_positive_int(num_images_per_prompt, "num_images_per_prompt")
-        prompts = _as_prompt_list(prompt, "prompt")
-        negative_prompts = [""] * len(prompts)
-        if negative_prompt is not None:
-            negative_prompts = _as_prompt_list(negative_prompt, "negative_prompt")
-            if len(negative_prompts) == 1:
-                negative_prompts *= len(prompts)
-            elif len(negative_prompts) != len(prompts):
-                raise ValueError(
-                    f"negative_prompt has {len(negative_prompts)} prompts for {len(prompts)} prompts: give one, or "
-                    "one per prompt"
-                )
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a number >= 0 (1: no guidance), got {guidance_scale!r}")
-        prompts = [text for text in prompts for _ in range(num_images_per_prompt)]
-        negative_prompts = [text for text in negative_prompts for _ in range(num_images_per_prompt)]
+        prompts, negative_prompts = self.check_prompts(prompt, negative_prompt, num_images_per_prompt, guidance_scale)
         batch_size = len(prompts)
-        if latents is not None:
-            check_latents(latents, self._latent_shape)
-            if latents.shape[0] != batch_size:
-                raise ValueError(
-                    f"latents has {latents.shape[0]} rows but {len(prompts) // num_images_per_prompt} prompt(s) x "
-                    f"num_images_per_prompt={num_images_per_prompt} make {batch_size} images: give one row per image"
-                )
         check_generator(generator, batch_size)
         step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
 
@@ -189,12 +208,8 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         text_embeddings = self.encode_prompt(negative_prompts + prompts if guided else prompts)
 
         # 3. prepare the starting noise
-        device, dtype = self._execution_device, self.unet.dtype
-        if latents is None:
-            latents = randn_tensor((batch_size, *self._latent_shape), generator=generator, device=device, dtype=dtype)
-        else:
-            latents = latents.to(device=device, dtype=dtype)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = self.prepare_latents(latents, batch_size, num_images_per_prompt, generator)
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         sample = latents * self.scheduler.init_noise_sigma
 
         # 4. denoise, mixing the conditional and unconditional predictions at every step
@@ -208,11 +223,7 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
             sample = self.scheduler.step(prediction, timestep, sample, **step_kwargs).prev_sample
 
         # 5. decode
-        if output_type == "latent":
-            images = sample
-        else:
-            decoded = self.vae.decode(sample.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        images = self.decode_latents(sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, latents, prompts)
