@@ -41,7 +41,7 @@ def test_canny_hysteresis_keeps_weak_edges_connected_to_strong_ones():
     image[:, 12:] = np.linspace(0.1, 1.0, 16)[:, None]
     connected = canny_edges(image, low_threshold=0.05, high_threshold=0.5, sigma=0.0)
     strong_only = canny_edges(image, low_threshold=0.5, high_threshold=0.5, sigma=0.0)
-    assert connected[:, 11].sum() == 16  # the whole step, weak part included
+    assert connected[:, 11:13].max(axis=1).all()  # the whole step, weak part included
     assert 0 < strong_only.sum() < 16 and strong_only[:4].sum() == 0
     # a weak step alone, connected to no strong one, is dropped
     assert canny_edges(image * 0.3, low_threshold=0.05, high_threshold=0.5, sigma=0.0).sum() == 0
