@@ -25,16 +25,25 @@ DIFFUSION_FLAG_RANGES = {
 }
 
 
-def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps: int | None) -> None:
+def add_diffusion_arguments(
+    parser: argparse.ArgumentParser, num_inference_steps: int | None, new_schedule: bool = True
+) -> None:
     """The noise schedule, objective, loss weighting, EMA and sampling flags of a diffusion script (a script that
-    resolves the number of sampling steps itself passes None)."""
+    resolves the number of sampling steps itself passes None). A script that always trains on a base model's schedule
+    and objective (ControlNet, DreamBooth) passes `new_schedule=False` and has no schedule or objective flags."""
     from ..losses.diffusion import PREDICTION_TYPES
 
+    if new_schedule:
+        add_schedule_arguments(parser, PREDICTION_TYPES)
+    add_training_noise_arguments(parser, num_inference_steps)
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser, prediction_types) -> None:
     parser.add_argument(
         "--prediction_type",
         type=str,
         default="epsilon",
-        choices=PREDICTION_TYPES,
+        choices=prediction_types,
         help="What the network predicts: the noise (Ho et al. 2020), the velocity (Salimans & Ho 2022) or the clean "
         "image. A model loaded with --pretrained_model_name_or_path keeps its own unless this is given.",
     )
@@ -47,6 +56,9 @@ def add_diffusion_arguments(parser: argparse.ArgumentParser, num_inference_steps
         "Dhariwal 2021) or scaled_linear (Stable Diffusion's).",
     )
     parser.add_argument("--num_train_timesteps", type=int, default=1000, help="Timesteps of a new noise schedule.")
+
+
+def add_training_noise_arguments(parser: argparse.ArgumentParser, num_inference_steps: int | None) -> None:
     parser.add_argument(
         "--snr_gamma",
         type=float,
@@ -209,3 +221,36 @@ def denoising_loss(prediction, latents, noise, timesteps, noise_scheduler, args:
     if args.snr_gamma is not None:
         weights = min_snr_loss_weights(timesteps, alphas_cumprod, args.snr_gamma, args.prediction_type)
     return diffusion_loss(prediction, target, weights)
+
+
+def fit_data_to_base(args: argparse.Namespace, image_size: tuple[int, int], image_channels: int) -> None:
+    """Set `--resolution` and `--color_mode` to those of a base model that makes `image_size` images of
+    `image_channels` channels when they were not given; one-line errors for values the base cannot take."""
+    height, width = image_size
+    if height != width:
+        raise ValueError(f"the base model makes {width}x{height} images; hfgen trains on square ones only")
+    if args.resolution is None:
+        args.resolution = height
+    elif args.resolution != height:
+        raise ValueError(
+            f"--resolution {args.resolution} but the base model makes {height}px images: leave --resolution out, or "
+            f"pass --resolution {height}"
+        )
+    base_mode = "L" if image_channels == 1 else "RGB"
+    if args.color_mode is None:
+        args.color_mode = base_mode
+    elif args.color_mode != base_mode:
+        raise ValueError(
+            f"--color_mode {args.color_mode} but the base model's first stage takes {image_channels}-channel images: "
+            f"leave --color_mode out, or pass --color_mode {base_mode}"
+        )
+
+
+def base_training_schedule(scheduler_config, args: argparse.Namespace):
+    """The training noise schedule of a base model (a DDPM scheduler with its betas and prediction type, whatever
+    scheduler it samples with); sets `args.prediction_type` to the base's, which the loss targets."""
+    from diffusers import DDPMScheduler
+
+    noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+    args.prediction_type = noise_scheduler.config.prediction_type
+    return noise_scheduler

@@ -117,3 +117,16 @@ def launch_tiny(launch_script, tiny_model_configs):
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ldm_folder(tmp_path_factory) -> str:
+    """A tiny hfgen latent diffusion folder (16 px greyscale digits through a 4 x 8 x 8 latent, a text encoder over
+    the digit captions), as train_ldm.py saves one: the base of ControlNet and DreamBooth runs."""
+    from hfgen import LatentDiffusionPipeline
+
+    from ..pipelines.test_pipeline_latent_diffusion import tiny_components
+
+    folder = tmp_path_factory.mktemp("tiny-ldm") / "ldm"
+    LatentDiffusionPipeline(**tiny_components()).save_pretrained(folder)
+    return str(folder)

@@ -100,6 +100,14 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
     def _latent_shape(self) -> tuple[int, int, int]:
         return unet_sample_shape(self.unet)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """`(height, width)` of the images the pipeline makes: the latent size times the first stage's
+        downsampling."""
+        _, height, width = self._latent_shape
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return height * factor, width * factor
+
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """The text encoder's last hidden states of `prompts`, padded to the tokenizer's `model_max_length`:

@@ -39,8 +39,9 @@ def control_keep(num_steps: int, starts: list[float], ends: list[float]) -> list
     """For each denoising step, 1.0 for the ControlNets active at that step and 0.0 for the others: net `k` acts on
     the steps whose share of the sampling, `[i / num_steps, (i + 1) / num_steps]`, lies within `[starts[k],
     ends[k]]` (diffusers' `control_guidance_start` / `control_guidance_end`)."""
+    windows = list(zip(starts, ends, strict=True))
     return [
-        [float(step / num_steps >= start and (step + 1) / num_steps <= end) for start, end in zip(starts, ends)]
+        [float(step / num_steps >= start and (step + 1) / num_steps <= end) for start, end in windows]
         for step in range(num_steps)
     ]
 
@@ -75,14 +76,6 @@ class LatentDiffusionControlNetPipeline(LatentDiffusionPipeline):
     @property
     def controlnets(self) -> list[ControlNetModel]:
         return list(self.controlnet.nets) if isinstance(self.controlnet, MultiControlNetModel) else [self.controlnet]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """`(height, width)` of the images the pipeline makes: the latent size times the first stage's
-        downsampling."""
-        _, height, width = self._latent_shape
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return height * factor, width * factor
 
     def prepare_control_image(self, image, net: ControlNetModel, num_prompts: int, num_images_per_prompt: int):
         """One control image (PIL, array or tensor in [0, 1]) or a batch of them as the `(batch, channels, height,
@@ -195,7 +188,7 @@ class LatentDiffusionControlNetPipeline(LatentDiffusionPipeline):
         scales = _per_net(controlnet_conditioning_scale, len(nets), "controlnet_conditioning_scale")
         starts = _per_net(control_guidance_start, len(nets), "control_guidance_start")
         ends = _per_net(control_guidance_end, len(nets), "control_guidance_end")
-        for start, end in zip(starts, ends):
+        for start, end in zip(starts, ends, strict=True):
             if not 0 <= start < end <= 1:
                 raise ValueError(
                     f"control_guidance_start {start} and control_guidance_end {end} must satisfy 0 <= start < end <= 1"
@@ -207,7 +200,7 @@ class LatentDiffusionControlNetPipeline(LatentDiffusionPipeline):
         guided = guidance_scale != 1
         text_embeddings = self.encode_prompt(negative_prompts + prompts if guided else prompts)
         control_images = []
-        for net, net_image in zip(nets, per_net_images):
+        for net, net_image in zip(nets, per_net_images, strict=True):
             control = self.prepare_control_image(net_image, net, num_prompts, num_images_per_prompt)
             control_images.append(torch.cat([control] * 2) if guided else control)
 
@@ -222,7 +215,7 @@ class LatentDiffusionControlNetPipeline(LatentDiffusionPipeline):
             model_input = torch.cat([sample] * 2) if guided else sample
             model_input = self.scheduler.scale_model_input(model_input, timestep)
             residuals = {}
-            step_scales = [scale * kept for scale, kept in zip(scales, keep[index])]
+            step_scales = [scale * kept for scale, kept in zip(scales, keep[index], strict=True)]
             if any(step_scales):  # an inactive step runs the UNet alone
                 down, middle = self.controlnet(
                     model_input,
