@@ -146,33 +146,66 @@ def averaged_weights(ema, parameters: list[torch.nn.Parameter]):
 UNET_LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def add_unet_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None) -> None:
+def add_unet_lora(
+    unet: torch.nn.Module, rank: int, alpha: float | None = None, target_modules: list[str] | None = None
+) -> None:
     """Freeze the UNet and add trainable LoRA adapters (peft, Gaussian A, zero B: the output is unchanged at first)
-    of `rank` and scaling `alpha / rank` (alpha defaults to the rank) to its attention projections."""
+    of `rank` and scaling `alpha / rank` (alpha defaults to the rank) to `target_modules` (by default its attention
+    projections, `UNET_LORA_TARGET_MODULES`)."""
     from peft import LoraConfig
 
     unet.requires_grad_(False)
     unet.add_adapter(
         LoraConfig(
-            r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=UNET_LORA_TARGET_MODULES
+            r=rank,
+            lora_alpha=alpha or rank,
+            init_lora_weights="gaussian",
+            target_modules=target_modules or UNET_LORA_TARGET_MODULES,
         )
     )
 
 
-def save_unet_lora(unet: torch.nn.Module, output_dir: str) -> str:
-    """Write the UNet's LoRA adapters as `pytorch_lora_weights.safetensors` in diffusers' format (the keys
-    `pipeline.load_lora_weights` reads), with the adapter's config as metadata: without it the loader takes
-    alpha = rank and silently changes the scale. Returns the file's path."""
+# The CLIP text encoder's attention projections (diffusers' DreamBooth LoRA example targets the same).
+TEXT_ENCODER_LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def add_text_encoder_lora(text_encoder: torch.nn.Module, rank: int, alpha: float | None = None) -> None:
+    """Freeze the text encoder and add trainable LoRA adapters to its attention projections.
+
+    The adapters are injected with peft itself: transformers 5's own `add_adapter` demands peft >= 0.22, which is
+    not released yet. The config is kept in `peft_config["default"]`, where `save_lora` and peft look for it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    text_encoder.requires_grad_(False)
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_LORA_TARGET_MODULES
+    )
+    inject_adapter_in_model(config, text_encoder, adapter_name="default")
+    text_encoder.peft_config = {"default": config}
+
+
+def save_lora(output_dir: str, unet: torch.nn.Module, text_encoder: torch.nn.Module | None = None) -> str:
+    """Write the LoRA adapters of the UNet (and of the text encoder, when given) as
+    `pytorch_lora_weights.safetensors` in diffusers' format (the keys `pipeline.load_lora_weights` reads), with each
+    adapter's config as metadata: without it the loader takes alpha = rank and silently changes the scale. Returns
+    the file's path."""
     import os
 
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
+    text_encoder_parts = {}
+    if text_encoder is not None:
+        text_encoder_parts = {
+            "text_encoder_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder)),
+            "text_encoder_lora_adapter_metadata": text_encoder.peft_config["default"].to_dict(),
+        }
     StableDiffusionLoraLoaderMixin.save_lora_weights(
         output_dir,
         unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
         unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+        **text_encoder_parts,
     )
     return os.path.join(output_dir, "pytorch_lora_weights.safetensors")
 

@@ -197,7 +197,7 @@ def test_lora_saves_only_lora_keys_and_reloads_to_the_same_images(tiny_stable_di
     from diffusers import StableDiffusionPipeline
     from safetensors import safe_open
 
-    from hfgen.training.diffusion import add_unet_lora, save_unet_lora
+    from hfgen.training.diffusion import add_unet_lora, save_lora
 
     def sample(pipeline):
         pipeline.set_progress_bar_config(disable=True)
@@ -214,7 +214,7 @@ def test_lora_saves_only_lora_keys_and_reloads_to_the_same_images(tiny_stable_di
                 parameter.normal_(std=0.5, generator=seeded(1))
     trained = sample(adapted)
     assert not torch.allclose(trained, base, atol=1e-3)
-    path = save_unet_lora(adapted.unet, tmp_path)
+    path = save_lora(tmp_path, adapted.unet)
     with safe_open(path, "pt") as weights:
         keys = list(weights.keys())
     assert keys and all(key.startswith("unet.") and ".lora." in key for key in keys)

@@ -63,7 +63,7 @@ from hfgen.training.diffusion import (
     encode_text,
     local_folder,
     noised_latents,
-    save_unet_lora,
+    save_lora,
 )
 from hfgen.training.evaluation import (
     DISTRIBUTION_METRIC_NAMES,
@@ -708,7 +708,7 @@ def main(args):
             model.eval().to(memory_format=torch.contiguous_format)
         pipeline = sampling_pipeline(vae, text_model, tokenizer, unet_model, noise_scheduler)
         if args.use_lora:
-            save_unet_lora(unet_model, args.output_dir)
+            save_lora(args.output_dir, unet_model)
         else:
             pipeline.save_pretrained(args.output_dir)
         prompts = grid_prompts(captions, 64)

@@ -96,6 +96,54 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
             vae_scale_factor=1, do_convert_grayscale=vae.config.out_channels == 1, resample="bicubic"
         )
 
+    @classmethod
+    def load_lora_into_text_encoder(
+        cls,
+        state_dict,
+        network_alphas,
+        text_encoder,
+        prefix=None,
+        lora_scale=1.0,
+        adapter_name=None,
+        _pipeline=None,
+        low_cpu_mem_usage=False,
+        hotswap=False,
+        metadata=None,
+    ):
+        """Load the text encoder's LoRA adapters of a diffusers-format file (the `text_encoder.` keys) with peft.
+
+        diffusers hands them to transformers' `load_adapter`, which transformers 5 refuses with any peft before
+        0.22 (not released yet); peft's own `inject_adapter_in_model` does the same job, so a file saved with text
+        encoder adapters (DreamBooth `--train_text_encoder`) loads with `load_lora_weights` as diffusers intends.
+        """
+        from diffusers.utils import convert_state_dict_to_peft, get_adapter_name
+        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+        prefix = prefix or cls.text_encoder_name
+        weights = {key[len(prefix) + 1 :]: value for key, value in state_dict.items() if key.startswith(f"{prefix}.")}
+        if not weights:
+            return
+        weights = convert_state_dict_to_peft(weights)
+        settings = {
+            key[len(prefix) + 1 :]: value for key, value in (metadata or {}).items() if key.startswith(f"{prefix}.")
+        }
+        if not settings:  # a file without metadata: rank from the weights, alpha = rank as diffusers assumes
+            rank = next(value.shape[0] for key, value in weights.items() if "lora_A" in key)
+            modules = sorted({key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights})
+            settings = {"r": rank, "lora_alpha": rank, "target_modules": modules}
+        config = LoraConfig(**settings)
+        adapter_name = adapter_name or get_adapter_name(text_encoder)
+        inject_adapter_in_model(config, text_encoder, adapter_name=adapter_name)
+        text_encoder.peft_config = {**getattr(text_encoder, "peft_config", {}), adapter_name: config}
+        result = set_peft_model_state_dict(text_encoder, weights, adapter_name=adapter_name)
+        unexpected = [key for key in result.unexpected_keys if "lora" in key]
+        if unexpected:
+            raise ValueError(
+                f"the LoRA file's text encoder weights do not fit this text encoder (e.g. {unexpected[0]!r}): load "
+                "it on the base model it was trained on"
+            )
+        text_encoder.to(device=text_encoder.device, dtype=text_encoder.dtype)
+
     @property
     def _latent_shape(self) -> tuple[int, int, int]:
         return unet_sample_shape(self.unet)
