@@ -1,5 +1,5 @@
-"""LatentDiffusionControlNetPipeline: the shared pipeline tests, zero convolutions, scales and guidance windows, several
-ControlNets, loading a base folder with a ControlNet passed in, input checks, and agreement with diffusers'
+"""LatentDiffusionControlNetPipeline: the shared pipeline tests, zero convolutions, scales and guidance windows,
+several ControlNets, loading a base folder with a ControlNet passed in, input checks, and agreement with diffusers'
 StableDiffusionControlNetPipeline on a Stable-Diffusion-shaped base."""
 
 import tempfile

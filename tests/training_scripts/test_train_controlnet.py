@@ -1,0 +1,209 @@
+"""train_controlnet.py run as users run it: `accelerate launch` subprocesses on a tiny latent diffusion base (hfgen's
+own, and a Stable-Diffusion-shaped one), control maps computed from the digits or read from a folder."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ControlNetModel
+from PIL import Image
+from safetensors.torch import load_file
+
+import hfgen
+from hfgen.data.control import control_maps
+from hfgen.testing.pipeline_tester import seeded
+
+from .test_user_errors import assert_one_line_error, run_directly
+
+TINY_CONTROLNET_RUN = [
+    "--train_batch_size",
+    "8",
+    "--num_eval_samples",
+    "8",
+    "--num_validation_images",
+    "4",
+    "--num_inference_steps",
+    "2",
+    "--report_to",
+    "none",
+]
+
+
+@pytest.fixture(scope="module")
+def controlnet_run(tmp_path_factory, tiny_ldm_folder, launch_script):
+    """Four ControlNet steps on Canny maps of the digits, checkpoints every two: the uninterrupted reference run."""
+    output_dir = tmp_path_factory.mktemp("controlnet") / "run"
+    result = launch_script(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_ldm_folder,
+        "--output_dir",
+        output_dir,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--random_flip",
+        *TINY_CONTROLNET_RUN,
+    )
+    return output_dir, result
+
+
+def test_the_controlnet_folder_guides_the_base_pipeline(controlnet_run, tiny_ldm_folder, digit_batch):
+    output_dir, result = controlnet_run
+    assert (output_dir / "diffusion_pytorch_model.safetensors").is_file()
+    assert (output_dir / "validation" / "step-000002-control_and_samples.png").is_file()
+    record = json.loads((output_dir / "metrics.json").read_text())
+    metrics = record["metrics"]
+    assert 0 <= metrics["edge_f1"] <= 1 and 0 <= metrics["edge_f1_without_controlnet"] <= 1
+    assert "class_accuracy" in metrics and "fid" in metrics
+    assert record["protocol"]["dataset"] == "hfgen/digits" and "canny" in record["protocol"]["control"]
+    card = (output_dir / "README.md").read_text()
+    assert "edge agreement of the base model alone (F1)" in card and tiny_ldm_folder in card
+    assert "controlnet=controlnet" in card and 'control_maps(images, "canny")' in card
+    training_args = json.loads((output_dir / "training_args.json").read_text())
+    assert training_args["resolution"] == 16 and training_args["color_mode"] == "L"
+    assert training_args["prediction_type"] == "epsilon"  # the base's, recorded
+
+    controlnet = ControlNetModel.from_pretrained(output_dir)
+    pipeline = hfgen.LatentDiffusionControlNetPipeline.from_pretrained(tiny_ldm_folder, controlnet=controlnet)
+    pipeline.set_progress_bar_config(disable=True)
+    control = control_maps(digit_batch[:2], "canny")
+    arguments = dict(prompt="a handwritten digit zero", image=control, num_inference_steps=2, output_type="pt")
+    images = pipeline(**arguments, num_images_per_prompt=2, generator=seeded(0)).images
+    assert images.shape == (2, 1, 16, 16)
+    # the trained zero convolutions are no longer zero: the control changes the images
+    base = pipeline(
+        **arguments, num_images_per_prompt=2, controlnet_conditioning_scale=0.0, generator=seeded(0)
+    ).images
+    assert not torch.allclose(images, base, atol=1e-6)
+
+
+def test_controlnet_resume_continues_exactly_including_the_ema(
+    tmp_path, controlnet_run, tiny_ldm_folder, launch_script
+):
+    reference_dir, _ = controlnet_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
+    launch_script(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_ldm_folder,
+        "--output_dir",
+        resumed_dir,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--random_flip",
+        *TINY_CONTROLNET_RUN,
+        "--resume_from_checkpoint",
+        "latest",
+    )
+    reference = load_file(reference_dir / "diffusion_pytorch_model.safetensors")
+    resumed = load_file(resumed_dir / "diffusion_pytorch_model.safetensors")
+    for key in reference:
+        torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_control_images_from_a_folder_on_unlabelled_images(tmp_path, tiny_ldm_folder, launch_script, digit_batch):
+    """A user's folder of RGB images with their masks in a parallel folder: no labels, so empty captions."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    pixels = ((digit_batch + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
+    for index, array in enumerate(pixels):
+        Image.fromarray(np.stack([array, 255 - array, array], axis=-1)).save(images / f"{index}.png")
+        Image.fromarray(np.where(array > 127, 255, 0).astype(np.uint8)).save(masks / f"{index}.png")
+    output_dir = tmp_path / "run"
+    launch_script(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_ldm_folder,
+        "--train_data_dir",
+        images,
+        "--conditioning_data_dir",
+        masks,
+        "--control_type",
+        "mask",
+        "--output_dir",
+        output_dir,
+        "--max_train_steps",
+        "2",
+        "--validation_split",
+        "4",
+        *TINY_CONTROLNET_RUN,
+    )
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["protocol"]["dataset"] == str(images) and "read from the data" in record["protocol"]["control"]
+    assert 0 <= record["metrics"]["mask_iou"] <= 1 and "mask_iou_without_controlnet" in record["metrics"]
+    assert "fid" not in record["metrics"]  # no extractor for a user's folder without --metrics_model
+    assert "class_accuracy" not in record["metrics"]
+
+    (masks / "3.png").unlink()
+    result = run_directly(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_ldm_folder,
+        "--train_data_dir",
+        images,
+        "--conditioning_data_dir",
+        masks,
+        "--output_dir",
+        tmp_path / "broken",
+    )
+    assert_one_line_error(result, "--conditioning_data_dir has no control image", "3.png")
+
+
+def test_a_stable_diffusion_base_gives_a_controlnet_diffusers_loads(
+    tmp_path, tiny_stable_diffusion_folder, launch_script
+):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    output_dir = tmp_path / "run"
+    launch_script(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_stable_diffusion_folder,
+        "--output_dir",
+        output_dir,
+        "--max_train_steps",
+        "1",
+        "--control_type",
+        "sobel",
+        "--no-use_ema",
+        *TINY_CONTROLNET_RUN,
+    )
+    training_args = json.loads((output_dir / "training_args.json").read_text())
+    assert training_args["resolution"] == 32 and training_args["color_mode"] == "RGB"
+    controlnet = ControlNetModel.from_pretrained(output_dir)
+    pipeline = StableDiffusionControlNetPipeline.from_pretrained(tiny_stable_diffusion_folder, controlnet=controlnet)
+    pipeline.set_progress_bar_config(disable=True)
+    control = torch.rand(1, 3, 32, 32, generator=seeded(0))
+    images = pipeline(
+        "a handwritten digit two", image=control, num_inference_steps=2, output_type="np", generator=seeded(0)
+    ).images
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+
+
+def test_wrong_controlnet_flags_are_one_line(tmp_path, tiny_ldm_folder, tiny_model_configs):
+    wrong = tmp_path / "wrong"
+    base = ["--pretrained_model_name_or_path", tiny_ldm_folder, "--output_dir", wrong]
+    result = run_directly("train_controlnet.py", *base, "--resolution", "32")
+    assert_one_line_error(result, "--resolution 32 but the base model makes 16px images")
+    result = run_directly("train_controlnet.py", *base, "--canny_low_threshold", "0.5")
+    assert_one_line_error(result, "--canny_low_threshold must not be above --canny_high_threshold")
+    result = run_directly("train_controlnet.py", *base, "--conditioning_data_dir", tmp_path)
+    assert_one_line_error(result, "--conditioning_data_dir pairs control images with the files of --train_data_dir")
+    result = run_directly(
+        "train_controlnet.py", "--pretrained_model_name_or_path", tiny_model_configs / "vae", "--output_dir", wrong
+    )
+    assert_one_line_error(result, "holds a single model", "LatentDiffusionPipeline.from_pretrained cannot load it")
+    assert not wrong.exists()
