@@ -257,7 +257,12 @@ def memory_worker(args) -> None:
 
     from hfgen.training.diffusion import add_unet_lora
 
-    config = UNet2DConditionModel.load_config(args.base, subfolder="unet")
+    if args.stable_diffusion_unet:
+        # diffusers' default UNet2DConditionModel is Stable Diffusion 1.x's (860 M parameters), here at
+        # --latent_size (32: 256 px images)
+        config = {**dict(UNet2DConditionModel().config), "sample_size": args.latent_size}
+    else:
+        config = UNet2DConditionModel.load_config(args.base, subfolder="unet")
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     start = torch.cuda.memory_allocated() if cuda else resident_bytes()
@@ -269,7 +274,8 @@ def memory_worker(args) -> None:
     scheduler = DDPMScheduler()
     size = config["sample_size"]
     latents = torch.randn(args.batch_size, config["in_channels"], size, size, device=device)
-    hidden = torch.randn(args.batch_size, 16, config["cross_attention_dim"], device=device)
+    tokens = 77 if args.stable_diffusion_unet else 16  # a CLIP tokenizer pads to 77
+    hidden = torch.randn(args.batch_size, tokens, config["cross_attention_dim"], device=device)
     for _ in range(3):
         timesteps = torch.randint(0, 1000, (args.batch_size,), device=device)
         noise = torch.randn_like(latents)
@@ -290,7 +296,8 @@ def memory(args) -> None:
     results = {}
     for mode in ("full", "lora"):
         command = [sys.executable, __file__, "memory_worker", "--base", args.base, "--mode", mode]
-        command += ["--batch_size", str(args.batch_size)]
+        command += ["--batch_size", str(args.batch_size), "--latent_size", str(args.latent_size)]
+        command += ["--stable_diffusion_unet"] if args.stable_diffusion_unet else []
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(output.strip().splitlines()[-1])
     full, lora = results["full"], results["lora"]
@@ -320,6 +327,14 @@ def main():
     parser.add_argument("--tolerance", type=int, default=1)
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--mode", choices=["full", "lora"], default="lora")
+    parser.add_argument(
+        "--stable_diffusion_unet",
+        action="store_true",
+        help="memory: measure on Stable Diffusion 1.x's UNet architecture (random weights) instead of the base's.",
+    )
+    parser.add_argument(
+        "--latent_size", type=int, default=32, help="memory: latent side with --stable_diffusion_unet."
+    )
     args = parser.parse_args()
     {
         "speed": speed,

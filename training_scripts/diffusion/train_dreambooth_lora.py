@@ -458,7 +458,8 @@ def main(args):
     unet.train()
     text_encoder.train(args.train_text_encoder)
     parameters = [p for model in (unet, text_encoder) for p in model.parameters() if p.requires_grad]
-    trained, total = sum(p.numel() for p in parameters), sum(p.numel() for p in unet.parameters())
+    trained = sum(p.numel() for p in parameters)
+    total = sum(p.numel() for name, p in unet.named_parameters() if "lora_" not in name)
     set_seed(args.seed, device_specific=True)
     instances = [
         (images, concept["instance_prompt"]) for images, concept in zip(instance_images, concepts, strict=True)
