@@ -301,8 +301,11 @@ def memory(args) -> None:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(output.strip().splitlines()[-1])
     full, lora = results["full"], results["lora"]
+    unet = f"the UNet of {args.base}"
+    if args.stable_diffusion_unet:
+        unet = f"Stable Diffusion 1.x's UNet at {args.latent_size}x{args.latent_size} latents"
     print(
-        f"\nDreamBooth LoRA (rank 4 on to_q/to_k/to_v/to_out.0) against a full fine-tune of the UNet of {args.base}, "
+        f"\nDreamBooth LoRA (rank 4 on to_q/to_k/to_v/to_out.0) against a full fine-tune of {unet}, "
         f"batch {args.batch_size}, AdamW, on {full['device']}\n"
     )
     print("| Mode | trained parameters | share of the UNet | peak memory over the start |\n|---|---|---|---|")
