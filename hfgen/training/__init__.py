@@ -18,7 +18,9 @@ Per kind of training:
   regularisation, and what adversarial scripts share (flags, loading a pair, checks, augmentation, weights).
 - `augment`: DiffAugment operations and the ADA controller.
 - `diffusion`: the flags of a noise schedule and objective, the noise, timesteps and noise levels a step draws,
-  diffusers' EMAModel as the scripts use it, and LoRA adapters on a UNet's attention saved in diffusers' format.
+  diffusers' EMAModel as the scripts use it, the latent step (encode, noise, loss) of the latent diffusion scripts,
+  fitting a run to a base model's resolution and schedule, and LoRA adapters on a UNet and a text encoder saved in
+  diffusers' format.
 """
 
 from .checkpointing import list_checkpoints, resolve_checkpoint, save_checkpoint

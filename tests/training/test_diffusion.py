@@ -53,3 +53,26 @@ def test_ema_update_follows_the_warmup_formula_and_averaged_weights_restore():
     restored.load_state_dict(ema.state_dict())
     assert restored.optimization_step == ema.optimization_step
     assert all(torch.equal(a, b) for a, b in zip(restored.shadow_params, ema.shadow_params, strict=True))
+
+
+def test_a_run_takes_the_resolution_colour_mode_and_schedule_of_its_base():
+    import pytest
+    from diffusers import DDIMScheduler
+
+    from hfgen.training.diffusion import base_training_schedule, fit_data_to_base
+
+    args = argparse.Namespace(resolution=None, color_mode=None)
+    fit_data_to_base(args, (32, 32), 1)
+    assert (args.resolution, args.color_mode) == (32, "L")
+    fit_data_to_base(argparse.Namespace(resolution=64, color_mode="RGB"), (64, 64), 3)  # given and matching
+    with pytest.raises(ValueError, match="--resolution 16 but the base model makes 32px images"):
+        fit_data_to_base(argparse.Namespace(resolution=16, color_mode=None), (32, 32), 1)
+    with pytest.raises(ValueError, match="--color_mode RGB but the base model's first stage takes 1-channel"):
+        fit_data_to_base(argparse.Namespace(resolution=None, color_mode="RGB"), (32, 32), 1)
+    with pytest.raises(ValueError, match="square ones only"):
+        fit_data_to_base(argparse.Namespace(resolution=None, color_mode=None), (32, 48), 3)
+    sampler = DDIMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", prediction_type="v_prediction")
+    args = argparse.Namespace()
+    schedule = base_training_schedule(sampler.config, args)
+    assert args.prediction_type == "v_prediction" and schedule.config.num_train_timesteps == 100
+    assert torch.equal(schedule.alphas_cumprod, sampler.alphas_cumprod)
