@@ -130,3 +130,27 @@ def tiny_ldm_folder(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("tiny-ldm") / "ldm"
     LatentDiffusionPipeline(**tiny_components()).save_pretrained(folder)
     return str(folder)
+
+
+def import_script(script: str):
+    """The training script named `script` as a module, for checks of its flags without starting a process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), script_path(script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_error(script, *arguments) -> str:
+    """The one-line error `script.parse_args` (a module from `import_script`) exits with for `arguments`."""
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_info:
+        script.parse_args([str(argument) for argument in arguments])
+    assert exit_info.value.code == 2
+    lines = stderr.getvalue().strip().splitlines()
+    assert "error:" in lines[-1]
+    return lines[-1]

@@ -15,6 +15,7 @@ import hfgen
 from hfgen.data.control import control_maps
 from hfgen.testing.pipeline_tester import seeded
 
+from .conftest import import_script, parse_error
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_CONTROLNET_RUN = [
@@ -148,18 +149,17 @@ def test_control_images_from_a_folder_on_unlabelled_images(tmp_path, tiny_ldm_fo
     assert "class_accuracy" not in record["metrics"]
 
     (masks / "3.png").unlink()
-    result = run_directly(
-        "train_controlnet.py",
-        "--pretrained_model_name_or_path",
-        tiny_ldm_folder,
-        "--train_data_dir",
-        images,
-        "--conditioning_data_dir",
-        masks,
-        "--output_dir",
-        tmp_path / "broken",
+    script = import_script("train_controlnet.py")
+    args = script.parse_args(
+        [
+            f"--pretrained_model_name_or_path={tiny_ldm_folder}",
+            f"--train_data_dir={images}",
+            f"--conditioning_data_dir={masks}",
+        ]
     )
-    assert_one_line_error(result, "--conditioning_data_dir has no control image", "3.png")
+    split = hfgen.data.load_image_dataset(train_data_dir=str(images), resolution=16)["train"]
+    with pytest.raises(ValueError, match="--conditioning_data_dir has no control image .*3.png"):
+        script.conditioning_images(split, args)
 
 
 def test_a_stable_diffusion_base_gives_a_controlnet_diffusers_loads(
@@ -198,12 +198,58 @@ def test_wrong_controlnet_flags_are_one_line(tmp_path, tiny_ldm_folder, tiny_mod
     base = ["--pretrained_model_name_or_path", tiny_ldm_folder, "--output_dir", wrong]
     result = run_directly("train_controlnet.py", *base, "--resolution", "32")
     assert_one_line_error(result, "--resolution 32 but the base model makes 16px images")
-    result = run_directly("train_controlnet.py", *base, "--canny_low_threshold", "0.5")
-    assert_one_line_error(result, "--canny_low_threshold must not be above --canny_high_threshold")
-    result = run_directly("train_controlnet.py", *base, "--conditioning_data_dir", tmp_path)
-    assert_one_line_error(result, "--conditioning_data_dir pairs control images with the files of --train_data_dir")
-    result = run_directly(
-        "train_controlnet.py", "--pretrained_model_name_or_path", tiny_model_configs / "vae", "--output_dir", wrong
-    )
-    assert_one_line_error(result, "holds a single model", "LatentDiffusionPipeline.from_pretrained cannot load it")
+    script = import_script("train_controlnet.py")
+    error = parse_error(script, *base, "--canny_low_threshold", "0.5")
+    assert "--canny_low_threshold must not be above --canny_high_threshold" in error
+    error = parse_error(script, *base, "--conditioning_data_dir", tmp_path)
+    assert "--conditioning_data_dir pairs control images with the files of --train_data_dir" in error
+    args = script.parse_args(["--pretrained_model_name_or_path", str(tiny_model_configs / "vae")])
+    with pytest.raises(ValueError, match="holds a single model.*LatentDiffusionPipeline.from_pretrained cannot load"):
+        script.load_models(args)
     assert not wrong.exists()
+
+
+def test_control_images_and_captions_from_dataset_columns(tmp_path, tiny_ldm_folder, launch_script, digit_batch):
+    """An imagefolder whose metadata.jsonl pairs each image with a control image and a caption (datasets reads
+    `conditioning_image_file_name` as an image column), as ControlNet datasets on the Hub are laid out."""
+    folder = tmp_path / "data" / "train"
+    (folder / "edges").mkdir(parents=True)
+    rows = []
+    pixels = ((digit_batch + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()
+    edges = (control_maps(digit_batch, "sobel")[:, 0] * 255).to(torch.uint8).numpy()
+    for index, (array, edge) in enumerate(zip(pixels, edges, strict=True)):
+        Image.fromarray(array).save(folder / f"{index}.png")
+        Image.fromarray(edge).save(folder / "edges" / f"{index}.png")
+        rows.append(
+            {
+                "file_name": f"{index}.png",
+                "conditioning_image_file_name": f"edges/{index}.png",
+                "text": f"digit {index}",
+            }
+        )
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    output_dir = tmp_path / "run"
+    launch_script(
+        "train_controlnet.py",
+        "--pretrained_model_name_or_path",
+        tiny_ldm_folder,
+        "--train_data_dir",
+        tmp_path / "data",
+        "--conditioning_image_column",
+        "conditioning_image",
+        "--caption_column",
+        "text",
+        "--control_type",
+        "sobel",
+        "--output_dir",
+        output_dir,
+        "--max_train_steps",
+        "1",
+        "--validation_split",
+        "4",
+        *TINY_CONTROLNET_RUN,
+    )
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert "edge_f1" in record["metrics"] and "edge_f1_without_controlnet" in record["metrics"]
+    assert "read from the data" in record["protocol"]["control"]
+    assert "digit" in (output_dir / "README.md").read_text()  # the example prompt comes from the caption column

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import hfgen
 from hfgen.testing.pipeline_tester import seeded
 
+from .conftest import import_script, parse_error
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_DIFFUSION_RUN = [
@@ -215,12 +216,17 @@ def test_wrong_combinations_are_one_line(tmp_path, tiny_unet_configs, tiny_model
         "16",
     )
     assert_one_line_error(result, "the UNet's time_embedding_type is 'fourier', but --objective ddpm needs positional")
-    result = run_directly("train_ddpm.py", "--output_dir", wrong, "--objective", "score_ve", "--snr_gamma", "5")
-    assert_one_line_error(result, "--snr_gamma", "DDPM flags")
-    result = run_directly("train_ldm.py", "--output_dir", wrong, "--use_lora")
-    assert_one_line_error(result, "--use_lora adapts an existing model", "--pretrained_model_name_or_path")
-    result = run_directly("train_ldm.py", "--output_dir", wrong, "--vae_name_or_path", tiny_model_configs / "gan")
-    assert_one_line_error(result, "--vae_name_or_path", "holds neither an hfgen VAEModel nor an AutoencoderKL")
+    # the rest without starting a process: the flag checks, and the first-stage check main() runs first
+    error = parse_error(
+        import_script("train_ddpm.py"), "--output_dir", wrong, "--objective", "score_ve", "--snr_gamma", 5
+    )
+    assert "--snr_gamma" in error and "DDPM flags" in error
+    ldm = import_script("train_ldm.py")
+    error = parse_error(ldm, "--output_dir", wrong, "--use_lora")
+    assert "--use_lora adapts an existing model" in error and "--pretrained_model_name_or_path" in error
+    args = ldm.parse_args(["--output_dir", str(wrong), "--vae_name_or_path", str(tiny_model_configs / "gan")])
+    with pytest.raises(ValueError, match="--vae_name_or_path .* holds neither an hfgen VAEModel nor an AutoencoderKL"):
+        ldm.default_color_mode(args)
     assert not wrong.exists()
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import hfgen
 from hfgen.testing.pipeline_tester import seeded
 
+from .conftest import import_script, parse_error
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_DREAMBOOTH_RUN = [
@@ -184,17 +185,23 @@ def test_a_concepts_list_trains_several_subjects(tmp_path, tiny_ldm_folder, subj
 def test_wrong_dreambooth_inputs_are_one_line(tmp_path, tiny_ldm_folder, subjects):
     wrong = tmp_path / "wrong"
     base = ["--pretrained_model_name_or_path", tiny_ldm_folder, "--output_dir", wrong]
-    result = run_directly("train_dreambooth_lora.py", *base, "--instance_prompt", "a sks digit")
-    assert_one_line_error(result, "--instance_data_dir and --instance_prompt")
+    script = import_script("train_dreambooth_lora.py")
+    assert "--instance_data_dir and --instance_prompt" in parse_error(
+        script, *base, "--instance_prompt", "a sks digit"
+    )
     instance = ["--instance_data_dir", subjects / "zeros", "--instance_prompt", "a sks digit"]
-    result = run_directly("train_dreambooth_lora.py", *base, *instance, "--with_prior_preservation")
-    assert_one_line_error(result, "--with_prior_preservation needs --class_prompt")
+    error = parse_error(script, *base, *instance, "--with_prior_preservation")
+    assert "--with_prior_preservation needs --class_prompt" in error
     concepts_file = tmp_path / "concepts.json"
     concepts_file.write_text(json.dumps([{"instance_prompt": "a sks digit", "instance_dir": "x"}]))
-    result = run_directly("train_dreambooth_lora.py", *base, "--concepts_list", concepts_file)
-    assert_one_line_error(result, "--concepts_list entry 0 has unknown key(s) instance_dir")
-    result = run_directly("train_dreambooth_lora.py", *base, "--concepts_list", concepts_file, *instance[2:])
-    assert_one_line_error(result, "--concepts_list lists the subjects: leave out --instance_prompt")
+    error = parse_error(script, *base, "--concepts_list", concepts_file, *instance[2:])
+    assert "--concepts_list lists the subjects: leave out --instance_prompt" in error
+    args = script.parse_args([str(item) for item in (*base, "--concepts_list", concepts_file)])
+    with pytest.raises(ValueError, match=r"--concepts_list entry 0 has unknown key\(s\) instance_dir"):
+        script.read_concepts(args)
+    concepts_file.write_text("[{")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        script.read_concepts(args)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "0.png").write_bytes(b"not a png")
