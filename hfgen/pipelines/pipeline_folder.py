@@ -104,6 +104,14 @@ def _loader_for_model(model_type) -> str:
     return "load it with its own model class (transformers.AutoModel.from_pretrained after `import hfgen`)"
 
 
+def _loader_for_diffusers_model(folder: str, class_name: str) -> str:
+    """How to use a lone diffusers model folder: the pipeline folder it belongs to, when it is one's component."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    if os.path.isfile(os.path.join(parent, "model_index.json")):
+        return f"it is the {os.path.basename(os.path.abspath(folder))}/ component of {parent}: give that folder"
+    return f"load it with diffusers.{class_name}.from_pretrained(folder)"
+
+
 def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type, provided: set[str] = frozenset()) -> None:
     """Raise a one-line `ValueError` when the local `folder` is not one that `pipeline_class` can load, with the
     components named in `provided` passed to `from_pretrained` (as in
@@ -119,7 +127,14 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type, provi
     if not os.path.isfile(index_file):
         config_file = os.path.join(folder, "config.json")
         if os.path.isfile(config_file):
-            model_type = _read_json(config_file).get("model_type")
+            config = _read_json(config_file)
+            model_type = config.get("model_type")
+            if model_type is None and isinstance(config.get("_class_name"), str):
+                raise ValueError(
+                    f"{folder} holds a single diffusers {config['_class_name']} (config.json) and no "
+                    f"model_index.json, so {pipeline_class.__name__}.from_pretrained cannot load it: "
+                    f"{_loader_for_diffusers_model(folder, config['_class_name'])}"
+                )
             raise ValueError(
                 f"{folder} holds a single model (config.json with model_type {model_type!r}) and no "
                 f"model_index.json, so {pipeline_class.__name__}.from_pretrained cannot load it: "

@@ -217,8 +217,12 @@ def local_folder(path: str) -> str:
     if os.path.isdir(path):
         return path
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
 
-    return snapshot_download(path)
+    try:
+        return snapshot_download(path)
+    except HFValidationError:
+        raise ValueError(f"{path!r} is neither a local folder nor a Hub repo id: check the path") from None
 
 
 def encode_text(text_encoder: torch.nn.Module, tokenizer, texts: list[str], device) -> torch.Tensor:

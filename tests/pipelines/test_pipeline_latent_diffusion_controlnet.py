@@ -214,3 +214,12 @@ def test_a_stable_diffusion_base_samples_what_diffusers_samples(tiny_stable_diff
     got = ours(**arguments, controlnet_conditioning_scale=0.8, generator=seeded(0)).images
     assert got.shape == expected.shape == (1, 32, 32, 3)
     assert abs(got - expected).max() < 1e-5
+
+
+def test_a_component_folder_names_its_pipeline_folder(components, tmp_path):
+    LatentDiffusionPipeline(**components).save_pretrained(tmp_path / "ldm")
+    with raises_value_error("holds a single diffusers UNet2DConditionModel", "it is the unet/ component of"):
+        LatentDiffusionPipeline.from_pretrained(tmp_path / "ldm" / "unet")
+    components["unet"].save_pretrained(tmp_path / "lone-unet")
+    with raises_value_error("diffusers.UNet2DConditionModel.from_pretrained(folder)"):
+        LatentDiffusionControlNetPipeline.from_pretrained(tmp_path / "lone-unet")

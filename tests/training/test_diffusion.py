@@ -76,3 +76,12 @@ def test_a_run_takes_the_resolution_colour_mode_and_schedule_of_its_base():
     schedule = base_training_schedule(sampler.config, args)
     assert args.prediction_type == "v_prediction" and schedule.config.num_train_timesteps == 100
     assert torch.equal(schedule.alphas_cumprod, sampler.alphas_cumprod)
+
+
+def test_a_base_path_that_is_neither_a_folder_nor_a_repo_id_is_named():
+    import pytest
+
+    from hfgen.training.diffusion import local_folder
+
+    with pytest.raises(ValueError, match="'/no/such/ldm-digits' is neither a local folder nor a Hub repo id"):
+        local_folder("/no/such/ldm-digits")

@@ -204,10 +204,14 @@ def parse_args(input_args=None):
         parser.error("give the control images by --conditioning_image_column or --conditioning_data_dir, not both")
     if args.conditioning_data_dir and not args.train_data_dir:
         parser.error("--conditioning_data_dir pairs control images with the files of --train_data_dir: give it too")
-    args.computed_control = not (args.conditioning_image_column or args.conditioning_data_dir)
-    if args.computed_control and args.control_type is None:
+    if computes_controls(args) and args.control_type is None:
         args.control_type = "canny"
     return args
+
+
+def computes_controls(args) -> bool:
+    """Whether the control maps are computed from the images (no column or folder of control images given)."""
+    return not (args.conditioning_image_column or args.conditioning_data_dir)
 
 
 def control_parameters(args) -> dict:
@@ -260,13 +264,13 @@ class ControlSource:
         self.args = args
         self.parameters = control_parameters(args)
         self.read = {}
-        if not args.computed_control:
+        if not computes_controls(args):
             transform = image_transform(args.resolution, "RGB")
             for name, split in (("train", data.evaluation.train), ("eval", data.evaluation.evaluation)):
                 self.read[name] = decoded_if_small(conditioning_images(split, args), transform, args.resolution, 3)
 
     def maps(self, pixel_values: torch.Tensor, indices: list[int], split: str) -> torch.Tensor:
-        if self.args.computed_control:
+        if computes_controls(self.args):
             return control_maps(pixel_values, self.args.control_type, **self.parameters)
         read = torch.stack([self.read[split][index]["pixel_values"] for index in indices])
         return ((read + 1) / 2).to(pixel_values.device)
@@ -505,7 +509,7 @@ def main(args):
     global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
     batches = endless_batches(accelerator, train_dataloader, global_step * args.gradient_accumulation_steps)
     total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    source = args.control_type if args.computed_control else "read from the data"
+    source = args.control_type if computes_controls(args) else "read from the data"
     logger.info(
         f"{len(data.train)} training images, {args.max_train_steps} steps, batch {total_batch} "
         f"({accelerator.num_processes} processes); control maps: {source}"
@@ -561,7 +565,7 @@ def main(args):
             "sampler": f"{type(pipeline.scheduler).__name__}, {args.num_inference_steps} steps, guidance scale "
             f"{args.guidance_scale}, ControlNet scale {args.controlnet_conditioning_scale}",
             "control": f"{args.control_type or 'unnamed'} maps of held-out images"
-            + (f" {control_parameters(args)}" if args.computed_control else ", read from the data"),
+            + (f" {control_parameters(args)}" if computes_controls(args) else ", read from the data"),
         }
         if args.control_type in ("canny", "sobel"):
             protocol["edge_agreement"] = (
@@ -578,7 +582,7 @@ def main(args):
             pipeline_tag="text-to-image",
             example_prompt=grid_prompts(captions, 8)[-1],
             control_type=args.control_type,
-            computed_control=args.computed_control,
+            computed_control=computes_controls(args),
         )
         print_run_summary(args.output_dir, data.evaluation, metrics)
         if args.push_to_hub:
