@@ -14,9 +14,11 @@ Speeds are the median over `--repeats` timed rounds after a warm-up one, at the 
 The agreement draws one sample per held-out digit (its Canny map, the prompt of its class, seeded noise), once with
 the ControlNet and once with its scale at 0 (the base model, same prompt and noise). DreamBooth runs
 `train_dreambooth_lora.py` twice on the same subject: five held-out sevens drawn bold (a grey dilation), a style the
-base model never saw, as "a sks digit" of class "a handwritten digit". Memory is measured in a fresh process per mode:
-the peak resident set (or CUDA's peak allocation on a GPU) over the process's size before the UNet is built, so the
-weights, gradients, optimizer state and activations count and the Python and torch runtime do not.
+base model never saw, as "a sks digit" of class "a handwritten digit". Memory is measured in a fresh process per mode
+over three AdamW steps: on a GPU CUDA's peak allocation; on a CPU the peak bytes of tensors alive at once (weights,
+gradients, optimizer state, activations and temporaries, counted per storage as torch creates and frees them: the
+same quantity), with the peak resident size over the process's starting size beside it, which also holds the
+allocator's caches and kernel scratch space.
 """
 
 import argparse
@@ -251,8 +253,52 @@ def resident_bytes() -> int:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class LiveTensorBytes:
+    """The peak bytes of tensor storages alive at once, counted as torch operations create them and as they are freed:
+    on a CPU the analogue of CUDA's `max_memory_allocated` (the process's resident size also holds the allocator's
+    caches and the kernels' scratch space, which depend on the allocator, not on the training)."""
+
+    def __init__(self, existing):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        tracker = self
+        self.live = self.peak = 0
+        # storages that exist before (weights, inputs): views of them are not new memory
+        self.seen = {tensor.untyped_storage().data_ptr() for tensor in existing}
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                output = func(*args, **(kwargs or {}))
+                for tensor in tree_flatten(output)[0]:
+                    if isinstance(tensor, torch.Tensor):
+                        tracker.track(tensor)
+                return output
+
+        self.mode = Mode()
+
+    def track(self, tensor: torch.Tensor) -> None:
+        import weakref
+
+        storage = tensor.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+        if key in self.seen or size == 0:
+            return
+        self.seen.add(key)
+        self.live += size
+        self.peak = max(self.peak, self.live)
+
+        def free():
+            self.seen.discard(key)
+            self.live -= size
+
+        weakref.finalize(storage, free)
+
+
 def memory_worker(args) -> None:
-    """One mode in this fresh process: print the trained parameters and the peak memory over the starting size."""
+    """One mode in this fresh process: print the trained parameters and the peak memory of three training steps,
+    weights included (CUDA's peak allocation on a GPU; on a CPU the peak of live tensors, and the resident size over
+    the process's size before the UNet was built)."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     from hfgen.training.diffusion import add_unet_lora
@@ -276,20 +322,27 @@ def memory_worker(args) -> None:
     latents = torch.randn(args.batch_size, config["in_channels"], size, size, device=device)
     tokens = 77 if args.stable_diffusion_unet else 16  # a CLIP tokenizer pads to 77
     hidden = torch.randn(args.batch_size, tokens, config["cross_attention_dim"], device=device)
-    for _ in range(3):
-        timesteps = torch.randint(0, 1000, (args.batch_size,), device=device)
-        noise = torch.randn_like(latents)
-        prediction = unet(scheduler.add_noise(latents, noise, timesteps), timesteps, hidden).sample
-        torch.nn.functional.mse_loss(prediction, noise).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    weights = sum(tensor.numel() * tensor.element_size() for tensor in unet.state_dict().values())
+    tracker = LiveTensorBytes([*unet.parameters(), *unet.buffers(), latents, hidden])
+    with tracker.mode:
+        for _ in range(3):
+            timesteps = torch.randint(0, 1000, (args.batch_size,), device=device)
+            noise = torch.randn_like(latents)
+            prediction = unet(scheduler.add_noise(latents, noise, timesteps), timesteps, hidden).sample
+            torch.nn.functional.mse_loss(prediction, noise).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            del prediction
     if cuda:
         peak = torch.cuda.max_memory_allocated() - start
+        resident = None
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
+        peak = weights + tracker.peak
+        resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start
     trained = sum(p.numel() for p in parameters)
     total = sum(p.numel() for name, p in unet.named_parameters() if "lora_" not in name)
-    print(json.dumps({"trained": trained, "total": total, "peak_bytes": peak, "device": device}))
+    result = {"trained": trained, "total": total, "peak_bytes": peak, "resident_bytes": resident, "device": device}
+    print(json.dumps(result))
 
 
 def memory(args) -> None:
@@ -308,13 +361,17 @@ def memory(args) -> None:
         f"\nDreamBooth LoRA (rank 4 on to_q/to_k/to_v/to_out.0) against a full fine-tune of {unet}, "
         f"batch {args.batch_size}, AdamW, on {full['device']}\n"
     )
-    print("| Mode | trained parameters | share of the UNet | peak memory over the start |\n|---|---|---|---|")
+    print("| Mode | trained parameters | share of the UNet | peak tensor memory | peak resident size |")
+    print("|---|---|---|---|---|")
     for name, result in (("full fine-tune", full), ("LoRA", lora)):
+        resident = "-" if result["resident_bytes"] is None else f"{result['resident_bytes'] / 2**20:.1f} MiB"
         print(
             f"| {name} | {result['trained']:,} | {result['trained'] / result['total']:.2%} | "
-            f"{result['peak_bytes'] / 2**20:.1f} MiB |"
+            f"{result['peak_bytes'] / 2**20:.1f} MiB | {resident} |"
         )
-    print(f"\nLoRA peak / full peak: {lora['peak_bytes'] / full['peak_bytes']:.1%}")
+    print(f"\nLoRA peak / full peak: {lora['peak_bytes'] / full['peak_bytes']:.1%} of tensor memory")
+    if full["resident_bytes"]:
+        print(f"(resident size: {lora['resident_bytes'] / full['resident_bytes']:.1%})")
 
 
 def main():
