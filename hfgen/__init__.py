@@ -7,6 +7,7 @@ Every saveable class is `hfgen.<Name>`. Importing hfgen registers its configs an
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .models.cyclegan import CycleGANConfig, CycleGANDiscriminator, CycleGANGenerator
 from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
@@ -30,6 +31,7 @@ for _config, _model in (
     (VAEConfig, VAEModel),
     (DigitsClassifierConfig, DigitsClassifier),
     (GANConfig, GANGenerator),
+    (CycleGANConfig, CycleGANGenerator),
     (StyleGANConfig, StyleGANGenerator),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
@@ -37,6 +39,9 @@ for _config, _model in (
 AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifier, exist_ok=True)
 
 __all__ = [
+    "CycleGANConfig",
+    "CycleGANDiscriminator",
+    "CycleGANGenerator",
     "DDPMPipeline",
     "DDPMPipelineOutput",
     "DigitsClassifier",
