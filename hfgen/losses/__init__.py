@@ -17,6 +17,7 @@ from .gan import (
     path_length_penalty,
     r1_penalty,
 )
+from .translation import cycle_consistency_loss, identity_loss, paired_l1_loss
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -32,4 +33,7 @@ __all__ = [
     "gradient_penalty",
     "path_length_penalty",
     "r1_penalty",
+    "cycle_consistency_loss",
+    "identity_loss",
+    "paired_l1_loss",
 ]

@@ -278,3 +278,45 @@ def save_adversarial_weights(output_dir: str, pipeline, generator, discriminator
     generator.save_pretrained(output_dir)
     if discriminator is not None and not adapter_only:
         discriminator.save_pretrained(os.path.join(output_dir, "discriminator"))
+
+
+class ImagePool:
+    """A history of generated images for the discriminator (Shrivastava et al. 2017, as CycleGAN uses it): until
+    `size` images are stored, each new image is stored and returned; after, each new image is, with probability 1/2,
+    swapped for a stored one drawn at random (the stored one is returned and the new one takes its place), else
+    returned itself. The discriminator so also sees older translations, which damps oscillations.
+
+    Draws come from torch's global RNG (seeded per process and saved in checkpoints); the stored images are saved
+    too (`state_dict` / `load_state_dict`, for `accelerator.register_for_checkpointing`), so a resumed run draws what
+    the uninterrupted one would have. `size=0` turns the pool off.
+    """
+
+    def __init__(self, size: int = 50):
+        if size < 0:
+            raise ValueError(f"the image pool size must be >= 0, got {size}")
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        returned = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                returned.append(image)
+            elif torch.rand(()).item() < 0.5:
+                index = int(torch.randint(0, self.size, ()).item())
+                returned.append(self.images[index].to(image.device))  # loaded from a checkpoint: on the CPU
+                self.images[index] = image.clone()
+            else:
+                returned.append(image)
+        return torch.stack(returned)
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "images": [image.cpu() for image in self.images]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size = state["size"]
+        self.images = list(state["images"])

@@ -173,3 +173,34 @@ def test_fixed_diffaugment_starts_at_probability_one(accelerator):
     args = argparse.Namespace(augment="diffaugment", augment_probability=None, augment_policy="color", ada_target=0.6)
     augment = make_augmentation(args, accelerator, 10)
     assert args.augment_probability == 1.0 and augment.probability == 1.0 and not augment.adaptive
+
+
+def test_image_pool_fills_then_swaps_with_probability_one_half():
+    from hfgen.training.adversarial import ImagePool
+
+    torch.manual_seed(0)
+    pool = ImagePool(size=4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the new images come back
+    assert torch.equal(torch.stack(pool.images), first)
+    returned_stored = 0
+    for step in range(200):
+        new = torch.full((1, 1, 1, 1), 100.0 + step)
+        out = pool.query(new)
+        if out.item() != new.item():
+            returned_stored += 1
+            assert out.item() < 100.0 + step  # an older image
+        assert len(pool.images) == 4
+    assert 70 < returned_stored < 130  # about half of 200
+    # the pool's state round-trips, and the same RNG state draws the same answers
+    saved = pool.state_dict()
+    state = torch.get_rng_state()
+    expected = pool.query(torch.full((3, 1, 1, 1), -1.0))
+    restored = ImagePool(size=1)
+    restored.load_state_dict(saved)
+    torch.set_rng_state(state)
+    assert torch.equal(restored.query(torch.full((3, 1, 1, 1), -1.0)), expected)
+    off = ImagePool(size=0)
+    assert torch.equal(off.query(first), first) and off.images == []
+    with pytest.raises(ValueError, match="pool size must be >= 0"):
+        ImagePool(size=-1)
