@@ -1,0 +1,72 @@
+"""The built-in image-to-image translation pair: domain A is the built-in digits (grey), domain B the same digits
+under a fixed, invertible colour map (dark strokes on a warm background, through a three-colour ramp), so the true
+translation of every held-out digit is known and a model's translations can be scored pixel by pixel.
+
+The map sends grey level g (0-255) to the colour at position 255 - g of a 256-entry table along the ramp navy ->
+teal -> amber; every entry is a distinct 8-bit colour, so `decolourise(colourise(g)) == g` for every g. CycleGAN
+trains on the pair served unpaired (the B images of the training split in an independent fixed order); pix2pix on it
+paired. The test split is always paired: it is what translations are measured against.
+"""
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from PIL import Image as PILImage
+
+from .images import load_digits_dataset
+
+BUILTIN_DIGIT_PAIR = "hfgen/digits-colour"
+"""Name of the built-in pair, accepted where a translation script takes its domains."""
+
+COLOUR_STOPS = ((13, 13, 77), (26, 140, 140), (242, 217, 51))
+"""The ramp's colours (navy, teal, amber) in 8-bit RGB."""
+
+PAIR_SHUFFLE_SEED = 0
+"""Fixes the order of the unpaired B images."""
+
+
+def colour_table() -> np.ndarray:
+    """The 256 colours of the ramp, `(256, 3)` uint8, evenly spaced along its length."""
+    stops = np.asarray(COLOUR_STOPS, dtype=np.float64)
+    lengths = np.linalg.norm(np.diff(stops, axis=0), axis=1)
+    positions = np.concatenate([[0.0], np.cumsum(lengths)]) / lengths.sum()
+    steps = np.linspace(0.0, 1.0, 256)
+    table = np.stack([np.interp(steps, positions, stops[:, channel]) for channel in range(3)], axis=1)
+    return np.rint(table).astype(np.uint8)
+
+
+def colourise(grey: np.ndarray) -> np.ndarray:
+    """Domain A to B: grey levels `(..., )` uint8 to colours `(..., 3)` uint8 (bright strokes become dark)."""
+    return colour_table()[255 - np.asarray(grey, dtype=np.uint8)]
+
+
+def decolourise(rgb: np.ndarray) -> np.ndarray:
+    """Domain B to A, the inverse of [`colourise`]: each colour `(..., 3)` to the grey level of the nearest ramp
+    colour, `(...)` uint8."""
+    table = colour_table().astype(np.int32)
+    pixels = np.asarray(rgb, dtype=np.int32).reshape(-1, 1, 3)
+    nearest = np.argmin(((pixels - table[None]) ** 2).sum(axis=2), axis=1)
+    return (255 - nearest).astype(np.uint8).reshape(np.asarray(rgb).shape[:-1])
+
+
+def load_digit_pair(resolution: int = 32, paired: bool = True) -> DatasetDict:
+    """The built-in pair at `resolution`: `train` and `test` splits with `image_a` (grey digits), `image_b` (their
+    colourised versions) and `label` (of `image_a`). With `paired=False` the training split's `image_b` column is the
+    colourised training digits in an independent fixed order, as unpaired data comes; the test split stays paired."""
+    digits = load_digits_dataset(resolution)
+    features = Features(
+        {"image_a": Image(), "image_b": Image(), "label": ClassLabel(names=[str(digit) for digit in range(10)])}
+    )
+    splits = {}
+    for name, split in digits.items():
+        images_a = split["image"]
+        images_b = [PILImage.fromarray(colourise(np.asarray(image.convert("L"))), mode="RGB") for image in images_a]
+        if name == "train" and not paired:
+            order = np.random.default_rng(PAIR_SHUFFLE_SEED).permutation(len(images_b))
+            images_b = [images_b[index] for index in order]
+        splits[name] = Dataset.from_dict(
+            {"image_a": images_a, "image_b": images_b, "label": split["label"]}, features=features
+        )
+    return DatasetDict(splits)
+
+
+__all__ = ["BUILTIN_DIGIT_PAIR", "colour_table", "colourise", "decolourise", "load_digit_pair"]
