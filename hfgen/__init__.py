@@ -12,6 +12,7 @@ from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
+from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
 from .pipelines.latent_diffusion import (
@@ -42,6 +43,7 @@ __all__ = [
     "CycleGANConfig",
     "CycleGANDiscriminator",
     "CycleGANGenerator",
+    "CycleGANPipeline",
     "DDPMPipeline",
     "DDPMPipelineOutput",
     "DigitsClassifier",
@@ -54,12 +56,14 @@ __all__ = [
     "LatentDiffusionControlNetPipeline",
     "LatentDiffusionPipeline",
     "LatentDiffusionPipelineOutput",
+    "Pix2PixPipeline",
     "ScoreSdePipeline",
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",
     "StyleGANPipeline",
     "StyleGANPipelineOutput",
+    "TranslationPipelineOutput",
     "VAEConfig",
     "VAEModel",
     "VAEPipeline",

@@ -1,0 +1,3 @@
+from .pipeline_cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
+
+__all__ = ["CycleGANPipeline", "Pix2PixPipeline", "TranslationPipelineOutput"]
