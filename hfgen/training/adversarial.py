@@ -320,3 +320,20 @@ class ImagePool:
     def load_state_dict(self, state: dict) -> None:
         self.size = state["size"]
         self.images = list(state["images"])
+
+
+def constant_then_linear_decay(optimizer: torch.optim.Optimizer, constant_steps: int, decay_steps: int):
+    """CycleGAN's and pix2pix's schedule: the learning rate stays at its start for `constant_steps` steps (the papers'
+    `n_epochs` in steps), then falls linearly to zero over `decay_steps` (`n_epochs_decay`); a `LambdaLR`, whose
+    position a checkpoint saves."""
+    if constant_steps < 0 or decay_steps < 0:
+        raise ValueError(f"the schedule's lengths must be >= 0, got {constant_steps} and {decay_steps}")
+
+    def factor(step: int) -> float:
+        if step < constant_steps:
+            return 1.0
+        if decay_steps == 0:
+            return 0.0
+        return max(0.0, 1.0 - (step - constant_steps) / decay_steps)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -204,3 +204,29 @@ def test_image_pool_fills_then_swaps_with_probability_one_half():
     assert torch.equal(off.query(first), first) and off.images == []
     with pytest.raises(ValueError, match="pool size must be >= 0"):
         ImagePool(size=-1)
+
+
+def test_constant_then_linear_decay_reaches_zero_and_resumes():
+    from hfgen.training.adversarial import constant_then_linear_decay
+
+    def learning_rates(schedule, optimizer, steps):
+        rates = []
+        for _ in range(steps):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return rates
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = constant_then_linear_decay(optimizer, constant_steps=3, decay_steps=4)
+    assert learning_rates(schedule, optimizer, 8) == pytest.approx([2, 2, 2, 2, 1.5, 1, 0.5, 0])
+    resumed_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    resumed = constant_then_linear_decay(resumed_optimizer, constant_steps=3, decay_steps=4)
+    fresh = constant_then_linear_decay(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0), 3, 4)
+    for _ in range(5):
+        fresh.optimizer.step()
+        fresh.step()
+    resumed.load_state_dict(fresh.state_dict())
+    assert resumed.get_last_lr() == pytest.approx([1.0])
+    with pytest.raises(ValueError, match="lengths must be >= 0"):
+        constant_then_linear_decay(optimizer, -1, 4)
