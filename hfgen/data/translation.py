@@ -1,6 +1,11 @@
-"""The built-in image-to-image translation pair: domain A is the built-in digits (grey), domain B the same digits
-under a fixed, invertible colour map (dark strokes on a warm background, through a three-colour ramp), so the true
-translation of every held-out digit is known and a model's translations can be scored pixel by pixel.
+"""The built-in image-to-image translation pairs, whose true translation is known for every held-out image, so a
+model's translations can be scored pixel by pixel:
+
+- `hfgen/digits-colour`: domain A is the built-in digits (grey), domain B the same digits under a fixed, invertible
+  colour map (dark strokes on a warm background, through a three-colour ramp);
+- `hfgen/photos-graded`: domain A is crops of the colour photographs that ship with scikit-image (an astronaut, a cup
+  of coffee, a cat, a rocket), domain B the same crops under a fixed, invertible colour grading (a warm, washed-out
+  film look).
 
 The map sends grey level g (0-255) to the colour at position 255 - g of a 256-entry table along the ramp navy ->
 teal -> amber; every entry is a distinct 8-bit colour, so `decolourise(colourise(g)) == g` for every g. CycleGAN
@@ -69,4 +74,79 @@ def load_digit_pair(resolution: int = 32, paired: bool = True) -> DatasetDict:
     return DatasetDict(splits)
 
 
-__all__ = ["BUILTIN_DIGIT_PAIR", "colour_table", "colourise", "decolourise", "load_digit_pair"]
+BUILTIN_PHOTO_PAIR = "hfgen/photos-graded"
+
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+"""scikit-image's colour photographs (shipped in its wheel, nothing is downloaded) that the photo pair is cut from."""
+
+PHOTO_CROP = 64
+"""Side of the non-overlapping crops cut from the photographs, before resizing to the asked resolution."""
+
+PHOTO_TEST_SHARE = 0.2
+
+# The grading: a colour mix whose rows sum to 1 (a warm cast), a gamma that lifts the shadows, and a contraction into
+# [0.05, 0.95] (the washed-out blacks and whites of film). Each step is invertible.
+GRADE_MIX = np.array([[0.70, 0.25, 0.05], [0.20, 0.65, 0.15], [0.10, 0.30, 0.60]])
+GRADE_GAMMA = 0.8
+GRADE_FLOOR, GRADE_RANGE = 0.05, 0.9
+
+
+def grade(rgb: np.ndarray) -> np.ndarray:
+    """Domain A to B of the photo pair: 8-bit RGB `(..., 3)` to its graded version (8-bit RGB)."""
+    values = np.asarray(rgb, dtype=np.float64) / 255.0
+    graded = GRADE_FLOOR + GRADE_RANGE * (values @ GRADE_MIX.T) ** GRADE_GAMMA
+    return np.clip(np.rint(graded * 255.0), 0, 255).astype(np.uint8)
+
+
+def ungrade(rgb: np.ndarray) -> np.ndarray:
+    """Domain B to A of the photo pair, the inverse of [`grade`] (up to 8-bit rounding)."""
+    values = np.asarray(rgb, dtype=np.float64) / 255.0
+    mixed = np.clip((values - GRADE_FLOOR) / GRADE_RANGE, 0, 1) ** (1 / GRADE_GAMMA)
+    original = mixed @ np.linalg.inv(GRADE_MIX).T
+    return np.clip(np.rint(original * 255.0), 0, 255).astype(np.uint8)
+
+
+def photo_crops(resolution: int) -> list[PILImage.Image]:
+    """The non-overlapping `PHOTO_CROP`-pixel crops of the photographs, resized (bicubic) to `resolution`."""
+    import skimage.data
+
+    crops = []
+    for name in PHOTO_NAMES:
+        photo = getattr(skimage.data, name)()[..., :3]
+        for top in range(0, photo.shape[0] - PHOTO_CROP + 1, PHOTO_CROP):
+            for left in range(0, photo.shape[1] - PHOTO_CROP + 1, PHOTO_CROP):
+                crop = PILImage.fromarray(photo[top : top + PHOTO_CROP, left : left + PHOTO_CROP])
+                crops.append(crop.resize((resolution, resolution), PILImage.BICUBIC))
+    return crops
+
+
+def load_photo_pair(resolution: int = 32, paired: bool = False) -> DatasetDict:
+    """The built-in photo pair at `resolution`: `train` and `test` splits (a fixed 20% of the crops) with `image_a`
+    (the crops) and `image_b` (their graded versions), unpaired in `train` by default (an independent fixed order)
+    and paired in `test`."""
+    crops = photo_crops(resolution)
+    order = np.random.default_rng(PAIR_SHUFFLE_SEED).permutation(len(crops))
+    test_count = round(PHOTO_TEST_SHARE * len(crops))
+    features = Features({"image_a": Image(), "image_b": Image()})
+    splits = {}
+    for name, indices in (("train", sorted(order[test_count:])), ("test", sorted(order[:test_count]))):
+        images_a = [crops[index] for index in indices]
+        images_b = [PILImage.fromarray(grade(np.asarray(image))) for image in images_a]
+        if name == "train" and not paired:
+            shuffle = np.random.default_rng(PAIR_SHUFFLE_SEED + 1).permutation(len(images_b))
+            images_b = [images_b[index] for index in shuffle]
+        splits[name] = Dataset.from_dict({"image_a": images_a, "image_b": images_b}, features=features)
+    return DatasetDict(splits)
+
+
+__all__ = [
+    "BUILTIN_DIGIT_PAIR",
+    "BUILTIN_PHOTO_PAIR",
+    "colour_table",
+    "colourise",
+    "decolourise",
+    "grade",
+    "load_digit_pair",
+    "load_photo_pair",
+    "ungrade",
+]

@@ -34,3 +34,21 @@ def test_the_pair_is_served_paired_and_unpaired():
     assert sum(a == b for a, b in zip(shuffled, aligned, strict=True)) < 20  # ...in another order
     assert fingerprints(unpaired["test"]) == fingerprints(paired["test"])  # the held-out pairs stay aligned
     assert fingerprints(load_digit_pair(16, paired=False)["train"]) == shuffled  # a fixed order
+
+
+def test_the_photo_pair_grades_real_photographs_invertibly():
+    from hfgen.data.translation import grade, load_photo_pair, ungrade
+
+    colours = (np.random.default_rng(0).random((4096, 3)) * 255).astype(np.uint8)
+    assert np.abs(ungrade(grade(colours)).astype(int) - colours).max() <= 3  # up to 8-bit rounding
+    graded = grade(colours)
+    assert graded.min() >= 12 and graded.max() <= 243  # washed-out blacks and whites
+    pair = load_photo_pair(16)
+    assert len(pair["train"]) == 165 and len(pair["test"]) == 41
+    row = pair["test"][0]
+    assert row["image_a"].mode == "RGB" and row["image_a"].size == (16, 16)
+    assert np.array_equal(np.asarray(row["image_b"]), grade(np.asarray(row["image_a"])))  # held out: paired
+    crops = [np.asarray(image) for image in pair["train"]["image_a"]]
+    assert np.std([crop.mean() for crop in crops]) > 10  # real, varied photographs, not one flat colour
+    first_b = np.asarray(pair["train"][0]["image_b"])
+    assert not np.array_equal(first_b, grade(crops[0]))  # unpaired in training
