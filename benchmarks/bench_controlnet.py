@@ -181,6 +181,7 @@ def agreement(args) -> None:
 def write_subject(folder: str) -> None:
     """Five held-out sevens drawn bold: a grey dilation of the strokes, a style the base model never saw."""
     import numpy as np
+    from PIL import Image
     from scipy import ndimage
 
     from hfgen.data import load_digits_dataset
@@ -191,8 +192,6 @@ def write_subject(folder: str) -> None:
     for count, index in enumerate(sevens):
         image = np.asarray(test[index]["image"].convert("L"))
         bold = ndimage.grey_dilation(image, size=(3, 3))
-        from PIL import Image
-
         Image.fromarray(bold).save(os.path.join(folder, f"{count}.png"))
 
 

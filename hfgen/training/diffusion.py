@@ -9,6 +9,7 @@ draws what the uninterrupted one would have.
 
 import argparse
 import contextlib
+import os
 
 import torch
 
@@ -189,8 +190,6 @@ def save_lora(output_dir: str, unet: torch.nn.Module, text_encoder: torch.nn.Mod
     `pytorch_lora_weights.safetensors` in diffusers' format (the keys `pipeline.load_lora_weights` reads), with each
     adapter's config as metadata: without it the loader takes alpha = rank and silently changes the scale. Returns
     the file's path."""
-    import os
-
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -212,8 +211,6 @@ def save_lora(output_dir: str, unet: torch.nn.Module, text_encoder: torch.nn.Mod
 
 def local_folder(path: str) -> str:
     """`path` itself when it is a folder, else the local snapshot of the Hub repo it names (downloaded once)."""
-    import os
-
     if os.path.isdir(path):
         return path
     from huggingface_hub import snapshot_download

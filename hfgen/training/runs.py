@@ -124,10 +124,14 @@ def gradient_sync(accelerator, networks, index: int, count: int):
     return stack
 
 
-def random_flip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror each image horizontally with probability 1/2."""
-    flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+def random_flip(images: torch.Tensor, paired: torch.Tensor | None = None):
+    """Mirror each image horizontally with probability 1/2; with `paired` (e.g. control maps of the same shape), mirror
+    each of those with its image and return both."""
+    flip = (torch.rand(images.shape[0], device=images.device) < 0.5)[:, None, None, None]
+    flipped = torch.where(flip, images.flip(-1), images)
+    if paired is None:
+        return flipped
+    return flipped, torch.where(flip, paired.flip(-1), paired)
 
 
 def check_finite(loss: torch.Tensor, name: str, step: int, output_dir: str, limit: float = float("inf")) -> None:

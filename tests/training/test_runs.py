@@ -43,3 +43,17 @@ def test_channels_last_training_changes_the_memory_order_not_the_numbers():
     contiguous, channels_last = one_training_step(False), one_training_step(True)
     for name, value in contiguous.items():
         torch.testing.assert_close(channels_last[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_random_flip_mirrors_paired_maps_with_their_images():
+    from hfgen.training.runs import random_flip
+
+    torch.manual_seed(0)
+    images = torch.arange(32.0).view(8, 1, 1, 4)
+    controls = images * 10
+    flipped, flipped_controls = random_flip(images, controls)
+    mirrored = [not torch.equal(flipped[i], images[i]) for i in range(8)]
+    assert 0 < sum(mirrored) < 8  # some of each
+    assert torch.equal(flipped_controls, flipped * 10)  # each map flipped exactly when its image was
+    torch.manual_seed(0)
+    assert torch.equal(random_flip(images), flipped)  # the same draws without a paired map

@@ -46,14 +46,11 @@ def subjects(tmp_path_factory, digit_batch):
     return folder
 
 
-@pytest.fixture(scope="module")
-def dreambooth_run(tmp_path_factory, tiny_ldm_folder, subjects, launch_script):
-    """Four steps with prior preservation and text-encoder LoRA, checkpoints every two: the reference run."""
-    output_dir = tmp_path_factory.mktemp("dreambooth") / "run"
-    result = launch_script(
-        "train_dreambooth_lora.py",
+def reference_run(base, subjects) -> list:
+    """The subject, prior preservation and text-encoder LoRA of the reference run (and of its resumed copy)."""
+    return [
         "--pretrained_model_name_or_path",
-        tiny_ldm_folder,
+        base,
         "--instance_data_dir",
         subjects / "zeros",
         "--instance_prompt",
@@ -64,6 +61,16 @@ def dreambooth_run(tmp_path_factory, tiny_ldm_folder, subjects, launch_script):
         "--num_class_images",
         "3",
         "--train_text_encoder",
+    ]
+
+
+@pytest.fixture(scope="module")
+def dreambooth_run(tmp_path_factory, tiny_ldm_folder, subjects, launch_script):
+    """Four steps with prior preservation and text-encoder LoRA, checkpoints every two: the reference run."""
+    output_dir = tmp_path_factory.mktemp("dreambooth") / "run"
+    result = launch_script(
+        "train_dreambooth_lora.py",
+        *reference_run(tiny_ldm_folder, subjects),
         "--output_dir",
         output_dir,
         "--max_train_steps",
@@ -115,18 +122,7 @@ def test_dreambooth_resume_continues_exactly(tmp_path, dreambooth_run, tiny_ldm_
     shutil.copytree(reference_dir / "class_images", resumed_dir / "class_images")
     launch_script(
         "train_dreambooth_lora.py",
-        "--pretrained_model_name_or_path",
-        tiny_ldm_folder,
-        "--instance_data_dir",
-        subjects / "zeros",
-        "--instance_prompt",
-        "a sks digit",
-        "--with_prior_preservation",
-        "--class_prompt",
-        "a handwritten digit",
-        "--num_class_images",
-        "3",
-        "--train_text_encoder",
+        *reference_run(tiny_ldm_folder, subjects),
         "--output_dir",
         resumed_dir,
         "--max_train_steps",

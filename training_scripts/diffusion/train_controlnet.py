@@ -79,6 +79,7 @@ from hfgen.training.runs import (
     make_accelerator,
     make_lr_schedulers,
     make_train_dataloader,
+    random_flip,
     resume_run,
     save_grid,
     start_trackers,
@@ -274,13 +275,6 @@ class ControlSource:
             return control_maps(pixel_values, self.args.control_type, **self.parameters)
         read = torch.stack([self.read[split][index]["pixel_values"] for index in indices])
         return ((read + 1) / 2).to(pixel_values.device)
-
-
-def flip_pairs(pixel_values: torch.Tensor, controls: torch.Tensor):
-    """Mirror each image and its control map together, with probability 1/2."""
-    flip = torch.rand(pixel_values.shape[0], device=pixel_values.device) < 0.5
-    mask = flip[:, None, None, None]
-    return torch.where(mask, pixel_values.flip(-1), pixel_values), torch.where(mask, controls.flip(-1), controls)
 
 
 # --- models ---
@@ -525,7 +519,7 @@ def main(args):
             pixel_values = batch["pixel_values"]
             control = controls.maps(pixel_values, batch["indices"].tolist(), "train")
             if args.random_flip:
-                pixel_values, control = flip_pairs(pixel_values, control)
+                pixel_values, control = random_flip(pixel_values, control)
             texts = batch_captions(batch, captions)
             with gradient_sync(accelerator, [controlnet], index, args.gradient_accumulation_steps):
                 loss = controlnet_loss(pipeline, controlnet, noise_scheduler, pixel_values, control, texts, args)
