@@ -183,7 +183,7 @@ def card_metrics(metrics: dict, references: dict | None, protocol: dict, names: 
     dataset = str(protocol.get("dataset") or "unknown data")
     split = protocol.get("split")
     # A local folder is named on the card, but its type is the generic "imagefolder", not a path on someone's disk.
-    dataset_type = "imagefolder" if os.path.exists(dataset) else dataset
+    dataset_type = protocol.get("dataset_type") or ("imagefolder" if os.path.exists(dataset) else dataset)
     labels = dict(
         dataset_name=f"{dataset} ({split})" if split else dataset, dataset_type=dataset_type, dataset_split=split
     )

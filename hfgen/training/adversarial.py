@@ -44,20 +44,32 @@ class Phase:
 
     Args:
         name (`str`): what it is called in logs and errors, e.g. `"D main"`.
-        network (`nn.Module`): the network it updates, as `accelerator.prepare` returned it (the data-parallel wrapper
-            when there is one, so that its gradients are averaged across processes).
+        network (`nn.Module` or a list of them): the network it updates, as `accelerator.prepare` returned it (the
+            data-parallel wrapper when there is one, so that its gradients are averaged across processes); a list
+            for networks stepped together (CycleGAN's two generators, under one optimizer).
         optimizer (`torch.optim.Optimizer`): that network's optimizer.
         interval (`int`, *optional*): runs at iterations that are multiples of this (a lazy regulariser); None never
             runs (a regulariser whose weight is 0).
-        held (`nn.Module`, *optional*): the other network, which the loss runs through but which must not learn from
-            it (the discriminator during a generator phase); its weights take no gradient for the phase.
+        held (`nn.Module` or a list of them, *optional*): the other network, which the loss runs through but which
+            must not learn from it (the discriminator during a generator phase); its weights take no gradient for the
+            phase.
     """
 
     name: str
-    network: nn.Module
+    network: nn.Module | list[nn.Module]
     optimizer: torch.optim.Optimizer
     interval: int | None = 1
-    held: nn.Module | None = None
+    held: nn.Module | list[nn.Module] | None = None
+
+    @property
+    def networks(self) -> list[nn.Module]:
+        return list(self.network) if isinstance(self.network, (list, tuple)) else [self.network]
+
+    @property
+    def held_networks(self) -> list[nn.Module]:
+        if self.held is None:
+            return []
+        return list(self.held) if isinstance(self.held, (list, tuple)) else [self.held]
 
     def is_due(self, iteration: int) -> bool:
         return bool(self.interval) and iteration % self.interval == 0
@@ -79,21 +91,21 @@ def run_phase(
     back-propagated (e.g. to stop a diverging run). Returns the logged scalars, averaged over the micro-batches.
     """
     phase.optimizer.zero_grad(set_to_none=True)
-    if phase.held is not None:
-        phase.held.requires_grad_(False)
+    for held in phase.held_networks:
+        held.requires_grad_(False)
     totals: dict[str, float] = {}
     for index, micro_batch in enumerate(micro_batches):
-        with gradient_sync(accelerator, phase.network, index, len(micro_batches)):
+        with gradient_sync(accelerator, phase.networks, index, len(micro_batches)):
             loss, logs = loss_of(micro_batch)
             if guard is not None:
                 guard(loss, phase.name)
             accelerator.backward(loss / len(micro_batches))
         for key, value in logs.items():
             totals[key] = totals.get(key, 0.0) + float(value) / len(micro_batches)
-    if phase.held is not None:
-        phase.held.requires_grad_(True)
+    for held in phase.held_networks:
+        held.requires_grad_(True)
     if max_grad_norm is not None:
-        accelerator.clip_grad_norm_(phase.network.parameters(), max_grad_norm)
+        accelerator.clip_grad_norm_([p for network in phase.networks for p in network.parameters()], max_grad_norm)
     phase.optimizer.step()
     return totals
 

@@ -64,13 +64,15 @@ def write_model_card(
     metric_names: dict,
     tags: list[str],
     pipeline_tag: str = "unconditional-image-generation",
+    datasets: list[str] | None = None,
     **template_values,
 ):
     """Render `model_cards/<family>.md` into the folder's `README.md` and return the card.
 
     `record` is what [`write_run_record`] returned: the card shows its metrics (those of `metric_names`, a key-to-title
     mapping), protocol and references, labelled with the data and split that were evaluated. Every argument it shows
-    comes from the redacted record. `template_values` are the family template's own (e.g. `config`, `lora`).
+    comes from the redacted record. `datasets` are the Hub datasets of the card's metadata (by default the protocol's
+    dataset unless it is a local folder). `template_values` are the family template's own (e.g. `config`, `lora`).
     """
     recorded = recordable_arguments(args)
     dataset = str(record["protocol"]["dataset"])
@@ -79,7 +81,7 @@ def write_model_card(
         model_name=recorded["hub_model_id"] or os.path.basename(os.path.abspath(recorded["output_dir"])),
         metrics=card_metrics(record["metrics"], record.get("references"), record["protocol"], metric_names),
         pipeline_tag=pipeline_tag,
-        datasets=[] if os.path.exists(dataset) else [dataset],  # Hub ids only, not local paths
+        datasets=datasets if datasets is not None else [] if os.path.exists(dataset) else [dataset],  # Hub ids only
         tags=tags,
         template_values={
             "repo_id_or_path": recorded["hub_model_id"] or recorded["output_dir"],
