@@ -177,6 +177,8 @@ def check_translation_arguments(parser: argparse.ArgumentParser, args: argparse.
         parser.error("--lr_warmup_steps: the translation schedules have no warmup (the papers use none); drop it")
     if args.lr_decay_steps is not None and args.lr_scheduler != "step":
         parser.error(f"--lr_decay_steps is for --lr_scheduler step, not {args.lr_scheduler}")
+    if args.domain_a is not None:
+        args.builtin_dataset = None  # the two domains are the data: no built-in pair in --dataset_name
     if args.output_dir is None and args.domain_a is not None:
         names = [os.path.basename(os.path.normpath(domain)) for domain in (args.domain_a, args.domain_b)]
         args.output_dir = f"{args.output_dir_prefix}-{names[0]}-to-{names[1]}"

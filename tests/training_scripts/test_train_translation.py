@@ -1,0 +1,269 @@
+"""train_cyclegan.py and train_pix2pix.py run as users run them (`accelerate launch` subprocesses, a few steps on
+tiny networks): the built-in digit pair and two folders of the user's, the Hub-ready folder, the metrics against the
+known mapping, exact resume (the image pools and the learning-rate schedule included), and one-line flag errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import hfgen
+
+from .conftest import import_script, parse_error
+from .test_secrets import FAKE_TOKEN, files_containing
+
+TINY_NETWORKS = [
+    "--generator_channels",
+    "4",
+    "--discriminator_channels",
+    "4",
+    "--num_residual_blocks",
+    "1",
+    "--train_batch_size",
+    "8",
+    "--num_validation_images",
+    "4",
+]
+
+
+def cyclegan_arguments(output_dir, *extra):
+    return [
+        "--output_dir",
+        output_dir,
+        "--resolution",
+        "16",
+        *TINY_NETWORKS,
+        "--pool_size",
+        "10",  # full after the second step: the later ones swap with stored translations
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--random_flip",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def cyclegan_run(tmp_path_factory, launch_script):
+    """Four CycleGAN steps on the built-in digit pair at 16 px, checkpoints every two, a (fake) Hub token given: the
+    uninterrupted reference run."""
+    output_dir = tmp_path_factory.mktemp("cyclegan") / "run"
+    result = launch_script("train_cyclegan.py", *cyclegan_arguments(output_dir, "--hub_token", FAKE_TOKEN))
+    return output_dir, result
+
+
+def test_cyclegan_folder_translates_both_ways_and_reports_against_the_known_mapping(cyclegan_run):
+    output_dir, result = cyclegan_run
+    pipeline = hfgen.CycleGANPipeline.from_pretrained(output_dir)
+    digit = Image.fromarray((np.arange(256).reshape(16, 16)).astype(np.uint8), mode="L")
+    to_b = pipeline([digit, digit], direction="a_to_b").images
+    assert len(to_b) == 2 and to_b[0].size == (16, 16) and to_b[0].mode == "RGB"
+    back = pipeline(to_b, direction="b_to_a", output_type="pt").images
+    assert back.shape == (2, 3, 16, 16)
+    for name in ("discriminator_a", "discriminator_b"):
+        assert hfgen.CycleGANDiscriminator.from_pretrained(output_dir / name).config.in_channels == 3
+
+    record = json.loads((output_dir / "metrics.json").read_text())
+    metrics = record["metrics"]
+    for direction in ("a_to_b", "b_to_a"):
+        for name in ("psnr", "ssim", "fid", "kid", "class_preservation"):
+            assert np.isfinite(metrics[f"{name}_{direction}"]), name
+        assert 0 <= metrics[f"class_preservation_{direction}"] <= 1
+    assert metrics["cycle_psnr_a"] > 0 and metrics["cycle_psnr_b"] > 0
+    # The identity baseline of the digit pair: grey digits read as their inverted, coloured versions score badly.
+    identity = record["baselines"]["psnr_a_to_b"]["identity mapping"]
+    assert 0 < identity < 10
+    assert record["baselines"]["class_preservation_a_to_b"]["real held-out digits"] > 0.9
+    assert record["protocol"]["dataset"] == "hfgen/digits-colour" and record["protocol"]["split"] == "test"
+    assert record["step"] == 4
+
+    card = (output_dir / "README.md").read_text()
+    assert "A CycleGAN (Zhu et al., 2017)" in card and "pipeline_tag: image-to-image" in card
+    assert "| psnr_a_to_b | identity mapping |" in card
+    assert "A, A -> B, A -> B -> A, B, B -> A, B -> A -> B" in card
+    grid = Image.open(output_dir / "samples.png")
+    assert grid.width == 8 * 64 and grid.height == 6 * 64  # 8 columns, 6 rows, enlarged for the card
+    assert (output_dir / "validation" / "step-000002-translations.png").is_file()
+    # The token given on the command line reached no file and no log.
+    assert files_containing(output_dir, FAKE_TOKEN) == []
+    assert FAKE_TOKEN not in result.stdout + result.stderr
+
+
+def test_cyclegan_resume_continues_exactly_with_its_pools_and_schedule(tmp_path, cyclegan_run, launch_script):
+    reference_dir, _ = cyclegan_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(reference_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
+    launch_script(
+        "train_cyclegan.py",
+        *cyclegan_arguments(resumed_dir, "--hub_token", FAKE_TOKEN, "--resume_from_checkpoint", "latest"),
+    )
+    for component in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
+        reference = load_file(reference_dir / component / "model.safetensors")
+        resumed = load_file(resumed_dir / component / "model.safetensors")
+        for key in reference:
+            torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=f"{component}.{key}")
+
+
+@pytest.fixture(scope="module")
+def paired_folders(tmp_path_factory):
+    """A user's pairs: 24 of scikit-image's photo crops in photos/ and their edge drawings (as PNG) in edges/, matched
+    by file name (the two folders use different image formats)."""
+    from hfgen.data.control import canny_edges
+    from hfgen.data.translation import photo_crops
+
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "edges").mkdir()
+    (root / "photos").mkdir()
+    for index, crop in enumerate(photo_crops(16)[:24]):
+        crop.save(root / "photos" / f"crop{index:02d}.jpg")
+        edges = canny_edges(np.asarray(crop.convert("L"), dtype=np.float64) / 255.0)
+        Image.fromarray((edges * 255).astype(np.uint8)).convert("RGB").save(root / "edges" / f"crop{index:02d}.png")
+    return root
+
+
+def pix2pix_arguments(folders, output_dir, *extra):
+    return [
+        "--domain_a",
+        folders / "edges",
+        "--domain_b",
+        folders / "photos",
+        "--output_dir",
+        output_dir,
+        "--resolution",
+        "16",
+        *TINY_NETWORKS,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--validation_steps",
+        "2",
+        "--lr_scheduler",
+        "step",
+        "--lr_decay_steps",
+        "3",
+        "--random_flip",
+        "--report_to",
+        "none",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def pix2pix_run(tmp_path_factory, paired_folders, launch_script):
+    output_dir = tmp_path_factory.mktemp("pix2pix") / "run"
+    launch_script("train_pix2pix.py", *pix2pix_arguments(paired_folders, output_dir))
+    return output_dir
+
+
+def test_pix2pix_on_a_users_paired_folders(pix2pix_run, paired_folders):
+    output_dir = pix2pix_run
+    pipeline = hfgen.Pix2PixPipeline.from_pretrained(output_dir)
+    edges = Image.open(paired_folders / "edges" / "crop00.png")
+    assert pipeline([edges]).images[0].size == (16, 16)
+    discriminator = hfgen.CycleGANDiscriminator.from_pretrained(output_dir / "discriminator")
+    assert discriminator.config.conditional_discriminator and discriminator.config.discriminator_in_channels == 6
+
+    record = json.loads((output_dir / "metrics.json").read_text())
+    # Paired held-out images (10% of 24, at least 4): PSNR / SSIM against them; no extractor knows photos.
+    assert record["protocol"]["split"].startswith("train[held-out 4 of 24 images")
+    assert record["protocol"]["training_pairs"] == "paired"
+    assert set(record["metrics"]) == {"psnr_a_to_b", "ssim_a_to_b"}
+    assert "identity mapping" in record["baselines"]["psnr_a_to_b"]
+    recorded = json.loads((output_dir / "training_args.json").read_text())
+    assert recorded["color_mode"] == "RGB" and recorded["lr_scheduler"] == "step"
+    card = (output_dir / "README.md").read_text()
+    assert "A pix2pix model (Isola et al., 2017)" in card and "A, A -> B, true B" in card
+    assert "datasets:" not in card  # local folders are not Hub datasets
+
+
+def test_pix2pix_resume_continues_exactly(tmp_path, pix2pix_run, paired_folders, launch_script):
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(pix2pix_run / "checkpoint-2", resumed_dir / "checkpoint-2")
+    launch_script(
+        "train_pix2pix.py", *pix2pix_arguments(paired_folders, resumed_dir, "--resume_from_checkpoint", "latest")
+    )
+    for component in ("generator", "discriminator"):
+        reference = load_file(pix2pix_run / component / "model.safetensors")
+        resumed = load_file(resumed_dir / component / "model.safetensors")
+        for key in reference:
+            torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=f"{component}.{key}")
+
+
+@pytest.mark.parametrize("script", ["train_cyclegan.py", "train_pix2pix.py"])
+def test_translation_flag_errors_are_one_line(script):
+    module = import_script(script)
+    assert "--domain_a and --domain_b go together" in parse_error(module, "--domain_a", "x")
+    assert "--n_epochs and --n_epochs_decay go together" in parse_error(module, "--n_epochs", "100")
+    assert "--lr_decay_steps is for --lr_scheduler step" in parse_error(module, "--lr_decay_steps", "10")
+    assert "--lr_warmup_steps" in parse_error(module, "--lr_warmup_steps", "10")
+    assert "invalid choice: 'hinge'" in parse_error(module, "--gan_loss", "hinge")
+    assert "--learning_rate must lie in (0, inf)" in parse_error(module, "--learning_rate", "0")
+    assert "give either --dataset_name or --domain_a" in parse_error(
+        module, "--dataset_name", "hfgen/photos-graded", "--domain_a", "a", "--domain_b", "b"
+    )
+    args = module.parse_args(["--domain_a", "/data/horses", "--domain_b", "/data/zebras/"])
+    assert args.output_dir.endswith("-horses-to-zebras")
+
+
+def test_schedules_follow_the_papers():
+    from hfgen.training.translation import make_translation_scheduler, resolve_translation_steps
+
+    module = import_script("train_cyclegan.py")
+    args = module.parse_args(["--n_epochs", "2", "--n_epochs_decay", "2"])
+    assert resolve_translation_steps(args, batches_per_epoch=5, default_steps=1000) == 20
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_translation_scheduler(args, optimizer, batches_per_epoch=5)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:10] == [1.0] * 10  # constant for n_epochs
+    assert rates[10:] == pytest.approx([1 - k / 10 for k in range(10)])  # then linear, reaching zero after the run
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    args = module.parse_args(["--lr_scheduler", "cosine", "--max_train_steps", "10"])
+    resolve_translation_steps(args, 5, 1000)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cosine = make_translation_scheduler(args, optimizer, 5)
+    for _ in range(10):
+        optimizer.step()
+        cosine.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unpaired_folders_and_missing_pairs(tmp_path, paired_folders):
+    """CycleGAN takes two folders unpaired, each with its own held-out images; pix2pix names the first image without
+    a counterpart."""
+    import logging
+    from types import SimpleNamespace
+
+    from hfgen.training.translation import load_translation_data
+    from hfgen.training.translation import paired_folders as pair_up
+
+    module = import_script("train_cyclegan.py")
+    shutil.copytree(paired_folders / "photos", tmp_path / "photos")
+    for index in range(6):  # domain B larger than A, and its own images
+        Image.new("RGB", (20, 16), (index * 40, 90, 200)).save(tmp_path / "photos" / f"flat{index}.png")
+    args = module.parse_args(["--domain_a", str(paired_folders / "edges"), "--domain_b", str(tmp_path / "photos")])
+    accelerator = SimpleNamespace(num_processes=1, device=torch.device("cpu"))
+    data = load_translation_data(args, accelerator, paired=False, logger=logging.getLogger("test"))
+    assert (len(data.train_a), len(data.train_b), len(data.eval_a), len(data.eval_b)) == (20, 26, 4, 4)
+    assert not data.paired_evaluation and data.feature_extractor is None and data.datasets == []
+    assert data.eval_b.shape == (4, 3, 32, 32) and args.color_mode == "RGB"
+
+    mixed = tmp_path / "edges"
+    shutil.copytree(paired_folders / "edges", mixed)
+    shutil.copy(paired_folders / "edges" / "crop00.png", mixed / "lonely.png")
+    with pytest.raises(ValueError, match=r"no image named like 1 of the 25 images of --domain_a \(first: 'lonely'\)"):
+        pair_up(str(mixed), str(paired_folders / "photos"))
+    assert len(pair_up(str(paired_folders / "edges"), str(paired_folders / "photos"))["train"]) == 24
