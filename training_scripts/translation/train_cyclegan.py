@@ -85,7 +85,12 @@ def parse_args(input_args=None):
     add_translation_model_arguments(parser, paired=False)
     add_run_arguments(parser, family="cyclegan")
     add_translation_schedule_arguments(parser)
-    parser.set_defaults(train_batch_size=16, checkpointing_steps=400, validation_steps=400)
+    # Channels-last order makes the other families faster, but slows CycleGAN's instance-normalised networks (9% per
+    # step measured, benchmarks/bench_cyclegan.py): instance norm copies channels-last activations back.
+    parser.set_defaults(train_batch_size=16, checkpointing_steps=400, validation_steps=400, channels_last=False)
+    # Two generators and two discriminators, each run several times per step: networks of a quarter of the papers'
+    # width keep the default run to minutes on a CPU (ResNet-4 with 16 channels; the papers': ResNet-9 with 64).
+    parser.set_defaults(generator_channels=16, discriminator_channels=16, num_residual_blocks=4)
     args = parser.parse_args(input_args)
     check_flag_ranges(parser, args, {**MODEL_FLAG_RANGES, **TRANSLATION_FLAG_RANGES})
     check_translation_arguments(parser, args)
@@ -113,7 +118,113 @@ def build_networks(args, channels: int) -> dict:
         }
     for name in ("generator_ab", "generator_ba"):
         check_fits_domains(networks[name].config, channels, args.resolution, name)
+    config = networks["generator_ab"].config
+    if args.lambda_identity and config.in_channels != config.out_channels:
+        raise ValueError(
+            "--lambda_identity needs both domains in the same colour mode: set it to 0 or --color_mode RGB"
+        )
     return networks
+
+
+class CycleGANStep:
+    """One training iteration, in the order of the paper's code: a step of both generators (adversarial losses
+    through both discriminators, which are held still; cycle losses A -> B -> A and B -> A -> B; identity losses),
+    then a step of both discriminators on real images against translations drawn from the image pools.
+
+    With per-image normalisation (instance norm or none), two passes of one generator on two batches give the same
+    result as one pass on both batches together, which runs faster: the cycle pass G_BA(G_AB(a)) and the identity
+    pass G_BA(a) run as one, as do the discriminator's real and pooled passes. Batch norm mixes the images of a batch,
+    so with it every pass runs on its own, as in the paper's code.
+
+    Args:
+        networks (`dict`): `generator_ab`, `generator_ba`, `discriminator_a` (judging A), `discriminator_b`, as
+            `accelerator.prepare` returned them; `unwrapped`: the same networks unwrapped.
+        g_optimizer, d_optimizer: one Adam for both generators, one for both discriminators.
+        pool_a, pool_b (`ImagePool`): the histories of translations to A and to B.
+        args: the run's flags (`gan_loss`, `lambda_cycle`, `lambda_identity`, `gp_weight`, `max_grad_norm`).
+    """
+
+    def __init__(self, accelerator, networks, unwrapped, g_optimizer, d_optimizer, pool_a, pool_b, args):
+        self.accelerator, self.networks, self.args = accelerator, networks, args
+        self.pools = {"a": pool_a, "b": pool_b}
+        self.loss_name = GAN_LOSS_NAMES[args.gan_loss]
+        self.adversarial_scale = ADVERSARIAL_SCALE.get(args.gan_loss, 1.0)
+        self.joint_passes = all(network.config.norm != "batch" for network in unwrapped.values())
+        # The generators' step runs the discriminators outside their data-parallel wrappers: they take no gradient
+        # there, and a wrapper would wait for gradients that never come.
+        self.held = {"a": unwrapped["discriminator_a"], "b": unwrapped["discriminator_b"]}
+        self.g_phase = Phase(
+            "G",
+            [networks["generator_ab"], networks["generator_ba"]],
+            g_optimizer,
+            held=[networks["discriminator_a"], networks["discriminator_b"]],
+        )
+        self.d_phase = Phase("D", [networks["discriminator_a"], networks["discriminator_b"]], d_optimizer)
+        self.guard = None
+        self.translations = {}
+
+    def generator_loss(self, batch):
+        args, generator_ab, generator_ba = self.args, self.networks["generator_ab"], self.networks["generator_ba"]
+        real_a, real_b = batch
+        fake_b = generator_ab(real_a).sample
+        fake_a = generator_ba(real_b).sample
+        if args.lambda_identity and self.joint_passes:
+            rebuilt_a, same_a = generator_ba(torch.cat([fake_b, real_a])).sample.chunk(2)
+            rebuilt_b, same_b = generator_ab(torch.cat([fake_a, real_b])).sample.chunk(2)
+        else:
+            rebuilt_a, rebuilt_b = generator_ba(fake_b).sample, generator_ab(fake_a).sample
+            if args.lambda_identity:
+                same_a, same_b = generator_ba(real_a).sample, generator_ab(real_b).sample
+        adversarial = sum(
+            generator_loss(self.held[name](fake).logits, self.loss_name) * self.adversarial_scale
+            for name, fake in (("a", fake_a), ("b", fake_b))
+        )
+        cycle = cycle_consistency_loss(rebuilt_a, real_a, args.lambda_cycle) + cycle_consistency_loss(
+            rebuilt_b, real_b, args.lambda_cycle
+        )
+        loss = adversarial + cycle
+        logs = {"g_adversarial": adversarial.detach(), "cycle": cycle.detach()}
+        if args.lambda_identity:
+            identity = identity_loss(same_a, real_a, args.lambda_cycle, args.lambda_identity) + identity_loss(
+                same_b, real_b, args.lambda_cycle, args.lambda_identity
+            )
+            loss = loss + identity
+            logs["identity"] = identity.detach()
+        self.translations = {"a": fake_a.detach(), "b": fake_b.detach()}
+        return loss, {"g_loss": loss.detach(), **logs}
+
+    def discriminator_loss(self, batch):
+        loss, logs = 0.0, {}
+        for name, real in zip("ab", batch, strict=True):
+            discriminator = self.networks[f"discriminator_{name}"]
+            fake = self.pools[name].query(self.translations[name])
+            if self.joint_passes:
+                real_logits, fake_logits = discriminator(torch.cat([real, fake])).logits.chunk(2)
+            else:
+                real_logits, fake_logits = discriminator(real).logits, discriminator(fake).logits
+            # The paper's code halves D's loss to slow it against the generators; hfgen's LSGAN loss already is.
+            d_loss = discriminator_loss(real_logits, fake_logits, self.loss_name)
+            d_loss = d_loss * (1.0 if self.loss_name == "lsgan" else 0.5)
+            if self.loss_name == "wgan-gp":
+
+                def critic(images, discriminator=discriminator):
+                    return discriminator(images).logits.flatten(1).mean(dim=1)
+
+                d_loss = d_loss + gradient_penalty(critic, real, fake, weight=self.args.gp_weight)
+            loss = loss + d_loss
+            logs[f"d_{name}_loss"] = d_loss.detach()
+        return loss, logs
+
+    def __call__(self, micro_batches: list) -> dict:
+        """Both steps on `micro_batches` (one `(real_a, real_b)` per gradient-accumulation step); returns the logs.
+        Under gradient accumulation the discriminators see the last micro-batch's translations only: keeping every
+        micro-batch's would hold them all in memory, which accumulation is there to avoid."""
+        max_norm = self.args.max_grad_norm
+        g_logs = run_phase(self.g_phase, self.accelerator, micro_batches, self.generator_loss, max_norm, self.guard)
+        d_logs = run_phase(
+            self.d_phase, self.accelerator, micro_batches[-1:], self.discriminator_loss, max_norm, self.guard
+        )
+        return {**g_logs, **d_logs}
 
 
 def main(args):
@@ -150,9 +261,10 @@ def main(args):
     # Not prepared: accelerate would step a prepared schedule once per process per step.
     g_scheduler = make_translation_scheduler(args, g_optimizer, batches_per_epoch)
     d_scheduler = make_translation_scheduler(args, d_optimizer, batches_per_epoch)
-    generator_ab, generator_ba, discriminator_a, discriminator_b, g_optimizer, d_optimizer, loader_a, loader_b = (
-        accelerator.prepare(*networks.values(), g_optimizer, d_optimizer, loader_a, loader_b)
+    *prepared, g_optimizer, d_optimizer, loader_a, loader_b = accelerator.prepare(
+        *networks.values(), g_optimizer, d_optimizer, loader_a, loader_b
     )
+    networks_prepared = dict(zip(networks, prepared, strict=True))
     pool_a, pool_b = ImagePool(args.pool_size), ImagePool(args.pool_size)
     for state in (g_scheduler, d_scheduler, pool_a, pool_b):
         accelerator.register_for_checkpointing(state)
@@ -170,68 +282,16 @@ def main(args):
     batches_a = endless_batches(accelerator, loader_a, global_step * args.gradient_accumulation_steps)
     batches_b = endless_batches(accelerator, loader_b, global_step * args.gradient_accumulation_steps)
     unwrapped = {name: accelerator.unwrap_model(network) for name, network in networks.items()}
-    loss_name = GAN_LOSS_NAMES[args.gan_loss]
-    adversarial_scale = ADVERSARIAL_SCALE.get(args.gan_loss, 1.0)
-    identity_weight = args.lambda_identity
-    if (
-        identity_weight
-        and unwrapped["generator_ab"].config.in_channels != unwrapped["generator_ab"].config.out_channels
-    ):
-        raise ValueError(
-            "--lambda_identity needs both domains in the same colour mode: set it to 0 or --color_mode RGB"
-        )
 
-    # 5. the loop: both generators' step, then both discriminators' step on pooled translations
-    g_phase = Phase("G", [generator_ab, generator_ba], g_optimizer, held=[discriminator_a, discriminator_b])
-    # The generators' step runs the discriminators outside their data-parallel wrappers: they take no gradient there.
-    held_a, held_b = unwrapped["discriminator_a"], unwrapped["discriminator_b"]
-    d_phase = Phase("D", [discriminator_a, discriminator_b], d_optimizer)
-
-    def g_loss_of(batch):
-        real_a, real_b = batch
-        fake_b = generator_ab(real_a).sample
-        fake_a = generator_ba(real_b).sample
-        adversarial_b = generator_loss(held_b(fake_b).logits, loss_name) * adversarial_scale
-        adversarial_a = generator_loss(held_a(fake_a).logits, loss_name) * adversarial_scale
-        cycle_a = cycle_consistency_loss(generator_ba(fake_b).sample, real_a, args.lambda_cycle)
-        cycle_b = cycle_consistency_loss(generator_ab(fake_a).sample, real_b, args.lambda_cycle)
-        loss = adversarial_a + adversarial_b + cycle_a + cycle_b
-        logs = {"g_adversarial": (adversarial_a + adversarial_b).detach(), "cycle": (cycle_a + cycle_b).detach()}
-        if identity_weight:
-            same_b = identity_loss(generator_ab(real_b).sample, real_b, args.lambda_cycle, identity_weight)
-            same_a = identity_loss(generator_ba(real_a).sample, real_a, args.lambda_cycle, identity_weight)
-            loss = loss + same_a + same_b
-            logs["identity"] = (same_a + same_b).detach()
-        translations.update(fake_a=fake_a.detach(), fake_b=fake_b.detach())
-        return loss, {"g_loss": loss.detach(), **logs}
-
-    def d_loss_of(batch):
-        real_a, real_b = batch
-        loss, logs = 0.0, {}
-        for name, discriminator, real, pool in (
-            ("a", discriminator_a, real_a, pool_a),
-            ("b", discriminator_b, real_b, pool_b),
-        ):
-            fake = pool.query(translations[f"fake_{name}"])
-            real_logits, fake_logits = discriminator(real).logits, discriminator(fake).logits
-            # The paper's code halves D's loss to slow it against the generators; hfgen's LSGAN loss is already halved.
-            d_loss = discriminator_loss(real_logits, fake_logits, loss_name) * (1.0 if loss_name == "lsgan" else 0.5)
-            if loss_name == "wgan-gp":
-
-                def critic(images, discriminator=discriminator):
-                    return discriminator(images).logits.flatten(1).mean(dim=1)
-
-                d_loss = d_loss + gradient_penalty(critic, real, fake, weight=args.gp_weight)
-            loss = loss + d_loss
-            logs[f"d_{name}_loss"] = d_loss.detach()
-        return loss, logs
+    # 5. the loop: both generators' step, then both discriminators' step on pooled translations (CycleGANStep)
+    step = CycleGANStep(accelerator, networks_prepared, unwrapped, g_optimizer, d_optimizer, pool_a, pool_b, args)
 
     def guard(loss, phase_name: str):
         check_finite(loss, f"the {phase_name} loss", global_step, args.output_dir, args.loss_limit)
 
-    translations = {}
+    step.guard = guard
     reconstruction_losses = []
-    for network in (generator_ab, generator_ba, discriminator_a, discriminator_b):
+    for network in networks_prepared.values():
         network.train()
     while global_step < args.max_train_steps:
         micro_batches = []
@@ -240,18 +300,15 @@ def main(args):
             if args.random_flip:  # unpaired: each domain flipped on its own
                 real_a, real_b = random_flip(real_a), random_flip(real_b)
             micro_batches.append((real_a, real_b))
-        # Under gradient accumulation D sees the last micro-batch's translations only: keeping every micro-batch's
-        # translations would hold them all in memory, which accumulation is there to avoid.
-        g_logs = run_phase(g_phase, accelerator, micro_batches, g_loss_of, args.max_grad_norm, guard)
-        d_logs = run_phase(d_phase, accelerator, micro_batches[-1:], d_loss_of, args.max_grad_norm, guard)
-        reconstruction_losses.append(g_logs["cycle"])
+        logs = step(micro_batches)
+        reconstruction_losses.append(logs["cycle"])
         if args.lr_scheduler != "plateau":
             g_scheduler.step()
             d_scheduler.step()
 
         global_step += 1
         progress.update(1)
-        logs = {**g_logs, **d_logs, "lr": g_optimizer.param_groups[0]["lr"]}
+        logs["lr"] = g_optimizer.param_groups[0]["lr"]
         progress.set_postfix(g_loss=f"{logs['g_loss']:.3f}", cycle=f"{logs['cycle']:.3f}")
         accelerator.log(logs, step=global_step)
 
@@ -268,7 +325,7 @@ def main(args):
 
     # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (both
     # generators as a pipeline, the discriminators beside them, grid, record, card) and the upload
-    run_facts = check_replicas(accelerator, generator_ab, global_step, logger)
+    run_facts = check_replicas(accelerator, networks_prepared["generator_ab"], global_step, logger)
     metrics = validate(unwrapped, data, args, accelerator, global_step)
     if accelerator.is_main_process:
         for network in unwrapped.values():
