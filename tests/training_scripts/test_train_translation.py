@@ -91,6 +91,7 @@ def test_cyclegan_folder_translates_both_ways_and_reports_against_the_known_mapp
     grid = Image.open(output_dir / "samples.png")
     assert grid.width == 8 * 64 and grid.height == 6 * 64  # 8 columns, 6 rows, enlarged for the card
     assert (output_dir / "validation" / "step-000002-translations.png").is_file()
+    assert list((output_dir / "logs").rglob("events.out.tfevents.*"))
     # The token given on the command line reached no file and no log.
     assert files_containing(output_dir, FAKE_TOKEN) == []
     assert FAKE_TOKEN not in result.stdout + result.stderr
@@ -231,6 +232,12 @@ def test_schedules_follow_the_papers():
     assert rates[:10] == [1.0] * 10  # constant for n_epochs
     assert rates[10:] == pytest.approx([1 - k / 10 for k in range(10)])  # then linear, reaching zero after the run
     assert optimizer.param_groups[0]["lr"] == 0.0
+    args = module.parse_args(["--lr_scheduler", "plateau"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    plateau = make_translation_scheduler(args, optimizer, 5)
+    for reconstruction_loss in (3.0, 2.0, 2.5, 2.5, 2.5):  # stepped at validations: no better than 2.0 three times
+        plateau.step(reconstruction_loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
     args = module.parse_args(["--lr_scheduler", "cosine", "--max_train_steps", "10"])
     resolve_translation_steps(args, 5, 1000)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -267,3 +274,19 @@ def test_unpaired_folders_and_missing_pairs(tmp_path, paired_folders):
     with pytest.raises(ValueError, match=r"no image named like 1 of the 25 images of --domain_a \(first: 'lonely'\)"):
         pair_up(str(mixed), str(paired_folders / "photos"))
     assert len(pair_up(str(paired_folders / "edges"), str(paired_folders / "photos"))["train"]) == 24
+
+
+def test_dry_run_reports_the_networks_and_trains_nothing(tmp_path, capsys):
+    from accelerate.state import AcceleratorState
+
+    module = import_script("train_pix2pix.py")
+    output_dir = tmp_path / "dry"
+    try:
+        module.main(module.parse_args(["--dry_run", "--output_dir", str(output_dir), "--resolution", "16"]))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["model_config"]["generator_architecture"] == "unet"
+    assert report["model_config"]["unet_num_downs"] == 4 and report["model_config"]["conditional_discriminator"]
+    assert report["args"]["color_mode"] == "RGB"
+    assert not output_dir.exists()
