@@ -80,9 +80,10 @@ PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 """scikit-image's colour photographs (shipped in its wheel, nothing is downloaded) that the photo pair is cut from."""
 
 PHOTO_CROP = 64
-"""Side of the non-overlapping crops cut from the photographs, before resizing to the asked resolution."""
+"""Side of the crops cut from the photographs, before resizing to the asked resolution."""
 
 PHOTO_TEST_SHARE = 0.2
+"""Share of each photograph's width (its right-hand strip) that only the test crops come from."""
 
 # The grading: a colour mix whose rows sum to 1 (a warm cast), a gamma that lifts the shadows, and a contraction into
 # [0.05, 0.95] (the washed-out blacks and whites of film). Each step is invertible.
@@ -106,31 +107,33 @@ def ungrade(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(original * 255.0), 0, 255).astype(np.uint8)
 
 
-def photo_crops(resolution: int) -> list[PILImage.Image]:
-    """The non-overlapping `PHOTO_CROP`-pixel crops of the photographs, resized (bicubic) to `resolution`."""
+def photo_crops(resolution: int, split: str = "train") -> list[PILImage.Image]:
+    """`PHOTO_CROP`-pixel crops of the photographs, resized (bicubic) to `resolution`. `"train"`: from the left 80%
+    of each photograph, overlapping by half a crop (more views of the little data there is); `"test"`: from the
+    right-hand 20%, side by side, so no test pixel was seen in training."""
     import skimage.data
 
     crops = []
     for name in PHOTO_NAMES:
         photo = getattr(skimage.data, name)()[..., :3]
-        for top in range(0, photo.shape[0] - PHOTO_CROP + 1, PHOTO_CROP):
-            for left in range(0, photo.shape[1] - PHOTO_CROP + 1, PHOTO_CROP):
-                crop = PILImage.fromarray(photo[top : top + PHOTO_CROP, left : left + PHOTO_CROP])
+        height, width = photo.shape[:2]
+        boundary = round(width * (1 - PHOTO_TEST_SHARE))
+        left, right, stride = (0, boundary, PHOTO_CROP // 2) if split == "train" else (boundary, width, PHOTO_CROP)
+        for top in range(0, height - PHOTO_CROP + 1, stride):
+            for start in range(left, right - PHOTO_CROP + 1, stride):
+                crop = PILImage.fromarray(photo[top : top + PHOTO_CROP, start : start + PHOTO_CROP])
                 crops.append(crop.resize((resolution, resolution), PILImage.BICUBIC))
     return crops
 
 
 def load_photo_pair(resolution: int = 32, paired: bool = False) -> DatasetDict:
-    """The built-in photo pair at `resolution`: `train` and `test` splits (a fixed 20% of the crops) with `image_a`
-    (the crops) and `image_b` (their graded versions), unpaired in `train` by default (an independent fixed order)
-    and paired in `test`."""
-    crops = photo_crops(resolution)
-    order = np.random.default_rng(PAIR_SHUFFLE_SEED).permutation(len(crops))
-    test_count = round(PHOTO_TEST_SHARE * len(crops))
+    """The built-in photo pair at `resolution`: `train` and `test` splits (see [`photo_crops`]) with `image_a` (the
+    crops) and `image_b` (their graded versions), unpaired in `train` by default (an independent fixed order) and
+    paired in `test`."""
     features = Features({"image_a": Image(), "image_b": Image()})
     splits = {}
-    for name, indices in (("train", sorted(order[test_count:])), ("test", sorted(order[:test_count]))):
-        images_a = [crops[index] for index in indices]
+    for name in ("train", "test"):
+        images_a = photo_crops(resolution, name)
         images_b = [PILImage.fromarray(grade(np.asarray(image))) for image in images_a]
         if name == "train" and not paired:
             shuffle = np.random.default_rng(PAIR_SHUFFLE_SEED + 1).permutation(len(images_b))

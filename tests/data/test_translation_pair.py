@@ -44,7 +44,7 @@ def test_the_photo_pair_grades_real_photographs_invertibly():
     graded = grade(colours)
     assert graded.min() >= 12 and graded.max() <= 243  # washed-out blacks and whites
     pair = load_photo_pair(16)
-    assert len(pair["train"]) == 165 and len(pair["test"]) == 41
+    assert len(pair["train"]) == 579 and len(pair["test"]) == 30
     row = pair["test"][0]
     assert row["image_a"].mode == "RGB" and row["image_a"].size == (16, 16)
     assert np.array_equal(np.asarray(row["image_b"]), grade(np.asarray(row["image_a"])))  # held out: paired
