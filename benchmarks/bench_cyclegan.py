@@ -212,7 +212,7 @@ def throughput(args):
     print("|---|---|---|")
     for name, module, paired in (("train_cyclegan.py", cyclegan, False), ("train_pix2pix.py", pix2pix, True)):
         flags = module.parse_args([])
-        config = translation_config(flags, 3, 3, paired=paired)
+        config = translation_config(hfgen.CycleGANConfig, flags, 3, 3, paired=paired)
         generator = hfgen.CycleGANGenerator(config).eval()
         images = torch.rand(64, 3, 32, 32) * 2 - 1
         with torch.no_grad():
@@ -232,7 +232,7 @@ def run_steps(module, flags, paired: bool, repeats: int) -> float:
     from hfgen.training.translation import translation_config
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    config = translation_config(flags, 3, 3, paired=paired)
+    config = translation_config(hfgen.CycleGANConfig, flags, 3, 3, paired=paired)
     real_a, real_b = torch.rand(16, 3, 32, 32) * 2 - 1, torch.rand(16, 3, 32, 32) * 2 - 1
     if not paired:
         networks = {

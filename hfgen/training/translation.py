@@ -682,20 +682,19 @@ GAN_LOSS_NAMES = {"lsgan": "lsgan", "vanilla": "non-saturating", "wgan-gp": "wga
 ADVERSARIAL_SCALE = {"lsgan": 2.0}
 
 
-def translation_config(args: argparse.Namespace, in_channels: int, out_channels: int, paired: bool):
-    """The `CycleGANConfig` of a new A -> B generator and its discriminator: `--model_config_name_or_path`, else the
-    flags, with the U-Net's depth and the PatchGAN's layers fitted to `--resolution` when not given."""
-    from ..models.cyclegan import CycleGANConfig
-
+def translation_config(config_class, args: argparse.Namespace, in_channels: int, out_channels: int, paired: bool):
+    """The config (of `config_class`, `hfgen.CycleGANConfig`) of a new A -> B generator and its discriminator:
+    `--model_config_name_or_path`, else the flags, with the U-Net's depth and the PatchGAN's layers fitted to
+    `--resolution` when not given."""
     if args.model_config_name_or_path is not None:
-        config = CycleGANConfig.from_pretrained(args.model_config_name_or_path)
+        config = config_class.from_pretrained(args.model_config_name_or_path)
         config.conditional_discriminator = paired
         return config
     resolution = args.resolution
     unet_num_downs = args.unet_num_downs or max(2, resolution.bit_length() - 1)
     # Each PatchGAN layer halves the image; its two last 4x4 convolutions need at least 2 pixels left.
     discriminator_layers = args.discriminator_layers or min(3, max(1, (resolution // 8).bit_length() - 1))
-    return CycleGANConfig(
+    return config_class(
         in_channels=in_channels,
         out_channels=out_channels,
         generator_architecture=args.generator_architecture,
@@ -735,20 +734,24 @@ def save_translation_grid(rows: list[torch.Tensor], folder: str, name: str, acce
     return images
 
 
-def load_translation_networks(path: str, components: dict[str, str], logger) -> dict:
-    """Networks of a folder this script wrote: `components` maps a name to its subfolder and class (generator or
-    discriminator); a missing discriminator is None (the caller starts a new one)."""
-    from ..models.cyclegan import CycleGANDiscriminator, CycleGANGenerator
-
+def load_translation_networks(generator_class, discriminator_class, path: str, subfolders: list[str], logger) -> dict:
+    """Networks of a folder a translation script wrote, by subfolder: those named `generator*` of `generator_class`,
+    the others of `discriminator_class`; a missing discriminator is None (the caller starts a new one)."""
     networks = {}
-    for name, subfolder in components.items():
-        network_class = CycleGANGenerator if name.startswith("generator") else CycleGANDiscriminator
+    for subfolder in subfolders:
+        is_generator = subfolder.startswith("generator")
+        network_class = generator_class if is_generator else discriminator_class
         location = os.path.join(path, subfolder)
-        if network_class is CycleGANDiscriminator and os.path.isdir(path) and not os.path.isdir(location):
+        if os.path.isdir(path) and not os.path.isdir(location):
+            if is_generator:
+                raise ValueError(
+                    f"--pretrained_model_name_or_path {path} has no {subfolder}/: give a folder this script wrote "
+                    f"(it holds {', '.join(name + '/' for name in subfolders)})"
+                )
             logger.info(f"no {subfolder}/ in {path}: starting a new discriminator")
-            networks[name] = None
+            networks[subfolder] = None
             continue
-        networks[name] = network_class.from_pretrained(path, subfolder=subfolder)
+        networks[subfolder] = network_class.from_pretrained(path, subfolder=subfolder)
     return networks
 
 

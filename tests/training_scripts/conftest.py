@@ -154,3 +154,21 @@ def parse_error(script, *arguments) -> str:
     lines = stderr.getvalue().strip().splitlines()
     assert "error:" in lines[-1]
     return lines[-1]
+
+
+def dry_run(script: str, *arguments) -> str:
+    """What `script --dry_run *arguments` prints, run in this process (no interpreter or import to start: the flags,
+    data and models are checked as in a launched run)."""
+    import contextlib
+    import io
+
+    from accelerate.state import AcceleratorState
+
+    module = import_script(script)
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            module.main(module.parse_args([str(argument) for argument in (*arguments, "--dry_run")]))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return stdout.getvalue()

@@ -20,7 +20,9 @@ def optimizer_facts(checkpoint, index: int) -> tuple[int, float, tuple]:
     return steps.pop(), group["lr"], tuple(group["betas"])
 
 
-@pytest.mark.parametrize("r1_gamma,pl_weight", [(0, 0), (1, 0), (0, 2), (1, 2)])
+# R1 acts on the discriminator's optimizer and the path length penalty on the generator's, each on its own: both off
+# and both on check each regulariser in both states.
+@pytest.mark.parametrize("r1_gamma,pl_weight", [(0, 0), (1, 2)])
 def test_every_regulariser_combination_trains(tmp_path, launch_tiny, r1_gamma, pl_weight):
     output_dir = tmp_path / "run"
     launch_tiny(

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import hfgen
 from hfgen.testing.pipeline_tester import seeded
 
-from .conftest import import_script, parse_error
+from .conftest import dry_run, import_script, parse_error
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_DIFFUSION_RUN = [
@@ -437,8 +437,8 @@ def test_a_hub_token_never_reaches_any_file(tmp_path, script, tiny_unet_configs,
     assert any("tfevents" in path for path in written) and any("checkpoint-2" in path for path in written)
     assert files_containing(output_dir, FAKE_TOKEN) == []
     assert FAKE_TOKEN not in result.stdout + result.stderr
-    dry = launch_script(script, "--output_dir", tmp_path / "dry", *config, "--dry_run", "--hub_token", FAKE_TOKEN)
-    assert FAKE_TOKEN not in dry.stdout + dry.stderr and '"hub_token": "<redacted>"' in dry.stdout
+    dry = dry_run(script, "--output_dir", tmp_path / "dry", *config, "--hub_token", FAKE_TOKEN)
+    assert FAKE_TOKEN not in dry and '"hub_token": "<redacted>"' in dry
     assert not (tmp_path / "dry").exists()
 
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import TINY_RUN
+from .conftest import TINY_RUN, dry_run
 
 COMMON = [*TINY_RUN, "--report_to", "none"]
 
@@ -376,14 +376,14 @@ def test_stylegan_lora_and_adain_variant(tmp_path, stylegan_run, launch_script):
 
 
 @pytest.mark.parametrize("script", ["train_gan.py", "train_stylegan.py"])
-def test_dry_run_prints_config_and_trains_nothing(tmp_path, script, launch_script):
+def test_dry_run_prints_config_and_trains_nothing(tmp_path, script):
     extra = (
         ["--style_block", "adain", "--generator_architecture", "plain"]
         if script == "train_stylegan.py"
         else ["--architecture", "mlp"]
     )
-    result = launch_script(script, "--output_dir", tmp_path / "dry", "--dry_run", *extra)
-    printed = json.loads(result.stdout[result.stdout.index("{") :])
+    output = dry_run(script, "--output_dir", tmp_path / "dry", *extra)
+    printed = json.loads(output[output.index("{") :])
     assert printed["num_classes"] == 10
     if script == "train_stylegan.py":
         assert printed["model_config"]["style_block"] == "adain"

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import import_script, parse_error
+from .conftest import dry_run, import_script, parse_error
 from .test_secrets import FAKE_TOKEN, files_containing
 
 TINY_NETWORKS = [
@@ -276,16 +276,9 @@ def test_unpaired_folders_and_missing_pairs(tmp_path, paired_folders):
     assert len(pair_up(str(paired_folders / "edges"), str(paired_folders / "photos"))["train"]) == 24
 
 
-def test_dry_run_reports_the_networks_and_trains_nothing(tmp_path, capsys):
-    from accelerate.state import AcceleratorState
-
-    module = import_script("train_pix2pix.py")
+def test_dry_run_reports_the_networks_and_trains_nothing(tmp_path):
     output_dir = tmp_path / "dry"
-    try:
-        module.main(module.parse_args(["--dry_run", "--output_dir", str(output_dir), "--resolution", "16"]))
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(dry_run("train_pix2pix.py", "--output_dir", output_dir, "--resolution", "16"))
     assert report["model_config"]["generator_architecture"] == "unet"
     assert report["model_config"]["unet_num_downs"] == 4 and report["model_config"]["conditional_discriminator"]
     assert report["args"]["color_mode"] == "RGB"
@@ -346,3 +339,22 @@ def test_joint_passes_take_the_same_step_as_separate_ones():
     for name, weights in joint_weights.items():
         for key, value in weights.items():
             torch.testing.assert_close(value, separate_weights[name][key], rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+
+
+def test_training_continues_from_a_saved_folder_and_refuses_another_kind(cyclegan_run, pix2pix_run, paired_folders):
+    """--pretrained_model_name_or_path: a folder the script wrote gives back its networks, discriminators included;
+    a CycleGAN folder is not a pix2pix one."""
+    cyclegan_dir, _ = cyclegan_run
+    cyclegan = import_script("train_cyclegan.py")
+    args = cyclegan.parse_args(["--pretrained_model_name_or_path", str(cyclegan_dir), "--resolution", "16"])
+    networks = cyclegan.build_networks(args, channels=3)
+    saved = load_file(cyclegan_dir / "discriminator_b" / "model.safetensors")
+    for key, value in networks["discriminator_b"].state_dict().items():
+        torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
+    pix2pix = import_script("train_pix2pix.py")
+    folders = ["--domain_a", str(paired_folders / "edges"), "--domain_b", str(paired_folders / "photos")]
+    args = pix2pix.parse_args(["--pretrained_model_name_or_path", str(pix2pix_run), "--resolution", "16", *folders])
+    assert pix2pix.build_networks(args, channels=3)["discriminator"].config.conditional_discriminator
+    args = pix2pix.parse_args(["--pretrained_model_name_or_path", str(cyclegan_dir), "--resolution", "16", *folders])
+    with pytest.raises(ValueError, match=r"run has no generator/: give a folder this script wrote"):
+        pix2pix.build_networks(args, channels=3)

@@ -71,12 +71,7 @@ logger = get_logger(__name__)
 # half decaying linearly to zero, whatever the size of the data.
 DEFAULT_TRAIN_STEPS = 1200
 DIRECTIONS = ("a_to_b", "b_to_a")
-COMPONENTS = {
-    "generator_ab": "generator_ab",
-    "generator_ba": "generator_ba",
-    "discriminator_a": "discriminator_a",
-    "discriminator_b": "discriminator_b",
-}
+COMPONENTS = ["generator_ab", "generator_ba", "discriminator_a", "discriminator_b"]
 
 
 def parse_args(input_args=None):
@@ -102,14 +97,20 @@ def build_networks(args, channels: int) -> dict:
     """Both generators and both discriminators: from `--pretrained_model_name_or_path`, else new ones (B -> A is
     A -> B's configuration with the channels swapped; D_A judges domain A, D_B domain B)."""
     if args.pretrained_model_name_or_path is not None:
-        networks = load_translation_networks(args.pretrained_model_name_or_path, COMPONENTS, logger)
+        networks = load_translation_networks(
+            hfgen.CycleGANGenerator,
+            hfgen.CycleGANDiscriminator,
+            args.pretrained_model_name_or_path,
+            COMPONENTS,
+            logger,
+        )
         config = networks["generator_ab"].config
         if networks["discriminator_b"] is None:
             networks["discriminator_b"] = hfgen.CycleGANDiscriminator(config)
         if networks["discriminator_a"] is None:
             networks["discriminator_a"] = hfgen.CycleGANDiscriminator(config.reversed())
     else:
-        config = translation_config(args, channels, channels, paired=False)
+        config = translation_config(hfgen.CycleGANConfig, args, channels, channels, paired=False)
         networks = {
             "generator_ab": hfgen.CycleGANGenerator(config),
             "generator_ba": hfgen.CycleGANGenerator(config.reversed()),

@@ -71,7 +71,7 @@ logger = get_logger(__name__)
 # Default length: 800 steps of batch 16 on the built-in pair (about 9 passes over its 1,437 pairs), the second half
 # decaying linearly to zero, whatever the size of the data.
 DEFAULT_TRAIN_STEPS = 800
-COMPONENTS = {"generator": "generator", "discriminator": "discriminator"}
+COMPONENTS = ["generator", "discriminator"]
 
 
 def parse_args(input_args=None):
@@ -91,11 +91,17 @@ def parse_args(input_args=None):
 def build_networks(args, channels: int) -> dict:
     """The generator and its conditional discriminator (judging A and B images side by side, channel-wise)."""
     if args.pretrained_model_name_or_path is not None:
-        networks = load_translation_networks(args.pretrained_model_name_or_path, COMPONENTS, logger)
+        networks = load_translation_networks(
+            hfgen.CycleGANGenerator,
+            hfgen.CycleGANDiscriminator,
+            args.pretrained_model_name_or_path,
+            COMPONENTS,
+            logger,
+        )
         if networks["discriminator"] is None:
             networks["discriminator"] = hfgen.CycleGANDiscriminator(networks["generator"].config)
     else:
-        config = translation_config(args, channels, channels, paired=True)
+        config = translation_config(hfgen.CycleGANConfig, args, channels, channels, paired=True)
         networks = {"generator": hfgen.CycleGANGenerator(config), "discriminator": hfgen.CycleGANDiscriminator(config)}
     check_fits_domains(networks["generator"].config, channels, args.resolution, "the generator")
     if not networks["discriminator"].config.conditional_discriminator:
