@@ -285,20 +285,16 @@ def test_dry_run_reports_the_networks_and_trains_nothing(tmp_path):
     assert not output_dir.exists()
 
 
-def test_joint_passes_take_the_same_step_as_separate_ones():
-    """With instance norm, CycleGANStep runs a generator's cycle and identity passes (and a discriminator's real and
-    pooled passes) as one pass on both batches: the same step as the paper code's separate passes."""
-    import copy
+def tiny_cyclegan_step(accelerator, gan_loss: str = "lsgan", norm: str = "instance"):
+    """A CycleGANStep on tiny networks at 16 px, as train_cyclegan.py builds it, with SGD for exact comparisons (a
+    bias before instance norm has a gradient of rounding noise only, which Adam would blow up)."""
     from types import SimpleNamespace
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
     from hfgen.training.adversarial import ImagePool
 
     module = import_script("train_cyclegan.py")
     config = hfgen.CycleGANConfig(
-        generator_channels=4, discriminator_channels=4, num_residual_blocks=1, discriminator_layers=2
+        generator_channels=4, discriminator_channels=4, num_residual_blocks=1, discriminator_layers=2, norm=norm
     )
     torch.manual_seed(0)
     networks = {
@@ -307,31 +303,60 @@ def test_joint_passes_take_the_same_step_as_separate_ones():
         "discriminator_a": hfgen.CycleGANDiscriminator(config.reversed()),
         "discriminator_b": hfgen.CycleGANDiscriminator(config),
     }
+    g_parameters = [p for name in ("generator_ab", "generator_ba") for p in networks[name].parameters()]
+    d_parameters = [p for name in ("discriminator_a", "discriminator_b") for p in networks[name].parameters()]
     flags = SimpleNamespace(
-        gan_loss="lsgan", lambda_cycle=10.0, lambda_identity=0.5, gp_weight=10.0, max_grad_norm=None
+        gan_loss=gan_loss, lambda_cycle=10.0, lambda_identity=0.5, gp_weight=10.0, max_grad_norm=1.0
     )
+    optimizers = torch.optim.SGD(g_parameters, lr=0.1), torch.optim.SGD(d_parameters, lr=0.1)
+    step = module.CycleGANStep(accelerator, networks, networks, *optimizers, ImagePool(0), ImagePool(0), flags)
+    return step, networks
+
+
+@pytest.mark.parametrize("gan_loss", ["vanilla", "wgan-gp"])
+def test_cyclegan_step_with_the_other_adversarial_losses(gan_loss):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
     batch = [(torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)]
-    accelerator = Accelerator(cpu=True)
     try:
-        results = []
+        step, networks = tiny_cyclegan_step(Accelerator(cpu=True), gan_loss)
+        before = {name: network.conv_out.weight.clone() for name, network in networks.items() if "generator" in name}
+        logs = step(batch)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert all(np.isfinite(value) for value in logs.values())
+    assert {"g_loss", "cycle", "identity", "d_a_loss", "d_b_loss"} <= set(logs)
+    for name, weight in before.items():
+        assert not torch.equal(networks[name].conv_out.weight, weight)  # both generators took the step
+
+
+def test_batch_norm_runs_every_pass_on_its_own():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    try:
+        step, _ = tiny_cyclegan_step(Accelerator(cpu=True), norm="batch")
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert not step.joint_passes  # batch statistics would mix the cycle and identity batches
+
+
+def test_joint_passes_take_the_same_step_as_separate_ones():
+    """With instance norm, CycleGANStep runs a generator's cycle and identity passes (and a discriminator's real and
+    pooled passes) as one pass on both batches: the same step as the paper code's separate passes."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    batch = [(torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)]
+    results = []
+    try:
+        accelerator = Accelerator(cpu=True)
         for joint in (True, False):
-            copies = copy.deepcopy(networks)
-            g_parameters = [p for name in ("generator_ab", "generator_ba") for p in copies[name].parameters()]
-            d_parameters = [p for name in ("discriminator_a", "discriminator_b") for p in copies[name].parameters()]
-            step = module.CycleGANStep(
-                accelerator,
-                copies,
-                copies,
-                # SGD: a bias before instance norm has a gradient of rounding noise only, which Adam would blow up
-                torch.optim.SGD(g_parameters, lr=0.1),
-                torch.optim.SGD(d_parameters, lr=0.1),
-                ImagePool(0),
-                ImagePool(0),
-                flags,
-            )
+            step, networks = tiny_cyclegan_step(accelerator)
             assert step.joint_passes  # instance norm
             step.joint_passes = joint
-            results.append((step(batch), {name: network.state_dict() for name, network in copies.items()}))
+            results.append((step(batch), {name: network.state_dict() for name, network in networks.items()}))
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     (joint_logs, joint_weights), (separate_logs, separate_weights) = results
