@@ -381,6 +381,8 @@ def load_translation_data(args: argparse.Namespace, accelerator, paired: bool, l
         note=note,
     )
     data.protocol = translation_protocol(data, paired)
+    if two_domains and not hub_names:  # two local folders: the card's model-index names no Hub dataset
+        data.protocol["dataset_type"] = "imagefolder"
     logger.info(
         f"{len(images_a)} A and {len(images_b)} B training images ({'paired' if paired else 'unpaired'}); metrics on "
         f"{dataset} ({split_name}): {note}"

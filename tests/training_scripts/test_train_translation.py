@@ -183,7 +183,7 @@ def test_pix2pix_on_a_users_paired_folders(pix2pix_run, paired_folders):
     assert recorded["color_mode"] == "RGB" and recorded["lr_scheduler"] == "step"
     card = (output_dir / "README.md").read_text()
     assert "A pix2pix model (Isola et al., 2017)" in card and "A, A -> B, true B" in card
-    assert "datasets:" not in card  # local folders are not Hub datasets
+    assert "datasets:" not in card and "type: imagefolder" in card  # local folders are not Hub datasets
 
 
 def test_pix2pix_resume_continues_exactly(tmp_path, pix2pix_run, paired_folders, launch_script):
