@@ -113,6 +113,17 @@ def test_cyclegan_resume_continues_exactly_with_its_pools_and_schedule(tmp_path,
             torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=f"{component}.{key}")
 
 
+def test_cyclegan_on_two_processes_keeps_the_replicas_in_step(tmp_path, launch_script):
+    """Under DDP the generators run several passes before one backward, the discriminators run unwrapped in the
+    generators' step: the replicas must still take the same steps."""
+    output_dir = tmp_path / "ddp"
+    arguments = cyclegan_arguments(output_dir, "--report_to", "none", "--gradient_accumulation_steps", "2")
+    launch_script("train_cyclegan.py", *arguments, "--validation_steps", "4", num_processes=2)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["num_processes"] == 2 and record["replica_max_abs_difference"] == 0.0
+    assert np.isfinite(record["metrics"]["psnr_a_to_b"])
+
+
 @pytest.fixture(scope="module")
 def paired_folders(tmp_path_factory):
     """A user's pairs: 24 of scikit-image's photo crops in photos/ and their edge drawings (as PNG) in edges/, matched
