@@ -185,6 +185,11 @@ def add_gan_arguments(parser: argparse.ArgumentParser, learning_rate: float, bet
         help="Start (ada) or fixed (diffaugment) probability; defaults to 0 for ada and 1 for diffaugment.",
     )
     parser.add_argument("--ada_target", type=float, default=0.6)
+    add_adversarial_run_arguments(parser)
+
+
+def add_adversarial_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of every adversarial script: when a diverging run stops, and whether the discriminator is kept."""
     parser.add_argument(
         "--loss_limit",
         type=float,
@@ -195,7 +200,7 @@ def add_gan_arguments(parser: argparse.ArgumentParser, learning_rate: float, bet
         "--save_discriminator",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="Keep the discriminator in the Hub folder (discriminator/), for later fine-tuning.",
+        help="Keep the discriminator(s) in the Hub folder, for later fine-tuning.",
     )
 
 

@@ -42,7 +42,7 @@ from ..data.translation import (
 )
 from ..metrics import GenerativeMetrics, load_digits_classifier, psnr, resolve_feature_extractor, ssim
 from ..metrics.feature_extractor import DigitsFeatureExtractor, load_digits_feature_extractor, to_classifier_pixels
-from .adversarial import constant_then_linear_decay
+from .adversarial import add_adversarial_run_arguments, constant_then_linear_decay
 from .arguments import GREY_MODES
 
 BUILTIN_PAIRS = {BUILTIN_DIGIT_PAIR: load_digit_pair, BUILTIN_PHOTO_PAIR: load_photo_pair}
@@ -647,18 +647,7 @@ def add_translation_model_arguments(parser: argparse.ArgumentParser, paired: boo
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--adam_beta1", type=float, default=0.5)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
-    parser.add_argument(
-        "--loss_limit",
-        type=float,
-        default=1e5,
-        help="A loss beyond this magnitude (or NaN) stops the run, keeping the last checkpoint.",
-    )
-    parser.add_argument(
-        "--save_discriminator",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Keep the discriminator(s) in the Hub folder, for later fine-tuning.",
-    )
+    add_adversarial_run_arguments(parser)
 
 
 MODEL_FLAG_RANGES = {
