@@ -7,6 +7,12 @@ Every saveable class is `hfgen.<Name>`. Importing hfgen registers its configs an
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .models.clip_heads import (
+    CLIPLinearProbe,
+    CLIPLinearProbeConfig,
+    CLIPZeroShotClassifier,
+    CLIPZeroShotClassifierConfig,
+)
 from .models.cyclegan import CycleGANConfig, CycleGANDiscriminator, CycleGANGenerator
 from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
@@ -34,12 +40,23 @@ for _config, _model in (
     (GANConfig, GANGenerator),
     (CycleGANConfig, CycleGANGenerator),
     (StyleGANConfig, StyleGANGenerator),
+    (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
+    (CLIPLinearProbeConfig, CLIPLinearProbe),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
-AutoModelForImageClassification.register(DigitsClassifierConfig, DigitsClassifier, exist_ok=True)
+for _config, _model in (
+    (DigitsClassifierConfig, DigitsClassifier),
+    (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
+    (CLIPLinearProbeConfig, CLIPLinearProbe),
+):
+    AutoModelForImageClassification.register(_config, _model, exist_ok=True)
 
 __all__ = [
+    "CLIPLinearProbe",
+    "CLIPLinearProbeConfig",
+    "CLIPZeroShotClassifier",
+    "CLIPZeroShotClassifierConfig",
     "CycleGANConfig",
     "CycleGANDiscriminator",
     "CycleGANGenerator",

@@ -21,16 +21,30 @@ from .images import (
     verify_image_files,
 )
 from .splits import EvaluationSplit, filter_classes, held_out_count, parse_validation_split, split_for_evaluation
+from .vision_language import (
+    BUILTIN_CANVASES,
+    canvas_captions,
+    canvas_questions,
+    convert_coco_objects,
+    load_canvas_vqa,
+    load_caption_dataset,
+    load_detection_dataset,
+    load_digit_canvases,
+)
 
 __all__ = [
+    "BUILTIN_CANVASES",
     "BUILTIN_DATASETS",
     "BUILTIN_DIGITS",
     "BUILTIN_FACES",
     "DecodedImages",
     "EvaluationSplit",
     "ImageDataError",
+    "canvas_captions",
+    "canvas_questions",
     "check_resolution",
     "collate_images",
+    "convert_coco_objects",
     "convert_image",
     "dataset_num_classes",
     "decoded_if_small",
@@ -39,6 +53,10 @@ __all__ = [
     "image_transform",
     "images_as_tensor",
     "is_builtin_dataset",
+    "load_canvas_vqa",
+    "load_caption_dataset",
+    "load_detection_dataset",
+    "load_digit_canvases",
     "load_digits_dataset",
     "load_faces_dataset",
     "load_image_dataset",

@@ -1,5 +1,6 @@
 """Loss functions as pure functions: no optimizer, accelerator or random state inside."""
 
+from .detection import detection_matching_loss, hungarian_match, sigmoid_focal_loss
 from .diffusion import (
     PREDICTION_TYPES,
     denoising_score_matching_loss,
@@ -36,4 +37,7 @@ __all__ = [
     "cycle_consistency_loss",
     "identity_loss",
     "paired_l1_loss",
+    "detection_matching_loss",
+    "hungarian_match",
+    "sigmoid_focal_loss",
 ]

@@ -9,6 +9,12 @@
   data and a trivial baseline read with the same protocol.
 - `sample_diversity_ratio`: spread of generated images over that of real ones (0 is mode collapse).
 - `load_clip_score`, `clip_score`: CLIP score of images against their prompts, with any local CLIP folder.
+- `retrieval_recall`, `zero_shot_accuracy`: image-text retrieval recall@K and zero-shot top-k accuracy of a
+  vision-language model's score matrix.
+- `caption_metrics`, `corpus_bleu`, `cider`, `exact_match`, `caption_tokens`: caption quality against human
+  references (BLEU-4, CIDEr-D), computed in the package.
+- `mean_average_precision`, `box_convert`, `box_area`, `box_iou`, `generalized_box_iou`: COCO-style detection mAP
+  and the box geometry it and the detection losses use.
 """
 
 from .backbone import (
@@ -18,7 +24,9 @@ from .backbone import (
     load_backbone_feature_extractor,
     resolve_feature_extractor,
 )
+from .captioning import caption_metrics, caption_tokens, cider, corpus_bleu, exact_match
 from .clip_score import clip_score, load_clip_score
+from .detection import box_area, box_convert, box_iou, generalized_box_iou, mean_average_precision
 from .distribution import KID_MAX_SUBSET_SIZE, GenerativeMetrics
 from .diversity import mean_pairwise_distance, sample_diversity_ratio
 from .feature_extractor import (
@@ -38,6 +46,7 @@ from .references import (
     metric_protocol,
     reference_metrics,
 )
+from .retrieval import retrieval_recall, zero_shot_accuracy
 
 __all__ = [
     "clip_score",
@@ -67,4 +76,16 @@ __all__ = [
     "ssim",
     "to_classifier_pixels",
     "to_signed_unit_range",
+    "retrieval_recall",
+    "zero_shot_accuracy",
+    "caption_metrics",
+    "caption_tokens",
+    "cider",
+    "corpus_bleu",
+    "exact_match",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "generalized_box_iou",
+    "mean_average_precision",
 ]

@@ -9,7 +9,7 @@ import hfgen
 
 TRAINING = Path(hfgen.__file__).parent / "training"
 CORE_MODULES = ["cli", "arguments", "runs", "checkpointing", "ema", "redaction", "evaluation", "hub"]
-KIND_MODULES = ["adversarial", "augment", "diffusion", "translation"]
+KIND_MODULES = ["adversarial", "augment", "diffusion", "translation", "vision_language"]
 
 
 def imported_modules(path: Path) -> set[str]:

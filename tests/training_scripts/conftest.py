@@ -2,6 +2,7 @@
 
 import glob
 import os
+import socket
 import subprocess
 import sys
 
@@ -20,6 +21,14 @@ def script_path(script: str) -> str:
     return matches[0]
 
 
+def free_port() -> int:
+    """A localhost port nothing listens on: tests run in parallel workers, and two 2-process runs on accelerate's
+    default port would meet in one rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
     """Run the training script named `script` with `arguments` under `accelerate launch`; on failure (with `check`),
     the assertion shows the end of its output."""
@@ -27,7 +36,7 @@ def launch(script: str, *arguments, num_processes: int = 1, check: bool = True) 
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     if num_processes > 1:
         # Two CPU processes: accelerate needs --multi_gpu plus ACCELERATE_USE_CPU (--cpu alone starts one).
-        command += ["--multi_gpu", "--num_processes", str(num_processes)]
+        command += ["--multi_gpu", "--num_processes", str(num_processes), "--main_process_port", str(free_port())]
         environment["ACCELERATE_USE_CPU"] = "1"
     else:
         command += ["--num_processes", "1"]

@@ -1,0 +1,20 @@
+from .configuration_clip_heads import DEFAULT_TEMPLATES, CLIPLinearProbeConfig, CLIPZeroShotClassifierConfig
+from .modeling_clip_heads import (
+    CLIPLinearProbe,
+    CLIPZeroShotClassifier,
+    fit_linear_classifier,
+    prompt_ensemble_embeddings,
+)
+from .processing_clip_heads import build_clip_processor, clip_image_processor
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "CLIPLinearProbe",
+    "CLIPLinearProbeConfig",
+    "CLIPZeroShotClassifier",
+    "CLIPZeroShotClassifierConfig",
+    "build_clip_processor",
+    "clip_image_processor",
+    "fit_linear_classifier",
+    "prompt_ensemble_embeddings",
+]

@@ -1,0 +1,109 @@
+"""What the vision-language scripts (CLIP, BLIP, OWL-ViT) share: LoRA flags and adapters on transformers' encoders,
+loading a pretrained folder with one-line errors, images in the normalisation a processor expects, and the
+"chance" baselines their metrics are read against.
+
+Like the other kind modules it knows no model family of hfgen's: the transformers classes are passed in.
+"""
+
+import argparse
+
+import torch
+
+from .cli import check_flag_ranges
+
+
+def add_lora_arguments(parser: argparse.ArgumentParser, default_targets: list[str]) -> None:
+    """`--use_lora` and the adapter's shape; `default_targets` are the module names LoRA reaches by default."""
+    parser.add_argument(
+        "--use_lora",
+        action="store_true",
+        help="Train low-rank adapters (PEFT LoRA) on the attention projections and keep the rest frozen; the "
+        "folder then holds the adapter, which loads on top of the base model.",
+    )
+    parser.add_argument("--lora_rank", type=int, default=8)
+    parser.add_argument("--lora_alpha", type=float, default=None, help="LoRA scaling numerator; default: the rank.")
+    parser.add_argument("--lora_dropout", type=float, default=0.0)
+    parser.add_argument(
+        "--lora_target_modules",
+        type=str,
+        nargs="+",
+        default=default_targets,
+        help="Names of the layers LoRA adapts (nn.Linear / nn.Conv2d / nn.Embedding).",
+    )
+
+
+def check_lora_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    check_flag_ranges(parser, args, {"lora_rank": (1, None, "closed"), "lora_dropout": (0, 1, "high_open")})
+    if args.lora_alpha is None:
+        args.lora_alpha = float(args.lora_rank)
+    if args.use_lora and args.model_name_or_path is None:
+        parser.error("--use_lora adapts a pretrained model: pass --model_name_or_path <folder or Hub id>")
+
+
+def add_lora_adapter(model, args: argparse.Namespace):
+    """`model` wrapped by PEFT with a LoRA adapter on the layers `--lora_target_modules` names; everything else is
+    frozen. The wrapper forwards attribute access (config, methods) to the model, and its `save_pretrained` writes the
+    adapter alone. A target that matches no layer is a one-line error naming the flag."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [target for target in args.lora_target_modules if target not in names]
+    if missing:
+        raise ValueError(
+            f"--lora_target_modules {' '.join(missing)} match no layer of {type(model).__name__}; its layers include "
+            f"{', '.join(sorted(name for name in names if name.endswith('proj'))[:12])}"
+        )
+    config = LoraConfig(
+        r=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=list(args.lora_target_modules),
+        init_lora_weights="gaussian",
+    )
+    return get_peft_model(model, config)
+
+
+def load_pretrained(model_class, processor_class, path: str):
+    """`model_class` and `processor_class` from the folder or Hub id `path`; a path that holds neither (or another
+    kind of model) is a one-line error naming `--model_name_or_path`."""
+    try:
+        model = model_class.from_pretrained(path)
+        processor = processor_class.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"--model_name_or_path {path!r} is not a {model_class.__name__} folder with its processor "
+            f"({first_line}); give a folder saved by {model_class.__name__}.save_pretrained and "
+            f"{processor_class.__name__}.save_pretrained, or leave it out to train from scratch"
+        ) from None
+    return model, processor
+
+
+def processor_pixels(images: torch.Tensor, image_processor) -> torch.Tensor:
+    """Images in [-1, 1] (greyscale or RGB, already at the model's size) in the normalisation `image_processor`
+    applies: RGB, `(x - mean) / std` on the [0, 1] scale."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    mean = torch.tensor(image_processor.image_mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(image_processor.image_std, device=images.device).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
+def retrieval_chance(positives: torch.Tensor, k: int) -> dict[str, float]:
+    """Expected recall@k of a model that ranks at random, for the `positives` matrix of a retrieval evaluation:
+    1 - C(n - p, k) / C(n, k) per query with p positives among n candidates, averaged over queries."""
+
+    def expected(matches: torch.Tensor) -> float:
+        candidates = matches.shape[1]
+        chances = []
+        for count in matches.sum(dim=1).tolist():
+            miss = 1.0
+            for drawn in range(min(k, candidates)):
+                miss *= max(0.0, (candidates - count - drawn) / (candidates - drawn))
+            chances.append(1.0 - miss)
+        return sum(chances) / len(chances)
+
+    return {
+        f"image_to_text_recall@{k}": expected(positives),
+        f"text_to_image_recall@{k}": expected(positives.t()),
+    }
