@@ -99,10 +99,11 @@ def write_model_card(
     return card
 
 
-def print_run_summary(output_dir: str, evaluation, metrics: dict) -> None:
-    """What the user reads last: where the folder is, what the metrics were measured on, and the metrics."""
+def print_run_summary(output_dir: str, evaluation, metrics: dict, measures_distributions: bool = True) -> None:
+    """What the user reads last: where the folder is, what the metrics were measured on, and the metrics; for a
+    generator (`measures_distributions`) measured without a feature extractor, why FID and its kin are missing."""
     print(f"\nHub-ready folder: {os.path.abspath(output_dir)}")
-    if evaluation.feature_extractor is None:
+    if measures_distributions and evaluation.feature_extractor is None:
         print(evaluation.note)
     print(f"metrics ({evaluation.dataset}, {evaluation.split}): " + json.dumps(metrics, indent=2))
 

@@ -460,7 +460,7 @@ def main(args):
             grid_prompts=prompts,
             has_zero_shot=has_classes,
         )
-        print_run_summary(args.output_dir, data.evaluation, metrics)
+        print_run_summary(args.output_dir, data.evaluation, metrics, measures_distributions=False)
         if args.push_to_hub:
             push_folder(args, "train_clip.py", logger)
     end_run(accelerator)
