@@ -75,7 +75,11 @@ def report(folders: list[str]) -> None:
         with open(os.path.join(folder, "training_args.json")) as file:
             arguments = json.load(file)
         name = os.path.basename(os.path.normpath(folder))
-        shown = DEFAULT_RUNS.get(name, (None, list(record["metrics"])))[1]
+        # the script that wrote the folder names its TensorBoard project (logs/train_clip/...)
+        projects = {os.path.basename(path) + ".py" for path in glob.glob(os.path.join(folder, "logs", "*"))}
+        shown = next(
+            (metrics for script, metrics in DEFAULT_RUNS.values() if script in projects), list(record["metrics"])
+        )
         batch = arguments["train_batch_size"] * arguments.get("gradient_accumulation_steps", 1)
         throughput = training_throughput(folder, batch, arguments["validation_steps"])
         data = f"{record['protocol']['dataset']} ({record['protocol']['split']})"
