@@ -7,6 +7,7 @@ Every saveable class is `hfgen.<Name>`. Importing hfgen registers its configs an
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .models.blip_heads import BLIPCaptionScorer, BLIPCaptionScorerConfig
 from .models.clip_heads import (
     CLIPLinearProbe,
     CLIPLinearProbeConfig,
@@ -16,6 +17,7 @@ from .models.clip_heads import (
 from .models.cyclegan import CycleGANConfig, CycleGANDiscriminator, CycleGANGenerator
 from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
+from .models.owlvit_heads import OwlViTDetectionConfig, OwlViTForOpenVocabularyDetection
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
@@ -42,6 +44,8 @@ for _config, _model in (
     (StyleGANConfig, StyleGANGenerator),
     (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
     (CLIPLinearProbeConfig, CLIPLinearProbe),
+    (BLIPCaptionScorerConfig, BLIPCaptionScorer),
+    (OwlViTDetectionConfig, OwlViTForOpenVocabularyDetection),
 ):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
@@ -53,6 +57,8 @@ for _config, _model in (
     AutoModelForImageClassification.register(_config, _model, exist_ok=True)
 
 __all__ = [
+    "BLIPCaptionScorer",
+    "BLIPCaptionScorerConfig",
     "CLIPLinearProbe",
     "CLIPLinearProbeConfig",
     "CLIPZeroShotClassifier",
@@ -73,6 +79,8 @@ __all__ = [
     "LatentDiffusionControlNetPipeline",
     "LatentDiffusionPipeline",
     "LatentDiffusionPipelineOutput",
+    "OwlViTDetectionConfig",
+    "OwlViTForOpenVocabularyDetection",
     "Pix2PixPipeline",
     "ScoreSdePipeline",
     "StyleGANConfig",

@@ -107,3 +107,14 @@ def retrieval_chance(positives: torch.Tensor, k: int) -> dict[str, float]:
         f"image_to_text_recall@{k}": expected(positives),
         f"text_to_image_recall@{k}": expected(positives.t()),
     }
+
+
+def load_config(config_class, path: str, flag: str):
+    """`config_class` from the folder or `config.json` `path`; anything else is a one-line error naming `flag`."""
+    try:
+        return config_class.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{flag} {path!r} is not a {config_class.__name__} folder or config.json ({first_line})"
+        ) from None

@@ -201,7 +201,8 @@ def test_lora_on_a_pretrained_clip_with_a_users_captions(tmp_path, launch_script
     assert "image_to_text_recall@1" in record["metrics"] and "zero_shot_accuracy" not in record["metrics"]
     assert record["protocol"]["dataset"] == str(data)
     assert "the held-out images' own 'text' captions" in record["protocol"]["captions"]
-    assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
+    card = (output_dir / "README.md").read_text()
+    assert f'PeftModel.from_pretrained(CLIPModel.from_pretrained("{pretrained_clip}")' in card
 
 
 @pytest.fixture(scope="module")

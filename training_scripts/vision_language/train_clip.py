@@ -456,6 +456,7 @@ def main(args):
             tags=["clip", "contrastive", "lora"] if args.use_lora else ["clip", "contrastive"],
             pipeline_tag="zero-shot-image-classification",
             config=unwrapped.config.to_dict(),
+            base_model=args.model_name_or_path,
             baselines=baselines,
             grid_prompts=prompts,
             has_zero_shot=has_classes,

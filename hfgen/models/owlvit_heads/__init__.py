@@ -1,0 +1,12 @@
+from .configuration_owlvit_heads import DETECTOR_CONFIGS, OwlViTDetectionConfig
+from .modeling_owlvit_heads import DETECTOR_CLASSES, OwlViTForOpenVocabularyDetection
+from .processing_owlvit_heads import build_owl_processor, owl_image_processor
+
+__all__ = [
+    "DETECTOR_CLASSES",
+    "DETECTOR_CONFIGS",
+    "OwlViTDetectionConfig",
+    "OwlViTForOpenVocabularyDetection",
+    "build_owl_processor",
+    "owl_image_processor",
+]

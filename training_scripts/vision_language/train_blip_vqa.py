@@ -1,0 +1,498 @@
+#!/usr/bin/env python
+"""Visual question answering with BLIP (Li et al. 2022): fine-tune a pretrained `BlipForQuestionAnswering` (fully or
+with LoRA), or train a small one from scratch, ending with a Hub-ready folder and its measured accuracy.
+
+    accelerate launch training_scripts/vision_language/train_blip_vqa.py   # small BLIP from scratch, digit canvases
+    accelerate launch training_scripts/vision_language/train_blip_vqa.py --model_name_or_path <BLIP VQA folder> \
+        --use_lora --train_data_dir my_images/                            # metadata.jsonl: question, answer
+
+The built-in data are questions about the digit canvases (`hfgen/digit-canvases`, 1 to 4 real digit scans on a black
+canvas): "how many digits are there?", "which digit is on the left?" / "on the right?", "is there a seven?", each
+with its one-word answer read off the canvas's boxes. The question encoder reads the question while attending to the
+image; the loss is the answer decoder's next-token cross-entropy over the answer's tokens, its padding left out.
+
+The folder loads with `transformers.BlipForQuestionAnswering.from_pretrained(dir)` and
+`BlipProcessor.from_pretrained(dir)` (with --use_lora it holds the adapter:
+`peft.PeftModel.from_pretrained(BlipForQuestionAnswering.from_pretrained(base), dir)`). The metric is the accuracy
+of the beam-search answers to the held-out questions (exact match, case and punctuation aside), beside what answering
+the most frequent training answer scores, overall and per question.
+"""
+
+import logging
+import math
+import os
+import tempfile
+from collections import Counter, defaultdict
+
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from datasets import Image
+from tqdm.auto import tqdm
+from transformers import BlipConfig, BlipForQuestionAnswering, BlipProcessor
+
+from hfgen.data import (
+    BUILTIN_CANVASES,
+    DecodedImages,
+    collate_images,
+    image_transform,
+    load_canvas_vqa,
+    load_image_dataset,
+    split_for_evaluation,
+)
+from hfgen.data.captions import IndexedImages, collate_indexed
+from hfgen.data.vision_language import MIN_CANVAS_SIZE
+from hfgen.metrics.captioning import caption_tokens, exact_match
+from hfgen.models.blip_heads import blip_config_for, blip_decoder_inputs, build_blip_processor
+from hfgen.training import save_checkpoint
+from hfgen.training.arguments import (
+    add_data_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    print_dry_run,
+    resolve_color_mode,
+    resolve_max_train_steps,
+)
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
+from hfgen.training.hub import push_folder, save_card_grid, write_model_card, write_run_record
+from hfgen.training.runs import (
+    check_finite,
+    check_replicas,
+    end_run,
+    endless_batches,
+    make_accelerator,
+    make_lr_schedulers,
+    make_train_dataloader,
+    resume_run,
+    save_grid,
+    start_trackers,
+)
+from hfgen.training.vision_language import (
+    add_lora_adapter,
+    add_lora_arguments,
+    check_lora_arguments,
+    load_config,
+    load_pretrained,
+    processor_pixels,
+)
+
+logger = get_logger(__name__)
+
+# Default length: 1,000 steps of batch 64 (15 passes over the ~4,100 training questions of the built-in canvases).
+DEFAULT_TRAIN_STEPS = 1000
+
+# The BLIP trained from scratch when no --model_name_or_path or --train_from_scratch_config is given: a ViT of 4 px
+# patches (64 tokens at 32 px) and a question encoder and answer decoder over texts of at most 32 tokens, all 3
+# layers of width 64.
+SCRATCH_TOWER = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4)
+SCRATCH_PATCH_SIZE = 4
+SCRATCH_TEXT_MAX_LENGTH = 32
+
+# Held-out questions answered at a time.
+EVAL_BATCH_SIZE = 64
+
+
+def parse_args(input_args=None):
+    parser = make_parser("Visual question answering with BLIP.")
+    add_data_arguments(parser, BUILTIN_CANVASES)
+    parser.add_argument(
+        "--question_column", type=str, default="question", help="The dataset column holding each question."
+    )
+    parser.add_argument("--answer_column", type=str, default="answer", help="The dataset column holding each answer.")
+    parser.add_argument(
+        "--num_train_canvases",
+        type=int,
+        default=1000,
+        help="Canvases of the built-in data to train on (each asked 3 to 5 questions), cut from the digits' train "
+        "split.",
+    )
+    parser.add_argument(
+        "--num_test_canvases",
+        type=int,
+        default=200,
+        help="Canvases of the built-in data whose questions are held out, cut from the digits' test split.",
+    )
+    # model
+    parser.add_argument(
+        "--model_name_or_path",
+        type=str,
+        default=None,
+        help="A pretrained BLIP VQA model (folder or Hub id holding BlipForQuestionAnswering and BlipProcessor "
+        "files) to fine-tune. Without it, a small BLIP is trained from scratch.",
+    )
+    parser.add_argument(
+        "--train_from_scratch_config",
+        type=str,
+        default=None,
+        help="A BlipConfig (folder or config.json) for a BLIP trained from scratch; its image size is set to "
+        "--resolution, its text vocabulary and special tokens to the tokenizer written from the questions and "
+        "answers. Default: a small one (all towers 3 layers of width 64, 4-pixel patches).",
+    )
+    add_lora_arguments(parser, default_targets=["qkv", "projection", "query", "key", "value"])
+    # optimisation
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
+    )
+    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument("--adam_beta2", type=float, default=0.999)
+    parser.add_argument(
+        "--adam_weight_decay", type=float, default=0.05, help="On weight matrices only, not on gains, biases."
+    )
+    # evaluation
+    parser.add_argument("--num_beams", type=int, default=3, help="Beam width of the answers that are measured.")
+    parser.add_argument("--max_new_tokens", type=int, default=10, help="Longest generated answer, in tokens.")
+    add_run_arguments(parser, family="blip-vqa")
+    parser.set_defaults(
+        lr_scheduler="cosine", lr_warmup_steps=50, max_grad_norm=1.0, checkpointing_steps=500, validation_steps=500
+    )
+    args = parser.parse_args(input_args)
+    check_run_arguments(parser, args)
+    check_lora_arguments(parser, args)
+    check_flag_ranges(
+        parser,
+        args,
+        {
+            "num_beams": (1, None, "closed"),
+            "max_new_tokens": (1, None, "closed"),
+            "num_train_canvases": (1, None, "closed"),
+            "num_test_canvases": (1, None, "closed"),
+        },
+    )
+    if args.model_name_or_path is not None and args.train_from_scratch_config is not None:
+        parser.error("--train_from_scratch_config builds a new BLIP: leave out --model_name_or_path, or this flag")
+    if args.random_flip:
+        parser.error("--random_flip would swap the left and right that questions ask about: leave it out")
+    if args.class_filter is not None:
+        parser.error("--class_filter keeps images of some class labels, and question-answer data has none")
+    if args.learning_rate is None:
+        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
+    return args
+
+
+def uses_canvases(args) -> bool:
+    return args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
+
+
+def load_questions(args):
+    """The questions, answers and images of the run: the built-in canvases' (drawn at `--resolution`, the same
+    whatever `--seed`), or a folder's or dataset's `--question_column` and `--answer_column`; then the held-out part
+    (`split_for_evaluation`). Every question and answer must be a non-empty string: a bad one is a one-line error
+    naming its row."""
+    if uses_canvases(args):
+        if args.resolution < MIN_CANVAS_SIZE:
+            raise ValueError(f"--resolution {args.resolution} is too small for the canvases: use {MIN_CANVAS_SIZE}+")
+        dataset = load_canvas_vqa(args.resolution, args.num_train_canvases, args.num_test_canvases)
+        columns = {"question": "question", "answer": "answer"}
+    else:
+        dataset = load_image_dataset(
+            args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
+        )
+        columns = {"question": args.question_column, "answer": args.answer_column}
+        for split_name, split in dataset.items():
+            for kind, column in columns.items():
+                if column not in split.column_names:
+                    raise ValueError(
+                        f"--{kind}_column {column!r} is not a column of split {split_name!r} of "
+                        f"{args.train_data_dir or args.dataset_name} (its columns: {', '.join(split.column_names)}): "
+                        f"give every image a {kind} in metadata.jsonl, or name the column"
+                    )
+                for row, text in enumerate(split[column]):
+                    if not isinstance(text, str) or not text.strip():
+                        image = split.cast_column("image", Image(decode=False))[row]["image"]
+                        where = f"image {image['path']!r}" if image["path"] else f"row {row} of split {split_name!r}"
+                        raise ValueError(f"{where}: its {kind} ({column!r}) is {text!r}: give it a non-empty one")
+    splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
+    return splits, columns
+
+
+def scratch_model(args, texts: list[str]) -> tuple[BlipForQuestionAnswering, BlipProcessor]:
+    """A new BLIP VQA model and its processor, with a tokenizer written from the questions and answers."""
+    if args.train_from_scratch_config is not None:
+        architecture = load_config(BlipConfig, args.train_from_scratch_config, "--train_from_scratch_config")
+    else:
+        architecture = BlipConfig(
+            text_config=SCRATCH_TOWER,
+            # BlipVisionConfig's default initializer_range, 1e-10, would start the position embeddings at zero
+            vision_config=dict(SCRATCH_TOWER, patch_size=SCRATCH_PATCH_SIZE, initializer_range=0.02),
+            projection_dim=SCRATCH_TOWER["hidden_size"],
+        )
+    if args.resolution % architecture.vision_config.patch_size:
+        raise ValueError(
+            f"--resolution {args.resolution} is not a multiple of the BLIP config's patch_size "
+            f"{architecture.vision_config.patch_size}: choose a --resolution that is"
+        )
+    # the vocabulary file only seeds the tokenizer, which save_pretrained writes into the folder at the end
+    with tempfile.TemporaryDirectory() as folder:
+        processor = build_blip_processor(texts, folder, image_size=args.resolution, max_length=SCRATCH_TEXT_MAX_LENGTH)
+    config = blip_config_for(processor.tokenizer, args.resolution, architecture)
+    return BlipForQuestionAnswering(config), processor
+
+
+def tokenize(processor, texts: list[str], device) -> dict:
+    max_length = processor.tokenizer.model_max_length
+    inputs = processor.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {key: value.to(device) for key, value in inputs.items()}
+
+
+def vqa_loss(model, processor, bos_token_id: int, pixel_values, questions: list[str], answers: list[str]):
+    """The answer decoder's mean next-token cross-entropy over the answers' tokens (padding left out, see
+    `blip_decoder_inputs`) given the images (in [-1, 1]) and the encoded questions."""
+    question = tokenize(processor, questions, pixel_values.device)
+    answer = tokenize(processor, answers, pixel_values.device)
+    decoder_input_ids, labels = blip_decoder_inputs(answer["input_ids"], answer["attention_mask"], bos_token_id)
+    output = model(
+        input_ids=question["input_ids"],
+        attention_mask=question["attention_mask"],
+        pixel_values=processor_pixels(pixel_values, processor.image_processor),
+        decoder_input_ids=decoder_input_ids,
+        decoder_attention_mask=answer["attention_mask"],
+        labels=labels,
+    )
+    return output.loss
+
+
+def parameter_groups(parameters, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: gains, biases and the vision tower's class and position embeddings are
+    left alone."""
+    parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    return [
+        {"params": [p for p in parameters if p.ndim >= 2 and p.shape[0] > 1], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if p.ndim < 2 or p.shape[0] == 1], "weight_decay": 0.0},
+    ]
+
+
+@torch.no_grad()
+def generate_answers(model, processor, images, questions: list[str], args, device) -> list[str]:
+    """Beam-search answers (`--num_beams`, `--max_new_tokens`) to each question about its image, in order.
+
+    Questions are batched by token length, unpadded: `BlipForQuestionAnswering.generate` lets the answer decoder
+    attend to every question token, padding included, where training masked the padding out."""
+    tokenizer = processor.tokenizer
+    question_ids = tokenizer(questions, truncation=True, max_length=tokenizer.model_max_length).input_ids
+    by_length = defaultdict(list)
+    for index, ids in enumerate(question_ids):
+        by_length[len(ids)].append(index)
+    answers = [""] * len(questions)
+    for indices in by_length.values():
+        for start in range(0, len(indices), EVAL_BATCH_SIZE):
+            chunk = indices[start : start + EVAL_BATCH_SIZE]
+            pixels = collate_images([images[index] for index in chunk])["pixel_values"].to(device)
+            ids = model.generate(
+                input_ids=torch.tensor([question_ids[index] for index in chunk], device=device),
+                pixel_values=processor_pixels(pixels, processor.image_processor),
+                num_beams=args.num_beams,
+                max_new_tokens=args.max_new_tokens,
+            )
+            for index, answer in zip(chunk, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+                answers[index] = answer.strip()
+    return answers
+
+
+def normalized(text: str) -> str:
+    """An answer as the accuracy compares it: lower-cased words, punctuation dropped."""
+    return " ".join(caption_tokens(text))
+
+
+@torch.no_grad()
+def evaluate(model, processor, held_out: dict, args, device) -> tuple[dict, list[str]]:
+    """VQA accuracy of the beam-search answers to the held-out questions; returns it and the answers."""
+    model.eval()
+    answers = generate_answers(model, processor, held_out["images"], held_out["questions"], args, device)
+    model.train()
+    references = [[answer] for answer in held_out["answers"]]
+    return {"vqa_accuracy": exact_match(answers, references)}, answers
+
+
+def answer_baselines(train_questions: list[str], train_answers: list[str], held_out: dict) -> dict:
+    """What blind answerers score: the most frequent training answer for every question, and the most frequent
+    training answer to the same question (the overall one for a question training never asked), a language prior
+    that sees no image."""
+    overall = Counter(map(normalized, train_answers)).most_common(1)[0][0]
+    answers_to = defaultdict(Counter)
+    for question, answer in zip(train_questions, train_answers, strict=True):
+        answers_to[normalized(question)][normalized(answer)] += 1
+    prior = [
+        answers_to[normalized(question)].most_common(1)[0][0] if normalized(question) in answers_to else overall
+        for question in held_out["questions"]
+    ]
+    references = [[answer] for answer in held_out["answers"]]
+    return {
+        "vqa_accuracy": {
+            "most_frequent_answer": exact_match([overall] * len(references), references),
+            "most_frequent_answer_to_the_question": exact_match(prior, references),
+        }
+    }
+
+
+def sample_images(images, count: int) -> list:
+    """The first `count` held-out images as PIL images, for the validation grids and the card."""
+    from PIL import Image
+
+    pixels = [images[index]["pixel_values"] for index in range(min(count, len(images)))]
+    arrays = [((p.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).squeeze(-1) for p in pixels]
+    return [Image.fromarray(array.numpy()) for array in arrays]
+
+
+def main(args):
+    accelerator = make_accelerator(args, args.gradient_accumulation_steps)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    # 1. a pretrained model first, whose image size the data takes; then the questions and their images (every image
+    # is decoded before training, so a broken file fails first)
+    set_seed(args.seed)
+    model = processor = None
+    if args.model_name_or_path is not None:
+        model, processor = load_pretrained(BlipForQuestionAnswering, BlipProcessor, args.model_name_or_path)
+        args.resolution = model.config.vision_config.image_size
+    splits, columns = load_questions(args)
+    transform = image_transform(args.resolution, resolve_color_mode(args, {"train": splits.train}))
+    train_images = DecodedImages(splits.train, transform)
+    train_questions, train_answers = list(splits.train[columns["question"]]), list(splits.train[columns["answer"]])
+    held_out = {
+        "images": DecodedImages(splits.evaluation, transform),
+        "questions": list(splits.evaluation[columns["question"]]),
+        "answers": list(splits.evaluation[columns["answer"]]),
+    }
+    dataset_name = args.train_data_dir or args.dataset_name
+    logger.info(f"{len(train_questions)} training and {len(held_out['questions'])} held-out questions ({splits.name})")
+
+    # 2. a model trained from scratch: built with the same seed everywhere
+    if model is None:
+        model, processor = scratch_model(args, train_questions + train_answers)
+    positions = model.config.text_config.max_position_embeddings
+    if args.max_new_tokens >= positions:
+        raise ValueError(
+            f"--max_new_tokens {args.max_new_tokens} does not fit the model's {positions} text positions (the start "
+            f"token and the new ones): give --max_new_tokens {positions - 1} or less"
+        )
+    if args.dry_run:
+        data = {"train": len(train_questions), splits.name: len(held_out["questions"])}
+        print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=data)
+        return None
+    bos_token_id = model.config.text_config.bos_token_id
+    if args.use_lora:
+        model = add_lora_adapter(model, args)
+    trained_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    set_seed(args.seed, device_specific=True)
+    train_dataloader = make_train_dataloader(IndexedImages(train_images), args, collate_indexed)
+
+    # 3. optimisation
+    optimizer = torch.optim.AdamW(
+        parameter_groups(trained_parameters, args.adam_weight_decay),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+    )
+    updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    resolve_max_train_steps(args, updates_per_epoch, 1, DEFAULT_TRAIN_STEPS)
+    (lr_scheduler,) = make_lr_schedulers(args, accelerator, optimizer)
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
+    start_trackers(accelerator, args, "train_blip_vqa")
+
+    # 4. resume
+    global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
+    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(
+        f"{args.max_train_steps} steps, batch {total_batch} ({accelerator.num_processes} processes), "
+        f"{sum(p.numel() for p in trained_parameters)} trained parameters"
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
+    unwrapped = accelerator.unwrap_model(model)
+    validation_images = sample_images(held_out["images"], args.num_validation_images)
+
+    # 5. the loop
+    model.train()
+    batches = endless_batches(accelerator, train_dataloader, global_step * args.gradient_accumulation_steps)
+    while global_step < args.max_train_steps:
+        batch = next(batches)
+        with accelerator.accumulate(model):
+            indices = batch["indices"].tolist()
+            questions = [train_questions[index] for index in indices]
+            answers = [train_answers[index] for index in indices]
+            loss = vqa_loss(model, processor, bos_token_id, batch["pixel_values"], questions, answers)
+            check_finite(loss, "loss", global_step, args.output_dir)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        global_step += 1
+        progress.update(1)
+        logs = {"loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}
+        progress.set_postfix(loss=f"{logs['loss']:.3f}")
+        accelerator.log(logs, step=global_step)
+        if global_step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+        if global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            metrics, _ = evaluate(unwrapped, processor, held_out, args, accelerator.device)
+            accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
+            logger.info(f"step {global_step}: vqa_accuracy {metrics['vqa_accuracy']:.4g}")
+            folder = os.path.join(args.output_dir, "validation")
+            save_grid(validation_images, folder, "images", accelerator, global_step, len(validation_images))
+    progress.close()
+
+    # 6. the end of the run, on the main process: accuracy, the Hub-ready folder (weights or adapter, processor,
+    # sample questions, record, card) and the upload
+    run_facts = check_replicas(accelerator, model, global_step, logger)
+    metrics = None
+    if accelerator.is_main_process:
+        metrics, answers = evaluate(unwrapped, processor, held_out, args, accelerator.device)
+        unwrapped.save_pretrained(args.output_dir)  # the adapter alone with --use_lora
+        processor.save_pretrained(args.output_dir)
+        save_card_grid(validation_images, args.output_dir, columns=len(validation_images))
+        samples = [
+            {"question": question, "answer": answer, "reference": reference}
+            for question, answer, reference in zip(
+                held_out["questions"], answers, held_out["answers"][: len(validation_images)], strict=False
+            )
+        ]
+        protocol = {
+            "dataset": dataset_name,
+            "split": splits.name,
+            "num_questions": len(held_out["questions"]),
+            "answers": f"beam search ({args.num_beams} beams, at most {args.max_new_tokens} new tokens) from each "
+            "held-out image and question, questions batched by length without padding",
+            "accuracy": "share of answers equal to the right one, as lower-cased words without punctuation",
+        }
+        if uses_canvases(args):
+            protocol["canvases"] = (
+                f"{args.num_train_canvases} training canvases (digits' train split) and {args.num_test_canvases} "
+                f"held-out canvases (digits' test split) of {args.resolution} px, drawn with seed 0"
+            )
+        baselines = answer_baselines(train_questions, train_answers, held_out)
+        record = write_run_record(args, metrics, None, {**run_facts, "baselines": baselines}, protocol)
+        write_model_card(
+            args,
+            "blip",
+            record,
+            {"vqa_accuracy": "VQA accuracy (exact match)"},
+            tags=["blip", "visual-question-answering", "lora"]
+            if args.use_lora
+            else ["blip", "visual-question-answering"],
+            pipeline_tag="visual-question-answering",
+            task="vqa",
+            model_class="BlipForQuestionAnswering",
+            base_model=args.model_name_or_path,
+            config=unwrapped.config.to_dict(),
+            baselines=record["baselines"],
+            samples=samples,
+        )
+        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
+        print(f"vqa_accuracy ({dataset_name}, {splits.name}): {metrics['vqa_accuracy']:.4f}; baselines {baselines}")
+        if args.push_to_hub:
+            push_folder(args, "train_blip_vqa.py", logger)
+    end_run(accelerator)
+    return metrics
+
+
+if __name__ == "__main__":
+    run_script(main, parse_args())
