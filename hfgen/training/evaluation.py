@@ -112,9 +112,12 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 MIN_EVALUATION_IMAGES = 4
 
 
-def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, accelerator) -> RunEvaluation:
-    """Split off the evaluation images and pick the feature extractor for this run's data; a split too small for the
-    metrics (or for every process to get a share) is a one-line error before training, not a crash after it."""
+def prepare_evaluation(
+    args: argparse.Namespace, dataset: DatasetDict, accelerator, measures_distributions: bool = True
+) -> RunEvaluation:
+    """Split off the evaluation images and pick the feature extractor for this run's data (none for a model that is
+    not a generator: `measures_distributions=False`); a split too small for the metrics (or for every process to get a
+    share) is a one-line error before training, not a crash after it."""
     splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
     needed = max(MIN_EVALUATION_IMAGES, accelerator.num_processes)
     if len(splits.evaluation) < needed:
@@ -122,14 +125,17 @@ def prepare_evaluation(args: argparse.Namespace, dataset: DatasetDict, accelerat
             f"the evaluation split ({splits.name}) holds {len(splits.evaluation)} images; the metrics of "
             f"{accelerator.num_processes} process(es) need at least {needed}: raise --validation_split or add images"
         )
-    if args.num_eval_samples < accelerator.num_processes:
+    if measures_distributions and args.num_eval_samples < accelerator.num_processes:
         raise ValueError(
             f"--num_eval_samples {args.num_eval_samples} leaves some of the {accelerator.num_processes} processes "
             "without samples to measure: raise it"
         )
-    extractor, note = resolve_feature_extractor(
-        args.metrics_model, args.dataset_name, args.train_data_dir, accelerator.device
-    )
+    if measures_distributions:
+        extractor, note = resolve_feature_extractor(
+            args.metrics_model, args.dataset_name, args.train_data_dir, accelerator.device
+        )
+    else:
+        extractor, note = None, "no distribution metrics (FID and its kin measure generators)"
     return RunEvaluation(
         dataset=args.train_data_dir or args.dataset_name,
         split=splits.name,
@@ -291,18 +297,19 @@ class RunData:
     eval: object
 
 
-def load_run_data(args: argparse.Namespace, accelerator, logger) -> RunData:
+def load_run_data(args: argparse.Namespace, accelerator, logger, measures_distributions: bool = True) -> RunData:
     """Step 1 of an image script: load `--dataset_name` / `--train_data_dir` (every image is decoded first, so a
     broken file fails before anything else), keep `--class_filter`'s classes, hold out the evaluation images and
     choose the extractor (`prepare_evaluation`), and resize to `--resolution` in `--color_mode` (by default that of
-    the data; resolved into `args`)."""
+    the data; resolved into `args`). A script whose model is not a generator passes `measures_distributions=False`:
+    no feature extractor is loaded for it."""
     from .arguments import resolve_color_mode
 
     dataset = load_image_dataset(
         args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
     )
     dataset = filter_classes(dataset, args.class_filter)
-    evaluation = prepare_evaluation(args, dataset, accelerator)
+    evaluation = prepare_evaluation(args, dataset, accelerator, measures_distributions)
     transform = image_transform(args.resolution, resolve_color_mode(args, dataset))
     logger.info(f"metrics on {evaluation.dataset} ({evaluation.split}): {evaluation.note}")
     # The training images are decoded once when they fit in memory: an epoch then costs no decoding.

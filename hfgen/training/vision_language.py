@@ -32,6 +32,44 @@ def add_lora_arguments(parser: argparse.ArgumentParser, default_targets: list[st
     )
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, pretrained: str, scratch: str) -> None:
+    """`--model_name_or_path` (`pretrained` says what its folder holds), `--train_from_scratch_config` (`scratch` says
+    which config and what the script sets in it) and `--learning_rate`, whose default follows the choice between them
+    (see [`resolve_model_arguments`])."""
+    parser.add_argument(
+        "--model_name_or_path",
+        type=str,
+        default=None,
+        help=f"A pretrained {pretrained} to fine-tune. Without it, a small model is trained from scratch.",
+    )
+    parser.add_argument("--train_from_scratch_config", type=str, default=None, help=scratch)
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
+    )
+
+
+def resolve_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a pretrained model and a scratch config together; fill in the default learning rate of the run's kind
+    (a new model takes large steps, an adapter smaller ones, a whole pretrained model the smallest)."""
+    if args.model_name_or_path is not None and args.train_from_scratch_config is not None:
+        parser.error("--train_from_scratch_config builds a new model: pass it or --model_name_or_path, not both")
+    if args.learning_rate is None:
+        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
+
+
+def weight_decay_groups(parameters, weight_decay: float) -> list[dict]:
+    """The trained `parameters` as optimizer groups with weight decay on weight matrices only: gains, biases and
+    scalars such as a learned temperature are left alone, as CLIP and BLIP train them."""
+    parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    return [
+        {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
 def check_lora_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_flag_ranges(parser, args, {"lora_rank": (1, None, "closed"), "lora_dropout": (0, 1, "high_open")})
     if args.lora_alpha is None:

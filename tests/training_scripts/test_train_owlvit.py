@@ -206,7 +206,7 @@ def train_owlvit():
 
 def test_flag_errors_are_one_line(train_owlvit):
     assert "--use_lora adapts a pretrained model" in parse_error(train_owlvit, "--use_lora")
-    assert "--train_from_scratch_config builds a new detector" in parse_error(
+    assert "--train_from_scratch_config builds a new model" in parse_error(
         train_owlvit, "--model_name_or_path", "x", "--train_from_scratch_config", "y"
     )
     assert "--resolution sets a new detector's image size" in parse_error(

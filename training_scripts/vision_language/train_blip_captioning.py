@@ -63,10 +63,13 @@ from hfgen.training.runs import (
 from hfgen.training.vision_language import (
     add_lora_adapter,
     add_lora_arguments,
+    add_model_arguments,
     check_lora_arguments,
     load_config,
     load_pretrained,
     processor_pixels,
+    resolve_model_arguments,
+    weight_decay_groups,
 )
 
 logger = get_logger(__name__)
@@ -95,29 +98,15 @@ def parse_args(input_args=None):
         "it, captions are written from the class labels with several templates.",
     )
     # model
-    parser.add_argument(
-        "--model_name_or_path",
-        type=str,
-        default=None,
-        help="A pretrained BLIP captioner (folder or Hub id holding BlipForConditionalGeneration and BlipProcessor "
-        "files) to fine-tune. Without it, a small BLIP is trained from scratch.",
-    )
-    parser.add_argument(
-        "--train_from_scratch_config",
-        type=str,
-        default=None,
-        help="A BlipConfig (folder or config.json) for a BLIP trained from scratch; its image size is set to "
+    add_model_arguments(
+        parser,
+        pretrained="BLIP captioner (folder or Hub id holding BlipForConditionalGeneration and BlipProcessor files)",
+        scratch="A BlipConfig (folder or config.json) for a BLIP trained from scratch; its image size is set to "
         "--resolution, its text vocabulary and special tokens to the tokenizer written from the captions. Default: a "
         "small one (both towers 3 layers of width 64, 8-pixel patches).",
     )
     add_lora_arguments(parser, default_targets=["qkv", "projection", "query", "key", "value"])
     # optimisation
-    parser.add_argument(
-        "--learning_rate",
-        type=float,
-        default=None,
-        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
-    )
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument(
@@ -133,11 +122,8 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_lora_arguments(parser, args)
+    resolve_model_arguments(parser, args)
     check_flag_ranges(parser, args, {"num_beams": (1, None, "closed"), "max_new_tokens": (1, None, "closed")})
-    if args.model_name_or_path is not None and args.train_from_scratch_config is not None:
-        parser.error("--train_from_scratch_config builds a new BLIP: leave out --model_name_or_path, or this flag")
-    if args.learning_rate is None:
-        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
     return args
 
 
@@ -186,16 +172,6 @@ def captioning_loss(model, processor, bos_token_id: int, pixel_values: torch.Ten
     input_ids, labels = blip_decoder_inputs(inputs["input_ids"], inputs["attention_mask"], bos_token_id)
     pixels = processor_pixels(pixel_values, processor.image_processor)
     return model(pixel_values=pixels, input_ids=input_ids, attention_mask=inputs["attention_mask"], labels=labels).loss
-
-
-def parameter_groups(parameters, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only: gains, biases and the vision tower's class and position embeddings are
-    left alone."""
-    parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    return [
-        {"params": [p for p in parameters if p.ndim >= 2 and p.shape[0] > 1], "weight_decay": weight_decay},
-        {"params": [p for p in parameters if p.ndim < 2 or p.shape[0] == 1], "weight_decay": 0.0},
-    ]
 
 
 @torch.no_grad()
@@ -287,7 +263,7 @@ def main(args):
     if args.model_name_or_path is not None:
         model, processor = load_pretrained(BlipForConditionalGeneration, BlipProcessor, args.model_name_or_path)
         args.resolution = model.config.vision_config.image_size
-    data = load_run_data(args, accelerator, logger)
+    data = load_run_data(args, accelerator, logger, measures_distributions=False)
     captions = dataset_captions(data.evaluation.train, args.caption_column)
     if captions is None:
         raise ValueError(
@@ -318,7 +294,7 @@ def main(args):
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
-        parameter_groups(trained_parameters, args.adam_weight_decay),
+        weight_decay_groups(trained_parameters, args.adam_weight_decay),
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )

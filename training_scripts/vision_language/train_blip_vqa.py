@@ -70,10 +70,13 @@ from hfgen.training.runs import (
 from hfgen.training.vision_language import (
     add_lora_adapter,
     add_lora_arguments,
+    add_model_arguments,
     check_lora_arguments,
     load_config,
     load_pretrained,
     processor_pixels,
+    resolve_model_arguments,
+    weight_decay_groups,
 )
 
 logger = get_logger(__name__)
@@ -113,29 +116,15 @@ def parse_args(input_args=None):
         help="Canvases of the built-in data whose questions are held out, cut from the digits' test split.",
     )
     # model
-    parser.add_argument(
-        "--model_name_or_path",
-        type=str,
-        default=None,
-        help="A pretrained BLIP VQA model (folder or Hub id holding BlipForQuestionAnswering and BlipProcessor "
-        "files) to fine-tune. Without it, a small BLIP is trained from scratch.",
-    )
-    parser.add_argument(
-        "--train_from_scratch_config",
-        type=str,
-        default=None,
-        help="A BlipConfig (folder or config.json) for a BLIP trained from scratch; its image size is set to "
+    add_model_arguments(
+        parser,
+        pretrained="BLIP VQA model (folder or Hub id holding BlipForQuestionAnswering and BlipProcessor files)",
+        scratch="A BlipConfig (folder or config.json) for a BLIP trained from scratch; its image size is set to "
         "--resolution, its text vocabulary and special tokens to the tokenizer written from the questions and "
         "answers. Default: a small one (all towers 3 layers of width 64, 4-pixel patches).",
     )
     add_lora_arguments(parser, default_targets=["qkv", "projection", "query", "key", "value"])
     # optimisation
-    parser.add_argument(
-        "--learning_rate",
-        type=float,
-        default=None,
-        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
-    )
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument(
@@ -151,6 +140,7 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_lora_arguments(parser, args)
+    resolve_model_arguments(parser, args)
     check_flag_ranges(
         parser,
         args,
@@ -161,14 +151,10 @@ def parse_args(input_args=None):
             "num_test_canvases": (1, None, "closed"),
         },
     )
-    if args.model_name_or_path is not None and args.train_from_scratch_config is not None:
-        parser.error("--train_from_scratch_config builds a new BLIP: leave out --model_name_or_path, or this flag")
     if args.random_flip:
         parser.error("--random_flip would swap the left and right that questions ask about: leave it out")
     if args.class_filter is not None:
         parser.error("--class_filter keeps images of some class labels, and question-answer data has none")
-    if args.learning_rate is None:
-        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
     return args
 
 
@@ -252,16 +238,6 @@ def vqa_loss(model, processor, bos_token_id: int, pixel_values, questions: list[
         labels=labels,
     )
     return output.loss
-
-
-def parameter_groups(parameters, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only: gains, biases and the vision tower's class and position embeddings are
-    left alone."""
-    parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    return [
-        {"params": [p for p in parameters if p.ndim >= 2 and p.shape[0] > 1], "weight_decay": weight_decay},
-        {"params": [p for p in parameters if p.ndim < 2 or p.shape[0] == 1], "weight_decay": 0.0},
-    ]
 
 
 @torch.no_grad()
@@ -381,7 +357,7 @@ def main(args):
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
-        parameter_groups(trained_parameters, args.adam_weight_decay),
+        weight_decay_groups(trained_parameters, args.adam_weight_decay),
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )

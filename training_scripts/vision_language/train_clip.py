@@ -67,10 +67,13 @@ from hfgen.training.runs import (
 from hfgen.training.vision_language import (
     add_lora_adapter,
     add_lora_arguments,
+    add_model_arguments,
     check_lora_arguments,
     load_pretrained,
     processor_pixels,
+    resolve_model_arguments,
     retrieval_chance,
+    weight_decay_groups,
 )
 
 logger = get_logger(__name__)
@@ -103,18 +106,10 @@ def parse_args(input_args=None):
         "it, captions are written from the class labels with several templates.",
     )
     # model
-    parser.add_argument(
-        "--model_name_or_path",
-        type=str,
-        default=None,
-        help="A pretrained CLIP (folder or Hub id holding CLIPModel and CLIPProcessor files) to fine-tune. Without "
-        "it, a small CLIP is trained from scratch.",
-    )
-    parser.add_argument(
-        "--train_from_scratch_config",
-        type=str,
-        default=None,
-        help="A CLIPConfig (folder or config.json) for a CLIP trained from scratch; its image size is set to "
+    add_model_arguments(
+        parser,
+        pretrained="CLIP (folder or Hub id holding CLIPModel and CLIPProcessor files)",
+        scratch="A CLIPConfig (folder or config.json) for a CLIP trained from scratch; its image size is set to "
         "--resolution, its text vocabulary and special tokens to the tokenizer written from the captions. Default: a "
         "small built-in one.",
     )
@@ -128,12 +123,6 @@ def parse_args(input_args=None):
     )
     add_lora_arguments(parser, default_targets=["q_proj", "k_proj", "v_proj", "out_proj"])
     # optimisation
-    parser.add_argument(
-        "--learning_rate",
-        type=float,
-        default=None,
-        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
-    )
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.98)
     parser.add_argument(
@@ -152,13 +141,10 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_lora_arguments(parser, args)
+    resolve_model_arguments(parser, args)
     check_flag_ranges(parser, args, {"probe_train_images": (1, None, "closed")})
-    if args.model_name_or_path is not None and args.train_from_scratch_config is not None:
-        parser.error("--train_from_scratch_config builds a new CLIP: leave out --model_name_or_path, or this flag")
     if args.templates is not None and any(template.count("{}") != 1 for template in args.templates):
         parser.error(f"--templates need exactly one {{}} each, for the class name; got {args.templates}")
-    if args.learning_rate is None:
-        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
     return args
 
 
@@ -224,16 +210,6 @@ def tokenize(processor, texts: list[str], device) -> dict:
 def caption_keys(batch: dict, captions, texts: list[str]) -> list:
     """What makes two pairs of a batch match: the class behind label captions, the text itself otherwise."""
     return batch["labels"].tolist() if isinstance(captions, LabelCaptions) else texts
-
-
-def parameter_groups(parameters, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only: gains, biases, embeddings' scales and the temperature are left alone,
-    as CLIP trains them."""
-    parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    return [
-        {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
-    ]
 
 
 @torch.no_grad()
@@ -340,7 +316,7 @@ def main(args):
         # a pretrained CLIP takes its own image size
         args.resolution = CLIPConfig.from_pretrained(args.model_name_or_path).vision_config.image_size
     args.color_mode = "RGB"
-    data = load_run_data(args, accelerator, logger)
+    data = load_run_data(args, accelerator, logger, measures_distributions=False)
     captions = dataset_captions(data.evaluation.train, args.caption_column)
     if captions is None:
         raise ValueError(
@@ -364,7 +340,7 @@ def main(args):
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
-        parameter_groups(trained_parameters, args.adam_weight_decay),
+        weight_decay_groups(trained_parameters, args.adam_weight_decay),
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )

@@ -69,7 +69,15 @@ from hfgen.training.runs import (
     save_grid,
     start_trackers,
 )
-from hfgen.training.vision_language import add_lora_adapter, add_lora_arguments, check_lora_arguments, load_pretrained
+from hfgen.training.vision_language import (
+    add_lora_adapter,
+    add_lora_arguments,
+    add_model_arguments,
+    check_lora_arguments,
+    load_pretrained,
+    resolve_model_arguments,
+    weight_decay_groups,
+)
 
 logger = get_logger(__name__)
 
@@ -156,19 +164,11 @@ def parse_args(input_args=None):
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     # model
-    parser.add_argument(
-        "--model_name_or_path",
-        type=str,
-        default=None,
-        help="A pretrained OWL-ViT or OWLv2 (folder or Hub id holding the detector and its processor) to fine-tune. "
-        "Without it, a small OWL-ViT is trained from scratch.",
-    )
-    parser.add_argument(
-        "--train_from_scratch_config",
-        type=str,
-        default=None,
-        help="An OwlViTConfig or Owlv2Config (folder or config.json) for a detector trained from scratch; its image "
-        "size is set to --resolution, its text vocabulary and special tokens to the tokenizer written from the "
+    add_model_arguments(
+        parser,
+        pretrained="OWL-ViT or OWLv2 (folder or Hub id holding the detector and its processor)",
+        scratch="An OwlViTConfig or Owlv2Config (folder or config.json) for a detector trained from scratch; its "
+        "image size is set to --resolution, its text vocabulary and special tokens to the tokenizer written from the "
         "queries. Default: a small built-in OWL-ViT.",
     )
     parser.add_argument(
@@ -193,12 +193,6 @@ def parse_args(input_args=None):
     parser.add_argument("--focal_alpha", type=float, default=0.25)
     parser.add_argument("--focal_gamma", type=float, default=2.0)
     # optimisation
-    parser.add_argument(
-        "--learning_rate",
-        type=float,
-        default=None,
-        help="Default: 1e-3 from scratch, 1e-4 with LoRA, 1e-5 for full fine-tuning.",
-    )
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument(
@@ -216,6 +210,7 @@ def parse_args(input_args=None):
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
     check_lora_arguments(parser, args)
+    resolve_model_arguments(parser, args)
     check_flag_ranges(
         parser,
         args,
@@ -245,16 +240,10 @@ def parse_args(input_args=None):
     if args.query_template.count("{}") != 1:
         parser.error(f"--query_template needs exactly one {{}}, for the class name; got {args.query_template!r}")
     if args.model_name_or_path is not None:
-        if args.train_from_scratch_config is not None:
-            parser.error(
-                "--train_from_scratch_config builds a new detector: pass it or --model_name_or_path, not both"
-            )
         if args.resolution is not None:
             parser.error("--resolution sets a new detector's image size: a pretrained one takes its processor's")
     elif args.resolution is None:
         args.resolution = SCRATCH_RESOLUTION
-    if args.learning_rate is None:
-        args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
     return args
 
 
@@ -408,15 +397,6 @@ def num_predictions(model) -> int:
     """Boxes the detector predicts per image: one per patch."""
     vision = model.config.detector_config.vision_config
     return (vision.image_size // vision.patch_size) ** 2
-
-
-def parameter_groups(parameters, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices only: gains, biases and embeddings' scales are left alone."""
-    parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    return [
-        {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
-    ]
 
 
 # --- 3. evaluation ---
@@ -575,7 +555,7 @@ def main(args):
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
-        parameter_groups(trained_parameters, args.adam_weight_decay),
+        weight_decay_groups(trained_parameters, args.adam_weight_decay),
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )
