@@ -56,7 +56,7 @@ from hfgen.models.owlvit_heads import (
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run, resolve_max_train_steps
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.hub import push_folder, save_card_grid, write_model_card, write_run_record
+from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
     check_replicas,
@@ -648,8 +648,7 @@ def main(args):
             detector_class=DETECTOR_CLASSES[model_type].__name__,
             processor_class=PROCESSOR_CLASSES[model_type].__name__,
         )
-        print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
-        print(f"metrics ({data.dataset}, {data.split}): {metrics}")
+        print_run_summary(args.output_dir, data, metrics, measures_distributions=False)
         if args.push_to_hub:
             push_folder(args, "train_owlvit_detection.py", logger)
     end_run(accelerator)
