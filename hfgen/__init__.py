@@ -23,6 +23,7 @@ from .models.vae import VAEConfig, VAEModel
 from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
+from .pipelines.groupvit import GroupViTSegmentationPipeline, GroupViTSegmentationPipelineOutput
 from .pipelines.latent_diffusion import (
     LatentDiffusionControlNetPipeline,
     LatentDiffusionPipeline,
@@ -76,6 +77,8 @@ __all__ = [
     "GANGenerator",
     "GANPipeline",
     "GANPipelineOutput",
+    "GroupViTSegmentationPipeline",
+    "GroupViTSegmentationPipelineOutput",
     "LatentDiffusionControlNetPipeline",
     "LatentDiffusionPipeline",
     "LatentDiffusionPipelineOutput",

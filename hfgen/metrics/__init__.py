@@ -15,6 +15,7 @@
   references (BLEU-4, CIDEr-D), computed in the package.
 - `mean_average_precision`, `box_convert`, `box_area`, `box_iou`, `generalized_box_iou`: COCO-style detection mAP
   and the box geometry it and the detection losses use.
+- `mean_iou`, `segmentation_confusion`, `iou_from_confusion`: semantic segmentation mIoU over a set of label maps.
 """
 
 from .backbone import (
@@ -47,6 +48,7 @@ from .references import (
     reference_metrics,
 )
 from .retrieval import retrieval_recall, zero_shot_accuracy
+from .segmentation import iou_from_confusion, mean_iou, segmentation_confusion
 
 __all__ = [
     "clip_score",
@@ -88,4 +90,7 @@ __all__ = [
     "box_iou",
     "generalized_box_iou",
     "mean_average_precision",
+    "iou_from_confusion",
+    "mean_iou",
+    "segmentation_confusion",
 ]

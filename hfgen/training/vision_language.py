@@ -1,14 +1,25 @@
-"""What the vision-language scripts (CLIP, BLIP, OWL-ViT) share: LoRA flags and adapters on transformers' encoders,
-loading a pretrained folder with one-line errors, images in the normalisation a processor expects, and the
-"chance" baselines their metrics are read against.
+"""What the vision-language scripts (CLIP, BLIP, OWL-ViT, GroupViT) share: LoRA flags and adapters on transformers'
+encoders, loading a pretrained folder with one-line errors, the detection data (built-in canvases or the user's boxes)
+with its flags, images in the normalisation a processor expects, and the "chance" baselines their metrics are read
+against.
 
 Like the other kind modules it knows no model family of hfgen's: the transformers classes are passed in.
 """
 
 import argparse
+from dataclasses import dataclass
 
 import torch
+from datasets import Dataset, DatasetDict
 
+from ..data import (
+    BUILTIN_CANVASES,
+    load_detection_dataset,
+    load_digit_canvases,
+    parse_validation_split,
+    split_for_evaluation,
+)
+from ..data.vision_language import CANVAS_TEST_SIZE
 from .cli import check_flag_ranges
 
 
@@ -156,3 +167,111 @@ def load_config(config_class, path: str, flag: str):
         raise ValueError(
             f"{flag} {path!r} is not a {config_class.__name__} folder or config.json ({first_line})"
         ) from None
+
+
+def add_detection_data_arguments(parser: argparse.ArgumentParser, canvas_size: int, train_canvases: int) -> None:
+    """The data flags of the scripts that learn from boxes: `--dataset_name` (the built-in canvases by default, drawn
+    at `canvas_size` px, `train_canvases` of them for training unless the flags say otherwise) or `--train_data_dir`
+    (a metadata.jsonl of COCO boxes), `--class_names`, `--validation_split` and the canvases' own flags."""
+    parser.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help=f"A `datasets` name or local folder with an `objects` column of COCO boxes; {BUILTIN_CANVASES} (digit "
+        "scans pasted on black canvases, with their boxes and pixel masks) is built in and the default.",
+    )
+    parser.set_defaults(builtin_dataset=BUILTIN_CANVASES)
+    parser.add_argument(
+        "--train_data_dir",
+        type=str,
+        default=None,
+        help='A local folder of images with a metadata.jsonl: {"file_name": "a.png", "objects": {"bbox": [[x, y, '
+        'width, height], ...], "category": ["cat", ...]}} per image (COCO boxes in pixels).',
+    )
+    parser.add_argument(
+        "--class_names",
+        type=str,
+        nargs="+",
+        default=None,
+        help="Names of the classes in id order, for data whose categories are integer ids without names.",
+    )
+    parser.add_argument(
+        "--validation_split",
+        type=parse_validation_split,
+        default=None,
+        help="Images of the training data held out for the metrics: a fraction (0.1) or a count (50). By default "
+        "the dataset's own validation / test split, else 10%% of the images (at least 4), fixed by --seed.",
+    )
+    parser.add_argument(
+        "--canvas_size",
+        type=int,
+        default=None,
+        help=f"Side of the built-in canvases in pixels (default {canvas_size}).",
+    )
+    parser.add_argument(
+        "--num_train_canvases", type=int, default=None, help=f"Built-in training canvases (default {train_canvases})."
+    )
+    parser.add_argument(
+        "--num_test_canvases", type=int, default=None, help=f"Built-in test canvases (default {CANVAS_TEST_SIZE})."
+    )
+
+
+def resolve_detection_data_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, canvas_size: int, train_canvases: int
+) -> bool:
+    """Check the flags of [`add_detection_data_arguments`] and fill in the canvases' defaults; returns whether the
+    run uses the built-in canvases."""
+    check_flag_ranges(
+        parser,
+        args,
+        {
+            "canvas_size": (32, None, "closed"),
+            "num_train_canvases": (1, None, "closed"),
+            "num_test_canvases": (2, None, "closed"),
+        },
+    )
+    builtin = args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
+    canvas_flags = [f"--{name}" for name in ("canvas_size", "num_train_canvases", "num_test_canvases")]
+    if not builtin and any(getattr(args, flag[2:]) is not None for flag in canvas_flags):
+        parser.error(f"{', '.join(canvas_flags)} shape the built-in canvases; they do not apply to your data")
+    if builtin:
+        args.canvas_size = args.canvas_size or canvas_size
+        args.num_train_canvases = args.num_train_canvases or train_canvases
+        args.num_test_canvases = args.num_test_canvases or CANVAS_TEST_SIZE
+        if args.class_names is not None:
+            parser.error("--class_names names the classes of your data; the built-in canvases name theirs")
+    return builtin
+
+
+@dataclass
+class DetectionData:
+    """The run's images with their boxes (`image`, `objects` as hfgen's detection data holds them: xyxy pixel boxes
+    and class ids; the canvases' `segmentation` masks too), split into training and held-out images, and the class
+    names."""
+
+    dataset: str
+    split: str
+    train: Dataset
+    eval: Dataset
+    class_names: list[str]
+
+
+def load_detection_data(args: argparse.Namespace) -> DetectionData:
+    """The built-in canvases (at --canvas_size, --num_*_canvases) or the user's detection data, split for evaluation;
+    data without boxes to learn from or to measure on is a one-line error before anything is built."""
+    if args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES:
+        dataset = load_digit_canvases(args.canvas_size, args.num_train_canvases, args.num_test_canvases)
+    else:
+        dataset = load_detection_dataset(args.train_data_dir, args.dataset_name, args.class_names)
+    kept = [column for column in ("image", "objects", "segmentation") if column in dataset["train"].column_names]
+    dataset = DatasetDict({name: split.select_columns(kept) for name, split in dataset.items()})
+    splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
+    source = args.train_data_dir or args.dataset_name
+    class_names = list(splits.train.features["objects"]["category"].feature.names)
+    for part, images in (("training", splits.train), (f"evaluation ({splits.name})", splits.evaluation)):
+        if not any(objects["bbox"] for objects in images["objects"]):
+            raise ValueError(
+                f"the {part} images of {source} hold no box: the model learns and is measured on boxes, so give "
+                "images with objects (or hold out others with --validation_split)"
+            )
+    return DetectionData(source, splits.name, splits.train, splits.evaluation, class_names)

@@ -25,25 +25,17 @@ import logging
 import math
 import os
 import tempfile
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 from transformers import AutoConfig, Owlv2Config, Owlv2Processor, OwlViTConfig, OwlViTProcessor
 
-from hfgen.data import (
-    BUILTIN_CANVASES,
-    load_detection_dataset,
-    load_digit_canvases,
-    parse_validation_split,
-    split_for_evaluation,
-)
-from hfgen.data.vision_language import CANVAS_TEST_SIZE
+from hfgen.data import BUILTIN_CANVASES
 from hfgen.losses.detection import CLASS_LOSSES
 from hfgen.metrics.detection import box_convert, mean_average_precision
 from hfgen.models.owlvit_heads import (
@@ -70,11 +62,15 @@ from hfgen.training.runs import (
     start_trackers,
 )
 from hfgen.training.vision_language import (
+    DetectionData,
+    add_detection_data_arguments,
     add_lora_adapter,
     add_lora_arguments,
     add_model_arguments,
     check_lora_arguments,
+    load_detection_data,
     load_pretrained,
+    resolve_detection_data_arguments,
     resolve_model_arguments,
     weight_decay_groups,
 )
@@ -110,51 +106,7 @@ DRAW_SIZE = 192
 
 def parse_args(input_args=None):
     parser = make_parser("Open-vocabulary detection training of OWL-ViT / OWLv2.")
-    # data
-    parser.add_argument(
-        "--dataset_name",
-        type=str,
-        default=None,
-        help=f"A `datasets` name or local folder with an `objects` column of COCO boxes; {BUILTIN_CANVASES} (digit "
-        "scans pasted on black canvases, with their boxes) is built in and the default.",
-    )
-    parser.set_defaults(builtin_dataset=BUILTIN_CANVASES)
-    parser.add_argument(
-        "--train_data_dir",
-        type=str,
-        default=None,
-        help='A local folder of images with a metadata.jsonl: {"file_name": "a.png", "objects": {"bbox": [[x, y, '
-        'width, height], ...], "category": ["cat", ...]}} per image (COCO boxes in pixels).',
-    )
-    parser.add_argument(
-        "--class_names",
-        type=str,
-        nargs="+",
-        default=None,
-        help="Names of the classes in id order, for data whose categories are integer ids without names.",
-    )
-    parser.add_argument(
-        "--validation_split",
-        type=parse_validation_split,
-        default=None,
-        help="Images of the training data held out for the metrics: a fraction (0.1) or a count (50). By default "
-        "the dataset's own validation / test split, else 10%% of the images (at least 4), fixed by --seed.",
-    )
-    parser.add_argument(
-        "--canvas_size",
-        type=int,
-        default=None,
-        help=f"Side of the built-in canvases in pixels (default {CANVAS_SIZE}).",
-    )
-    parser.add_argument(
-        "--num_train_canvases",
-        type=int,
-        default=None,
-        help=f"Built-in training canvases (default {TRAIN_CANVASES}).",
-    )
-    parser.add_argument(
-        "--num_test_canvases", type=int, default=None, help=f"Built-in test canvases (default {CANVAS_TEST_SIZE})."
-    )
+    add_detection_data_arguments(parser, CANVAS_SIZE, TRAIN_CANVASES)
     parser.add_argument(
         "--query_template",
         type=str,
@@ -215,9 +167,6 @@ def parse_args(input_args=None):
         parser,
         args,
         {
-            "canvas_size": (32, None, "closed"),
-            "num_train_canvases": (1, None, "closed"),
-            "num_test_canvases": (2, None, "closed"),
             "class_loss_weight": (0, None, "closed"),
             "bbox_loss_weight": (0, None, "closed"),
             "giou_loss_weight": (0, None, "closed"),
@@ -225,16 +174,7 @@ def parse_args(input_args=None):
             "focal_gamma": (0, None, "closed"),
         },
     )
-    builtin = args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
-    canvas_flags = [f"--{name}" for name in ("canvas_size", "num_train_canvases", "num_test_canvases")]
-    if not builtin and any(getattr(args, flag[2:]) is not None for flag in canvas_flags):
-        parser.error(f"{', '.join(canvas_flags)} shape the built-in canvases; they do not apply to your data")
-    if builtin:
-        args.canvas_size = args.canvas_size or CANVAS_SIZE
-        args.num_train_canvases = args.num_train_canvases or TRAIN_CANVASES
-        args.num_test_canvases = args.num_test_canvases or CANVAS_TEST_SIZE
-        if args.class_names is not None:
-            parser.error("--class_names names the classes of your data; the built-in canvases name theirs")
+    builtin = resolve_detection_data_arguments(parser, args, CANVAS_SIZE, TRAIN_CANVASES)
     if args.query_template is None:
         args.query_template = "a photo of the digit {}" if builtin else "a photo of a {}"
     if args.query_template.count("{}") != 1:
@@ -248,38 +188,6 @@ def parse_args(input_args=None):
 
 
 # --- 1. data ---
-
-
-@dataclass
-class DetectionData:
-    """The run's images with their boxes (`image`, `objects` as hfgen's detection data holds them: xyxy pixel boxes
-    and class ids), split into training and held-out images, and the class names."""
-
-    dataset: str
-    split: str
-    train: Dataset
-    eval: Dataset
-    class_names: list[str]
-
-
-def load_detection_data(args) -> DetectionData:
-    """The built-in canvases (at --canvas_size, --num_*_canvases) or the user's detection data, split for evaluation;
-    data on which mean average precision would be undefined is a one-line error before anything is built."""
-    if args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES:
-        dataset = load_digit_canvases(args.canvas_size, args.num_train_canvases, args.num_test_canvases)
-    else:
-        dataset = load_detection_dataset(args.train_data_dir, args.dataset_name, args.class_names)
-    dataset = DatasetDict({name: split.select_columns(["image", "objects"]) for name, split in dataset.items()})
-    splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
-    source = args.train_data_dir or args.dataset_name
-    class_names = list(splits.train.features["objects"]["category"].feature.names)
-    for part, images in (("training", splits.train), (f"evaluation ({splits.name})", splits.evaluation)):
-        if not any(objects["bbox"] for objects in images["objects"]):
-            raise ValueError(
-                f"the {part} images of {source} hold no box: the detector learns and is measured on boxes, so give "
-                "images with objects (or hold out others with --validation_split)"
-            )
-    return DetectionData(source, splits.name, splits.train, splits.evaluation, class_names)
 
 
 def box_targets(objects: dict, size: tuple[int, int], pads_to_square: bool) -> dict[str, torch.Tensor]:
