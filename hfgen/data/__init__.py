@@ -30,6 +30,7 @@ from .vision_language import (
     load_caption_dataset,
     load_detection_dataset,
     load_digit_canvases,
+    object_captions,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "EvaluationSplit",
     "ImageDataError",
     "canvas_captions",
+    "object_captions",
     "canvas_questions",
     "check_resolution",
     "collate_images",

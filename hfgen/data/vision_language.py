@@ -228,6 +228,15 @@ def _with_article(name: str) -> str:
     return f"an {name}" if name[0] in "aeiou" and not name.startswith("one") else f"a {name}"
 
 
+def object_captions(objects: dict, class_names: list[str]) -> list[str]:
+    """Captions of any image with boxes, its objects named left to right with articles, e.g. `["a photo of a cat
+    and a dog", "a cat and a dog"]`: what image-text training reads for detection data that has no captions."""
+    if not objects["bbox"]:
+        raise ValueError("objects holds no boxes: a caption names at least one object")
+    names = _listing([_with_article(class_names[objects["category"][k]]) for k in _left_to_right(objects)])
+    return [f"a photo of {names}", names]
+
+
 def canvas_questions(objects: dict, class_names: list[str], seed: int | SequenceOf[int] = 0) -> list[tuple[str, str]]:
     r"""
     Questions about a canvas with their one-word answers, all read off its boxes:

@@ -94,12 +94,16 @@ def _loader_for_pipeline(class_name: str) -> str:
 def _loader_for_model(model_type) -> str:
     """How to use a lone model folder whose `config.json` has `model_type`."""
     for pipeline_class in hfgen_pipeline_classes():
-        for component, model_class in _component_classes(pipeline_class).items():
+        components = _component_classes(pipeline_class)
+        for component, model_class in components.items():
             config_class = getattr(model_class, "config_class", None)
             if getattr(config_class, "model_type", None) == model_type:
+                # hfgen's models are re-exported from `hfgen`; a transformers model (GroupViT) from `transformers`
+                package = model_class.__module__.split(".")[0]
+                others = "".join(f", {name}=..." for name in components if name != component)
                 return (
-                    f"load the model with hfgen.{model_class.__name__}.from_pretrained(folder) and build "
-                    f"hfgen.{pipeline_class.__name__}({component}=model)"
+                    f"load the model with {package}.{model_class.__name__}.from_pretrained(folder) and build "
+                    f"hfgen.{pipeline_class.__name__}({component}=model{others})"
                 )
     return "load it with its own model class (transformers.AutoModel.from_pretrained after `import hfgen`)"
 

@@ -204,8 +204,8 @@ class PipelineTesterMixin:
                     folder,
                     repr(model_type),
                     f"{cls.__name__}.from_pretrained cannot load it",
-                    f"hfgen.{type(model).__name__}.from_pretrained(folder)",
-                    f"hfgen.{own}({name}=model)",
+                    f"{type(model).__module__.split('.')[0]}.{type(model).__name__}.from_pretrained(folder)",
+                    f"hfgen.{own}({name}=model",
                 ):
                     cls.from_pretrained(folder)
 

@@ -1,12 +1,14 @@
 """Running training scripts as users do: `accelerate launch` subprocesses, one or two CPU processes."""
 
 import glob
+import json
 import os
 import socket
 import subprocess
 import sys
 
 import pytest
+from PIL import Image, ImageDraw
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
@@ -181,3 +183,23 @@ def dry_run(script: str, *arguments) -> str:
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     return stdout.getvalue()
+
+
+def shapes_folder(folder, count: int = 16) -> None:
+    """A user's detection folder: drawings of squares and circles of mixed sizes, formats and image sizes, their boxes
+    in metadata.jsonl as COCO's [x, y, width, height] with class names."""
+    folder.mkdir()
+    lines = []
+    for index in range(count):
+        image = Image.new("RGB", (30 + index, 26 + index % 5), "white")
+        draw = ImageDraw.Draw(image)
+        boxes, categories = [], []
+        for k, shape in enumerate(["square", "circle"][: 1 + index % 2]):
+            x, y, side = 2 + 14 * k, 3 + index % 4, 9 + index % 3
+            (draw.rectangle if shape == "square" else draw.ellipse)((x, y, x + side - 1, y + side - 1), fill="red")
+            boxes.append([x, y, side, side])
+            categories.append(shape)
+        name = f"shapes_{index}.{'png' if index % 3 else 'jpg'}"
+        image.save(folder / name)
+        lines.append(json.dumps({"file_name": name, "objects": {"bbox": boxes, "category": categories}}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")

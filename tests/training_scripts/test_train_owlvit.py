@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from peft import PeftModel
-from PIL import Image, ImageDraw
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForZeroShotObjectDetection,
@@ -22,7 +22,7 @@ import hfgen
 from hfgen.metrics.detection import box_convert
 from hfgen.models.owlvit_heads import build_owl_processor, owl_image_processor
 
-from .conftest import dry_run, import_script, parse_error
+from .conftest import dry_run, import_script, parse_error, shapes_folder
 from .test_secrets import FAKE_TOKEN, files_containing
 
 TOWER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
@@ -124,26 +124,6 @@ def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
         json.loads((resumed / "metrics.json").read_text())["metrics"]
         == json.loads((output_dir / "metrics.json").read_text())["metrics"]
     )
-
-
-def shapes_folder(folder, count: int = 16) -> None:
-    """A user's detection folder: drawings of squares and circles of mixed sizes, formats and image sizes, their boxes
-    in metadata.jsonl as COCO's [x, y, width, height] with class names."""
-    folder.mkdir()
-    lines = []
-    for index in range(count):
-        image = Image.new("RGB", (30 + index, 26 + index % 5), "white")
-        draw = ImageDraw.Draw(image)
-        boxes, categories = [], []
-        for k, shape in enumerate(["square", "circle"][: 1 + index % 2]):
-            x, y, side = 2 + 14 * k, 3 + index % 4, 9 + index % 3
-            (draw.rectangle if shape == "square" else draw.ellipse)((x, y, x + side - 1, y + side - 1), fill="red")
-            boxes.append([x, y, side, side])
-            categories.append(shape)
-        name = f"shapes_{index}.{'png' if index % 3 else 'jpg'}"
-        image.save(folder / name)
-        lines.append(json.dumps({"file_name": name, "objects": {"bbox": boxes, "category": categories}}))
-    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,590 @@
+#!/usr/bin/env python
+"""Contrastive image-text training of GroupViT (Xu et al. 2022) for zero-shot semantic segmentation: fine-tune a
+pretrained GroupViT (fully or with LoRA), or train a small one from scratch, ending with a Hub-ready
+`hfgen.GroupViTSegmentationPipeline` folder and its measured mean IoU.
+
+    accelerate launch training_scripts/vision_language/train_groupvit.py        # from scratch, digit canvases
+    accelerate launch training_scripts/vision_language/train_groupvit.py --train_data_dir my_images/
+                                                                        # metadata.jsonl with COCO boxes per image
+
+GroupViT never sees a mask: it learns from captions alone. Each step pairs every image with one of its captions
+("two digits: three and seven", written from its boxes left to right) and with a class prompt ("the digit seven",
+`--prompt_template` filled with one of its objects' classes, Xu et al.'s multi-label loss), and both symmetric
+contrastive losses (CLIP's, with the learned temperature) pull the pairs together: a prompt matches every image of
+the batch that holds its class. Segmentation comes from the grouping: the pipeline labels each pixel with the class
+prompt nearest its group's embedding, or background when no prompt is near enough (a cosine similarity threshold
+the script calibrates on training images and saves in the folder).
+
+The folder loads with `hfgen.GroupViTSegmentationPipeline.from_pretrained(dir)`; its `model/` with
+`transformers.GroupViTModel.from_pretrained(dir, subfolder="model")`. Metrics on the held-out images: mean IoU over
+background and the classes, pixel accuracy, and the IoU of digit versus background, against the canvases' pixel masks
+(the user's boxes filled in, for data without masks), beside two baselines (everything background; the true masks
+with random classes).
+"""
+
+import logging
+import math
+import os
+import tempfile
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
+
+import hfgen
+from hfgen.data import BUILTIN_CANVASES, canvas_captions, object_captions
+from hfgen.losses.contrastive import clip_contrastive_loss, same_caption_positives
+from hfgen.metrics.segmentation import iou_from_confusion, segmentation_confusion
+from hfgen.models.clip_heads import build_clip_processor
+from hfgen.pipelines.groupvit import label_colours
+from hfgen.training import save_checkpoint
+from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run, resolve_max_train_steps
+from hfgen.training.cli import check_flag_ranges, make_parser, run_script
+from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
+from hfgen.training.runs import (
+    check_finite,
+    check_replicas,
+    end_run,
+    endless_batches,
+    make_accelerator,
+    make_lr_schedulers,
+    make_train_dataloader,
+    resume_run,
+    save_grid,
+    start_trackers,
+)
+from hfgen.training.vision_language import (
+    DetectionData,
+    add_detection_data_arguments,
+    add_lora_adapter,
+    add_lora_arguments,
+    add_model_arguments,
+    check_lora_arguments,
+    load_config,
+    load_detection_data,
+    load_pretrained,
+    processor_pixels,
+    resolve_detection_data_arguments,
+    resolve_model_arguments,
+    weight_decay_groups,
+)
+
+logger = get_logger(__name__)
+
+# Default length: 1,500 steps of batch 64 (12 passes over the 8,000 training canvases), whatever the data's size.
+DEFAULT_TRAIN_STEPS = 1500
+
+# The GroupViT trained from scratch when no --model_name_or_path or --train_from_scratch_config is given: 8 px patches
+# of 64 px images (64 tokens) grouped into 16 and then 4 groups over three stages of 2, 2 and 1 layers of width 64, and
+# a text transformer of 2 layers over captions of at most 16 tokens. The default run trains in a few minutes on 2 CPU
+# cores (a batch-64 step takes about 0.12 s; 4 px patches would cost five times as much).
+SCRATCH_RESOLUTION = 64
+SCRATCH_TEXT_MAX_LENGTH = 16
+SCRATCH_TEXT = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
+SCRATCH_VISION = dict(
+    hidden_size=64,
+    intermediate_size=256,
+    depths=[2, 2, 1],
+    num_hidden_layers=5,
+    num_group_tokens=[16, 4, 0],
+    num_output_groups=[16, 4, 4],
+    num_attention_heads=4,
+    patch_size=8,
+)
+SCRATCH_PROJECTION = dict(projection_dim=64, projection_intermediate_dim=256)
+
+# The built-in canvases: their own side, and 8,000 training canvases, as for OWL-ViT (they cost nothing to draw).
+CANVAS_SIZE = 64
+TRAIN_CANVASES = 8000
+
+# CLIP's cap on the learned temperature (logit scale ln 100), which keeps training stable.
+MAX_LOGIT_SCALE = math.log(100)
+
+# The background threshold is chosen among the quantiles of the pixels' best similarities on this many training
+# images (the one that maximises their mIoU), so held-out images never set it.
+CALIBRATION_IMAGES = 200
+THRESHOLD_QUANTILES = 41
+
+CARD_METRIC_NAMES = {"mean_iou": "mIoU", "pixel_accuracy": "pixel accuracy", "foreground_iou": "foreground IoU"}
+
+
+def parse_args(input_args=None):
+    parser = make_parser("Contrastive image-text training of GroupViT for zero-shot semantic segmentation.")
+    add_detection_data_arguments(parser, CANVAS_SIZE, TRAIN_CANVASES)
+    parser.add_argument(
+        "--prompt_template",
+        type=str,
+        default=None,
+        help="The text of each class, with one {} for its name: the multi-label loss pairs images with it, and "
+        'segmentation asks for it. Default: "the digit {}" on the built-in canvases, "a photo of a {}" otherwise.',
+    )
+    parser.add_argument(
+        "--prompt_loss_weight",
+        type=float,
+        default=1.0,
+        help="Weight of the contrastive loss between images and the prompts of their classes (0: captions only).",
+    )
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    # model
+    add_model_arguments(
+        parser,
+        pretrained="GroupViT (folder or Hub id holding GroupViTModel and CLIPProcessor files)",
+        scratch="A GroupViTConfig (folder or config.json) for a GroupViT trained from scratch; its image size is set "
+        "to --resolution, its text vocabulary and special tokens to the tokenizer written from the captions. Default: "
+        "a small built-in one.",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help=f"Image size of a GroupViT trained from scratch (default {SCRATCH_RESOLUTION}); a pretrained one takes "
+        "its config's.",
+    )
+    add_lora_arguments(parser, default_targets=["q_proj", "k_proj", "v_proj", "out_proj"])
+    # optimisation
+    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument("--adam_beta2", type=float, default=0.98)
+    parser.add_argument(
+        "--adam_weight_decay", type=float, default=0.05, help="On weight matrices only, not on gains, biases."
+    )
+    add_run_arguments(parser, family="groupvit")
+    parser.set_defaults(
+        lr_scheduler="cosine", lr_warmup_steps=50, max_grad_norm=1.0, checkpointing_steps=500, validation_steps=500
+    )
+    args = parser.parse_args(input_args)
+    check_run_arguments(parser, args)
+    check_lora_arguments(parser, args)
+    resolve_model_arguments(parser, args)
+    check_flag_ranges(parser, args, {"prompt_loss_weight": (0, None, "closed")})
+    builtin = resolve_detection_data_arguments(parser, args, CANVAS_SIZE, TRAIN_CANVASES)
+    if args.prompt_template is None:
+        args.prompt_template = "the digit {}" if builtin else "a photo of a {}"
+    if args.prompt_template.count("{}") != 1:
+        parser.error(f"--prompt_template needs exactly one {{}}, for the class name; got {args.prompt_template!r}")
+    if args.model_name_or_path is not None:
+        if args.resolution is not None:
+            parser.error("--resolution sets a new GroupViT's image size: a pretrained one takes its config's")
+    elif args.resolution is None:
+        args.resolution = SCRATCH_RESOLUTION
+    return args
+
+
+# --- 1. data: images, their captions and classes; pixel masks to measure against ---
+
+
+def is_builtin(args) -> bool:
+    return args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
+
+
+def image_captions(objects: dict, class_names: list[str], builtin: bool) -> list[str]:
+    return canvas_captions(objects, class_names) if builtin else object_captions(objects, class_names)
+
+
+def all_texts(data: DetectionData, args) -> list[str]:
+    """Every caption and prompt the run can read, whose words the scratch tokenizer's vocabulary holds."""
+    builtin = is_builtin(args)
+    texts = [args.prompt_template.format(name) for name in data.class_names]
+    for split in (data.train, data.eval):
+        for objects in split["objects"]:
+            if objects["bbox"]:
+                texts.extend(image_captions(objects, data.class_names, builtin))
+    return texts
+
+
+def target_mask(row: dict) -> np.ndarray:
+    """A held-out image's labels per pixel (0 background, 1 + class): the canvases' own masks, else its boxes
+    filled in, later boxes over earlier ones."""
+    if "segmentation" in row and row["segmentation"] is not None:
+        return np.asarray(row["segmentation"], dtype=np.int64)
+    mask = np.zeros((row["image"].height, row["image"].width), dtype=np.int64)
+    for (x0, y0, x1, y1), category in zip(row["objects"]["bbox"], row["objects"]["category"], strict=True):
+        mask[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))] = category + 1
+    return mask
+
+
+def to_model_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
+    """An image as a (3, resolution, resolution) tensor in [-1, 1], resized whole as the pipeline resizes it."""
+    image = image.convert("RGB").resize((resolution, resolution), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+
+
+class CaptionedImages(torch.utils.data.Dataset):
+    """Training images with the captions they may be described by and the classes they hold (images without boxes
+    are left out: they have nothing to be captioned with)."""
+
+    def __init__(self, data: DetectionData, resolution: int, builtin: bool):
+        rows = [index for index, objects in enumerate(data.train["objects"]) if objects["bbox"]]
+        self.images = data.train.select(rows)
+        self.resolution = resolution
+        self.captions = [image_captions(objects, data.class_names, builtin) for objects in self.images["objects"]]
+        self.classes = [sorted(set(objects["category"])) for objects in self.images["objects"]]
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return {
+            "pixel_values": to_model_pixels(self.images[index]["image"], self.resolution),
+            "captions": self.captions[index],
+            "classes": self.classes[index],
+        }
+
+
+def collate(rows: list[dict]) -> dict:
+    return {
+        "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+        "captions": [row["captions"] for row in rows],
+        "classes": [row["classes"] for row in rows],
+    }
+
+
+def draw_texts(batch: dict, class_names: list[str], template: str) -> tuple[list[str], list[str], torch.Tensor]:
+    """For each image, one of its captions and the prompt of one of its classes, drawn from the global RNG (which
+    checkpoints keep); and which prompts match which images (every image holding the prompt's class)."""
+    captions = [options[torch.randint(len(options), ()).item()] for options in batch["captions"]]
+    drawn = [classes[torch.randint(len(classes), ()).item()] for classes in batch["classes"]]
+    prompts = [template.format(class_names[c]) for c in drawn]
+    prompt_positives = torch.tensor([[c in classes for c in drawn] for classes in batch["classes"]])
+    return captions, prompts, prompt_positives
+
+
+# --- 2. model ---
+
+
+def scratch_config(args, tokenizer) -> GroupViTConfig:
+    """The config of a GroupViT trained from scratch (--train_from_scratch_config or the built-in small one), its
+    text vocabulary, length and special tokens those of `tokenizer`."""
+    text = dict(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if args.train_from_scratch_config is None:
+        return GroupViTConfig(
+            text_config={**SCRATCH_TEXT, **text},
+            vision_config={**SCRATCH_VISION, "image_size": args.resolution},
+            **SCRATCH_PROJECTION,
+        )
+    config = load_config(GroupViTConfig, args.train_from_scratch_config, "--train_from_scratch_config")
+    for key, value in text.items():
+        setattr(config.text_config, key, value)
+    config.vision_config.image_size = args.resolution
+    if args.resolution % config.vision_config.patch_size:
+        raise ValueError(
+            f"--resolution {args.resolution} is not a multiple of the config's patch_size "
+            f"{config.vision_config.patch_size}: choose a --resolution that is"
+        )
+    return config
+
+
+def build_model(args, data: DetectionData) -> tuple[GroupViTModel, CLIPProcessor]:
+    """The GroupViT and its processor: pretrained, or new from a config with a tokenizer written from the texts."""
+    if args.model_name_or_path is not None:
+        return load_pretrained(GroupViTModel, CLIPProcessor, args.model_name_or_path)
+    # the vocabulary files only seed the tokenizer, which the pipeline saves into the folder at the end
+    with tempfile.TemporaryDirectory() as folder:
+        processor = build_clip_processor(
+            all_texts(data, args), folder, image_size=args.resolution, max_length=SCRATCH_TEXT_MAX_LENGTH
+        )
+    return GroupViTModel(scratch_config(args, processor.tokenizer)), processor
+
+
+def make_pipeline(model, processor, args, background_threshold=None) -> hfgen.GroupViTSegmentationPipeline:
+    pipeline = hfgen.GroupViTSegmentationPipeline(
+        model=model,
+        tokenizer=processor.tokenizer,
+        image_processor=processor.image_processor,
+        background_threshold=background_threshold,
+        templates=[args.prompt_template],
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+# --- 3. evaluation ---
+
+
+def best_classes(pipeline, images: list, class_names: list[str], batch_size: int = 64) -> list[tuple]:
+    """Each image's per-pixel best similarity and best class (0-based), from one batch per run of same-size images."""
+    results = []
+    start = 0
+    while start < len(images):
+        end = start + 1
+        while end < len(images) and end - start < batch_size and images[end].size == images[start].size:
+            end += 1
+        output = pipeline(images[start:end], class_names, background_threshold=-1.0, output_type="pt")
+        best, best_class = output.scores.float().max(dim=1)
+        results.extend(zip(best, best_class, strict=True))
+        start = end
+    return results
+
+
+def labels_at(threshold: float, best: torch.Tensor, best_class: torch.Tensor) -> torch.Tensor:
+    return torch.where(best < threshold, torch.zeros_like(best_class), best_class + 1)
+
+
+def calibrate_threshold(pipeline, data: DetectionData, seed: int) -> float:
+    """The background threshold, among the quantiles of the pixels' best similarities, that gives the highest mIoU
+    on up to `CALIBRATION_IMAGES` training images drawn with the run's seed."""
+    picked = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGES]
+    rows = data.train.select(picked.tolist())
+    scored = best_classes(pipeline, [row["image"] for row in rows], data.class_names)
+    targets = [torch.from_numpy(target_mask(row)) for row in rows]
+    all_best = torch.cat([best.flatten() for best, _ in scored])
+    candidates = torch.quantile(all_best, torch.linspace(0, 1, THRESHOLD_QUANTILES, dtype=all_best.dtype)).tolist()
+    num_labels = len(data.class_names) + 1
+    results = []
+    for threshold in [-1.0, *candidates]:
+        confusion = sum(
+            segmentation_confusion(labels_at(threshold, best, best_class), target, num_labels)
+            for (best, best_class), target in zip(scored, targets, strict=True)
+        )
+        results.append((iou_from_confusion(confusion)["mean_iou"], threshold))
+    return max(results)[1]
+
+
+def segmentation_metrics(predictions: list[torch.Tensor], targets: list[torch.Tensor], num_labels: int) -> dict:
+    confusion = sum(
+        segmentation_confusion(predicted, target, num_labels)
+        for predicted, target in zip(predictions, targets, strict=True)
+    )
+    scores = iou_from_confusion(confusion)
+    foreground = iou_from_confusion(
+        sum(
+            segmentation_confusion((p > 0).long(), (t > 0).long(), 2)
+            for p, t in zip(predictions, targets, strict=True)
+        )
+    )
+    return {
+        "mean_iou": scores["mean_iou"],
+        "pixel_accuracy": scores["pixel_accuracy"],
+        "foreground_iou": foreground["per_class_iou"][1],
+    }
+
+
+@torch.no_grad()
+def evaluate(model, processor, data: DetectionData, args) -> tuple[dict, float, list[torch.Tensor]]:
+    """The held-out metrics with the background threshold calibrated on training images; returns the metrics, the
+    threshold and the predicted label maps."""
+    model.eval()
+    pipeline = make_pipeline(model, processor, args)
+    threshold = calibrate_threshold(pipeline, data, args.seed)
+    scored = best_classes(pipeline, list(data.eval["image"]), data.class_names)
+    predictions = [labels_at(threshold, best, best_class) for best, best_class in scored]
+    targets = [torch.from_numpy(target_mask(row)) for row in data.eval]
+    model.train()
+    return segmentation_metrics(predictions, targets, len(data.class_names) + 1), threshold, predictions
+
+
+def baselines(data: DetectionData, seed: int) -> dict:
+    """What two segmenters that never look at the classes score on the same held-out pixels: everything background,
+    and the true masks with each object's class drawn at random (perfect localisation, no recognition)."""
+    generator = np.random.default_rng(seed)
+    targets = [torch.from_numpy(target_mask(row)) for row in data.eval]
+    num_labels = len(data.class_names) + 1
+    background = segmentation_metrics([torch.zeros_like(t) for t in targets], targets, num_labels)
+    shuffled = []
+    for target in targets:
+        relabelled = target.clone()
+        for label in target.unique().tolist():
+            if label:
+                relabelled[target == label] = int(generator.integers(1, num_labels))
+        shuffled.append(relabelled)
+    random_classes = segmentation_metrics(shuffled, targets, num_labels)
+    return {
+        name: {"all_background": background[name], "true_masks_random_classes": random_classes[name]}
+        for name in CARD_METRIC_NAMES
+    }
+
+
+def segmentation_grid(data: DetectionData, predictions: list[torch.Tensor], count: int) -> list[Image.Image]:
+    """For the first `count` held-out images: the image, the predicted labels and the true ones, in the pipeline's
+    colours, side by side."""
+    colours = (label_colours(len(data.class_names) + 1) * 255).round().to(torch.uint8)
+    images = []
+    for row, predicted in zip(data.eval.select(range(min(count, len(data.eval)))), predictions, strict=False):
+        target = torch.from_numpy(target_mask(row))
+        images.append(row["image"].convert("RGB"))
+        images.extend(Image.fromarray(colours[labels].numpy()) for labels in (predicted, target))
+    return images
+
+
+# --- 4. the run ---
+
+
+def main(args):
+    accelerator = make_accelerator(args, args.gradient_accumulation_steps)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+
+    # 1. data: images with boxes (whose classes write the captions) and their held-out masks
+    builtin = is_builtin(args)
+    data = load_detection_data(args)
+    logger.info(f"{len(data.train)} training images, {data.split} of {data.dataset} held out")
+
+    # 2. model: built with the same seed everywhere
+    if args.model_name_or_path is not None:
+        args.resolution = GroupViTConfig.from_pretrained(args.model_name_or_path).vision_config.image_size
+    set_seed(args.seed)
+    model, processor = build_model(args, data)
+    if args.dry_run:
+        sizes = {"train": len(data.train), "evaluation": len(data.eval)}
+        prompts = [args.prompt_template.format(name) for name in data.class_names]
+        print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=sizes, prompts=prompts)
+        return None
+    if args.use_lora:
+        model = add_lora_adapter(model, args)
+    trained_parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    set_seed(args.seed, device_specific=True)
+    train_dataloader = make_train_dataloader(CaptionedImages(data, args.resolution, builtin), args, collate)
+
+    # 3. optimisation
+    optimizer = torch.optim.AdamW(
+        weight_decay_groups(trained_parameters, args.adam_weight_decay),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+    )
+    updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    resolve_max_train_steps(args, updates_per_epoch, 1, DEFAULT_TRAIN_STEPS)
+    (lr_scheduler,) = make_lr_schedulers(args, accelerator, optimizer)
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
+    start_trackers(accelerator, args, "train_groupvit")
+
+    # 4. resume
+    global_step = resume_run(accelerator, args.output_dir, args.resume_from_checkpoint, logger)
+    total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(
+        f"{args.max_train_steps} steps, batch {total_batch} ({accelerator.num_processes} processes), "
+        f"{sum(p.numel() for p in trained_parameters)} trained parameters"
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
+    unwrapped = accelerator.unwrap_model(model)
+    tokenizer = processor.tokenizer
+
+    # 5. the loop
+    model.train()
+    batches = endless_batches(accelerator, train_dataloader, global_step * args.gradient_accumulation_steps)
+    while global_step < args.max_train_steps:
+        batch = next(batches)
+        with accelerator.accumulate(model):
+            # 5.1 a caption and a class prompt for every image, both read by the text tower in one batch
+            captions, prompts, prompt_positives = draw_texts(batch, data.class_names, args.prompt_template)
+            texts = tokenizer(
+                captions + prompts,
+                padding=True,
+                truncation=True,
+                max_length=tokenizer.model_max_length,
+                return_tensors="pt",
+            ).to(accelerator.device)
+            pixels = processor_pixels(batch["pixel_values"], processor.image_processor)
+            output = model(pixel_values=pixels, input_ids=texts["input_ids"], attention_mask=texts["attention_mask"])
+            caption_embeddings, prompt_embeddings = output.text_embeds.split(len(captions))
+            # 5.2 both contrastive losses: the same caption text matches, and a prompt matches every image with
+            # its class
+            scale = unwrapped.logit_scale
+            caption_positives = same_caption_positives(captions).to(accelerator.device)
+            caption_loss = clip_contrastive_loss(output.image_embeds, caption_embeddings, scale, caption_positives)
+            prompt_loss = clip_contrastive_loss(
+                output.image_embeds, prompt_embeddings, scale, prompt_positives.to(accelerator.device)
+            )
+            loss = caption_loss + args.prompt_loss_weight * prompt_loss
+            check_finite(loss, "loss", global_step, args.output_dir)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(trained_parameters, args.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+            with torch.no_grad():
+                unwrapped.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        if not accelerator.sync_gradients:
+            continue
+        global_step += 1
+        progress.update(1)
+        logs = {"loss": loss.item(), "caption_loss": caption_loss.item(), "prompt_loss": prompt_loss.item()}
+        logs.update(temperature=1 / unwrapped.logit_scale.exp().item(), lr=lr_scheduler.get_last_lr()[0])
+        progress.set_postfix(loss=f"{logs['loss']:.3f}")
+        accelerator.log(logs, step=global_step)
+        if global_step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+        if global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            metrics, threshold, predictions = evaluate(unwrapped, processor, data, args)
+            accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
+            logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            images = segmentation_grid(data, predictions, args.num_validation_images)
+            save_grid(images, os.path.join(args.output_dir, "validation"), "segmentation", accelerator, global_step, 6)
+    progress.close()
+
+    # 6. the end of the run, on the main process: metrics, the Hub-ready pipeline folder (model, tokenizer, image
+    # processor, the calibrated threshold), the segmentation grid, record, card, and the upload
+    run_facts = check_replicas(accelerator, model, global_step, logger)
+    metrics = None
+    if accelerator.is_main_process:
+        metrics, threshold, predictions = evaluate(unwrapped, processor, data, args)
+        reference = baselines(data, args.seed)
+        # a LoRA adapter is merged into the weights: the pipeline folder holds a whole GroupViT
+        model_to_save = unwrapped.merge_and_unload() if args.use_lora else unwrapped
+        make_pipeline(model_to_save.eval(), processor, args, threshold).save_pretrained(args.output_dir)
+        save_card_grid(segmentation_grid(data, predictions, args.num_validation_images), args.output_dir, columns=6)
+        protocol = groupvit_protocol(data, threshold, args)
+        record = write_run_record(args, metrics, None, {**run_facts, "baselines": reference}, protocol)
+        write_model_card(
+            args,
+            "groupvit",
+            record,
+            CARD_METRIC_NAMES,
+            tags=["groupvit", "zero-shot-segmentation", "lora"]
+            if args.use_lora
+            else ["groupvit", "zero-shot-segmentation"],
+            pipeline_tag="image-segmentation",
+            config=model_to_save.config.to_dict(),
+            baselines=reference,
+            class_names=data.class_names,
+            background_threshold=threshold,
+        )
+        print_run_summary(args.output_dir, data, metrics, measures_distributions=False)
+        if args.push_to_hub:
+            push_folder(args, "train_groupvit.py", logger)
+    end_run(accelerator)
+    return metrics
+
+
+def groupvit_protocol(data: DetectionData, threshold: float, args) -> dict:
+    """How the run's numbers were measured, for metrics.json and the card."""
+    protocol = {
+        "dataset": data.dataset,
+        "split": data.split,
+        "num_images": len(data.eval),
+        "targets": "the canvases' pixel masks (digit ink labelled by class, the rest background)"
+        if is_builtin(args)
+        else "each image's boxes filled with their class (later boxes over earlier ones), the rest background",
+        "prompts": f"one per class, {args.prompt_template!r} filled with its name ({len(data.class_names)} classes)",
+        "labels": "GroupViTSegmentationPipeline: each pixel takes the class whose prompt is nearest (cosine) to its "
+        f"groups' embeddings, or background under the similarity {threshold:.4g}, chosen among "
+        f"{THRESHOLD_QUANTILES} quantiles of the pixels' best similarities for the best mIoU on up to "
+        f"{CALIBRATION_IMAGES} training images",
+        "metric": f"IoU per label over every held-out pixel, mean over background and the {len(data.class_names)} "
+        "classes (a label absent from targets and predictions is left out); pixel accuracy; IoU of any class "
+        "against background (foreground IoU)",
+        "baselines": "all_background: every pixel background; true_masks_random_classes: the true masks, each "
+        "object's class drawn at random (perfect localisation, no recognition)",
+    }
+    if is_builtin(args):
+        protocol["canvases"] = (
+            f"{args.num_train_canvases} training and {args.num_test_canvases} test canvases of "
+            f"{args.canvas_size} px (seed 0)"
+        )
+    return protocol
+
+
+if __name__ == "__main__":
+    run_script(main, parse_args())
