@@ -35,10 +35,46 @@ def clip_contrastive_loss(
         return (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_image.t(), targets)) / 2
     if positives.shape != (batch, batch) or not positives.diagonal().all():
         raise ValueError(f"positives must be a ({batch}, {batch}) bool matrix whose diagonal is all True")
-    positives = positives.to(logits_per_image.dtype)
-    image_targets = positives / positives.sum(dim=1, keepdim=True)
-    text_targets = positives.t() / positives.t().sum(dim=1, keepdim=True)
-    return (F.cross_entropy(logits_per_image, image_targets) + F.cross_entropy(logits_per_image.t(), text_targets)) / 2
+    return _soft_target_loss(logits_per_image, positives)
+
+
+def multi_label_contrastive_loss(
+    image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """The contrastive loss between a batch of images and a set of texts that need not pair one to one: GroupViT's
+    multi-label loss (Xu et al. 2022), where every image is read against the prompts of a set of classes
+    ("the digit seven") and matches those of the classes it holds.
+
+    `image_embeddings` is `(num_images, dim)`, `text_embeddings` `(num_texts, dim)` (both normalised here) and
+    `positives` `(num_images, num_texts)` bool. Each image's target is spread evenly over its matching texts and
+    each text's over its matching images; an image or text with no match is left out of its direction's mean.
+    """
+    if (
+        image_embeddings.ndim != 2
+        or text_embeddings.ndim != 2
+        or image_embeddings.shape[1] != text_embeddings.shape[1]
+    ):
+        raise ValueError(
+            f"image_embeddings {tuple(image_embeddings.shape)} and text_embeddings {tuple(text_embeddings.shape)} "
+            "must be (num_images, dim) and (num_texts, dim)"
+        )
+    expected = (image_embeddings.shape[0], text_embeddings.shape[0])
+    if positives.shape != expected or positives.dtype != torch.bool or not positives.any():
+        raise ValueError(f"positives must be a {expected} bool matrix with at least one match")
+    image_embeddings = F.normalize(image_embeddings, dim=-1)
+    text_embeddings = F.normalize(text_embeddings, dim=-1)
+    return _soft_target_loss(logit_scale.exp() * image_embeddings @ text_embeddings.t(), positives)
+
+
+def _soft_target_loss(logits_per_image: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """The mean of the image-to-text and text-to-image cross-entropies of a `(num_images, num_texts)` score matrix,
+    each row's target spread evenly over its `positives` (rows without one left out)."""
+    losses = []
+    for logits, matches in ((logits_per_image, positives), (logits_per_image.t(), positives.t())):
+        kept = matches.any(dim=1)
+        targets = matches[kept].to(logits.dtype)
+        losses.append(F.cross_entropy(logits[kept], targets / targets.sum(dim=1, keepdim=True)))
+    return (losses[0] + losses[1]) / 2
 
 
 def same_caption_positives(keys: list) -> torch.Tensor:

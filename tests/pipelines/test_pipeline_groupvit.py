@@ -1,5 +1,5 @@
 """GroupViTSegmentationPipeline: the shared pipeline tests (inputs drawn from the seeded generator, since segmenting
-draws nothing itself), the label maps against a hand computation from the model's own outputs, the background
+draws nothing itself), the label maps against a hand computation from the model's own assignments, the background
 threshold, and clear errors."""
 
 import tempfile
@@ -8,6 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import GroupViTConfig, GroupViTModel
 
 from hfgen import GroupViTSegmentationPipeline
@@ -26,9 +27,14 @@ def tiny_processor():
         )
 
 
-def tiny_model(tokenizer) -> GroupViTModel:
+def tiny_model(tokenizer, two_groupings: bool = False) -> GroupViTModel:
+    """A tiny GroupViT of 16 patches (8 px at 32 px) grouped into 4 groups, or into 4 and then 2."""
     text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     vision = dict(hidden_size=32, intermediate_size=64, depths=[1, 1], num_hidden_layers=2, num_attention_heads=2)
+    groups = {"num_group_tokens": [4, 0], "num_output_groups": [4, 2]}
+    if two_groupings:
+        vision.update(depths=[1, 1, 1], num_hidden_layers=3)
+        groups = {"num_group_tokens": [4, 2, 0], "num_output_groups": [4, 2, 2]}
     config = GroupViTConfig(
         text_config={
             **text,
@@ -38,13 +44,7 @@ def tiny_model(tokenizer) -> GroupViTModel:
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         },
-        vision_config={
-            **vision,
-            "num_group_tokens": [4, 0],
-            "num_output_groups": [4, 2],
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config={**vision, **groups, "image_size": 32, "patch_size": 8},
         projection_dim=16,
         projection_intermediate_dim=32,
     )
@@ -63,8 +63,8 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
     pipeline_class = GroupViTSegmentationPipeline
     # Generated once from this code (the tiny GroupViT below, 32 px): regenerate after an intended change by running
     # test_expected_slice / test_expected_scores and pasting the values their failures print.
-    expected_slice = (0.613751,) * 9  # one class's colour over the corner
-    expected_scores = (-0.427692, -0.398364, -0.338646, -0.432506, -0.427690, -0.427690)
+    expected_slice = (0.142500,) * 9  # one class's colour over the corner
+    expected_scores = (-0.180531, 0.008688, -0.085786, -0.112784, -0.180531, -0.180531)
 
     def get_components(self, **config_overrides):
         processor = tiny_processor()
@@ -154,10 +154,11 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
     # --- what the label maps mean ---
 
     def test_label_maps_follow_the_models_grouping_and_the_threshold(self):
-        # By hand from the model's own outputs: transformers' segmentation logits are the same grouping-weighted sum
-        # over groups of each group's similarity to each text, scaled by the temperature twice; with one template per
-        # class and images at the model's size, their argmax per pixel is the pipeline's class.
+        # By hand from the model's own outputs: every patch follows its most attended group stage after stage to one
+        # final group and takes that group's cosine similarity to each class text; the patch grid is then upsampled
+        # (bilinear, which commutes with the weighting) to the image's size, and the best class wins.
         components = {**self.get_components(), "templates": ["the digit {}"]}
+        model = components["model"] = tiny_model(components["tokenizer"], two_groupings=True)
         pipeline = GroupViTSegmentationPipeline(**components)
         pipeline.set_progress_bar_config(disable=True)
         images = input_images(seeded(3), 2)
@@ -169,12 +170,16 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
             [f"the digit {name}" for name in CLASS_NAMES], padding=True, return_tensors="pt"
         )
         with torch.no_grad():
-            reference = components["model"](
-                pixel_values=(images - mean) / std, **texts, output_segmentation=True
-            ).segmentation_logits
-        scale = components["model"].logit_scale.exp() ** 2
-        assert torch.allclose(output.scores, reference / scale, atol=1e-5)
-        assert torch.equal(output.label_maps, reference.argmax(dim=1) + 1)
+            vision = model.vision_model((images - mean) / std, output_attentions=True, return_dict=True)
+            groups = model.visual_projection(vision.last_hidden_state.flatten(0, 1)).view(2, 2, -1)
+            classes = model.get_text_features(**texts).pooler_output
+        similarity = F.normalize(groups, dim=-1) @ F.normalize(classes, dim=-1).t()  # (image, group, class)
+        first, second = vision.attentions  # (image, group, token): 16 patches into 4 groups, those into 2
+        final_group = second.argmax(dim=1).gather(1, first.argmax(dim=1))  # (image, patch)
+        grid = torch.stack([similarity[i, final_group[i]] for i in range(2)]).view(2, 4, 4, -1).permute(0, 3, 1, 2)
+        expected = F.interpolate(grid, size=(32, 32), mode="bilinear", align_corners=False)
+        assert torch.allclose(output.scores, expected, atol=1e-5)
+        assert torch.equal(output.label_maps, expected.argmax(dim=1) + 1)
         # the threshold: a pixel whose best similarity falls under it is background, the others keep their class
         threshold = output.scores.max(dim=1).values.median().item()
         with_background = pipeline(images, CLASS_NAMES, background_threshold=threshold, output_type="pt").label_maps

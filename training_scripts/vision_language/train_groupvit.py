@@ -7,13 +7,13 @@ pretrained GroupViT (fully or with LoRA), or train a small one from scratch, end
     accelerate launch training_scripts/vision_language/train_groupvit.py --train_data_dir my_images/
                                                                         # metadata.jsonl with COCO boxes per image
 
-GroupViT never sees a mask: it learns from captions alone. Each step pairs every image with one of its captions
-("two digits: three and seven", written from its boxes left to right) and with a class prompt ("the digit seven",
-`--prompt_template` filled with one of its objects' classes, Xu et al.'s multi-label loss), and both symmetric
-contrastive losses (CLIP's, with the learned temperature) pull the pairs together: a prompt matches every image of
-the batch that holds its class. Segmentation comes from the grouping: the pipeline labels each pixel with the class
-prompt nearest its group's embedding, or background when no prompt is near enough (a cosine similarity threshold
-the script calibrates on training images and saves in the folder).
+GroupViT never sees a mask: it learns from text alone. Each step pairs every image with one of its captions
+("two digits: three and seven", written from its boxes left to right) and reads it against the prompts of every
+class ("the digit seven": `--prompt_template` filled with the class name; Xu et al.'s multi-label loss); both
+symmetric contrastive losses (CLIP's, with the learned temperature) pull the matching pairs together, an image
+matching the prompt of every class it holds. Segmentation comes from the grouping: the pipeline labels each pixel
+with the class prompt nearest its group's embedding, or background when no prompt is near enough (a cosine
+similarity threshold the script calibrates on training images and saves in the folder).
 
 The folder loads with `hfgen.GroupViTSegmentationPipeline.from_pretrained(dir)`; its `model/` with
 `transformers.GroupViTModel.from_pretrained(dir, subfolder="model")`. Metrics on the held-out images: mean IoU over
@@ -37,7 +37,7 @@ from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
 
 import hfgen
 from hfgen.data import BUILTIN_CANVASES, canvas_captions, object_captions
-from hfgen.losses.contrastive import clip_contrastive_loss, same_caption_positives
+from hfgen.losses.contrastive import clip_contrastive_loss, multi_label_contrastive_loss, same_caption_positives
 from hfgen.metrics.segmentation import iou_from_confusion, segmentation_confusion
 from hfgen.models.clip_heads import build_clip_processor
 from hfgen.pipelines.groupvit import label_colours
@@ -242,14 +242,17 @@ def collate(rows: list[dict]) -> dict:
     }
 
 
-def draw_texts(batch: dict, class_names: list[str], template: str) -> tuple[list[str], list[str], torch.Tensor]:
-    """For each image, one of its captions and the prompt of one of its classes, drawn from the global RNG (which
-    checkpoints keep); and which prompts match which images (every image holding the prompt's class)."""
-    captions = [options[torch.randint(len(options), ()).item()] for options in batch["captions"]]
-    drawn = [classes[torch.randint(len(classes), ()).item()] for classes in batch["classes"]]
-    prompts = [template.format(class_names[c]) for c in drawn]
-    prompt_positives = torch.tensor([[c in classes for c in drawn] for classes in batch["classes"]])
-    return captions, prompts, prompt_positives
+def draw_captions(batch: dict) -> list[str]:
+    """One caption per image among its own, drawn from the global RNG (which checkpoints keep)."""
+    return [options[torch.randint(len(options), ()).item()] for options in batch["captions"]]
+
+
+def class_presence(batch: dict, num_classes: int) -> torch.Tensor:
+    """`(batch, num_classes)` bool: which classes each image holds, so which class prompts it matches."""
+    presence = torch.zeros(len(batch["classes"]), num_classes, dtype=torch.bool)
+    for row, classes in enumerate(batch["classes"]):
+        presence[row, classes] = True
+    return presence
 
 
 # --- 2. model ---
@@ -469,6 +472,7 @@ def main(args):
     )
     unwrapped = accelerator.unwrap_model(model)
     tokenizer = processor.tokenizer
+    prompts = [args.prompt_template.format(name) for name in data.class_names]
 
     # 5. the loop
     model.train()
@@ -476,8 +480,8 @@ def main(args):
     while global_step < args.max_train_steps:
         batch = next(batches)
         with accelerator.accumulate(model):
-            # 5.1 a caption and a class prompt for every image, both read by the text tower in one batch
-            captions, prompts, prompt_positives = draw_texts(batch, data.class_names, args.prompt_template)
+            # 5.1 a caption for every image and the prompts of every class, read by the text tower in one batch
+            captions = draw_captions(batch)
             texts = tokenizer(
                 captions + prompts,
                 padding=True,
@@ -487,15 +491,14 @@ def main(args):
             ).to(accelerator.device)
             pixels = processor_pixels(batch["pixel_values"], processor.image_processor)
             output = model(pixel_values=pixels, input_ids=texts["input_ids"], attention_mask=texts["attention_mask"])
-            caption_embeddings, prompt_embeddings = output.text_embeds.split(len(captions))
-            # 5.2 both contrastive losses: the same caption text matches, and a prompt matches every image with
-            # its class
+            caption_embeddings, prompt_embeddings = output.text_embeds.split([len(captions), len(prompts)])
+            # 5.2 both contrastive losses: images and captions (the same caption text matches), images and class
+            # prompts (an image matches the prompt of every class it holds)
             scale = unwrapped.logit_scale
             caption_positives = same_caption_positives(captions).to(accelerator.device)
             caption_loss = clip_contrastive_loss(output.image_embeds, caption_embeddings, scale, caption_positives)
-            prompt_loss = clip_contrastive_loss(
-                output.image_embeds, prompt_embeddings, scale, prompt_positives.to(accelerator.device)
-            )
+            presence = class_presence(batch, len(prompts)).to(accelerator.device)
+            prompt_loss = multi_label_contrastive_loss(output.image_embeds, prompt_embeddings, scale, presence)
             loss = caption_loss + args.prompt_loss_weight * prompt_loss
             check_finite(loss, "loss", global_step, args.output_dir)
             accelerator.backward(loss)

@@ -1,13 +1,14 @@
 """Zero-shot semantic segmentation with GroupViT (Xu et al. 2022): `GroupViTSegmentationPipeline`.
 
 GroupViT's image tower merges its patches into a few group tokens, stage by stage, with hard assignments; each group
-ends as one embedding in the space its text tower shares. transformers' `GroupViTModel` returns the assignments as
-attention maps. The pipeline turns them into label maps for any class names:
+ends as one embedding in the space its text tower shares. transformers' `GroupViTModel` returns each stage's
+assignment attention (soft, before the hard choice). The pipeline turns them into label maps for any class names:
 
 1. each class is one text embedding, the normalised mean over prompt templates ("the digit {}" for "seven");
 2. each final group's embedding is compared with every class (cosine similarity);
-3. each pixel takes the similarities of the groups it was assigned to, weighted by the assignment (the product of
-   the stages' attention maps, upsampled to the image's size), and the class that scores highest;
+3. every patch follows its hard assignment (the most attended group) through the stages to one final group, as the
+   model's own forward assigns it; the one-hot maps are upsampled to the image's size (bilinear, so borders blend),
+   and each pixel takes its groups' similarities and the class that scores highest;
 4. a pixel whose best similarity stays under `background_threshold` is background (label 0): groups of plain
    background resemble no class text.
 
@@ -203,7 +204,12 @@ class GroupViTSegmentationPipeline(PipelineFolderMixin, DiffusionPipeline):
         group_embeddings = self.model.visual_projection(groups.reshape(-1, groups.shape[-1]))
         group_embeddings = F.normalize(group_embeddings, dim=-1).view(groups.shape[0], groups.shape[1], -1)
         similarity = group_embeddings @ classes.t()  # (batch, num_groups, num_classes)
-        grouping = get_grouping_from_attentions(vision.attentions, size)  # (batch, num_groups, *size)
+        # each stage assigns every token to its most attended group, as the model's forward does (hard assignment):
+        # the stages' soft attention can be nearly uniform even when the assignment is clear
+        hard = [
+            F.one_hot(attention.argmax(dim=1), attention.shape[1]).transpose(1, 2) for attention in vision.attentions
+        ]
+        grouping = get_grouping_from_attentions([h.to(dtype) for h in hard], size)  # (batch, num_groups, *size)
 
         # 4. per pixel: the assignment-weighted similarity to each class, at the input's size; the best class, or
         # background under the threshold
