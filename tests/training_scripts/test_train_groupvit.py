@@ -249,3 +249,27 @@ def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, 
 
 def pipeline_processor(pipeline):
     return CLIPProcessor(image_processor=pipeline.image_processor, tokenizer=pipeline.tokenizer)
+
+
+def test_a_new_groupvit_starts_with_distinct_group_tokens(train_groupvit, scratch_config, tmp_path):
+    # transformers leaves group tokens and position embeddings at zero; identical group tokens would put every patch
+    # in one group
+    canvases = ["--canvas_size", "32", "--num_train_canvases", "4", "--num_test_canvases", "2"]
+    args = train_groupvit.parse_args(
+        [
+            *canvases,
+            "--train_from_scratch_config",
+            str(scratch_config),
+            "--resolution",
+            "32",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
+    model, _ = train_groupvit.build_model(args, train_groupvit.load_detection_data(args))
+    tokens = model.vision_model.encoder.stages[0].group_token[0]
+    assert torch.cdist(tokens, tokens).fill_diagonal_(1).min() > 0
+    assert model.vision_model.embeddings.position_embeddings.std().item() == pytest.approx(0.02, rel=0.3)
+    with torch.no_grad():
+        attention = model.eval().vision_model(torch.randn(4, 3, 32, 32), output_attentions=True).attentions[0]
+    assert len(attention.argmax(dim=1).unique()) > 1, "every patch fell into one group"

@@ -181,7 +181,11 @@ def is_builtin(args) -> bool:
 
 
 def image_captions(objects: dict, class_names: list[str], builtin: bool) -> list[str]:
-    return canvas_captions(objects, class_names) if builtin else object_captions(objects, class_names)
+    if builtin:
+        # without the count caption ("one digit: seven"): its count words are digit names, and would tie the
+        # prompt "the digit one" to every canvas of one digit
+        return canvas_captions(objects, class_names)[1:]
+    return object_captions(objects, class_names)
 
 
 def all_texts(data: DetectionData, args) -> list[str]:
@@ -295,7 +299,21 @@ def build_model(args, data: DetectionData) -> tuple[GroupViTModel, CLIPProcessor
         processor = build_clip_processor(
             all_texts(data, args), folder, image_size=args.resolution, max_length=SCRATCH_TEXT_MAX_LENGTH
         )
-    return GroupViTModel(scratch_config(args, processor.tokenizer)), processor
+    model = GroupViTModel(scratch_config(args, processor.tokenizer))
+    initialise_group_tokens(model)
+    return model, processor
+
+
+def initialise_group_tokens(model: GroupViTModel) -> None:
+    """Draw a new GroupViT's group tokens and patch position embeddings as Xu et al. do (truncated normal, std 0.02).
+    transformers leaves them at zero, which suits loading pretrained weights but not training: identical group
+    tokens attract every patch alike, so all patches fall into one group and nothing is segmented, and the patches
+    start without their positions."""
+    with torch.no_grad():
+        torch.nn.init.trunc_normal_(model.vision_model.embeddings.position_embeddings, std=0.02)
+        for stage in model.vision_model.encoder.stages:
+            if stage.group_token is not None:
+                torch.nn.init.trunc_normal_(stage.group_token, std=0.02)
 
 
 def make_pipeline(model, processor, args, background_threshold=None) -> hfgen.GroupViTSegmentationPipeline:
