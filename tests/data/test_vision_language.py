@@ -20,6 +20,7 @@ from hfgen.data import (
     load_detection_dataset,
     load_digit_canvases,
     load_digits_dataset,
+    object_captions,
 )
 from hfgen.data.captions import NUMBER_WORDS
 from hfgen.data.vision_language import INK_LEVEL, MAX_BOX_IOU
@@ -350,3 +351,15 @@ def test_the_builtin_canvases_load_by_name_at_their_default_sizes(canvases):
     dataset = load_detection_dataset(dataset_name=BUILTIN_CANVASES)
     assert {split: len(rows) for split, rows in dataset.items()} == {"train": 1000, "test": 200}
     assert dataset["train"][0]["objects"] == canvases["train"][0]["objects"]  # the same seed, the same canvases
+
+
+def test_object_captions_name_the_objects_left_to_right_with_articles():
+    objects = {"bbox": [[30, 0, 40, 10], [0, 0, 10, 10], [12, 5, 20, 9]], "category": [0, 1, 2]}
+    names = ["owl", "cat", "one-legged stool"]
+    assert object_captions(objects, names) == [
+        "a photo of a cat, a one-legged stool and an owl",
+        "a cat, a one-legged stool and an owl",
+    ]
+    assert object_captions({"bbox": [[0, 0, 1, 1]], "category": [0]}, names) == ["a photo of an owl", "an owl"]
+    with pytest.raises(ValueError, match="objects holds no boxes"):
+        object_captions({"bbox": [], "category": []}, names)
