@@ -60,8 +60,9 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert len(pipeline.tokenizer("the digit seven").input_ids) == 5
     record = json.loads((output_dir / "metrics.json").read_text())
     metrics, baselines = record["metrics"], record["baselines"]
-    assert set(metrics) == {"mean_iou", "pixel_accuracy", "foreground_iou"}
+    assert set(metrics) == {"mean_iou", "pixel_accuracy", "foreground_iou", "foreground_class_accuracy"}
     assert all(0 <= value <= 1 for value in metrics.values())
+    assert baselines["foreground_class_accuracy"] == {"chance": 0.1}
     # the calibrated threshold is the folder's, and the metrics are those of the saved pipeline on the test canvases
     threshold = pipeline.config.background_threshold
     assert f"{threshold:.4g}" in record["protocol"]["labels"] and list(pipeline.config.templates) == ["the digit {}"]
@@ -242,7 +243,7 @@ def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, 
     x0, y0, x1, y1 = row["objects"]["bbox"][0]
     assert (targets[0][int(y0) : int(y1), int(x0) : int(x1)] == row["objects"]["category"][0] + 1).all()
     metrics, _, predictions = train_groupvit.evaluate(model, pipeline_processor(pipeline), data, args)
-    assert len(predictions) == len(data.eval) and set(metrics) == {"mean_iou", "pixel_accuracy", "foreground_iou"}
+    assert len(predictions) == len(data.eval) and "foreground_class_accuracy" in metrics
     grid = train_groupvit.segmentation_grid(data, predictions, 2)
     assert len(grid) == 6 and grid[1].size == grid[0].size == data.eval[0]["image"].size
 

@@ -109,7 +109,12 @@ MAX_LOGIT_SCALE = math.log(100)
 CALIBRATION_IMAGES = 200
 THRESHOLD_QUANTILES = 41
 
-CARD_METRIC_NAMES = {"mean_iou": "mIoU", "pixel_accuracy": "pixel accuracy", "foreground_iou": "foreground IoU"}
+CARD_METRIC_NAMES = {
+    "mean_iou": "mIoU",
+    "pixel_accuracy": "pixel accuracy",
+    "foreground_iou": "foreground IoU",
+    "foreground_class_accuracy": "class accuracy on object pixels",
+}
 
 
 def parse_args(input_args=None):
@@ -400,7 +405,14 @@ def evaluate(model, processor, data: DetectionData, args) -> tuple[dict, float, 
     predictions = [labels_at(threshold, best, best_class) for best, best_class in scored]
     targets = [torch.from_numpy(target_mask(row)) for row in data.eval]
     model.train()
-    return segmentation_metrics(predictions, targets, len(data.class_names) + 1), threshold, predictions
+    metrics = segmentation_metrics(predictions, targets, len(data.class_names) + 1)
+    # recognition apart from localisation: the class of each true object pixel, whatever the threshold says
+    right = sum(
+        ((best_class + 1 == target) & (target > 0)).sum().item()
+        for (_, best_class), target in zip(scored, targets, strict=True)
+    )
+    metrics["foreground_class_accuracy"] = right / max(1, sum((target > 0).sum().item() for target in targets))
+    return metrics, threshold, predictions
 
 
 def baselines(data: DetectionData, seed: int) -> dict:
@@ -419,8 +431,11 @@ def baselines(data: DetectionData, seed: int) -> dict:
         shuffled.append(relabelled)
     random_classes = segmentation_metrics(shuffled, targets, num_labels)
     return {
-        name: {"all_background": background[name], "true_masks_random_classes": random_classes[name]}
-        for name in CARD_METRIC_NAMES
+        **{
+            name: {"all_background": background[name], "true_masks_random_classes": random_classes[name]}
+            for name in ("mean_iou", "pixel_accuracy", "foreground_iou")
+        },
+        "foreground_class_accuracy": {"chance": 1 / len(data.class_names)},
     }
 
 
@@ -595,9 +610,11 @@ def groupvit_protocol(data: DetectionData, threshold: float, args) -> dict:
         f"{CALIBRATION_IMAGES} training images",
         "metric": f"IoU per label over every held-out pixel, mean over background and the {len(data.class_names)} "
         "classes (a label absent from targets and predictions is left out); pixel accuracy; IoU of any class "
-        "against background (foreground IoU)",
+        "against background (foreground IoU); the share of the true objects' pixels whose best class is theirs, "
+        "background threshold aside (class accuracy on object pixels)",
         "baselines": "all_background: every pixel background; true_masks_random_classes: the true masks, each "
-        "object's class drawn at random (perfect localisation, no recognition)",
+        "object's class drawn at random (perfect localisation, no recognition); chance: one class in "
+        f"{len(data.class_names)}",
     }
     if is_builtin(args):
         protocol["canvases"] = (
