@@ -21,6 +21,7 @@ from diffusers.utils import make_image_grid
 from PIL import Image
 
 from ..model_card import card_metrics, render_model_card
+from .curves import write_training_curves
 from .redaction import recordable_arguments, redact_value, secret_values
 
 # Images on the card are enlarged (nearest neighbour) to at least this many pixels a side, so small ones stay legible.
@@ -67,7 +68,8 @@ def write_model_card(
     datasets: list[str] | None = None,
     **template_values,
 ):
-    """Render `model_cards/<family>.md` into the folder's `README.md` and return the card.
+    """Render `model_cards/<family>.md` into the folder's `README.md` and return the card; draw the run's training
+    curves from its TensorBoard log into `training_curves.png`, which the card shows.
 
     `record` is what [`write_run_record`] returned: the card shows its metrics (those of `metric_names`, a key-to-title
     mapping), protocol and references, labelled with the data and split that were evaluated. Every argument it shows
@@ -76,6 +78,10 @@ def write_model_card(
     """
     recorded = recordable_arguments(args)
     dataset = str(record["protocol"]["dataset"])
+    # the run's own log, drawn beside the samples (a run with --report_to none has none)
+    curves_image = (
+        write_training_curves(args.output_dir, args.logging_dir) if args.report_to == "tensorboard" else None
+    )
     card = render_model_card(
         family=family,
         model_name=recorded["hub_model_id"] or os.path.basename(os.path.abspath(recorded["output_dir"])),
@@ -92,6 +98,7 @@ def write_model_card(
             "base_model": recorded.get("pretrained_model_name_or_path"),
             "dataset": dataset,
             "global_step": record["step"],
+            "curves_image": curves_image,
             **template_values,
         },
     )

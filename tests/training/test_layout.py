@@ -8,7 +8,7 @@ import pytest
 import hfgen
 
 TRAINING = Path(hfgen.__file__).parent / "training"
-CORE_MODULES = ["cli", "arguments", "runs", "checkpointing", "ema", "redaction", "evaluation", "hub"]
+CORE_MODULES = ["cli", "arguments", "runs", "checkpointing", "ema", "redaction", "evaluation", "hub", "curves"]
 KIND_MODULES = ["adversarial", "augment", "diffusion", "translation", "vision_language"]
 
 

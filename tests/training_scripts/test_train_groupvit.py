@@ -14,6 +14,7 @@ from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
 
 import hfgen
 from hfgen.models.clip_heads import build_clip_processor
+from hfgen.training.curves import read_scalars
 
 from .conftest import dry_run, import_script, parse_error, shapes_folder
 from .test_secrets import FAKE_TOKEN, files_containing
@@ -80,7 +81,12 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert "GroupViTSegmentationPipeline.from_pretrained" in card
     assert Image.open(output_dir / "samples.png").size[0] >= 6 * 32
     assert sorted(path.name for path in (output_dir / "validation").iterdir())[:1] == ["step-000002-segmentation.png"]
-    assert any("tfevents" in path.name for path in (output_dir / "logs").rglob("*"))
+    # TensorBoard's own reader finds every logged scalar at every step; the card shows them drawn
+    scalars = read_scalars(str(output_dir / "logs"))
+    for tag in ("loss", "caption_loss", "prompt_loss", "temperature", "lr"):
+        assert [step for step, _ in scalars[tag]] == [1, 2, 3, 4], tag
+    assert [step for step, _ in scalars["eval/mean_iou"]] == [2, 4]
+    assert "![training curves](training_curves.png)" in card and (output_dir / "training_curves.png").exists()
     assert not files_containing(output_dir, FAKE_TOKEN)
     assert FAKE_TOKEN not in result.stdout + result.stderr
     assert "Hub-ready folder" in result.stdout and "mean_iou" in result.stdout
@@ -95,6 +101,10 @@ def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
     shutil.copytree(output_dir / "checkpoint-2", resumed / "checkpoint-2")
     arguments = scratch_arguments(resumed, scratch_config, "--resume_from_checkpoint", "latest", "--report_to", "none")
     launch_script("train_groupvit.py", *arguments)
+    # --report_to none keeps no log, so the card has no curves
+    assert (
+        not (resumed / "training_curves.png").exists() and "Training curves" not in (resumed / "README.md").read_text()
+    )
     expected = load_file(output_dir / "model" / "model.safetensors")
     actual = load_file(resumed / "model" / "model.safetensors")
     assert set(expected) == set(actual)
