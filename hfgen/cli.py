@@ -1,0 +1,276 @@
+"""The `hfgen` command: use a folder any hfgen script saved without writing Python.
+
+    hfgen sample <folder or Hub id> --num_images 64 --seed 0 --output grid.png
+    hfgen evaluate <folder or Hub id> --train_data_dir my_images/ [--metrics_model facebook/dinov2-small]
+
+`sample` draws images from a generator's pipeline folder and saves them as one grid; image `i` always comes from seed
+`--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. `evaluate` measures a generator
+against a dataset's held-out images as the training scripts do (FID, KID, precision / recall with a feature extractor,
+the diversity ratio always) and prints the metrics as JSON; `--update_card` writes them into the folder's model card.
+
+A mistake (a folder that is not a pipeline, a flag the pipeline does not take) is one line on stderr and exit code 2.
+"""
+
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+
+import torch
+
+# Flags of `sample` that pass straight to the pipeline call when it takes them (flag name = argument name).
+PIPELINE_FLAGS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "truncation_psi")
+
+
+class CommandError(ValueError):
+    """A user mistake, reported as one line."""
+
+
+def load_pipeline(path: str):
+    """The hfgen (or diffusers) pipeline a folder's `model_index.json` names, loaded with its own class."""
+    import diffusers
+
+    from .pipelines.pipeline_folder import hfgen_pipeline_classes
+
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model_index.json")):
+        held = "a single model (config.json)" if os.path.isfile(os.path.join(path, "config.json")) else "no model"
+        raise CommandError(
+            f"{path} holds {held} and no model_index.json: hfgen's commands take the pipeline folders the "
+            "generator scripts save (train_gan.py, train_vae.py, train_ddpm.py, ...)"
+        )
+    if os.path.isdir(path):
+        with open(os.path.join(path, "model_index.json"), encoding="utf-8") as file:
+            class_name = json.load(file).get("_class_name")
+    else:  # a Hub id: the snapshot holds the index
+        from huggingface_hub import hf_hub_download
+
+        with open(hf_hub_download(path, "model_index.json"), encoding="utf-8") as file:
+            class_name = json.load(file).get("_class_name")
+    class_name = class_name[1] if isinstance(class_name, list) else class_name
+    classes = {cls.__name__: cls for cls in hfgen_pipeline_classes() if cls.__module__.startswith("hfgen.")}
+    pipeline_class = classes.get(class_name) or getattr(diffusers, str(class_name), None)
+    if pipeline_class is None:
+        raise CommandError(f"{path}: model_index.json names {class_name!r}, which neither hfgen nor diffusers has")
+    pipeline = pipeline_class.from_pretrained(path)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
+    """The call arguments other than the batch and the generators, from the flags the pipeline takes; a flag it does
+    not take, or a prompt it needs and was not given, is a `CommandError`."""
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    name = type(pipeline).__name__
+    if "images" in parameters or "image" in parameters:
+        raise CommandError(
+            f"{name} takes input images (its __call__ needs `images`/`image`): hfgen sample draws from generators; "
+            f"call {name} from Python with your images"
+        )
+    if "prompt" in parameters and args.prompt is None:
+        raise CommandError(f'{name} draws from a text prompt: pass --prompt "..."')
+    kwargs = {}
+    for flag in PIPELINE_FLAGS:
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if flag not in parameters:
+            raise CommandError(f"--{flag}: {name} takes no {flag}")
+        kwargs[flag] = value
+    if args.class_label is not None:
+        if "class_labels" not in parameters:
+            raise CommandError(f"--class_label: {name} takes no class labels")
+        kwargs["class_labels"] = [args.class_label]
+    return kwargs
+
+
+def sample_images(pipeline, num_images: int, seed: int, batch_size: int, kwargs: dict) -> list:
+    """`num_images` PIL images, image `i` drawn with its own generator seeded `seed + i`."""
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    count_argument = "num_images_per_prompt" if "num_images_per_prompt" in parameters else "batch_size"
+    images = []
+    for start in range(0, num_images, batch_size):
+        count = min(batch_size, num_images - start)
+        generators = [torch.Generator().manual_seed(seed + start + index) for index in range(count)]
+        call = {**kwargs, count_argument: count, "generator": generators, "output_type": "pil"}
+        if "class_labels" in call:
+            call["class_labels"] = call["class_labels"][:1] * count
+        images.extend(pipeline(**call).images)
+    return images
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    from diffusers.utils import make_image_grid
+
+    pipeline = load_pipeline(args.folder)
+    kwargs = sampling_arguments(pipeline, args)
+    images = sample_images(pipeline, args.num_images, args.seed, args.batch_size, kwargs)
+    columns = args.columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    blank = images[0].copy()
+    blank.paste(0, (0, 0, *blank.size))
+    grid = make_image_grid(images + [blank] * (rows * columns - len(images)), rows=rows, cols=columns)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    grid.save(args.output)
+    seeds = f"seeds {args.seed} to {args.seed + len(images) - 1}"
+    print(f"{len(images)} images from {type(pipeline).__name__} ({seeds}): {os.path.abspath(args.output)}")
+
+
+def generator_sampler(pipeline):
+    """`sample(count, labels, generator)` returning images in [-1, 1], as the scripts' evaluation draws them, and the
+    number of classes of a class-conditional generator (0 otherwise); a pipeline that does not draw from noise alone
+    is a `CommandError`."""
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    name = type(pipeline).__name__
+    if not {"batch_size", "generator"} <= set(parameters):
+        raise CommandError(
+            f"{name} does not draw images from noise alone: hfgen evaluate measures unconditional and "
+            "class-conditional generators (GAN, StyleGAN, VAE, DDPM, score SDE pipelines)"
+        )
+    configs = [getattr(component, "config", None) for component in pipeline.components.values()]
+    num_classes = max([getattr(config, "num_classes", 0) or 0 for config in configs] + [0])
+
+    def sample(count, labels, generator):
+        extra = {"class_labels": labels} if labels is not None else {}
+        images = pipeline(batch_size=count, generator=generator, output_type="pt", **extra).images
+        return images.to(torch.float32) * 2 - 1
+
+    return sample, (num_classes if "class_labels" in parameters else 0)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    import logging
+
+    from accelerate import Accelerator
+    from huggingface_hub import ModelCard
+
+    from .model_card import card_metrics
+    from .training.evaluation import DISTRIBUTION_METRIC_NAMES, evaluate_generator, load_run_data, run_protocol
+
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        raise CommandError("give the data to measure against: --dataset_name or --train_data_dir (one of them)")
+    if args.update_card and not os.path.isfile(os.path.join(args.folder, "README.md")):
+        raise CommandError(f"--update_card: {args.folder} has no README.md (model card) to update")
+    pipeline = load_pipeline(args.folder)
+    sample, num_classes = generator_sampler(pipeline)
+    accelerator = Accelerator()
+    pipeline.to(accelerator.device)
+    # the generator's own size and colours decide how the real images are read
+    probe = sample(1, torch.zeros(1, dtype=torch.long) if num_classes else None, torch.Generator().manual_seed(0))
+    run = argparse.Namespace(
+        dataset_name=args.dataset_name,
+        train_data_dir=args.train_data_dir,
+        dataset_config_name=None,
+        cache_dir=None,
+        class_filter=None,
+        validation_split=args.validation_split,
+        seed=args.seed,
+        metrics_model=args.metrics_model,
+        num_eval_samples=args.num_eval_samples,
+        resolution=probe.shape[-1],
+        color_mode="L" if probe.shape[1] == 1 else "RGB",
+    )
+    data = load_run_data(run, accelerator, logging.getLogger("hfgen.cli"))
+    metrics = evaluate_generator(
+        sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes, args.batch_size
+    )
+    protocol = run_protocol(data.evaluation, args.num_eval_samples)
+    print(json.dumps({"metrics": metrics, "protocol": protocol}, indent=2))
+    if args.update_card:
+        path = os.path.join(args.folder, "README.md")
+        card = ModelCard.load(path)
+        names = {**DISTRIBUTION_METRIC_NAMES, "class_accuracy": "class accuracy (digits classifier)"}
+        task = card.data.pipeline_tag or "unconditional-image-generation"
+        card.data.eval_results = [
+            metric.to_eval_result(task) for metric in card_metrics(metrics, None, protocol, names)
+        ]
+        card.data.model_name = card.data.model_name or os.path.basename(os.path.abspath(args.folder))
+        card.save(path)
+        print(f"model-index of {path} rewritten with these metrics")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfgen", description="Use a folder an hfgen script saved.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    sample = commands.add_parser(
+        "sample",
+        help="Draw images from a generator's folder into one grid.",
+        description="Draw images from a generator's pipeline folder and save them as one grid image.",
+    )
+    sample.add_argument("folder", help="A pipeline folder saved by an hfgen script, or its Hub id.")
+    sample.add_argument("--num_images", type=positive_int, default=16)
+    sample.add_argument("--seed", type=int, default=0, help="Image i is drawn with seed --seed + i.")
+    sample.add_argument("--output", default="samples.png", help="Where the grid goes (PNG).")
+    sample.add_argument("--columns", type=positive_int, default=None, help="Default: a square grid.")
+    sample.add_argument("--batch_size", type=positive_int, default=16, help="Images per pipeline call.")
+    sample.add_argument("--class_label", type=int, default=None, help="Class of every image (conditional models).")
+    sample.add_argument("--prompt", default=None, help="Text prompt (latent diffusion).")
+    sample.add_argument("--negative_prompt", default=None)
+    sample.add_argument("--num_inference_steps", type=positive_int, default=None, help="Denoising steps (diffusion).")
+    sample.add_argument("--guidance_scale", type=float, default=None)
+    sample.add_argument("--truncation_psi", type=float, default=None, help="StyleGAN truncation (1: none).")
+    sample.set_defaults(run=run_sample)
+
+    from .data import parse_validation_split
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Measure a generator against a dataset's held-out images; print the metrics as JSON.",
+        description="Measure a generator's folder against held-out images as the training scripts do: FID, KID, "
+        "Inception Score, precision / recall (through hfgen's digits classifier on the built-in digits, "
+        "--metrics_model elsewhere) and the diversity ratio.",
+    )
+    evaluate.add_argument("folder", help="A generator's pipeline folder saved by an hfgen script, or its Hub id.")
+    evaluate.add_argument("--dataset_name", default=None, help="A `datasets` name (hfgen/digits is built in).")
+    evaluate.add_argument("--train_data_dir", default=None, help="A folder of images (class subfolders allowed).")
+    evaluate.add_argument(
+        "--validation_split",
+        type=parse_validation_split,
+        default=None,
+        help="Images held out to measure against: a fraction or a count; default the data's own validation / test "
+        "split, else 10%% of the images.",
+    )
+    evaluate.add_argument(
+        "--metrics_model",
+        default=None,
+        help="A transformers vision backbone (folder or Hub id) for FID and its kin on your data.",
+    )
+    evaluate.add_argument("--num_eval_samples", type=positive_int, default=1000, help="Images generated.")
+    evaluate.add_argument("--batch_size", type=positive_int, default=128)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--update_card", action="store_true", help="Write the metrics into the folder's model card (model-index)."
+    )
+    evaluate.set_defaults(run=run_evaluate)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    import diffusers
+    import transformers
+
+    # a command prints its result, not the loading bars of every component
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (CommandError, ValueError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"hfgen {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
