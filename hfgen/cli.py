@@ -2,6 +2,8 @@
 
     hfgen sample <folder or Hub id> --num_images 64 --seed 0 --output grid.png
     hfgen evaluate <folder or Hub id> --train_data_dir my_images/ [--metrics_model facebook/dinov2-small]
+    hfgen demo <folder or Hub id> [--port 7860]          # the folder's Gradio demo, on localhost
+    hfgen space <folder>                                 # app.py + requirements.txt: the folder runs as a Space
 
 `sample` draws images from a generator's pipeline folder and saves them as one grid; image `i` always comes from seed
 `--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. `evaluate` measures a generator
@@ -14,11 +16,12 @@ A mistake (a folder that is not a pipeline, a flag the pipeline does not take) i
 import argparse
 import inspect
 import json
-import math
 import os
 import sys
 
 import torch
+
+from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sample_images
 
 # Flags of `sample` that pass straight to the pipeline call when it takes them (flag name = argument name).
 PIPELINE_FLAGS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "truncation_psi")
@@ -26,36 +29,6 @@ PIPELINE_FLAGS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_
 
 class CommandError(ValueError):
     """A user mistake, reported as one line."""
-
-
-def load_pipeline(path: str):
-    """The hfgen (or diffusers) pipeline a folder's `model_index.json` names, loaded with its own class."""
-    import diffusers
-
-    from .pipelines.pipeline_folder import hfgen_pipeline_classes
-
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "model_index.json")):
-        held = "a single model (config.json)" if os.path.isfile(os.path.join(path, "config.json")) else "no model"
-        raise CommandError(
-            f"{path} holds {held} and no model_index.json: hfgen's commands take the pipeline folders the "
-            "generator scripts save (train_gan.py, train_vae.py, train_ddpm.py, ...)"
-        )
-    if os.path.isdir(path):
-        with open(os.path.join(path, "model_index.json"), encoding="utf-8") as file:
-            class_name = json.load(file).get("_class_name")
-    else:  # a Hub id: the snapshot holds the index
-        from huggingface_hub import hf_hub_download
-
-        with open(hf_hub_download(path, "model_index.json"), encoding="utf-8") as file:
-            class_name = json.load(file).get("_class_name")
-    class_name = class_name[1] if isinstance(class_name, list) else class_name
-    classes = {cls.__name__: cls for cls in hfgen_pipeline_classes() if cls.__module__.startswith("hfgen.")}
-    pipeline_class = classes.get(class_name) or getattr(diffusers, str(class_name), None)
-    if pipeline_class is None:
-        raise CommandError(f"{path}: model_index.json names {class_name!r}, which neither hfgen nor diffusers has")
-    pipeline = pipeline_class.from_pretrained(path)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
@@ -85,32 +58,11 @@ def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def sample_images(pipeline, num_images: int, seed: int, batch_size: int, kwargs: dict) -> list:
-    """`num_images` PIL images, image `i` drawn with its own generator seeded `seed + i`."""
-    parameters = inspect.signature(type(pipeline).__call__).parameters
-    count_argument = "num_images_per_prompt" if "num_images_per_prompt" in parameters else "batch_size"
-    images = []
-    for start in range(0, num_images, batch_size):
-        count = min(batch_size, num_images - start)
-        generators = [torch.Generator().manual_seed(seed + start + index) for index in range(count)]
-        call = {**kwargs, count_argument: count, "generator": generators, "output_type": "pil"}
-        if "class_labels" in call:
-            call["class_labels"] = call["class_labels"][:1] * count
-        images.extend(pipeline(**call).images)
-    return images
-
-
 def run_sample(args: argparse.Namespace) -> None:
-    from diffusers.utils import make_image_grid
-
     pipeline = load_pipeline(args.folder)
     kwargs = sampling_arguments(pipeline, args)
     images = sample_images(pipeline, args.num_images, args.seed, args.batch_size, kwargs)
-    columns = args.columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    blank = images[0].copy()
-    blank.paste(0, (0, 0, *blank.size))
-    grid = make_image_grid(images + [blank] * (rows * columns - len(images)), rows=rows, cols=columns)
+    grid = image_grid(images, args.columns)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     grid.save(args.output)
     seeds = f"seeds {args.seed} to {args.seed + len(images) - 1}"
@@ -190,6 +142,27 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"model-index of {path} rewritten with these metrics")
 
 
+def run_demo(args: argparse.Namespace) -> None:
+    from .demo import build_demo
+
+    demo = build_demo(args.folder)
+    print(
+        f"demo of {args.folder} on http://{args.host}:{args.port}" + (" and a public share link" if args.share else "")
+    )
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=True)
+
+
+def run_space(args: argparse.Namespace) -> None:
+    from .demo import demo_module
+    from .training.hub import write_space_files
+
+    demo_module(pipeline_class_of(args.folder))
+    write_space_files(args.folder)
+    print(
+        f"{os.path.abspath(args.folder)} now holds app.py and requirements.txt: push it to a Space repo (Gradio SDK)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfgen", description="Use a folder an hfgen script saved.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -244,6 +217,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--update_card", action="store_true", help="Write the metrics into the folder's model card (model-index)."
     )
     evaluate.set_defaults(run=run_evaluate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="Open the folder's Gradio demo in the browser (localhost).",
+        description="Serve the Gradio demo of a pipeline folder: sampling by seed, class, truncation or steps, as "
+        "the pipeline takes them. Needs pip install 'hfgen[demo]'.",
+    )
+    demo.add_argument("folder", help="A pipeline folder saved by an hfgen script, or its Hub id.")
+    demo.add_argument("--port", type=positive_int, default=7860)
+    demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default: this machine only).")
+    demo.add_argument("--share", action="store_true", help="Also open a public gradio.live link (off by default).")
+    demo.set_defaults(run=run_demo)
+
+    space = commands.add_parser(
+        "space",
+        help="Write app.py and requirements.txt so the folder runs as a Hugging Face Space.",
+        description="Make a pipeline folder a Gradio Space: app.py (its demo), requirements.txt, and the Space "
+        "fields of its card.",
+    )
+    space.add_argument("folder", help="A pipeline folder saved by an hfgen script.")
+    space.set_defaults(run=run_space)
     return parser
 
 

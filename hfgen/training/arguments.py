@@ -127,6 +127,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
     parser.add_argument("--report_to", type=str, default="tensorboard", help='"tensorboard" or "none".')
     parser.add_argument("--logging_dir", type=str, default="logs")
     parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument(
+        "--space",
+        action="store_true",
+        help="Also write app.py and requirements.txt (and the Space fields of the card) so that the folder, pushed "
+        "to a Space repo, runs as a Gradio Space of the model's demo.",
+    )
+    parser.set_defaults(has_demo=family in DEMO_FAMILIES)
     parser.add_argument("--hub_model_id", type=str, default=None)
     parser.add_argument(
         "--hub_token",
@@ -139,6 +146,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
         "--dry_run", action="store_true", help="Print the resolved arguments and model config, then exit."
     )
 
+
+# The script families whose folders have a Gradio demo (hfgen/pipelines/<family>/demo.py), so --space can be asked.
+DEMO_FAMILIES = ("gan", "stylegan", "vae", "ddpm")
 
 # The ranges of the flags every script has (see `check_flag_ranges` for the notation).
 RUN_FLAG_RANGES = {
@@ -166,6 +176,12 @@ def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespac
     """Reject impossible values with the flag's name; with neither --dataset_name nor --train_data_dir, train on the
     script's built-in dataset."""
     check_flag_ranges(parser, args, RUN_FLAG_RANGES)
+    if args.space and not args.has_demo:
+        parser.error(
+            f"--space: {args.output_dir_prefix} folders have no Gradio demo yet (those of {', '.join(DEMO_FAMILIES)} "
+            "scripts do)"
+        )
+    del args.has_demo
     if args.dataset_name is None and args.train_data_dir is None:
         args.dataset_name = args.builtin_dataset
     del args.builtin_dataset

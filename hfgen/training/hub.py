@@ -103,7 +103,33 @@ def write_model_card(
         },
     )
     card.save(os.path.join(args.output_dir, "README.md"))
+    if getattr(args, "space", False):
+        write_space_files(args.output_dir)
     return card
+
+
+SPACE_APP = """\
+# Written by hfgen: this folder, pushed to a Space repo (Gradio SDK), runs the model's demo.
+from hfgen.demo import build_demo
+
+build_demo(".").launch()
+"""
+
+
+def write_space_files(folder: str) -> None:
+    """`app.py` (the demo of the folder's pipeline), `requirements.txt` (hfgen with its demo extra) and the Space
+    fields of the card's metadata (`sdk: gradio`, `app_file: app.py`), so the folder runs as a Space."""
+    from huggingface_hub import ModelCard
+
+    with open(os.path.join(folder, "app.py"), "w", encoding="utf-8") as file:
+        file.write(SPACE_APP)
+    with open(os.path.join(folder, "requirements.txt"), "w", encoding="utf-8") as file:
+        file.write("hfgen[demo]\n")
+    card_path = os.path.join(folder, "README.md")
+    if os.path.isfile(card_path):
+        card = ModelCard.load(card_path)
+        card.data.sdk, card.data.app_file = "gradio", "app.py"
+        card.save(card_path)
 
 
 def print_run_summary(output_dir: str, evaluation, metrics: dict, measures_distributions: bool = True) -> None:

@@ -1,0 +1,83 @@
+"""Gradio demos of saved folders: `hfgen demo <folder>`, or `hfgen.demo.build_demo(folder).launch()` in a Space.
+
+The demo is built from the pipeline class that the folder's `model_index.json` names: each family's pipeline package
+holds a `demo.py` whose `build_demo(pipeline)` returns its `gradio.Blocks`, so a new family adds its interface next to
+its pipeline, and nothing here lists the families. What several families share (drawing a grid of images from noise
+with a seed) is below.
+
+Gradio is an optional extra (`pip install hfgen[demo]`): it is imported only when a demo is built.
+"""
+
+import importlib
+import importlib.util
+
+from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sample_images
+
+# The most images one click draws; the grid is at most 4 x 4.
+MAX_IMAGES = 16
+
+
+def import_gradio():
+    try:
+        import gradio
+    except ImportError:
+        raise ValueError("the demos need Gradio: pip install 'hfgen[demo]'") from None
+    return gradio
+
+
+def demo_module(pipeline_class: type):
+    """The `demo` module of the family package that holds `pipeline_class`; a `ValueError` when it has none."""
+    family = pipeline_class.__module__.rsplit(".", 1)[0]
+    if importlib.util.find_spec(f"{family}.demo") is None:
+        raise ValueError(f"{pipeline_class.__name__} folders have no demo yet (no {family}.demo module)")
+    return importlib.import_module(f"{family}.demo")
+
+
+def build_demo(folder_or_pipeline):
+    """The Gradio app of a pipeline folder (or Hub id, or a loaded pipeline): the interface its family defines."""
+    if isinstance(folder_or_pipeline, str):
+        demo_module(pipeline_class_of(folder_or_pipeline))  # a folder without a demo fails before loading weights
+        folder_or_pipeline = load_pipeline(folder_or_pipeline)
+    return demo_module(type(folder_or_pipeline)).build_demo(folder_or_pipeline)
+
+
+def class_names(config) -> list[str]:
+    """The class names of a conditional generator's config (`id2label` when it has its own, else the ids), or []."""
+    count = getattr(config, "num_classes", 0) or 0
+    labels = getattr(config, "id2label", None) or {}
+    return [str(labels.get(index, labels.get(str(index), index))) for index in range(count)]
+
+
+def generator_demo(pipeline, title: str, description: str, classes: list[str] = (), **options):
+    """A demo that draws a grid of images from noise: a seed (image i from seed + i, so a seed always gives the same
+    grid), how many images, the class when `classes` are given, and `options`: `truncation_psi=(low, high, default)`
+    or `num_inference_steps=(low, high, default)` for the pipelines that take them."""
+    gr = import_gradio()
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title}\n\n{description}")
+        with gr.Row():
+            seed = gr.Number(value=0, precision=0, label="seed (image i uses seed + i)", elem_id="seed")
+            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="images", elem_id="count")
+            inputs = [seed, count]
+            if classes:
+                inputs.append(gr.Dropdown(["random", *classes], value="random", label="class", elem_id="class"))
+            for name, (low, high, default) in options.items():
+                step = 1 if isinstance(default, int) else 0.05
+                inputs.append(gr.Slider(low, high, value=default, step=step, label=name, elem_id=name))
+        button = gr.Button("Generate", variant="primary", elem_id="generate")
+        # PNG: lossless, so the same seed shows the same pixels
+        output = gr.Image(type="pil", format="png", label="samples", elem_id="samples", interactive=False, height=360)
+
+        def generate(seed, count, *values):
+            values = list(values)
+            kwargs = {}
+            if classes:
+                chosen = values.pop(0)
+                if chosen != "random":
+                    kwargs["class_labels"] = [classes.index(chosen)]
+            for name, value in zip(options, values, strict=True):
+                kwargs[name] = int(value) if isinstance(options[name][2], int) else float(value)
+            return image_grid(sample_images(pipeline, int(count), int(seed), MAX_IMAGES, kwargs))
+
+        button.click(generate, inputs, output)
+    return demo

@@ -1,0 +1,184 @@
+"""The Gradio demos in a real browser: `hfgen demo` serves a tiny saved folder on a free localhost port, headless
+Chromium (Debian's, driven by playwright) fills the seed and clicks, and the test reads the image that appears: the
+right size, the same pixels for the same seed, others for another. `hfgen space` and `--space` write a runnable Space.
+
+Screenshots go to `test-artifacts/` (or $HFGEN_TEST_ARTIFACTS). The server is stopped after each test, failed or not.
+"""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hfgen import GANConfig, GANGenerator, GANPipeline, StyleGANConfig, StyleGANGenerator, StyleGANPipeline
+from hfgen.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARTIFACTS = os.environ.get("HFGEN_TEST_ARTIFACTS", os.path.join(REPO, "test-artifacts"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def widen(model) -> None:
+    """Wider random weights than the init, so that an untrained tiny generator's images differ visibly by seed."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim > 1:
+                parameter.normal_(0.0, 0.2)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Tiny saved folders of two families: a conditional GAN and an unconditional StyleGAN, 16 px."""
+    root = tmp_path_factory.mktemp("demo")
+    torch.manual_seed(0)
+    gan = GANGenerator(GANConfig(latent_dim=8, image_size=16, generator_channels=4, max_channels=16, num_classes=10))
+    widen(gan)
+    GANPipeline(gan=gan.eval()).save_pretrained(root / "gan")
+    config = StyleGANConfig(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+    stylegan = StyleGANGenerator(config)  # its own init already draws varied images
+    StyleGANPipeline(stylegan=stylegan.eval()).save_pretrained(root / "stylegan")
+    return root
+
+
+def serve(folder, port: int) -> subprocess.Popen:
+    """`hfgen demo folder --port port` as a user starts it; returns once the page answers (or fails with the log)."""
+    command = os.path.join(os.path.dirname(sys.executable), "hfgen")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen(
+        [command, "demo", str(folder), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"hfgen demo exited with {server.returncode}: {server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise AssertionError(f"hfgen demo did not answer on port {port} within 120 s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def shown_image(page) -> Image.Image:
+    """The image in the demo's output, fetched as the browser got it."""
+    image = page.locator("#samples img").first
+    image.wait_for(state="visible", timeout=60_000)
+    source = image.get_attribute("src")
+    return Image.open(io.BytesIO(page.request.get(source).body()))
+
+
+def generate(page, seed: int, previous_source: str | None = None) -> Image.Image:
+    page.locator("#seed input").fill(str(seed))
+    page.locator("#generate").click()
+    # wait until a new image replaces the previous one
+    page.wait_for_function(
+        "previous => { const img = document.querySelector('#samples img'); return img && img.src !== previous; }",
+        arg=previous_source or "",
+        timeout=60_000,
+    )
+    return shown_image(page)
+
+
+def drive_demo(url: str, screenshot: str) -> list[Image.Image]:
+    """Open the demo, generate with seeds 5, 6 and 5 again (each click changes the image, so each is awaited),
+    screenshot the page; returns the three images."""
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.isfile(CHROMIUM), f"the browser tests need {CHROMIUM}: apt-get install -y chromium (see .ci/run)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.goto(url)
+            page.wait_for_load_state("networkidle")  # the app's components and their events are in place
+            images, source = [], None
+            for seed in (5, 6, 5):
+                images.append(generate(page, seed, source))
+                source = page.locator("#samples img").first.get_attribute("src")
+            os.makedirs(os.path.dirname(screenshot), exist_ok=True)
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    return images
+
+
+@pytest.mark.parametrize("family", ["gan", "stylegan"])
+def test_the_demo_draws_by_seed_in_a_real_browser(folders, family):
+    port = free_port()
+    server = serve(folders / family, port)
+    try:
+        first, other, again = drive_demo(f"http://127.0.0.1:{port}/", os.path.join(ARTIFACTS, f"demo-{family}.png"))
+    finally:
+        stop(server)
+    # four 16 px images by default, in a 2 x 2 grid
+    assert first.size == (32, 32)
+    assert np.array_equal(np.asarray(first), np.asarray(again)), "the same seed showed other pixels"
+    assert not np.array_equal(np.asarray(first), np.asarray(other)), "another seed showed the same pixels"
+    # the pixels are those the pipeline draws for seed 5 (the first image; the others from seeds 6 to 8)
+    pipeline_class = GANPipeline if family == "gan" else StyleGANPipeline
+    pipeline = pipeline_class.from_pretrained(folders / family)
+    expected = pipeline(batch_size=1, generator=[torch.Generator().manual_seed(5)], output_type="pil").images[0]
+    shown = np.asarray(first.convert(expected.mode))[:16, :16].astype(int)
+    assert np.abs(shown - np.asarray(expected).astype(int)).max() <= 1
+
+
+def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "gan"
+    shutil.copytree(folders / "gan", folder)
+    (folder / "README.md").write_text("---\nlibrary_name: hfgen\n---\n# gan\n")
+    assert main(["space", str(folder)]) == 0
+    assert "now holds app.py and requirements.txt" in capsys.readouterr().out
+    assert 'build_demo(".").launch()' in (folder / "app.py").read_text()
+    assert (folder / "requirements.txt").read_text() == "hfgen[demo]\n"
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(folder / "README.md").data
+    assert (data.sdk, data.app_file, data.library_name) == ("gradio", "app.py", "hfgen")
+    # the app builds the demo of the folder it lies in, as a Space runs it
+    monkeypatch.chdir(folder)
+    from hfgen.demo import build_demo
+
+    assert type(build_demo(".")).__name__ == "Blocks"
+
+
+def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
+    from hfgen import CycleGANConfig, CycleGANGenerator, CycleGANPipeline  # a family without a demo yet
+
+    config = CycleGANConfig(in_channels=1, out_channels=1, generator_channels=4, num_residual_blocks=1)
+    folder = tmp_path / "cyclegan"
+    CycleGANPipeline(CycleGANGenerator(config), CycleGANGenerator(config.reversed())).save_pretrained(folder)
+    assert main(["space", str(folder)]) == 2
+    assert "CycleGANPipeline folders have no demo yet" in capsys.readouterr().err
+    assert not (folder / "app.py").exists()
+    assert main(["demo", str(folder)]) == 2
+    assert "CycleGANPipeline folders have no demo yet" in capsys.readouterr().err
