@@ -15,6 +15,8 @@ from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sa
 
 # The most images one click draws; the grid is at most 4 x 4.
 MAX_IMAGES = 16
+# Small images are shown enlarged by a whole factor (nearest neighbour: the pixels stay exact) to at least this side.
+DISPLAY_SIDE = 128
 
 
 def import_gradio():
@@ -48,6 +50,14 @@ def class_names(config) -> list[str]:
     return [str(labels.get(index, labels.get(str(index), index))) for index in range(count)]
 
 
+def enlarged(grid, image_side: int):
+    """`grid` of images `image_side` pixels wide, enlarged by the whole factor that shows each at `DISPLAY_SIDE`."""
+    from PIL import Image
+
+    factor = max(1, DISPLAY_SIDE // image_side)
+    return grid.resize((grid.width * factor, grid.height * factor), Image.NEAREST)
+
+
 def generator_demo(pipeline, title: str, description: str, classes: list[str] = (), **options):
     """A demo that draws a grid of images from noise: a seed (image i from seed + i, so a seed always gives the same
     grid), how many images, the class when `classes` are given, and `options`: `truncation_psi=(low, high, default)`
@@ -77,7 +87,8 @@ def generator_demo(pipeline, title: str, description: str, classes: list[str] = 
                     kwargs["class_labels"] = [classes.index(chosen)]
             for name, value in zip(options, values, strict=True):
                 kwargs[name] = int(value) if isinstance(options[name][2], int) else float(value)
-            return image_grid(sample_images(pipeline, int(count), int(seed), MAX_IMAGES, kwargs))
+            images = sample_images(pipeline, int(count), int(seed), MAX_IMAGES, kwargs)
+            return enlarged(image_grid(images), images[0].width)
 
         button.click(generate, inputs, output)
     return demo
