@@ -212,6 +212,7 @@ def train_clip():
 
 def test_flag_errors_are_one_line(train_clip, tmp_path):
     assert "--use_lora adapts a pretrained model" in parse_error(train_clip, "--use_lora")
+    assert "--space: clip folders have no Gradio demo yet" in parse_error(train_clip, "--space")
     assert "--train_from_scratch_config builds a new model" in parse_error(
         train_clip, "--model_name_or_path", "x", "--train_from_scratch_config", "y"
     )

@@ -48,6 +48,7 @@ def gan_run(tmp_path_factory, configs, launch_script):
         *GAN_RUN,
         "--report_to",
         "tensorboard",
+        "--space",
     )
     return output_dir, result
 
@@ -103,6 +104,10 @@ def check_hub_folder(output_dir, result, component):
 def test_gan_run_writes_a_hub_ready_folder_that_loads_three_ways(gan_run):
     output_dir, result = gan_run
     check_hub_folder(output_dir, result, "gan")
+    # --space: the folder runs as a Gradio Space of its demo
+    assert "build_demo" in (output_dir / "app.py").read_text() and (output_dir / "requirements.txt").exists()
+    assert "sdk: gradio" in (output_dir / "README.md").read_text()
+    assert (output_dir / "training_curves.png").exists()
     assert any(
         name.startswith("events.out.tfevents") for _, _, files in os.walk(output_dir / "logs") for name in files
     )
