@@ -59,36 +59,42 @@ def enlarged(grid, image_side: int):
 
 
 def generator_demo(pipeline, title: str, description: str, classes: list[str] = (), **options):
-    """A demo that draws a grid of images from noise: a seed (image i from seed + i, so a seed always gives the same
-    grid), how many images, the class when `classes` are given, and `options`: `truncation_psi=(low, high, default)`
-    or `num_inference_steps=(low, high, default)` for the pipelines that take them."""
+    """A demo that draws a grid of images from noise (see [`sampling_controls`])."""
     gr = import_gradio()
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {title}\n\n{description}")
-        with gr.Row():
-            seed = gr.Number(value=0, precision=0, label="seed (image i uses seed + i)", elem_id="seed")
-            count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="images", elem_id="count")
-            inputs = [seed, count]
-            if classes:
-                inputs.append(gr.Dropdown(["random", *classes], value="random", label="class", elem_id="class"))
-            for name, (low, high, default) in options.items():
-                step = 1 if isinstance(default, int) else 0.05
-                inputs.append(gr.Slider(low, high, value=default, step=step, label=name, elem_id=name))
-        button = gr.Button("Generate", variant="primary", elem_id="generate")
-        # PNG: lossless, so the same seed shows the same pixels
-        output = gr.Image(type="pil", format="png", label="samples", elem_id="samples", interactive=False, height=360)
-
-        def generate(seed, count, *values):
-            values = list(values)
-            kwargs = {}
-            if classes:
-                chosen = values.pop(0)
-                if chosen != "random":
-                    kwargs["class_labels"] = [classes.index(chosen)]
-            for name, value in zip(options, values, strict=True):
-                kwargs[name] = int(value) if isinstance(options[name][2], int) else float(value)
-            images = sample_images(pipeline, int(count), int(seed), MAX_IMAGES, kwargs)
-            return enlarged(image_grid(images), images[0].width)
-
-        button.click(generate, inputs, output)
+        sampling_controls(pipeline, classes, **options)
     return demo
+
+
+def sampling_controls(pipeline, classes: list[str] = (), **options) -> None:
+    """Inside the current Gradio Blocks: a seed (image i from seed + i, so a seed always gives the same grid), how
+    many images, the class when `classes` are given, and `options`: `truncation_psi=(low, high, default)` or
+    `num_inference_steps=(low, high, default)` for the pipelines that take them; a button and the grid."""
+    gr = import_gradio()
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, label="seed (image i uses seed + i)", elem_id="seed")
+        count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="images", elem_id="count")
+        inputs = [seed, count]
+        if classes:
+            inputs.append(gr.Dropdown(["random", *classes], value="random", label="class", elem_id="class"))
+        for name, (low, high, default) in options.items():
+            step = 1 if isinstance(default, int) else 0.05
+            inputs.append(gr.Slider(low, high, value=default, step=step, label=name, elem_id=name))
+    button = gr.Button("Generate", variant="primary", elem_id="generate")
+    # PNG: lossless, so the same seed shows the same pixels
+    output = gr.Image(type="pil", format="png", label="samples", elem_id="samples", interactive=False)
+
+    def generate(seed, count, *values):
+        values = list(values)
+        kwargs = {}
+        if classes:
+            chosen = values.pop(0)
+            if chosen != "random":
+                kwargs["class_labels"] = [classes.index(chosen)]
+        for name, value in zip(options, values, strict=True):
+            kwargs[name] = int(value) if isinstance(options[name][2], int) else float(value)
+        images = sample_images(pipeline, int(count), int(seed), MAX_IMAGES, kwargs)
+        return enlarged(image_grid(images), images[0].width)
+
+    button.click(generate, inputs, output)

@@ -19,7 +19,17 @@ import pytest
 import torch
 from PIL import Image
 
-from hfgen import GANConfig, GANGenerator, GANPipeline, StyleGANConfig, StyleGANGenerator, StyleGANPipeline
+from hfgen import (
+    GANConfig,
+    GANGenerator,
+    GANPipeline,
+    StyleGANConfig,
+    StyleGANGenerator,
+    StyleGANPipeline,
+    VAEConfig,
+    VAEModel,
+    VAEPipeline,
+)
 from hfgen.cli import main
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +53,7 @@ def widen(model) -> None:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Tiny saved folders of two families: a conditional GAN and an unconditional StyleGAN, 16 px."""
+    """Tiny saved folders of three families: a conditional GAN, an unconditional StyleGAN and a VAE, 16 px."""
     root = tmp_path_factory.mktemp("demo")
     torch.manual_seed(0)
     gan = GANGenerator(GANConfig(latent_dim=8, image_size=16, generator_channels=4, max_channels=16, num_classes=10))
@@ -52,6 +62,9 @@ def folders(tmp_path_factory):
     config = StyleGANConfig(resolution=16, latent_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
     stylegan = StyleGANGenerator(config)  # its own init already draws varied images
     StyleGANPipeline(stylegan=stylegan.eval()).save_pretrained(root / "stylegan")
+    vae = VAEModel(VAEConfig(in_channels=1, sample_size=16, block_out_channels=[8, 16], norm_num_groups=4))
+    widen(vae)
+    VAEPipeline(vae=vae.eval()).save_pretrained(root / "vae")
     return root
 
 
@@ -89,9 +102,9 @@ def stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def shown_image(page) -> Image.Image:
-    """The image in the demo's output, fetched as the browser got it."""
-    image = page.locator("#samples img").first
+def shown_image(page, output: str = "samples") -> Image.Image:
+    """The image in the demo's output `output` (its elem_id), fetched as the browser got it."""
+    image = page.locator(f"#{output} img").first
     image.wait_for(state="visible", timeout=60_000)
     source = image.get_attribute("src")
     return Image.open(io.BytesIO(page.request.get(source).body()))
@@ -132,7 +145,7 @@ def drive_demo(url: str, screenshot: str) -> list[Image.Image]:
     return images
 
 
-@pytest.mark.parametrize("family", ["gan", "stylegan"])
+@pytest.mark.parametrize("family", ["gan", "stylegan", "vae"])
 def test_the_demo_draws_by_seed_in_a_real_browser(folders, family):
     port = free_port()
     server = serve(folders / family, port)
@@ -145,11 +158,52 @@ def test_the_demo_draws_by_seed_in_a_real_browser(folders, family):
     assert np.array_equal(np.asarray(first), np.asarray(again)), "the same seed showed other pixels"
     assert not np.array_equal(np.asarray(first), np.asarray(other)), "another seed showed the same pixels"
     # the pixels are those the pipeline draws for seed 5 (the first image; the others from seeds 6 to 8)
-    pipeline_class = GANPipeline if family == "gan" else StyleGANPipeline
+    pipeline_class = {"gan": GANPipeline, "stylegan": StyleGANPipeline, "vae": VAEPipeline}[family]
     pipeline = pipeline_class.from_pretrained(folders / family)
     expected = pipeline(batch_size=1, generator=[torch.Generator().manual_seed(5)], output_type="pil").images[0]
     shown = np.asarray(first.convert(expected.mode))[:128:8, :128:8].astype(int)
     assert np.abs(shown - np.asarray(expected).astype(int)).max() <= 1
+
+
+def test_the_vae_demo_reconstructs_an_upload_and_interpolates(folders, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    upload = tmp_path / "upload.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 30)) * 255).astype(np.uint8)).save(upload)
+    port = free_port()
+    server = serve(folders / "vae", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.get_by_role("tab", name="Reconstruct").click()
+                page.locator("#reconstruct_input input[type=file]").set_input_files(str(upload))
+                page.locator("#reconstruct_input img").first.wait_for(state="visible", timeout=60_000)
+                page.locator("#reconstruct").click()
+                reconstruction = shown_image(page, "reconstruction")
+                page.get_by_role("tab", name="Interpolate").click()
+                page.locator("#steps input[type=number]").fill("5")
+                page.locator("#steps input[type=number]").press("Enter")
+                page.locator("#interpolate").click()
+                path = shown_image(page, "path")
+                page.screenshot(path=os.path.join(ARTIFACTS, "demo-vae-interpolate.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = VAEPipeline.from_pretrained(folders / "vae")
+    # the reconstruction of the uploaded image, resized to 16 px, shown 8 times larger
+    expected = np.asarray(pipeline.reconstruct(Image.open(upload)).images[0]).astype(int)
+    assert reconstruction.size == (128, 128)
+    assert np.abs(np.asarray(reconstruction.convert("L"))[::8, ::8].astype(int) - expected).max() <= 1
+    # five steps from the sample of seed 0 to that of seed 1, in a row
+    assert path.size == (5 * 128, 128)
+    ends = [pipeline(generator=[torch.Generator().manual_seed(seed)]).images[0] for seed in (0, 1)]
+    first = np.asarray(pipeline.interpolate(*ends, num_steps=5, method="spherical").images[0]).astype(int)
+    assert np.abs(np.asarray(path.convert("L"))[:128:8, :128:8].astype(int) - first).max() <= 1
 
 
 def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypatch):

@@ -101,6 +101,44 @@ def check_hub_folder(output_dir, result, component):
     return record
 
 
+def test_push_uploads_the_hub_ready_folder_and_nothing_else(gan_run, monkeypatch):
+    """push_folder with huggingface_hub's calls intercepted: what would be uploaded, read with the same filter
+    upload_folder applies."""
+    import argparse
+
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    from hfgen.training.hub import push_folder
+
+    output_dir, _ = gan_run
+    calls = {}
+
+    def create_repo(repo_id, exist_ok, token):
+        calls["repo"] = (repo_id, token)
+        return argparse.Namespace(repo_id=f"someone/{repo_id}")
+
+    def upload_folder(repo_id, folder_path, token, commit_message, ignore_patterns):
+        files = [
+            os.path.relpath(os.path.join(root, name), folder_path)
+            for root, _, names in os.walk(folder_path)
+            for name in names
+        ]
+        calls["upload"] = (repo_id, token, sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns)))
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    token = "hf_FakeTokenForThePushTest456"
+    args = argparse.Namespace(output_dir=str(output_dir), hub_model_id=None, hub_token=token, logging_dir="logs")
+    assert push_folder(args, "train_gan.py") == "someone/run"
+    repo_id, sent_token, uploaded = calls["upload"]
+    assert calls["repo"] == ("run", token) and (repo_id, sent_token) == ("someone/run", token)
+    expected = set(HUB_FILES) | {"gan/model.safetensors", "training_curves.png", "app.py", "requirements.txt"}
+    assert expected <= set(uploaded), sorted(expected - set(uploaded))
+    assert not [name for name in uploaded if name.startswith(("checkpoint-", "logs", "validation"))]
+    assert not [name for name in uploaded if token.encode() in (output_dir / name).read_bytes()]
+
+
 def test_gan_run_writes_a_hub_ready_folder_that_loads_three_ways(gan_run):
     output_dir, result = gan_run
     check_hub_folder(output_dir, result, "gan")
