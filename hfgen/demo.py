@@ -98,3 +98,37 @@ def sampling_controls(pipeline, classes: list[str] = (), **options) -> None:
         return enlarged(image_grid(images), images[0].width)
 
     button.click(generate, inputs, output)
+
+
+def seed_latent(seed: int, latent_dim: int):
+    """The z of one seed: `torch.randn(latent_dim)` from a generator seeded `seed`."""
+    import torch
+
+    return torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def interpolation_controls(pipeline, latent_dim: int, classes: list[str] = (), **path_options) -> None:
+    """Inside the current Gradio Blocks: two seeds, a number of steps and a class (for conditional models), and the
+    row of images the pipeline's `interpolate` draws between the seeds' latents; `path_options` are extra radio
+    choices passed to it (e.g. `space=["w", "z"]`)."""
+    gr = import_gradio()
+    with gr.Row():
+        start = gr.Number(value=0, precision=0, label="from seed", elem_id="start_seed")
+        end = gr.Number(value=1, precision=0, label="to seed", elem_id="end_seed")
+        steps = gr.Slider(2, MAX_IMAGES, value=8, step=1, label="steps", elem_id="steps")
+        inputs = [start, end, steps]
+        if classes:
+            inputs.append(gr.Dropdown(classes, value=classes[0], label="class", elem_id="path_class"))
+        for name, choices in path_options.items():
+            inputs.append(gr.Radio(choices, value=choices[0], label=name, elem_id=name))
+    path = gr.Image(type="pil", format="png", label="path", elem_id="path", interactive=False)
+
+    def interpolate(start, end, steps, *values):
+        values = list(values)
+        kwargs = {"class_labels": classes.index(values.pop(0))} if classes else {}
+        kwargs.update(zip(path_options, values, strict=True))
+        ends = [seed_latent(seed, latent_dim) for seed in (start, end)]
+        images = pipeline.interpolate(*ends, num_steps=int(steps), **kwargs).images
+        return enlarged(image_grid(images, columns=len(images)), images[0].width)
+
+    gr.Button("Interpolate", variant="primary", elem_id="interpolate").click(interpolate, inputs, path)

@@ -206,6 +206,54 @@ def test_the_vae_demo_reconstructs_an_upload_and_interpolates(folders, tmp_path)
     assert np.abs(np.asarray(path.convert("L"))[:128:8, :128:8].astype(int) - first).max() <= 1
 
 
+def test_the_stylegan_demo_mixes_styles_and_interpolates(folders):
+    from playwright.sync_api import sync_playwright
+
+    from hfgen.demo import seed_latent
+
+    port = free_port()
+    server = serve(folders / "stylegan", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.get_by_role("tab", name="Style mixing").click()
+                page.locator("#coarse_seed input").fill("3")
+                page.locator("#fine_seed input").fill("4")
+                page.locator("#mix").click()
+                mixed = shown_image(page, "mixed")
+                page.get_by_role("tab", name="Interpolate").click()
+                page.locator("#steps input[type=number]").fill("3")
+                page.locator("#steps input[type=number]").press("Enter")
+                page.locator("#interpolate").click()
+                path = shown_image(page, "path")
+                page.screenshot(path=os.path.join(ARTIFACTS, "demo-stylegan-mixing.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = StyleGANPipeline.from_pretrained(folders / "stylegan")
+    coarse, fine = seed_latent(3, 16)[None], seed_latent(4, 16)[None]
+    layers = pipeline.stylegan.num_ws
+    # coarse alone, fine alone, and the mix at the middle layer, side by side, each shown 8 times larger
+    assert mixed.size == (3 * 128, 128)
+    mode = pipeline(batch_size=1).images[0].mode
+    shown = np.asarray(mixed.convert(mode))[::8, ::8].astype(int)
+    for index, layer in enumerate((layers, 0, layers // 2)):
+        expected = pipeline.style_mixing(layer, latents=coarse, mixing_latents=fine).images[0]
+        assert np.abs(shown[:, 16 * index : 16 * (index + 1)] - np.asarray(expected).astype(int)).max() <= 1
+    assert not np.array_equal(shown[:, :16], shown[:, 16:32])
+    # three steps in W from seed 0 to seed 1
+    assert path.size == (3 * 128, 128)
+    expected = pipeline.interpolate(seed_latent(0, 16), seed_latent(1, 16), num_steps=3, space="w").images
+    row = np.asarray(path.convert(mode))[::8, ::8].astype(int)
+    for index, image in enumerate(expected):
+        assert np.abs(row[:, 16 * index : 16 * (index + 1)] - np.asarray(image).astype(int)).max() <= 1
+
+
 def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "gan"
     shutil.copytree(folders / "gan", folder)

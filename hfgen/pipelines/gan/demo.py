@@ -1,14 +1,18 @@
-"""The Gradio demo of a GAN folder (`hfgen demo <folder>`): a grid of samples by seed, and the class when the
-generator is conditional."""
+"""The Gradio demo of a GAN folder (`hfgen demo <folder>`): a grid of samples by seed (and class, when the generator
+is conditional), and the path between the latents of two seeds."""
 
-from ...demo import class_names, generator_demo
+from ...demo import class_names, import_gradio, interpolation_controls, sampling_controls
 
 
 def build_demo(pipeline):
+    gr = import_gradio()
     config = pipeline.gan.config
-    return generator_demo(
-        pipeline,
-        title="GAN samples",
-        description=f"A {config.image_size} px generator trained with hfgen: each image is drawn from its own seed.",
-        classes=class_names(config),
-    )
+    classes = class_names(config)
+    with gr.Blocks(title="GAN", analytics_enabled=False) as demo:
+        gr.Markdown(f"# GAN samples\n\nA {config.image_size} px generator trained with hfgen.")
+        with gr.Tab("Samples"):
+            sampling_controls(pipeline, classes)
+        with gr.Tab("Interpolate"):
+            gr.Markdown("A spherical path in Z between the latents of two seeds, both ends included.")
+            interpolation_controls(pipeline, config.latent_dim, classes, method=["spherical", "linear"])
+    return demo
