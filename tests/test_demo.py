@@ -254,6 +254,83 @@ def test_the_stylegan_demo_mixes_styles_and_interpolates(folders):
         assert np.abs(row[:, 16 * index : 16 * (index + 1)] - np.asarray(image).astype(int)).max() <= 1
 
 
+def test_the_cyclegan_demo_translates_an_upload_both_ways(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hfgen import CycleGANConfig, CycleGANGenerator, CycleGANPipeline
+
+    config = CycleGANConfig(in_channels=3, out_channels=3, generator_channels=4, num_residual_blocks=1)
+    torch.manual_seed(0)
+    CycleGANPipeline(CycleGANGenerator(config).eval(), CycleGANGenerator(config.reversed()).eval()).save_pretrained(
+        tmp_path / "cyclegan"
+    )
+    upload = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(1).random((34, 30, 3)) * 255).astype(np.uint8)).save(upload)
+    port = free_port()
+    server = serve(tmp_path / "cyclegan", port)
+    shown = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                for tab, key in (("A to B", "a_to_b"), ("B to A", "b_to_a")):
+                    page.get_by_role("tab", name=tab).click()
+                    page.locator(f"#{key}_input input[type=file]").set_input_files(str(upload))
+                    page.locator(f"#{key}_input img").first.wait_for(state="visible", timeout=60_000)
+                    page.locator(f"#{key}_button").click()
+                    shown[key] = shown_image(page, f"{key}_output")
+                page.screenshot(path=os.path.join(ARTIFACTS, "demo-cyclegan.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = CycleGANPipeline.from_pretrained(tmp_path / "cyclegan")
+    cropped = Image.open(upload).crop((0, 0, 28, 32))  # 30x34 cropped to the generator's stride 4
+    for key in ("a_to_b", "b_to_a"):
+        expected = np.asarray(pipeline(cropped, direction=key).images[0]).astype(int)
+        assert shown[key].size == (28 * 4, 32 * 4)
+        assert np.abs(np.asarray(shown[key].convert("RGB"))[::4, ::4].astype(int) - expected).max() <= 1
+    assert not np.array_equal(np.asarray(shown["a_to_b"]), np.asarray(shown["b_to_a"]))
+
+
+def test_the_pix2pix_demo_translates_an_upload(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hfgen import CycleGANConfig, CycleGANGenerator, Pix2PixPipeline
+
+    config = CycleGANConfig(
+        in_channels=1, out_channels=3, generator_channels=4, generator_architecture="unet", unet_num_downs=3
+    )
+    torch.manual_seed(0)
+    Pix2PixPipeline(CycleGANGenerator(config).eval()).save_pretrained(tmp_path / "pix2pix")
+    upload = tmp_path / "edges.png"
+    Image.fromarray((np.random.default_rng(2).random((20, 17)) * 255).astype(np.uint8)).save(upload)
+    port = free_port()
+    server = serve(tmp_path / "pix2pix", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.locator("#translate_input input[type=file]").set_input_files(str(upload))
+                page.locator("#translate_input img").first.wait_for(state="visible", timeout=60_000)
+                page.locator("#translate_button").click()
+                shown = shown_image(page, "translate_output")
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = Pix2PixPipeline.from_pretrained(tmp_path / "pix2pix")
+    expected = np.asarray(pipeline(Image.open(upload).crop((0, 0, 16, 16))).images[0]).astype(int)
+    assert shown.size == (16 * 8, 16 * 8)  # 17x20 cropped to the U-Net's stride 8, shown 8 times larger
+    assert np.abs(np.asarray(shown.convert("RGB"))[::8, ::8].astype(int) - expected).max() <= 1
+
+
 def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "gan"
     shutil.copytree(folders / "gan", folder)
@@ -274,13 +351,34 @@ def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypa
 
 
 def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
-    from hfgen import CycleGANConfig, CycleGANGenerator, CycleGANPipeline  # a family without a demo yet
+    from hfgen import GroupViTSegmentationPipeline  # a family without a demo yet
 
-    config = CycleGANConfig(in_channels=1, out_channels=1, generator_channels=4, num_residual_blocks=1)
-    folder = tmp_path / "cyclegan"
-    CycleGANPipeline(CycleGANGenerator(config), CycleGANGenerator(config.reversed())).save_pretrained(folder)
+    folder = tmp_path / "groupvit"
+    groupvit_pipeline().save_pretrained(folder)
+    assert isinstance(GroupViTSegmentationPipeline.from_pretrained(folder), GroupViTSegmentationPipeline)
     assert main(["space", str(folder)]) == 2
-    assert "CycleGANPipeline folders have no demo yet" in capsys.readouterr().err
+    assert "GroupViTSegmentationPipeline folders have no demo yet" in capsys.readouterr().err
     assert not (folder / "app.py").exists()
     assert main(["demo", str(folder)]) == 2
-    assert "CycleGANPipeline folders have no demo yet" in capsys.readouterr().err
+    assert "GroupViTSegmentationPipeline folders have no demo yet" in capsys.readouterr().err
+
+
+def groupvit_pipeline():
+    """A tiny GroupViT segmentation pipeline, with a tokenizer written here."""
+    import tempfile
+
+    from transformers import GroupViTConfig, GroupViTModel
+
+    from hfgen import GroupViTSegmentationPipeline
+    from hfgen.models.clip_heads import build_clip_processor
+
+    with tempfile.TemporaryDirectory() as vocabulary:
+        processor = build_clip_processor(["the digit one"], vocabulary, 32, max_length=16)
+    tower = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    vision = dict(tower, depths=[1, 1], num_hidden_layers=2, num_group_tokens=[2, 0], num_output_groups=[2, 2])
+    text = dict(tower, vocab_size=len(processor.tokenizer), max_position_embeddings=16)
+    config = GroupViTConfig(
+        text_config=text, vision_config=dict(vision, image_size=32, patch_size=8), projection_dim=8
+    )
+    model = GroupViTModel(config).eval()
+    return GroupViTSegmentationPipeline(model, processor.tokenizer, processor.image_processor)
