@@ -331,6 +331,107 @@ def test_the_pix2pix_demo_translates_an_upload(tmp_path):
     assert np.abs(np.asarray(shown.convert("RGB"))[::8, ::8].astype(int) - expected).max() <= 1
 
 
+def tiny_latent_diffusion_components() -> dict:
+    """The tiny latent diffusion components of the pipeline tests (a 16 px VAE, a CLIP text encoder, a UNet, DDIM)."""
+    import importlib.util
+
+    path = os.path.join(REPO, "tests", "pipelines", "test_pipeline_latent_diffusion.py")
+    spec = importlib.util.spec_from_file_location("ldm_components", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tiny_components()
+
+
+def test_the_latent_diffusion_demo_draws_from_a_prompt_with_any_scheduler(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hfgen import LatentDiffusionPipeline
+
+    LatentDiffusionPipeline(**tiny_latent_diffusion_components()).save_pretrained(tmp_path / "ldm")
+    port = free_port()
+    server = serve(tmp_path / "ldm", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.locator("#prompt textarea").fill("a handwritten digit one")
+                page.locator("#steps input[type=number]").fill("2")
+                page.locator("#steps input[type=number]").press("Enter")
+                ddim = generate(page, 0)
+                source = page.locator("#samples img").first.get_attribute("src")
+                page.locator("#scheduler input").click()
+                page.get_by_role("option", name="DPMSolverMultistepScheduler").click()
+                dpm = generate(page, 0, source)
+                page.screenshot(path=os.path.join(ARTIFACTS, "demo-latent-diffusion.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipeline = LatentDiffusionPipeline.from_pretrained(tmp_path / "ldm")
+    arguments = dict(prompt="a handwritten digit one", guidance_scale=5.0, num_inference_steps=2)
+    for shown, scheduler in ((ddim, None), (dpm, DPMSolverMultistepScheduler)):
+        if scheduler is not None:
+            pipeline.scheduler = scheduler.from_config(pipeline.scheduler.config)
+        expected = pipeline(**arguments, generator=[torch.Generator().manual_seed(0)]).images[0]
+        assert shown.size == (2 * 128, 2 * 128)  # four 16 px images, shown 8 times larger
+        top_left = np.asarray(shown.convert(expected.mode))[:128:8, :128:8].astype(int)
+        assert np.abs(top_left - np.asarray(expected).astype(int)).max() <= 1
+    assert not np.array_equal(np.asarray(ddim), np.asarray(dpm))
+
+
+def test_the_controlnet_demo_takes_a_control_image(tmp_path):
+    from diffusers import ControlNetModel
+    from playwright.sync_api import sync_playwright
+
+    from hfgen import LatentDiffusionControlNetPipeline
+
+    components = tiny_latent_diffusion_components()
+    torch.manual_seed(1)
+    controlnet = ControlNetModel.from_unet(components["unet"], conditioning_embedding_out_channels=(8, 16))
+    with torch.no_grad():  # noise in the zero convolutions, as training puts there, so the control image matters
+        for name, parameter in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                parameter.normal_(std=0.3)
+    LatentDiffusionControlNetPipeline(**components, controlnet=controlnet.eval()).save_pretrained(tmp_path / "cn")
+    control = tmp_path / "control.png"
+    Image.fromarray((np.random.default_rng(3).random((16, 16, 3)) * 255).astype(np.uint8)).save(control)
+    port = free_port()
+    server = serve(tmp_path / "cn", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.locator("#prompt textarea").fill("a handwritten digit one")
+                page.locator("#steps input[type=number]").fill("2")
+                page.locator("#steps input[type=number]").press("Enter")
+                page.locator("#control_image input[type=file]").set_input_files(str(control))
+                page.locator("#control_image img").first.wait_for(state="visible", timeout=60_000)
+                shown = generate(page, 0)
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = LatentDiffusionControlNetPipeline.from_pretrained(tmp_path / "cn")
+    expected = pipeline(
+        prompt="a handwritten digit one",
+        image=Image.open(control),
+        guidance_scale=5.0,
+        num_inference_steps=2,
+        generator=[torch.Generator().manual_seed(0)],
+    ).images[0]
+    assert shown.size == (2 * 128, 2 * 128)
+    top_left = np.asarray(shown.convert(expected.mode))[:128:8, :128:8].astype(int)
+    assert np.abs(top_left - np.asarray(expected).astype(int)).max() <= 1
+
+
 def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "gan"
     shutil.copytree(folders / "gan", folder)
@@ -382,3 +483,16 @@ def groupvit_pipeline():
     )
     model = GroupViTModel(config).eval()
     return GroupViTSegmentationPipeline(model, processor.tokenizer, processor.image_processor)
+
+
+def test_every_family_that_allows_space_has_a_demo():
+    import importlib.util
+
+    from hfgen.training.arguments import DEMO_FAMILIES
+
+    packages = {"gan": "gan", "stylegan": "stylegan", "vae": "vae", "ddpm": "ddpm", "cyclegan": "cyclegan"}
+    packages.update(pix2pix="cyclegan", ldm="latent_diffusion")
+    assert set(DEMO_FAMILIES) == set(packages)
+    for family in DEMO_FAMILIES:
+        assert importlib.util.find_spec(f"hfgen.pipelines.{packages[family]}.demo"), family
+    assert importlib.util.find_spec("hfgen.pipelines.score_sde.demo")  # train_ddpm.py's score SDE folders
