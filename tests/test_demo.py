@@ -452,16 +452,59 @@ def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypa
 
 
 def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
-    from hfgen import GroupViTSegmentationPipeline  # a family without a demo yet
+    from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel  # diffusers' own pipeline: no hfgen demo
 
-    folder = tmp_path / "groupvit"
-    groupvit_pipeline().save_pretrained(folder)
-    assert isinstance(GroupViTSegmentationPipeline.from_pretrained(folder), GroupViTSegmentationPipeline)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    folder = tmp_path / "ddim"
+    DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=10)).save_pretrained(folder)
     assert main(["space", str(folder)]) == 2
-    assert "GroupViTSegmentationPipeline folders have no demo yet" in capsys.readouterr().err
+    assert "DDIMPipeline folders have no demo yet" in capsys.readouterr().err
     assert not (folder / "app.py").exists()
     assert main(["demo", str(folder)]) == 2
-    assert "GroupViTSegmentationPipeline folders have no demo yet" in capsys.readouterr().err
+    assert "DDIMPipeline folders have no demo yet" in capsys.readouterr().err
+
+
+def test_the_groupvit_demo_segments_an_upload_into_typed_classes(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hfgen import GroupViTSegmentationPipeline
+
+    groupvit_pipeline().save_pretrained(tmp_path / "groupvit")
+    upload = tmp_path / "canvas.png"
+    Image.fromarray((np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)).save(upload)
+    port = free_port()
+    server = serve(tmp_path / "groupvit", port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                page.locator("#segment_input input[type=file]").set_input_files(str(upload))
+                page.locator("#segment_input img").first.wait_for(state="visible", timeout=60_000)
+                page.locator("#class_names textarea").fill("one, digit")
+                page.locator("#segment").click()
+                shown = shown_image(page, "labels")
+                legend = page.locator("#legend").inner_text()
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+    pipeline = GroupViTSegmentationPipeline.from_pretrained(tmp_path / "groupvit")
+    expected = pipeline(Image.open(upload), ["one", "digit"], background_threshold=-1.0).images[0]
+    assert shown.size == (128, 128)  # 32 px, shown 4 times larger
+    assert np.abs(np.asarray(shown.convert("RGB"))[::4, ::4].astype(int) - np.asarray(expected).astype(int)).max() <= 1
+    assert "background: rgb(0, 0, 0)" in legend and "one: rgb" in legend and "digit: rgb" in legend
 
 
 def groupvit_pipeline():
@@ -491,7 +534,7 @@ def test_every_family_that_allows_space_has_a_demo():
     from hfgen.training.arguments import DEMO_FAMILIES
 
     packages = {"gan": "gan", "stylegan": "stylegan", "vae": "vae", "ddpm": "ddpm", "cyclegan": "cyclegan"}
-    packages.update(pix2pix="cyclegan", ldm="latent_diffusion")
+    packages.update(pix2pix="cyclegan", ldm="latent_diffusion", groupvit="groupvit")
     assert set(DEMO_FAMILIES) == set(packages)
     for family in DEMO_FAMILIES:
         assert importlib.util.find_spec(f"hfgen.pipelines.{packages[family]}.demo"), family
