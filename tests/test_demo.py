@@ -5,6 +5,7 @@ right size, the same pixels for the same seed, others for another. `hfgen space`
 Screenshots go to `test-artifacts/` (or $HFGEN_TEST_ARTIFACTS). The server is stopped after each test, failed or not.
 """
 
+import contextlib
 import io
 import os
 import shutil
@@ -102,6 +103,36 @@ def stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
+@contextlib.contextmanager
+def demo_page(folder):
+    """`hfgen demo folder` on a free port and a headless Chromium page on it, ready (the app's components and their
+    events in place); browser and server are stopped at the end, failed or not."""
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.isfile(CHROMIUM), f"the browser tests need {CHROMIUM}: apt-get install -y chromium (see .ci/run)"
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    port = free_port()
+    server = serve(folder, port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_load_state("networkidle")
+                yield page
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+
+
+def upload_image(page, element: str, path) -> None:
+    """Give the image input `element` (its elem_id) the file at `path`, and wait until the page shows it."""
+    page.locator(f"#{element} input[type=file]").set_input_files(str(path))
+    page.locator(f"#{element} img").first.wait_for(state="visible", timeout=60_000)
+
+
 def shown_image(page, output: str = "samples") -> Image.Image:
     """The image in the demo's output `output` (its elem_id), fetched as the browser got it."""
     image = page.locator(f"#{output} img").first
@@ -122,37 +153,21 @@ def generate(page, seed: int, previous_source: str | None = None) -> Image.Image
     return shown_image(page)
 
 
-def drive_demo(url: str, screenshot: str) -> list[Image.Image]:
-    """Open the demo, generate with seeds 5, 6 and 5 again (each click changes the image, so each is awaited),
-    screenshot the page; returns the three images."""
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.isfile(CHROMIUM), f"the browser tests need {CHROMIUM}: apt-get install -y chromium (see .ci/run)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.goto(url)
-            page.wait_for_load_state("networkidle")  # the app's components and their events are in place
-            images, source = [], None
-            for seed in (5, 6, 5):
-                images.append(generate(page, seed, source))
-                source = page.locator("#samples img").first.get_attribute("src")
-            os.makedirs(os.path.dirname(screenshot), exist_ok=True)
-            page.screenshot(path=screenshot, full_page=True)
-        finally:
-            browser.close()
+def draw_by_seed(page) -> list[Image.Image]:
+    """Generate with seeds 5, 6 and 5 again (each click changes the image, so each is awaited); returns the three
+    images."""
+    images, source = [], None
+    for seed in (5, 6, 5):
+        images.append(generate(page, seed, source))
+        source = page.locator("#samples img").first.get_attribute("src")
     return images
 
 
 @pytest.mark.parametrize("family", ["gan", "stylegan", "vae"])
 def test_the_demo_draws_by_seed_in_a_real_browser(folders, family):
-    port = free_port()
-    server = serve(folders / family, port)
-    try:
-        first, other, again = drive_demo(f"http://127.0.0.1:{port}/", os.path.join(ARTIFACTS, f"demo-{family}.png"))
-    finally:
-        stop(server)
+    with demo_page(folders / family) as page:
+        first, other, again = draw_by_seed(page)
+        page.screenshot(path=os.path.join(ARTIFACTS, f"demo-{family}.png"), full_page=True)
     # four 16 px images by default, in a 2 x 2 grid, shown 8 times larger
     assert first.size == (256, 256)
     assert np.array_equal(np.asarray(first), np.asarray(again)), "the same seed showed other pixels"
@@ -166,34 +181,19 @@ def test_the_demo_draws_by_seed_in_a_real_browser(folders, family):
 
 
 def test_the_vae_demo_reconstructs_an_upload_and_interpolates(folders, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     upload = tmp_path / "upload.png"
     Image.fromarray((np.random.default_rng(0).random((40, 30)) * 255).astype(np.uint8)).save(upload)
-    port = free_port()
-    server = serve(folders / "vae", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.get_by_role("tab", name="Reconstruct").click()
-                page.locator("#reconstruct_input input[type=file]").set_input_files(str(upload))
-                page.locator("#reconstruct_input img").first.wait_for(state="visible", timeout=60_000)
-                page.locator("#reconstruct").click()
-                reconstruction = shown_image(page, "reconstruction")
-                page.get_by_role("tab", name="Interpolate").click()
-                page.locator("#steps input[type=number]").fill("5")
-                page.locator("#steps input[type=number]").press("Enter")
-                page.locator("#interpolate").click()
-                path = shown_image(page, "path")
-                page.screenshot(path=os.path.join(ARTIFACTS, "demo-vae-interpolate.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(folders / "vae") as page:
+        page.get_by_role("tab", name="Reconstruct").click()
+        upload_image(page, "reconstruct_input", upload)
+        page.locator("#reconstruct").click()
+        reconstruction = shown_image(page, "reconstruction")
+        page.get_by_role("tab", name="Interpolate").click()
+        page.locator("#steps input[type=number]").fill("5")
+        page.locator("#steps input[type=number]").press("Enter")
+        page.locator("#interpolate").click()
+        path = shown_image(page, "path")
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-vae-interpolate.png"), full_page=True)
     pipeline = VAEPipeline.from_pretrained(folders / "vae")
     # the reconstruction of the uploaded image, resized to 16 px, shown 8 times larger
     expected = np.asarray(pipeline.reconstruct(Image.open(upload)).images[0]).astype(int)
@@ -207,34 +207,20 @@ def test_the_vae_demo_reconstructs_an_upload_and_interpolates(folders, tmp_path)
 
 
 def test_the_stylegan_demo_mixes_styles_and_interpolates(folders):
-    from playwright.sync_api import sync_playwright
-
     from hfgen.demo import seed_latent
 
-    port = free_port()
-    server = serve(folders / "stylegan", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.get_by_role("tab", name="Style mixing").click()
-                page.locator("#coarse_seed input").fill("3")
-                page.locator("#fine_seed input").fill("4")
-                page.locator("#mix").click()
-                mixed = shown_image(page, "mixed")
-                page.get_by_role("tab", name="Interpolate").click()
-                page.locator("#steps input[type=number]").fill("3")
-                page.locator("#steps input[type=number]").press("Enter")
-                page.locator("#interpolate").click()
-                path = shown_image(page, "path")
-                page.screenshot(path=os.path.join(ARTIFACTS, "demo-stylegan-mixing.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(folders / "stylegan") as page:
+        page.get_by_role("tab", name="Style mixing").click()
+        page.locator("#coarse_seed input").fill("3")
+        page.locator("#fine_seed input").fill("4")
+        page.locator("#mix").click()
+        mixed = shown_image(page, "mixed")
+        page.get_by_role("tab", name="Interpolate").click()
+        page.locator("#steps input[type=number]").fill("3")
+        page.locator("#steps input[type=number]").press("Enter")
+        page.locator("#interpolate").click()
+        path = shown_image(page, "path")
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-stylegan-mixing.png"), full_page=True)
     pipeline = StyleGANPipeline.from_pretrained(folders / "stylegan")
     coarse, fine = seed_latent(3, 16)[None], seed_latent(4, 16)[None]
     layers = pipeline.stylegan.num_ws
@@ -255,8 +241,6 @@ def test_the_stylegan_demo_mixes_styles_and_interpolates(folders):
 
 
 def test_the_cyclegan_demo_translates_an_upload_both_ways(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from hfgen import CycleGANConfig, CycleGANGenerator, CycleGANPipeline
 
     config = CycleGANConfig(in_channels=3, out_channels=3, generator_channels=4, num_residual_blocks=1)
@@ -266,27 +250,14 @@ def test_the_cyclegan_demo_translates_an_upload_both_ways(tmp_path):
     )
     upload = tmp_path / "photo.png"
     Image.fromarray((np.random.default_rng(1).random((34, 30, 3)) * 255).astype(np.uint8)).save(upload)
-    port = free_port()
-    server = serve(tmp_path / "cyclegan", port)
     shown = {}
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                for tab, key in (("A to B", "a_to_b"), ("B to A", "b_to_a")):
-                    page.get_by_role("tab", name=tab).click()
-                    page.locator(f"#{key}_input input[type=file]").set_input_files(str(upload))
-                    page.locator(f"#{key}_input img").first.wait_for(state="visible", timeout=60_000)
-                    page.locator(f"#{key}_button").click()
-                    shown[key] = shown_image(page, f"{key}_output")
-                page.screenshot(path=os.path.join(ARTIFACTS, "demo-cyclegan.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(tmp_path / "cyclegan") as page:
+        for tab, key in (("A to B", "a_to_b"), ("B to A", "b_to_a")):
+            page.get_by_role("tab", name=tab).click()
+            upload_image(page, f"{key}_input", upload)
+            page.locator(f"#{key}_button").click()
+            shown[key] = shown_image(page, f"{key}_output")
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-cyclegan.png"), full_page=True)
     pipeline = CycleGANPipeline.from_pretrained(tmp_path / "cyclegan")
     cropped = Image.open(upload).crop((0, 0, 28, 32))  # 30x34 cropped to the generator's stride 4
     for key in ("a_to_b", "b_to_a"):
@@ -297,8 +268,6 @@ def test_the_cyclegan_demo_translates_an_upload_both_ways(tmp_path):
 
 
 def test_the_pix2pix_demo_translates_an_upload(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from hfgen import CycleGANConfig, CycleGANGenerator, Pix2PixPipeline
 
     config = CycleGANConfig(
@@ -308,23 +277,10 @@ def test_the_pix2pix_demo_translates_an_upload(tmp_path):
     Pix2PixPipeline(CycleGANGenerator(config).eval()).save_pretrained(tmp_path / "pix2pix")
     upload = tmp_path / "edges.png"
     Image.fromarray((np.random.default_rng(2).random((20, 17)) * 255).astype(np.uint8)).save(upload)
-    port = free_port()
-    server = serve(tmp_path / "pix2pix", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.locator("#translate_input input[type=file]").set_input_files(str(upload))
-                page.locator("#translate_input img").first.wait_for(state="visible", timeout=60_000)
-                page.locator("#translate_button").click()
-                shown = shown_image(page, "translate_output")
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(tmp_path / "pix2pix") as page:
+        upload_image(page, "translate_input", upload)
+        page.locator("#translate_button").click()
+        shown = shown_image(page, "translate_output")
     pipeline = Pix2PixPipeline.from_pretrained(tmp_path / "pix2pix")
     expected = np.asarray(pipeline(Image.open(upload).crop((0, 0, 16, 16))).images[0]).astype(int)
     assert shown.size == (16 * 8, 16 * 8)  # 17x20 cropped to the U-Net's stride 8, shown 8 times larger
@@ -343,33 +299,19 @@ def tiny_latent_diffusion_components() -> dict:
 
 
 def test_the_latent_diffusion_demo_draws_from_a_prompt_with_any_scheduler(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from hfgen import LatentDiffusionPipeline
 
     LatentDiffusionPipeline(**tiny_latent_diffusion_components()).save_pretrained(tmp_path / "ldm")
-    port = free_port()
-    server = serve(tmp_path / "ldm", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.locator("#prompt textarea").fill("a handwritten digit one")
-                page.locator("#steps input[type=number]").fill("2")
-                page.locator("#steps input[type=number]").press("Enter")
-                ddim = generate(page, 0)
-                source = page.locator("#samples img").first.get_attribute("src")
-                page.locator("#scheduler input").click()
-                page.get_by_role("option", name="DPMSolverMultistepScheduler").click()
-                dpm = generate(page, 0, source)
-                page.screenshot(path=os.path.join(ARTIFACTS, "demo-latent-diffusion.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(tmp_path / "ldm") as page:
+        page.locator("#prompt textarea").fill("a handwritten digit one")
+        page.locator("#steps input[type=number]").fill("2")
+        page.locator("#steps input[type=number]").press("Enter")
+        ddim = generate(page, 0)
+        source = page.locator("#samples img").first.get_attribute("src")
+        page.locator("#scheduler input").click()
+        page.get_by_role("option", name="DPMSolverMultistepScheduler").click()
+        dpm = generate(page, 0, source)
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-latent-diffusion.png"), full_page=True)
     from diffusers import DPMSolverMultistepScheduler
 
     pipeline = LatentDiffusionPipeline.from_pretrained(tmp_path / "ldm")
@@ -386,7 +328,6 @@ def test_the_latent_diffusion_demo_draws_from_a_prompt_with_any_scheduler(tmp_pa
 
 def test_the_controlnet_demo_takes_a_control_image(tmp_path):
     from diffusers import ControlNetModel
-    from playwright.sync_api import sync_playwright
 
     from hfgen import LatentDiffusionControlNetPipeline
 
@@ -400,25 +341,12 @@ def test_the_controlnet_demo_takes_a_control_image(tmp_path):
     LatentDiffusionControlNetPipeline(**components, controlnet=controlnet.eval()).save_pretrained(tmp_path / "cn")
     control = tmp_path / "control.png"
     Image.fromarray((np.random.default_rng(3).random((16, 16, 3)) * 255).astype(np.uint8)).save(control)
-    port = free_port()
-    server = serve(tmp_path / "cn", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.locator("#prompt textarea").fill("a handwritten digit one")
-                page.locator("#steps input[type=number]").fill("2")
-                page.locator("#steps input[type=number]").press("Enter")
-                page.locator("#control_image input[type=file]").set_input_files(str(control))
-                page.locator("#control_image img").first.wait_for(state="visible", timeout=60_000)
-                shown = generate(page, 0)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(tmp_path / "cn") as page:
+        page.locator("#prompt textarea").fill("a handwritten digit one")
+        page.locator("#steps input[type=number]").fill("2")
+        page.locator("#steps input[type=number]").press("Enter")
+        upload_image(page, "control_image", control)
+        shown = generate(page, 0)
     pipeline = LatentDiffusionControlNetPipeline.from_pretrained(tmp_path / "cn")
     expected = pipeline(
         prompt="a handwritten digit one",
@@ -474,32 +402,17 @@ def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
 
 
 def test_the_groupvit_demo_segments_an_upload_into_typed_classes(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from hfgen import GroupViTSegmentationPipeline
 
     groupvit_pipeline().save_pretrained(tmp_path / "groupvit")
     upload = tmp_path / "canvas.png"
     Image.fromarray((np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)).save(upload)
-    port = free_port()
-    server = serve(tmp_path / "groupvit", port)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_load_state("networkidle")
-                page.locator("#segment_input input[type=file]").set_input_files(str(upload))
-                page.locator("#segment_input img").first.wait_for(state="visible", timeout=60_000)
-                page.locator("#class_names textarea").fill("one, digit")
-                page.locator("#segment").click()
-                shown = shown_image(page, "labels")
-                legend = page.locator("#legend").inner_text()
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with demo_page(tmp_path / "groupvit") as page:
+        upload_image(page, "segment_input", upload)
+        page.locator("#class_names textarea").fill("one, digit")
+        page.locator("#segment").click()
+        shown = shown_image(page, "labels")
+        legend = page.locator("#legend").inner_text()
     pipeline = GroupViTSegmentationPipeline.from_pretrained(tmp_path / "groupvit")
     expected = pipeline(Image.open(upload), ["one", "digit"], background_threshold=-1.0).images[0]
     assert shown.size == (128, 128)  # 32 px, shown 4 times larger
