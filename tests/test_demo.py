@@ -206,6 +206,34 @@ def test_the_vae_demo_reconstructs_an_upload_and_interpolates(folders, tmp_path)
     assert np.abs(np.asarray(path.convert("L"))[:128:8, :128:8].astype(int) - first).max() <= 1
 
 
+def test_the_vae_demo_edits_along_an_attribute_of_two_uploaded_sets(folders, tmp_path):
+    paths = {}
+    for name, brightness in (("with", 200), ("without", 40), ("edit", 120)):
+        paths[name] = []
+        for index in range(2 if name != "edit" else 1):
+            pixels = np.random.default_rng(index + brightness).normal(brightness, 20, (16, 16)).clip(0, 255)
+            path = tmp_path / f"{name}_{index}.png"
+            Image.fromarray(pixels.astype(np.uint8)).save(path)
+            paths[name].append(path)
+    with demo_page(folders / "vae") as page:
+        page.get_by_role("tab", name="Edit").click()
+        page.locator("#with_images input[type=file]").set_input_files([str(path) for path in paths["with"]])
+        page.locator("#without_images input[type=file]").set_input_files([str(path) for path in paths["without"]])
+        upload_image(page, "edit_input", paths["edit"][0])
+        page.locator("#strength input[type=number]").fill("2")
+        page.locator("#strength input[type=number]").press("Enter")
+        page.locator("#edit").click()
+        edited = shown_image(page, "edited")
+    pipeline = VAEPipeline.from_pretrained(folders / "vae")
+    vector = pipeline.attribute_vector(
+        [Image.open(path) for path in paths["with"]], [Image.open(path) for path in paths["without"]]
+    )
+    expected = pipeline.apply_attribute(Image.open(paths["edit"][0]), vector, strength=2.0).images[0]
+    assert edited.size == (128, 128)
+    shown = np.asarray(edited.convert(expected.mode))[::8, ::8].astype(int)
+    assert np.abs(shown - np.asarray(expected).astype(int)).max() <= 1
+
+
 def test_the_stylegan_demo_mixes_styles_and_interpolates(folders):
     from hfgen.demo import seed_latent
 

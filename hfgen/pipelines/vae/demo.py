@@ -1,5 +1,5 @@
 """The Gradio demo of a VAE folder (`hfgen demo <folder>`): prior samples by seed, the reconstruction of an uploaded
-image, and the decoded path between the posterior means of two samples."""
+image, the decoded path between the posterior means of two samples, and attribute editing from two uploaded sets."""
 
 import torch
 
@@ -43,4 +43,37 @@ def build_demo(pipeline):
             gr.Button("Interpolate", variant="primary", elem_id="interpolate").click(
                 interpolate, [start, end, steps, method], path
             )
+        with gr.Tab("Edit"):
+            gr.Markdown(
+                "An attribute is the mean latent difference between images that show it and images that do not; "
+                "your image's latent moves along it by the strength (negative removes it)."
+            )
+            with gr.Row():
+                with_attribute = gr.File(
+                    file_count="multiple", file_types=["image"], label="images with", elem_id="with_images"
+                )
+                without_attribute = gr.File(
+                    file_count="multiple", file_types=["image"], label="images without", elem_id="without_images"
+                )
+            with gr.Row():
+                to_edit = gr.Image(type="pil", label="image to edit", elem_id="edit_input")
+                edited = gr.Image(type="pil", format="png", label="edited", elem_id="edited", interactive=False)
+            strength = gr.Slider(-3.0, 3.0, value=1.5, step=0.1, label="strength", elem_id="strength")
+
+            def edit(with_files, without_files, image, strength):
+                if not with_files or not without_files or image is None:
+                    raise gr.Error("upload images with and without the attribute, and an image to edit")
+                vector = pipeline.attribute_vector(opened(with_files), opened(without_files))
+                return enlarged(pipeline.apply_attribute(image, vector, strength=float(strength)).images[0], side)
+
+            gr.Button("Edit", variant="primary", elem_id="edit").click(
+                edit, [with_attribute, without_attribute, to_edit, strength], edited
+            )
     return demo
+
+
+def opened(files) -> list:
+    """The uploaded files (paths, or Gradio's file records) as PIL images."""
+    from PIL import Image
+
+    return [Image.open(getattr(file, "name", file)) for file in files]
