@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sample_images
+from .pipelines.sampling import image_grid, load_pipeline, sample_images
 
 # Flags of `sample` that pass straight to the pipeline call when it takes them (flag name = argument name).
 PIPELINE_FLAGS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "truncation_psi")
@@ -153,10 +153,10 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def run_space(args: argparse.Namespace) -> None:
-    from .demo import demo_module
+    from .demo import check_has_demo
     from .training.hub import write_space_files
 
-    demo_module(pipeline_class_of(args.folder))
+    check_has_demo(args.folder)
     write_space_files(args.folder)
     print(
         f"{os.path.abspath(args.folder)} now holds app.py and requirements.txt: push it to a Space repo (Gradio SDK)"
@@ -221,10 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="Open the folder's Gradio demo in the browser (localhost).",
-        description="Serve the Gradio demo of a pipeline folder: sampling by seed, class, truncation or steps, as "
-        "the pipeline takes them. Needs pip install 'hfgen[demo]'.",
+        description="Serve the Gradio demo of a folder an hfgen script saved: sampling by seed, class, truncation or "
+        "steps for generators, translation, segmentation, zero-shot labels, captions, answers or boxes of an "
+        "uploaded image for the others. Needs pip install 'hfgen[demo]'.",
     )
-    demo.add_argument("folder", help="A pipeline folder saved by an hfgen script, or its Hub id.")
+    demo.add_argument("folder", help="A folder saved by an hfgen script (pipeline or model), or its Hub id.")
     demo.add_argument("--port", type=positive_int, default=7860)
     demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default: this machine only).")
     demo.add_argument("--share", action="store_true", help="Also open a public gradio.live link (off by default).")
@@ -233,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     space = commands.add_parser(
         "space",
         help="Write app.py and requirements.txt so the folder runs as a Hugging Face Space.",
-        description="Make a pipeline folder a Gradio Space: app.py (its demo), requirements.txt, and the Space "
+        description="Make a folder a Gradio Space: app.py (its demo), requirements.txt, and the Space "
         "fields of its card.",
     )
-    space.add_argument("folder", help="A pipeline folder saved by an hfgen script.")
+    space.add_argument("folder", help="A folder saved by an hfgen script (pipeline or model).")
     space.set_defaults(run=run_space)
     return parser
 

@@ -1,16 +1,20 @@
 """Gradio demos of saved folders: `hfgen demo <folder>`, or `hfgen.demo.build_demo(folder).launch()` in a Space.
 
-The demo is built from the pipeline class that the folder's `model_index.json` names: each family's pipeline package
-holds a `demo.py` whose `build_demo(pipeline)` returns its `gradio.Blocks`, so a new family adds its interface next to
-its pipeline, and nothing here lists the families. What several families share (drawing a grid of images from noise
-with a seed) is below.
+A pipeline folder's demo is built from the pipeline class that its `model_index.json` names: each family's pipeline
+package holds a `demo.py` whose `build_demo(pipeline)` returns its `gradio.Blocks`. A model folder saved with
+transformers (CLIP, BLIP, OWL-ViT: a `config.json`, or a LoRA adapter on one) has the demo of the hfgen heads package
+whose `demo.py` lists its architecture in `ARCHITECTURES`; there `build_demo(folder, architecture)` loads it. So a new
+family adds its interface next to its pipeline or heads, and nothing here lists the families. What several families
+share (drawing a grid of images from noise with a seed) is below.
 
 Gradio is an optional extra (`pip install hfgen[demo]`): it is imported only when a demo is built.
 """
 
 import importlib
 import importlib.util
+import pkgutil
 
+from .models.modeling_utils import folder_architecture, folder_file
 from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sample_images
 
 # The most images one click draws; the grid is at most 4 x 4.
@@ -35,10 +39,35 @@ def demo_module(pipeline_class: type):
     return importlib.import_module(f"{family}.demo")
 
 
+def model_demo_module(architecture: str):
+    """The `demo` module of the hfgen heads package that lists `architecture` (a transformers class name such as
+    `CLIPModel`) in its `ARCHITECTURES`; a `ValueError` when none does."""
+    from . import models
+
+    for package in pkgutil.iter_modules(models.__path__):
+        name = f"{models.__name__}.{package.name}.demo"
+        if package.ispkg and importlib.util.find_spec(name) is not None:
+            module = importlib.import_module(name)
+            if architecture in module.ARCHITECTURES:
+                return module
+    raise ValueError(f"{architecture} folders have no demo yet (no hfgen.models.<heads>.demo module lists it)")
+
+
+def check_has_demo(folder: str) -> None:
+    """Raise a `ValueError` when the folder's pipeline or model has no demo; loads no weights."""
+    if folder_file(folder, "model_index.json") is None:
+        model_demo_module(folder_architecture(folder))
+    else:
+        demo_module(pipeline_class_of(folder))
+
+
 def build_demo(folder_or_pipeline):
-    """The Gradio app of a pipeline folder (or Hub id, or a loaded pipeline): the interface its family defines."""
+    """The Gradio app of a folder (or Hub id, or a loaded pipeline): the interface its family defines."""
     if isinstance(folder_or_pipeline, str):
-        demo_module(pipeline_class_of(folder_or_pipeline))  # a folder without a demo fails before loading weights
+        check_has_demo(folder_or_pipeline)  # a folder without a demo fails before loading weights
+        if folder_file(folder_or_pipeline, "model_index.json") is None:
+            architecture = folder_architecture(folder_or_pipeline)
+            return model_demo_module(architecture).build_demo(folder_or_pipeline, architecture)
         folder_or_pipeline = load_pipeline(folder_or_pipeline)
     return demo_module(type(folder_or_pipeline)).build_demo(folder_or_pipeline)
 

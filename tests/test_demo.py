@@ -474,9 +474,250 @@ def test_every_family_that_allows_space_has_a_demo():
 
     from hfgen.training.arguments import DEMO_FAMILIES
 
-    packages = {"gan": "gan", "stylegan": "stylegan", "vae": "vae", "ddpm": "ddpm", "cyclegan": "cyclegan"}
-    packages.update(pix2pix="cyclegan", ldm="latent_diffusion", groupvit="groupvit")
+    packages = {"gan": "pipelines.gan", "stylegan": "pipelines.stylegan", "vae": "pipelines.vae"}
+    packages.update(ddpm="pipelines.ddpm", cyclegan="pipelines.cyclegan", pix2pix="pipelines.cyclegan")
+    packages.update(ldm="pipelines.latent_diffusion", groupvit="pipelines.groupvit", clip="models.clip_heads")
+    packages.update({"blip-captioning": "models.blip_heads", "blip-vqa": "models.blip_heads"})
+    packages.update(owlvit="models.owlvit_heads")
     assert set(DEMO_FAMILIES) == set(packages)
     for family in DEMO_FAMILIES:
-        assert importlib.util.find_spec(f"hfgen.pipelines.{packages[family]}.demo"), family
+        assert importlib.util.find_spec(f"hfgen.{packages[family]}.demo"), family
     assert importlib.util.find_spec("hfgen.pipelines.score_sde.demo")  # train_ddpm.py's score SDE folders
+
+
+# --- the vision-language folders: transformers models (config.json), found by architecture ---
+
+TOWER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+DIGIT_NAMES = ["zero", "one", "two"]
+
+
+def text_config(tokenizer, tower: dict) -> dict:
+    special = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    return dict(tower, vocab_size=len(tokenizer), max_position_embeddings=16, **special)
+
+
+@pytest.fixture(scope="module")
+def vision_language_folders(tmp_path_factory):
+    """Tiny folders as the vision-language scripts save them: a CLIP with its zero-shot classifier (`zero_shot/`),
+    a BLIP captioner and question answerer, an OWL-ViT detector whose config names its queries; tokenizers written
+    here."""
+    import tempfile
+
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipForQuestionAnswering,
+        CLIPConfig,
+        CLIPModel,
+        OwlViTConfig,
+        OwlViTForObjectDetection,
+    )
+
+    from hfgen import CLIPZeroShotClassifier
+    from hfgen.models.blip_heads import blip_config_for, build_blip_processor
+    from hfgen.models.clip_heads import build_clip_processor
+    from hfgen.models.owlvit_heads import build_owl_processor
+
+    root = tmp_path_factory.mktemp("vision-language")
+    queries = [f"a photo of the digit {name}" for name in DIGIT_NAMES]
+    with tempfile.TemporaryDirectory() as vocabulary:
+        clip_processor = build_clip_processor(queries, vocabulary, 32, max_length=16)
+    with tempfile.TemporaryDirectory() as vocabulary:
+        blip_processor = build_blip_processor(queries + ["how many digits?", "two"], vocabulary, 16, max_length=16)
+    with tempfile.TemporaryDirectory() as vocabulary:
+        owl_processor = build_owl_processor(queries, vocabulary, 32, max_length=16)
+    torch.manual_seed(0)
+    vision = dict(TOWER, image_size=32, patch_size=8)
+    clip_config = CLIPConfig(
+        text_config=text_config(clip_processor.tokenizer, TOWER), vision_config=vision, projection_dim=8
+    )
+    clip = CLIPModel(clip_config).eval()
+    clip.save_pretrained(root / "clip")
+    clip_processor.save_pretrained(root / "clip")
+    classifier = CLIPZeroShotClassifier.from_clip(clip, clip_processor.tokenizer, DIGIT_NAMES, ["the digit {}"])
+    classifier.save_pretrained(root / "clip" / "zero_shot")
+    architecture = BlipConfig(text_config=TOWER, vision_config=dict(TOWER, patch_size=8))
+    blip_config = blip_config_for(blip_processor.tokenizer, 16, architecture)
+    for name, model_class in (("blip", BlipForConditionalGeneration), ("vqa", BlipForQuestionAnswering)):
+        model_class(blip_config).save_pretrained(root / name)
+        blip_processor.save_pretrained(root / name)
+    wide = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    owl_config = OwlViTConfig(
+        text_config=text_config(owl_processor.tokenizer, wide),
+        vision_config=dict(wide, image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    detector = OwlViTForObjectDetection(owl_config)
+    detector.config.id2label = dict(enumerate(queries))  # as train_owlvit_detection.py records its queries
+    detector.save_pretrained(root / "owl")
+    owl_processor.save_pretrained(root / "owl")
+    upload = root / "upload.png"
+    Image.fromarray((np.random.default_rng(4).random((40, 36, 3)) * 255).astype(np.uint8)).save(upload)
+    return root
+
+
+def test_the_clip_demo_labels_an_upload_among_the_saved_classes(vision_language_folders):
+    from transformers import CLIPModel, CLIPProcessor
+
+    from hfgen.models.clip_heads.demo import zero_shot_probabilities
+
+    root = vision_language_folders
+    with demo_page(root / "clip") as page:
+        # the zero-shot classifier's classes and templates are there before anything is typed
+        assert page.locator("#class_names textarea").input_value() == "zero, one, two"
+        assert page.locator("#templates textarea").input_value() == "the digit {}"
+        upload_image(page, "classify_input", root / "upload.png")
+        page.locator("#classify").click()
+        page.locator("#zero_shot_labels").get_by_text("%").first.wait_for(timeout=60_000)
+        shown = page.locator("#zero_shot_labels").inner_text()
+        page.locator("#class_names textarea").fill("seven, two")
+        page.locator("#classify").click()
+        page.wait_for_function(
+            "() => document.querySelector('#zero_shot_labels').innerText.includes('seven')", timeout=60_000
+        )
+        retyped = page.locator("#zero_shot_labels").inner_text()
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-clip.png"), full_page=True)
+    model, processor = CLIPModel.from_pretrained(root / "clip"), CLIPProcessor.from_pretrained(root / "clip")
+    upload = Image.open(root / "upload.png")
+    expected = zero_shot_probabilities(model, processor, upload, DIGIT_NAMES, ["the digit {}"])
+    for name, probability in expected.items():
+        assert f"{name}\n{round(probability * 100)}%" in shown, (name, shown)
+    assert sum(expected.values()) == pytest.approx(1.0)
+    retyped_expected = zero_shot_probabilities(model, processor, upload, ["seven", "two"], ["the digit {}"])
+    for name, probability in retyped_expected.items():
+        assert f"{name}\n{round(probability * 100)}%" in retyped, (name, retyped)
+
+
+@pytest.mark.parametrize("folder", ["blip", "vqa"])
+def test_the_blip_demos_caption_and_answer_an_upload(vision_language_folders, folder):
+    from transformers import BlipForConditionalGeneration, BlipForQuestionAnswering, BlipProcessor
+
+    from hfgen.models.blip_heads.demo import answer, caption
+
+    root = vision_language_folders
+    with demo_page(root / folder) as page:
+        upload_image(page, "blip_input", root / "upload.png")
+        if folder == "vqa":
+            page.locator("#question textarea").fill("how many digits?")
+        page.locator("#max_new_tokens input[type=number]").fill("6")
+        page.locator("#max_new_tokens input[type=number]").press("Enter")
+        page.locator("#generate").click()
+        page.wait_for_function("() => document.querySelector('#generated textarea').value !== ''", timeout=60_000)
+        shown = page.locator("#generated textarea").input_value()
+        page.screenshot(path=os.path.join(ARTIFACTS, f"demo-{folder}.png"), full_page=True)
+    processor = BlipProcessor.from_pretrained(root / folder)
+    upload = Image.open(root / "upload.png")
+    if folder == "vqa":
+        expected = answer(
+            BlipForQuestionAnswering.from_pretrained(root / folder), processor, upload, "how many digits?", 3, 6
+        )
+    else:
+        expected = caption(BlipForConditionalGeneration.from_pretrained(root / folder), processor, upload, 3, 6)
+    assert expected and shown == expected
+
+
+def test_the_owlvit_demo_boxes_the_saved_queries_on_an_upload(vision_language_folders):
+    from transformers import OwlViTForObjectDetection, OwlViTProcessor
+
+    from hfgen.demo import enlarged
+    from hfgen.models.owlvit_heads.demo import detect, draw_detections
+
+    root = vision_language_folders
+    queries = [f"a photo of the digit {name}" for name in DIGIT_NAMES]
+    with demo_page(root / "owl") as page:
+        assert page.locator("#queries textarea").input_value() == ", ".join(queries)
+        upload_image(page, "detect_input", root / "upload.png")
+        page.locator("#threshold input[type=number]").fill("0")
+        page.locator("#threshold input[type=number]").press("Enter")
+        page.locator("#detect").click()
+        shown = shown_image(page, "detections")
+        page.wait_for_function(
+            "() => document.querySelector('#detection_list').innerText.includes('a photo of the digit')",
+            timeout=60_000,
+        )
+        # the table's text: its label, the header, then each row's six cells, one per line
+        text = page.locator("#detection_list").inner_text().split("y1", 1)[1]
+        cells = [line.strip() for line in text.splitlines() if line.strip()]
+        listed = [cells[start : start + 6] for start in range(0, len(cells), 6)]
+        page.screenshot(path=os.path.join(ARTIFACTS, "demo-owlvit.png"), full_page=True)
+    model, processor = (
+        OwlViTForObjectDetection.from_pretrained(root / "owl"),
+        OwlViTProcessor.from_pretrained(root / "owl"),
+    )
+    expected = detect(model, processor, Image.open(root / "upload.png"), queries, 0.0)
+    assert len(expected) == 16  # one box per 8 px patch of the 32 px input, all kept at threshold 0
+    assert shown.size == (36 * 3, 40 * 3)  # 36 x 40 upload, shown 3 times larger
+    # the table lists the detections, best first
+    assert len(listed) == len(expected)
+    for row, detection in zip(listed, expected, strict=True):
+        assert row[0] == detection["query"]
+        assert [float(cell) for cell in row[1:]] == pytest.approx([detection["score"], *detection["box"]], abs=1e-3)
+    # the shown image is the upload enlarged with the detections drawn on it, box for box
+    upload = Image.open(root / "upload.png")
+    drawn = np.asarray(draw_detections(upload, expected, queries).convert("RGB"))
+    assert np.array_equal(np.asarray(shown.convert("RGB")), drawn)
+    assert not np.array_equal(drawn, np.asarray(enlarged(upload.convert("RGB"), 36)))
+
+
+def test_a_lora_adapter_folder_is_served_merged_onto_its_base(vision_language_folders, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import CLIPModel, CLIPProcessor
+
+    from hfgen.demo import build_demo
+    from hfgen.models.clip_heads.demo import zero_shot_probabilities
+    from hfgen.models.modeling_utils import folder_architecture, load_model_folder
+
+    root = vision_language_folders
+    base = CLIPModel.from_pretrained(root / "clip")
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian")
+    adapted = get_peft_model(base, lora)
+    with torch.no_grad():  # LoRA starts as the identity (B = 0): a trained adapter has moved B
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+    adapted.save_pretrained(tmp_path / "adapter")  # records the base folder as base_model_name_or_path
+    CLIPProcessor.from_pretrained(root / "clip").save_pretrained(tmp_path / "adapter")
+    assert not (tmp_path / "adapter" / "config.json").exists()
+    assert folder_architecture(str(tmp_path / "adapter")) == "CLIPModel"
+    merged = load_model_folder(str(tmp_path / "adapter"), CLIPModel).eval()
+    reference = PeftModel.from_pretrained(CLIPModel.from_pretrained(root / "clip"), tmp_path / "adapter").eval()
+    processor = CLIPProcessor.from_pretrained(root / "clip")
+    upload = Image.open(root / "upload.png")
+    with_adapter = zero_shot_probabilities(merged, processor, upload, DIGIT_NAMES, ["the digit {}"])
+    without = zero_shot_probabilities(
+        CLIPModel.from_pretrained(root / "clip"), processor, upload, DIGIT_NAMES, ["the digit {}"]
+    )
+    expected = zero_shot_probabilities(reference.base_model.model, processor, upload, DIGIT_NAMES, ["the digit {}"])
+    assert with_adapter == pytest.approx(expected, abs=1e-5)
+    assert with_adapter != pytest.approx(without, abs=1e-5), "the adapter changed nothing"
+    assert type(build_demo(str(tmp_path / "adapter"))).__name__ == "Blocks"
+
+
+def test_model_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
+    import hfgen.metrics
+
+    classifier = os.path.join(os.path.dirname(hfgen.metrics.__file__), "digits_classifier")
+    assert main(["demo", classifier]) == 2
+    assert "DigitsClassifier folders have no demo yet" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    for command in ("demo", "space"):
+        assert main([command, str(tmp_path / "empty")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "holds no pipeline (model_index.json), no model (config.json)" in error
+    assert not (tmp_path / "empty" / "app.py").exists()
+
+
+def test_the_vision_language_folders_become_spaces(vision_language_folders, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "owl"
+    shutil.copytree(vision_language_folders / "owl", folder)
+    assert main(["space", str(folder)]) == 0
+    assert "now holds app.py and requirements.txt" in capsys.readouterr().out
+    monkeypatch.chdir(folder)
+    namespace = {}
+    import gradio
+
+    monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kwargs: namespace.setdefault("launched", self))
+    exec((folder / "app.py").read_text(), namespace)  # as the Space runs it, without serving
+    assert type(namespace["launched"]).__name__ == "Blocks"

@@ -75,3 +75,56 @@ def check_saved_class(model: PreTrainedModel, folder: str) -> None:
 
 
 __all__ = ["HfgenPreTrainedModel", "check_safetensors_file"]
+
+
+def folder_file(path: str, name: str) -> str | None:
+    """The local path of the file `name` of a folder, or of a Hub repo `path` (downloaded), or None when it has none.
+    Other failures (no network, no such repo) raise as huggingface_hub raises them."""
+    if os.path.isdir(path):
+        candidate = os.path.join(path, name)
+        return candidate if os.path.isfile(candidate) else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        return hf_hub_download(path, name)
+    except RemoteEntryNotFoundError:
+        return None
+
+
+def load_model_folder(path: str, model_class: type[PreTrainedModel]) -> PreTrainedModel:
+    """`model_class` from a folder (or Hub id) the scripts saved: the whole model, or a PEFT LoRA adapter
+    (`adapter_config.json`) that is loaded onto its base model (`base_model_name_or_path`) and merged into it."""
+    adapter_config = folder_file(path, "adapter_config.json")
+    if adapter_config is None:
+        return model_class.from_pretrained(path)
+    from peft import PeftModel
+
+    with open(adapter_config, encoding="utf-8") as file:
+        base = json.load(file).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{path}: adapter_config.json names no base_model_name_or_path to load the adapter onto")
+    return PeftModel.from_pretrained(model_class.from_pretrained(base), path).merge_and_unload()
+
+
+def folder_architecture(path: str) -> str:
+    """The model class a folder (or Hub id) holds, as its `config.json` records it (`architectures`); for a PEFT
+    adapter folder, that of its base model. A folder with neither file is a `ValueError` naming it."""
+    config_file = folder_file(path, "config.json")
+    if config_file is None:
+        adapter_config = folder_file(path, "adapter_config.json")
+        if adapter_config is None:
+            raise ValueError(
+                f"{path} holds no pipeline (model_index.json), no model (config.json) and no LoRA adapter "
+                "(adapter_config.json): give a folder an hfgen training script saved"
+            )
+        with open(adapter_config, encoding="utf-8") as file:
+            base = json.load(file).get("base_model_name_or_path") or ""
+        config_file = folder_file(base, "config.json") if base else None
+        if config_file is None:
+            raise ValueError(f"{path}: the adapter's base model {base!r} has no config.json")
+    with open(config_file, encoding="utf-8") as file:
+        architectures = json.load(file).get("architectures") or []
+    if not architectures:
+        raise ValueError(f"{config_file} records no `architectures`: save the model with save_pretrained")
+    return architectures[0]

@@ -147,8 +147,22 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
     )
 
 
-# The script families whose folders have a Gradio demo (hfgen/pipelines/<family>/demo.py), so --space can be asked.
-DEMO_FAMILIES = ("gan", "stylegan", "vae", "ddpm", "cyclegan", "pix2pix", "ldm", "groupvit")
+# The script families whose folders have a Gradio demo (hfgen/pipelines/<family>/demo.py for pipeline folders,
+# hfgen/models/<heads>/demo.py for transformers model folders), so --space can be asked.
+DEMO_FAMILIES = (
+    "gan",
+    "stylegan",
+    "vae",
+    "ddpm",
+    "cyclegan",
+    "pix2pix",
+    "ldm",
+    "groupvit",
+    "clip",
+    "blip-captioning",
+    "blip-vqa",
+    "owlvit",
+)
 
 # The ranges of the flags every script has (see `check_flag_ranges` for the notation).
 RUN_FLAG_RANGES = {

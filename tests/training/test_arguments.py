@@ -61,3 +61,18 @@ def test_the_default_output_folder_is_named_after_the_data():
     assert output_dir("--dataset_name", "hfgen/faces") == "gan-faces"
     assert output_dir("--train_data_dir", "/home/me/my_faces/") == "gan-my_faces"
     assert output_dir("--train_data_dir", "x", "--output_dir", "mine") == "mine"
+
+
+def test_space_is_refused_in_one_line_for_folders_without_a_demo(capsys):
+    def parse(family, *flags):
+        parser = argparse.ArgumentParser(prog=f"train_{family}.py")
+        add_data_arguments(parser, "hfgen/digits")
+        add_run_arguments(parser, family=family)
+        args = parser.parse_args(list(flags))
+        check_run_arguments(parser, args)
+        return args
+
+    assert parse("owlvit", "--space").space  # transformers folders have demos too
+    with pytest.raises(SystemExit):
+        parse("dreambooth-lora", "--space")  # a LoRA file for someone else's pipeline: nothing to serve alone
+    assert "--space: dreambooth-lora folders have no Gradio demo yet" in capsys.readouterr().err

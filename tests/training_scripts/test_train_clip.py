@@ -58,7 +58,9 @@ def scratch_arguments(output_dir, config, *extra):
 def scratch_run(tmp_path_factory, launch_script, scratch_config):
     """Four steps of a tiny CLIP from scratch on the digits, checkpoints every two, a (fake) Hub token given."""
     output_dir = tmp_path_factory.mktemp("clip") / "run"
-    result = launch_script("train_clip.py", *scratch_arguments(output_dir, scratch_config, "--hub_token", FAKE_TOKEN))
+    result = launch_script(
+        "train_clip.py", *scratch_arguments(output_dir, scratch_config, "--hub_token", FAKE_TOKEN, "--space")
+    )
     return output_dir, result
 
 
@@ -93,6 +95,7 @@ def test_scratch_run_saves_clip_its_processor_and_a_zero_shot_classifier(scratch
     card = (output_dir / "README.md").read_text()
     assert "zero-shot accuracy" in card and "pipeline_tag: zero-shot-image-classification" in card
     assert 'subfolder="zero_shot"' in card
+    assert (output_dir / "app.py").exists() and "sdk: gradio" in card  # --space: the folder runs as a Space
     assert (output_dir / "samples.png").exists()
     assert sorted(path.name for path in (output_dir / "validation").iterdir())[:1] == ["step-000002-retrieval.png"]
     assert not files_containing(output_dir, FAKE_TOKEN)
@@ -212,7 +215,6 @@ def train_clip():
 
 def test_flag_errors_are_one_line(train_clip, tmp_path):
     assert "--use_lora adapts a pretrained model" in parse_error(train_clip, "--use_lora")
-    assert "--space: clip folders have no Gradio demo yet" in parse_error(train_clip, "--space")
     assert "--train_from_scratch_config builds a new model" in parse_error(
         train_clip, "--model_name_or_path", "x", "--train_from_scratch_config", "y"
     )

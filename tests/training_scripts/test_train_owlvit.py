@@ -50,7 +50,7 @@ def scratch_arguments(output_dir, config, *extra):
 def scratch_run(tmp_path_factory, launch_script, scratch_config):
     """Four steps from scratch, checkpoints every two, a (fake) Hub token given."""
     output_dir = tmp_path_factory.mktemp("owlvit") / "run"
-    arguments = scratch_arguments(output_dir, scratch_config, "--hub_token", FAKE_TOKEN)
+    arguments = scratch_arguments(output_dir, scratch_config, "--hub_token", FAKE_TOKEN, "--space")
     return output_dir, launch_script("train_owlvit_detection.py", *arguments)
 
 
@@ -60,6 +60,9 @@ def test_scratch_run_saves_a_transformers_detector_that_hfgen_trains_further(scr
     processor = OwlViTProcessor.from_pretrained(output_dir)
     assert type(detector) is OwlViTForObjectDetection and detector.config.vision_config.image_size == 32
     assert detector.config.text_config.vocab_size == len(processor.tokenizer)
+    # the training queries travel with the detector (the demo starts from them), and the folder runs as a Space
+    assert detector.config.id2label[7] == "a photo of the digit seven" and len(detector.config.id2label) == 10
+    assert (output_dir / "app.py").exists() and "sdk: gradio" in (output_dir / "README.md").read_text()
     # the saved processor reads the queries it was trained with: one token per word between start and end
     queries = ["a photo of the digit seven", "a photo of the digit one"]
     assert len(processor.tokenizer(queries[0]).input_ids) == 8

@@ -536,6 +536,10 @@ def main(args):
     if accelerator.is_main_process:
         metrics, detections = evaluate(unwrapped, processor, data, queries, accelerator.device)
         reference = baselines(data, min(num_predictions(unwrapped), MAX_DETECTIONS), args.seed)
+        # the training queries travel with the detector (`id2label`, as transformers' label names do): the demo and
+        # users start from them
+        unwrapped.detector.config.id2label = dict(enumerate(queries))
+        unwrapped.detector.config.label2id = {query: index for index, query in enumerate(queries)}
         unwrapped.detector.save_pretrained(args.output_dir)  # transformers' detector, or its adapter with --use_lora
         processor.save_pretrained(args.output_dir)
         save_card_grid(detection_grid(data, detections, args.num_validation_images), args.output_dir, columns=4)
