@@ -77,8 +77,9 @@ def generator_sampler(pipeline):
     name = type(pipeline).__name__
     if not {"batch_size", "generator"} <= set(parameters):
         raise CommandError(
-            f"{name} does not draw images from noise alone: hfgen evaluate measures unconditional and "
-            "class-conditional generators (GAN, StyleGAN, VAE, DDPM, score SDE pipelines)"
+            f"{name} does not draw images from noise alone, and its family measures no saved folder yet: hfgen "
+            "evaluate measures generators (GAN, StyleGAN, VAE, DDPM, score SDE) and the families with an "
+            "evaluation module"
         )
     configs = [getattr(component, "config", None) for component in pipeline.components.values()]
     num_classes = max([getattr(config, "num_classes", 0) or 0 for config in configs] + [0])
@@ -91,51 +92,109 @@ def generator_sampler(pipeline):
     return sample, (num_classes if "class_labels" in parameters else 0)
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def evaluate_generator_folder(folder: str, run: argparse.Namespace, accelerator, batch_size: int):
+    """A generator's distribution metrics against the run's held-out images, as its training script measures them
+    (FID, KID, IS, precision / recall with a feature extractor; the diversity ratio always)."""
     import logging
 
-    from accelerate import Accelerator
-    from huggingface_hub import ModelCard
+    from .training.evaluation import (
+        DISTRIBUTION_METRIC_NAMES,
+        FolderEvaluation,
+        evaluate_generator,
+        load_run_data,
+        run_protocol,
+    )
 
-    from .model_card import card_metrics
-    from .training.evaluation import DISTRIBUTION_METRIC_NAMES, evaluate_generator, load_run_data, run_protocol
-
-    if (args.dataset_name is None) == (args.train_data_dir is None):
-        raise CommandError("give the data to measure against: --dataset_name or --train_data_dir (one of them)")
-    if args.update_card and not os.path.isfile(os.path.join(args.folder, "README.md")):
-        raise CommandError(f"--update_card: {args.folder} has no README.md (model card) to update")
-    pipeline = load_pipeline(args.folder)
+    pipeline = load_pipeline(folder)
     sample, num_classes = generator_sampler(pipeline)
-    accelerator = Accelerator()
     pipeline.to(accelerator.device)
     # the generator's own size and colours decide how the real images are read
     probe = sample(1, torch.zeros(1, dtype=torch.long) if num_classes else None, torch.Generator().manual_seed(0))
-    run = argparse.Namespace(
-        dataset_name=args.dataset_name,
-        train_data_dir=args.train_data_dir,
-        dataset_config_name=None,
-        cache_dir=None,
-        class_filter=None,
-        validation_split=args.validation_split,
-        seed=args.seed,
-        metrics_model=args.metrics_model,
-        num_eval_samples=args.num_eval_samples,
-        resolution=probe.shape[-1],
-        color_mode="L" if probe.shape[1] == 1 else "RGB",
-    )
+    run.resolution, run.color_mode = probe.shape[-1], "L" if probe.shape[1] == 1 else "RGB"
     data = load_run_data(run, accelerator, logging.getLogger("hfgen.cli"))
     metrics = evaluate_generator(
-        sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes, args.batch_size
+        sample, data.evaluation, data.eval, accelerator, run.num_eval_samples, run.seed, num_classes, batch_size
     )
-    protocol = run_protocol(data.evaluation, args.num_eval_samples)
-    print(json.dumps({"metrics": metrics, "protocol": protocol}, indent=2))
+    names = {**DISTRIBUTION_METRIC_NAMES, "class_accuracy": "class accuracy (digits classifier)"}
+    protocol = run_protocol(data.evaluation, run.num_eval_samples)
+    return FolderEvaluation(metrics, protocol, names, "unconditional-image-generation")
+
+
+# What a folder is measured with when neither its training record nor the command line says otherwise (a family's
+# own defaults come between).
+RUN_DEFAULTS = dict(
+    dataset_name=None,
+    train_data_dir=None,
+    dataset_config_name=None,
+    cache_dir=None,
+    class_filter=None,
+    validation_split=None,
+    seed=0,
+    metrics_model=None,
+    num_eval_samples=1000,
+)
+# The flags of `evaluate` that replace the recorded value when given.
+RUN_OVERRIDES = ("validation_split", "seed", "metrics_model", "num_eval_samples", "caption_column")
+
+
+def recorded_arguments(folder: str) -> dict:
+    """The resolved flags of the run that saved the folder (`training_args.json`), or {} for a folder without one."""
+    from .models.modeling_utils import folder_file
+
+    path = folder_file(folder, "training_args.json")
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def run_arguments(folder: str, args: argparse.Namespace, family_defaults: dict) -> argparse.Namespace:
+    """The flags the folder is measured with: the run's own (its data, held-out split, seed and the family's
+    settings, from `training_args.json`) over the family's defaults, and over both what the command line gives; new
+    data (`--dataset_name` / `--train_data_dir`) replaces the recorded data."""
+    recorded = recorded_arguments(folder)
+    run = {**RUN_DEFAULTS, **family_defaults, **recorded}
+    if args.dataset_name is not None or args.train_data_dir is not None:
+        run.update(dataset_name=args.dataset_name, train_data_dir=args.train_data_dir)
+        run.update(dataset_config_name=None, class_filter=None, class_names=None)
+    elif run["dataset_name"] is None and run["train_data_dir"] is None:
+        raise CommandError(
+            "give the data to measure against: --dataset_name or --train_data_dir (the folder has no "
+            "training_args.json recording the data it was trained on)"
+        )
+    for flag in RUN_OVERRIDES:
+        if getattr(args, flag, None) is not None:
+            run[flag] = getattr(args, flag)
+    return argparse.Namespace(**run)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from accelerate import Accelerator
+    from huggingface_hub import ModelCard
+
+    from .families import folder_family
+    from .model_card import card_metrics
+
+    if args.update_card and not os.path.isfile(os.path.join(args.folder, "README.md")):
+        raise CommandError(f"--update_card: {args.folder} has no README.md (model card) to update")
+    _, module = folder_family(args.folder, "evaluation")
+    run = run_arguments(args.folder, args, getattr(module, "EVALUATION_DEFAULTS", {}))
+    accelerator = Accelerator()
+    if module is None:
+        result = evaluate_generator_folder(args.folder, run, accelerator, args.batch_size)
+    else:
+        result = module.evaluate_folder(args.folder, run, accelerator)
+    printed = {"metrics": result.metrics, "protocol": result.protocol}
+    if result.baselines:
+        printed["baselines"] = result.baselines
+    print(json.dumps(printed, indent=2))
     if args.update_card:
         path = os.path.join(args.folder, "README.md")
         card = ModelCard.load(path)
-        names = {**DISTRIBUTION_METRIC_NAMES, "class_accuracy": "class accuracy (digits classifier)"}
-        task = card.data.pipeline_tag or "unconditional-image-generation"
+        task = card.data.pipeline_tag or result.task
         card.data.eval_results = [
-            metric.to_eval_result(task) for metric in card_metrics(metrics, None, protocol, names)
+            metric.to_eval_result(task)
+            for metric in card_metrics(result.metrics, None, result.protocol, result.metric_names)
         ]
         card.data.model_name = card.data.model_name or os.path.basename(os.path.abspath(args.folder))
         card.save(path)
@@ -153,10 +212,10 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def run_space(args: argparse.Namespace) -> None:
-    from .demo import check_has_demo
+    from .demo import folder_demo_module
     from .training.hub import write_space_files
 
-    check_has_demo(args.folder)
+    folder_demo_module(args.folder)
     write_space_files(args.folder)
     print(
         f"{os.path.abspath(args.folder)} now holds app.py and requirements.txt: push it to a Space repo (Gradio SDK)"
@@ -190,29 +249,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="Measure a generator against a dataset's held-out images; print the metrics as JSON.",
-        description="Measure a generator's folder against held-out images as the training scripts do: FID, KID, "
-        "Inception Score, precision / recall (through hfgen's digits classifier on the built-in digits, "
-        "--metrics_model elsewhere) and the diversity ratio.",
+        help="Measure a saved folder on held-out images as its training script does; print the metrics as JSON.",
+        description="Measure a folder an hfgen script saved as the script measures it, on the run's own held-out "
+        "images (its training_args.json) or on other data: FID, KID, Inception Score, precision / recall and the "
+        "diversity ratio for generators; each family's own metrics for the others (retrieval and zero-shot accuracy, "
+        "caption scores, VQA accuracy, mAP, mIoU, translation and prompt metrics).",
     )
-    evaluate.add_argument("folder", help="A generator's pipeline folder saved by an hfgen script, or its Hub id.")
-    evaluate.add_argument("--dataset_name", default=None, help="A `datasets` name (hfgen/digits is built in).")
+    evaluate.add_argument("folder", help="A folder saved by an hfgen script (pipeline or model), or its Hub id.")
+    evaluate.add_argument(
+        "--dataset_name", default=None, help="A `datasets` name (hfgen/digits is built in). Default: the run's data."
+    )
     evaluate.add_argument("--train_data_dir", default=None, help="A folder of images (class subfolders allowed).")
     evaluate.add_argument(
         "--validation_split",
         type=parse_validation_split,
         default=None,
-        help="Images held out to measure against: a fraction or a count; default the data's own validation / test "
-        "split, else 10%% of the images.",
+        help="Images held out to measure against: a fraction or a count. Default: the run's, else the data's own "
+        "validation / test split, else 10%% of the images.",
     )
     evaluate.add_argument(
         "--metrics_model",
         default=None,
         help="A transformers vision backbone (folder or Hub id) for FID and its kin on your data.",
     )
-    evaluate.add_argument("--num_eval_samples", type=positive_int, default=1000, help="Images generated.")
-    evaluate.add_argument("--batch_size", type=positive_int, default=128)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--num_eval_samples", type=positive_int, default=None, help="Images generated (default: the run's, else 1000)."
+    )
+    evaluate.add_argument("--batch_size", type=positive_int, default=128, help="Images per generator call.")
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="Seed of the held-out split and the samples (default: the run's, else 0).",
+    )
+    evaluate.add_argument(
+        "--caption_column",
+        default=None,
+        help="The column of the data's captions, for image-text models on other data (default: the run's).",
+    )
     evaluate.add_argument(
         "--update_card", action="store_true", help="Write the metrics into the folder's model card (model-index)."
     )

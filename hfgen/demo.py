@@ -3,19 +3,15 @@
 A pipeline folder's demo is built from the pipeline class that its `model_index.json` names: each family's pipeline
 package holds a `demo.py` whose `build_demo(pipeline)` returns its `gradio.Blocks`. A model folder saved with
 transformers (CLIP, BLIP, OWL-ViT: a `config.json`, or a LoRA adapter on one) has the demo of the hfgen heads package
-whose `demo.py` lists its architecture in `ARCHITECTURES`; there `build_demo(folder, architecture)` loads it. So a new
-family adds its interface next to its pipeline or heads, and nothing here lists the families. What several families
-share (drawing a grid of images from noise with a seed) is below.
+that lists its architecture (`FOLDER_ARCHITECTURES`, see `hfgen.families`); there `build_demo(folder, architecture)`
+loads it. So a new family adds its interface next to its pipeline or heads, and nothing here lists the families.
+What several families share (drawing a grid of images from noise with a seed) is below.
 
 Gradio is an optional extra (`pip install hfgen[demo]`): it is imported only when a demo is built.
 """
 
-import importlib
-import importlib.util
-import pkgutil
-
-from .models.modeling_utils import folder_architecture, folder_file
-from .pipelines.sampling import image_grid, load_pipeline, pipeline_class_of, sample_images
+from .families import folder_family, pipeline_family_module
+from .pipelines.sampling import image_grid, load_pipeline, sample_images
 
 # The most images one click draws; the grid is at most 4 x 4.
 MAX_IMAGES = 16
@@ -33,41 +29,28 @@ def import_gradio():
 
 def demo_module(pipeline_class: type):
     """The `demo` module of the family package that holds `pipeline_class`; a `ValueError` when it has none."""
-    family = pipeline_class.__module__.rsplit(".", 1)[0]
-    if importlib.util.find_spec(f"{family}.demo") is None:
-        raise ValueError(f"{pipeline_class.__name__} folders have no demo yet (no {family}.demo module)")
-    return importlib.import_module(f"{family}.demo")
+    module = pipeline_family_module(pipeline_class, "demo")
+    if module is None:
+        raise ValueError(f"{pipeline_class.__name__} folders have no demo yet (no {pipeline_class.__module__} demo)")
+    return module
 
 
-def model_demo_module(architecture: str):
-    """The `demo` module of the hfgen heads package that lists `architecture` (a transformers class name such as
-    `CLIPModel`) in its `ARCHITECTURES`; a `ValueError` when none does."""
-    from . import models
-
-    for package in pkgutil.iter_modules(models.__path__):
-        name = f"{models.__name__}.{package.name}.demo"
-        if package.ispkg and importlib.util.find_spec(name) is not None:
-            module = importlib.import_module(name)
-            if architecture in module.ARCHITECTURES:
-                return module
-    raise ValueError(f"{architecture} folders have no demo yet (no hfgen.models.<heads>.demo module lists it)")
-
-
-def check_has_demo(folder: str) -> None:
-    """Raise a `ValueError` when the folder's pipeline or model has no demo; loads no weights."""
-    if folder_file(folder, "model_index.json") is None:
-        model_demo_module(folder_architecture(folder))
-    else:
-        demo_module(pipeline_class_of(folder))
+def folder_demo_module(folder: str):
+    """`(what the folder holds, the demo module of its family)`; loads no weights. A folder whose family has no demo
+    is a `ValueError` naming what it holds."""
+    held, module = folder_family(folder, "demo")
+    if module is None:
+        name = held if isinstance(held, str) else held.__name__
+        raise ValueError(f"{name} folders have no demo yet")
+    return held, module
 
 
 def build_demo(folder_or_pipeline):
     """The Gradio app of a folder (or Hub id, or a loaded pipeline): the interface its family defines."""
     if isinstance(folder_or_pipeline, str):
-        check_has_demo(folder_or_pipeline)  # a folder without a demo fails before loading weights
-        if folder_file(folder_or_pipeline, "model_index.json") is None:
-            architecture = folder_architecture(folder_or_pipeline)
-            return model_demo_module(architecture).build_demo(folder_or_pipeline, architecture)
+        held, module = folder_demo_module(folder_or_pipeline)  # a folder without a demo fails before loading weights
+        if isinstance(held, str):  # a transformers model folder, by its architecture
+            return module.build_demo(folder_or_pipeline, held)
         folder_or_pipeline = load_pipeline(folder_or_pipeline)
     return demo_module(type(folder_or_pipeline)).build_demo(folder_or_pipeline)
 

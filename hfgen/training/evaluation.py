@@ -56,6 +56,19 @@ MAX_REFERENCE_TRAIN_IMAGES = 5000
 
 
 @dataclass
+class FolderEvaluation:
+    """What a family measured on a saved folder (`hfgen evaluate`): the metrics, how they were measured (`protocol`:
+    data, split, ...), the card titles of those that go into the model-index (`metric_names`), the card's task, and,
+    when the family measures them, what chance or trivial baselines score on the same protocol."""
+
+    metrics: dict
+    protocol: dict
+    metric_names: dict
+    task: str
+    baselines: dict | None = None
+
+
+@dataclass
 class RunEvaluation:
     r"""
     What a run measures its metrics on and with.

@@ -160,7 +160,7 @@ def pretrained_clip(tmp_path_factory):
     return folder / "clip"
 
 
-def test_lora_on_a_pretrained_clip_with_a_users_captions(tmp_path, launch_script, pretrained_clip):
+def test_lora_on_a_pretrained_clip_with_a_users_captions(tmp_path, launch_script, pretrained_clip, capsys):
     data = tmp_path / "shapes"
     captioned_folder(data)
     output_dir = tmp_path / "lora"
@@ -206,6 +206,39 @@ def test_lora_on_a_pretrained_clip_with_a_users_captions(tmp_path, launch_script
     assert "the held-out images' own 'text' captions" in record["protocol"]["captions"]
     card = (output_dir / "README.md").read_text()
     assert f'PeftModel.from_pretrained(CLIPModel.from_pretrained("{pretrained_clip}")' in card
+    # hfgen evaluate loads the adapter onto its base and measures it as the run did
+    from hfgen.cli import main
+
+    assert main(["evaluate", str(output_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-4)
+
+
+def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    from hfgen.cli import main
+
+    output_dir, _ = scratch_run
+    folder = tmp_path / "clip"
+    shutil.copytree(output_dir, folder)
+    # no data flag: the run's own data, held-out split and settings, from training_args.json
+    assert main(["evaluate", str(folder), "--update_card"]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    zero_shot = [result for result in results if result.metric_type == "zero_shot_accuracy"]
+    assert zero_shot[0].metric_value == pytest.approx(record["metrics"]["zero_shot_accuracy"])
+    assert zero_shot[0].dataset_split == "test" and "hfgen/digits" in zero_shot[0].dataset_name
+    # on other data: a user's captioned folder, no classes, so retrieval alone
+    data = tmp_path / "shapes"
+    captioned_folder(data)
+    assert main(["evaluate", str(folder), "--train_data_dir", str(data), "--caption_column", "text"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert "image_to_text_recall@1" in printed["metrics"] and "zero_shot_accuracy" not in printed["metrics"]
+    assert printed["protocol"]["dataset"] == str(data)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import os
 import tempfile
 
 import torch
-import torch.nn.functional as F
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -36,11 +35,20 @@ from hfgen.data.captions import (
     LabelCaptions,
     batch_captions,
     collate_indexed,
-    dataset_captions,
 )
 from hfgen.losses.contrastive import clip_contrastive_loss, same_caption_positives
-from hfgen.metrics import retrieval_recall, zero_shot_accuracy
-from hfgen.models.clip_heads import build_clip_processor, fit_linear_classifier, prompt_ensemble_embeddings
+from hfgen.models.clip_heads import build_clip_processor
+from hfgen.models.clip_heads.evaluation import (
+    CARD_METRIC_NAMES,
+    PROBE_TRAIN_IMAGES,
+    clip_protocol,
+    embed_images,
+    embed_texts,
+    evaluate_clip,
+    evaluation_captions,
+    run_captions,
+    tokenize,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -50,7 +58,7 @@ from hfgen.training.arguments import (
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.evaluation import evaluation_batches, load_run_data
+from hfgen.training.evaluation import load_run_data
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -72,7 +80,6 @@ from hfgen.training.vision_language import (
     load_pretrained,
     processor_pixels,
     resolve_model_arguments,
-    retrieval_chance,
     weight_decay_groups,
 )
 
@@ -91,8 +98,6 @@ SCRATCH_PROJECTION_DIM = 64
 
 # CLIP caps its learned temperature at 100 (logit scale ln 100), which keeps training stable.
 MAX_LOGIT_SCALE = math.log(100)
-
-RECALL_KS = (1, 5, 10)
 
 
 def parse_args(input_args=None):
@@ -131,7 +136,7 @@ def parse_args(input_args=None):
     parser.add_argument(
         "--probe_train_images",
         type=int,
-        default=2000,
+        default=PROBE_TRAIN_IMAGES,
         help="Training images (at most) whose embeddings fit the linear probe.",
     )
     add_run_arguments(parser, family="clip")
@@ -201,92 +206,9 @@ def build_model(args, captions):
     return CLIPModel(scratch_config(args, processor.tokenizer)), processor
 
 
-def tokenize(processor, texts: list[str], device) -> dict:
-    max_length = processor.tokenizer.model_max_length
-    inputs = processor.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {key: value.to(device) for key, value in inputs.items()}
-
-
 def caption_keys(batch: dict, captions, texts: list[str]) -> list:
     """What makes two pairs of a batch match: the class behind label captions, the text itself otherwise."""
     return batch["labels"].tolist() if isinstance(captions, LabelCaptions) else texts
-
-
-@torch.no_grad()
-def embed_images(model, processor, images, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Normalised image embeddings of a transformed dataset (pixel_values in [-1, 1]), and its labels if any."""
-    embeddings, labels = [], []
-    for batch in evaluation_batches(images, batch_size):
-        pixels = processor_pixels(batch["pixel_values"].to(device), processor.image_processor)
-        embeddings.append(F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1))
-        if "labels" in batch:
-            labels.append(batch["labels"])
-    return torch.cat(embeddings).cpu(), torch.cat(labels) if labels else None
-
-
-@torch.no_grad()
-def embed_texts(model, processor, texts: list[str], device, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat(
-        [
-            F.normalize(
-                model.get_text_features(**tokenize(processor, texts[i : i + batch_size], device)).pooler_output
-            )
-            for i in range(0, len(texts), batch_size)
-        ]
-    ).cpu()
-
-
-def evaluation_captions(captions, evaluation, args) -> tuple[list[str], list]:
-    """One caption per held-out image (label captions with templates drawn from the run's seed, so every evaluation
-    reads the same texts; or the images' own captions) and the keys that say which captions match which images."""
-    if isinstance(captions, LabelCaptions):
-        labels = torch.tensor(evaluation["label"])
-        texts = captions.captions(labels, generator=torch.Generator().manual_seed(args.seed))
-        return texts, labels.tolist()
-    texts = [str(text) for text in evaluation[args.caption_column]]
-    return texts, texts
-
-
-@torch.no_grad()
-def evaluate(model, processor, captions, eval_captions, data, args, device) -> tuple[dict, dict]:
-    """Metrics on the held-out images, and what chance scores on the same protocol.
-
-    - recall@K both ways: each held-out image against the held-out captions (`eval_captions`: the texts and the keys
-      that match them to images; a caption matches every image of its class, or with the same text);
-    - zero-shot accuracy: the class among the data's classes whose prompt-ensembled text embedding is nearest;
-    - linear probe accuracy: a logistic-regression classifier fitted on the frozen embeddings of training images;
-    - CLIP score: 100 x the cosine of each held-out image and its own caption, floored at 0 (Hessel et al. 2021).
-    """
-    model.eval()
-    image_embeddings, eval_labels = embed_images(model, processor, data.eval, device)
-    texts, keys = eval_captions
-    own_caption_embeddings = embed_texts(model, processor, texts, device)
-    # retrieval among the distinct captions: 36 copies of "the digit seven" would fill a top ten with one class
-    candidates = list({(text, key): index for index, (text, key) in enumerate(zip(texts, keys, strict=True))}.values())
-    candidate_keys = [keys[index] for index in candidates]
-    positives = torch.tensor([[key == candidate for candidate in candidate_keys] for key in keys])
-    similarity = image_embeddings @ own_caption_embeddings[candidates].t()
-    metrics = retrieval_recall(similarity, positives, ks=RECALL_KS)
-    chance = {}
-    for k in RECALL_KS:
-        chance.update(retrieval_chance(positives, k))
-    metrics["clip_score"] = (100 * (image_embeddings * own_caption_embeddings).sum(dim=1)).clamp(min=0).mean().item()
-    if isinstance(captions, LabelCaptions) and eval_labels is not None:
-        templates = args.templates or list(captions.templates)
-        class_embeddings = prompt_ensemble_embeddings(model, processor.tokenizer, captions.phrases, templates).cpu()
-        metrics["zero_shot_accuracy"] = zero_shot_accuracy(image_embeddings @ class_embeddings.t(), eval_labels)
-        # the linear probe: training images drawn with the run's seed, their embeddings, a fitted linear layer
-        picked = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(args.seed))
-        probe_images = torch.utils.data.Subset(data.train, picked[: args.probe_train_images].tolist())
-        train_embeddings, train_labels = embed_images(model, processor, probe_images, device)
-        with torch.random.fork_rng(devices=[]):  # its initial draw must not shift the training run's random stream
-            probe = torch.nn.Linear(train_embeddings.shape[1], len(captions.phrases))
-        fit_linear_classifier(probe, train_embeddings, train_labels, weight_decay=1e-4, max_iter=200)
-        with torch.no_grad():
-            metrics["linear_probe_accuracy"] = zero_shot_accuracy(probe(image_embeddings), eval_labels)
-        chance["zero_shot_accuracy"] = chance["linear_probe_accuracy"] = 1 / len(captions.phrases)
-    model.train()
-    return metrics, {name: {"chance": value} for name, value in chance.items()}
 
 
 @torch.no_grad()
@@ -317,12 +239,7 @@ def main(args):
         args.resolution = CLIPConfig.from_pretrained(args.model_name_or_path).vision_config.image_size
     args.color_mode = "RGB"
     data = load_run_data(args, accelerator, logger, measures_distributions=False)
-    captions = dataset_captions(data.evaluation.train, args.caption_column)
-    if captions is None:
-        raise ValueError(
-            f"{data.evaluation.dataset} has neither class labels nor captions: CLIP learns from image-text pairs, so "
-            "give class subfolders or a metadata.jsonl with a caption per image (--caption_column text)"
-        )
+    captions = run_captions(data, args.caption_column)
     eval_captions = evaluation_captions(captions, data.evaluation.evaluation, args)
 
     # 2. model: built with the same seed everywhere
@@ -398,7 +315,7 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            metrics, _ = evaluate(unwrapped, processor, captions, eval_captions, data, args, accelerator.device)
+            metrics, _ = evaluate_clip(unwrapped, processor, captions, eval_captions, data, args, accelerator.device)
             accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
             images, _ = retrieval_grid(unwrapped, processor, captions, eval_captions[0], data, accelerator.device)
             save_grid(images, os.path.join(args.output_dir, "validation"), "retrieval", accelerator, global_step, 8)
@@ -409,7 +326,9 @@ def main(args):
     run_facts = check_replicas(accelerator, model, global_step, logger)
     metrics = None
     if accelerator.is_main_process:
-        metrics, baselines = evaluate(unwrapped, processor, captions, eval_captions, data, args, accelerator.device)
+        metrics, baselines = evaluate_clip(
+            unwrapped, processor, captions, eval_captions, data, args, accelerator.device
+        )
         unwrapped.save_pretrained(args.output_dir)  # the adapter alone with --use_lora
         processor.save_pretrained(args.output_dir)
         # the zero-shot classifier is a whole CLIP: kept for models trained here, not beside a LoRA adapter
@@ -442,37 +361,6 @@ def main(args):
             push_folder(args, "train_clip.py", logger)
     end_run(accelerator)
     return metrics
-
-
-CARD_METRIC_NAMES = {
-    "zero_shot_accuracy": "zero-shot accuracy",
-    "linear_probe_accuracy": "linear probe accuracy",
-    **{f"image_to_text_recall@{k}": f"image-to-text recall@{k}" for k in RECALL_KS},
-    **{f"text_to_image_recall@{k}": f"text-to-image recall@{k}" for k in RECALL_KS},
-    "clip_score": "CLIP score (matching pairs)",
-}
-
-
-def clip_protocol(data, captions, args) -> dict:
-    """How the run's numbers were measured, for metrics.json and the card."""
-    protocol = {
-        "dataset": data.evaluation.dataset,
-        "split": data.evaluation.split,
-        "num_images": len(data.eval),
-        "captions": "one per held-out image, a template (drawn with the run's seed) filled with its class"
-        if isinstance(captions, LabelCaptions)
-        else f"the held-out images' own {args.caption_column!r} captions",
-        "recall": "each held-out image against the distinct held-out captions, and each of those captions against "
-        "the held-out images; a caption matches every image of its class (or every image it captions)",
-    }
-    if isinstance(captions, LabelCaptions):
-        templates = args.templates or list(captions.templates)
-        protocol["zero_shot"] = f"nearest of {len(captions.phrases)} class embeddings, each the mean of {templates}"
-        protocol["linear_probe"] = (
-            f"L2-regularised logistic regression (L-BFGS) on the frozen normalised image embeddings of up to "
-            f"{args.probe_train_images} training images"
-        )
-    return protocol
 
 
 if __name__ == "__main__":

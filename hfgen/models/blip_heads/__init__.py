@@ -8,6 +8,9 @@ from .modeling_blip_heads import (
 )
 from .processing_blip_heads import blip_image_processor, build_blip_processor, write_wordpiece_vocabulary
 
+# The transformers model classes whose saved folders this package serves (demo, evaluation; see hfgen.families).
+FOLDER_ARCHITECTURES = ("BlipForConditionalGeneration", "BlipForQuestionAnswering")
+
 __all__ = [
     "IGNORE_INDEX",
     "BLIPCaptionScorer",

@@ -8,8 +8,6 @@ from transformers import BlipForConditionalGeneration, BlipForQuestionAnswering,
 from ...demo import import_gradio
 from ..modeling_utils import load_model_folder
 
-ARCHITECTURES = ("BlipForConditionalGeneration", "BlipForQuestionAnswering")
-
 
 @torch.no_grad()
 def caption(model, processor, image, num_beams: int, max_new_tokens: int) -> str:

@@ -7,6 +7,9 @@ from .modeling_clip_heads import (
 )
 from .processing_clip_heads import build_clip_processor, clip_image_processor
 
+# The transformers model classes whose saved folders this package serves (demo, evaluation; see hfgen.families).
+FOLDER_ARCHITECTURES = ("CLIPModel",)
+
 __all__ = [
     "DEFAULT_TEMPLATES",
     "CLIPLinearProbe",

@@ -14,8 +14,6 @@ from ..modeling_utils import folder_file, load_model_folder
 from .configuration_clip_heads import DEFAULT_TEMPLATES
 from .modeling_clip_heads import _embedding, prompt_ensemble_embeddings
 
-ARCHITECTURES = ("CLIPModel",)
-
 
 def saved_classes(folder: str) -> tuple[list[str], list[str]]:
     """The class names and templates of the folder's zero-shot classifier, or no classes and the default templates."""

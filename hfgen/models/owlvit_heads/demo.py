@@ -10,8 +10,6 @@ from transformers import Owlv2ForObjectDetection, Owlv2Processor, OwlViTForObjec
 from ...demo import enlarged, import_gradio
 from ..modeling_utils import load_model_folder
 
-ARCHITECTURES = ("OwlViTForObjectDetection", "Owlv2ForObjectDetection")
-
 # Outline colours of the boxes, one per query in turn.
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4")
 

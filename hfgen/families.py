@@ -1,0 +1,52 @@
+"""Where a saved folder's family keeps its per-folder tools (`demo`, `evaluation`), found without a central list.
+
+A pipeline folder (`model_index.json`) belongs to the package of the pipeline class it names: `hfgen.pipelines.gan`
+holds `GANPipeline`, and its `demo.py` / `evaluation.py` serve GAN folders. A model folder saved with transformers
+(`config.json`, or a LoRA adapter on one) belongs to the hfgen heads package whose `FOLDER_ARCHITECTURES` lists the
+class its config records (`CLIPModel` is served by `hfgen.models.clip_heads`). A new family adds its modules and
+declares itself there; nothing here names the families.
+"""
+
+import importlib
+import importlib.util
+import pkgutil
+
+from .models.modeling_utils import folder_architecture, folder_file
+from .pipelines.sampling import pipeline_class_of
+
+
+def holds_pipeline(folder: str) -> bool:
+    """Whether the folder (or Hub repo) is a pipeline folder (`model_index.json`), rather than one model."""
+    return folder_file(folder, "model_index.json") is not None
+
+
+def pipeline_family_module(pipeline_class: type, kind: str):
+    """The `kind` module (`"demo"`, `"evaluation"`) of the package that holds `pipeline_class`, or None."""
+    family = pipeline_class.__module__.rsplit(".", 1)[0]
+    if importlib.util.find_spec(f"{family}.{kind}") is None:
+        return None
+    return importlib.import_module(f"{family}.{kind}")
+
+
+def heads_family_module(architecture: str, kind: str):
+    """The `kind` module of the hfgen heads package whose `FOLDER_ARCHITECTURES` lists `architecture`, or None."""
+    from . import models
+
+    for package in pkgutil.iter_modules(models.__path__):
+        if not package.ispkg:
+            continue
+        heads = importlib.import_module(f"{models.__name__}.{package.name}")
+        if architecture in getattr(heads, "FOLDER_ARCHITECTURES", ()):
+            name = f"{heads.__name__}.{kind}"
+            return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
+    return None
+
+
+def folder_family(folder: str, kind: str):
+    """`(what the folder holds, its family's kind module or None)`: the pipeline class (pipeline folders) or the
+    architecture name (model folders). A folder that holds neither is a `ValueError` naming it."""
+    if holds_pipeline(folder):
+        pipeline_class = pipeline_class_of(folder)
+        return pipeline_class, pipeline_family_module(pipeline_class, kind)
+    architecture = folder_architecture(folder)
+    return architecture, heads_family_module(architecture, kind)
