@@ -177,7 +177,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if args.update_card and not os.path.isfile(os.path.join(args.folder, "README.md")):
         raise CommandError(f"--update_card: {args.folder} has no README.md (model card) to update")
-    _, module = folder_family(args.folder, "evaluation")
+    held, module = folder_family(args.folder, "evaluation")
+    if module is None and isinstance(held, str):  # a model folder whose family measures no saved folder
+        raise CommandError(f"{held} folders have no evaluation yet: their training script measures them")
     run = run_arguments(args.folder, args, getattr(module, "EVALUATION_DEFAULTS", {}))
     accelerator = Accelerator()
     if module is None:

@@ -1,9 +1,10 @@
 """Where a saved folder's family keeps its per-folder tools (`demo`, `evaluation`), found without a central list.
 
 A pipeline folder (`model_index.json`) belongs to the package of the pipeline class it names: `hfgen.pipelines.gan`
-holds `GANPipeline`, and its `demo.py` / `evaluation.py` serve GAN folders. A model folder saved with transformers
-(`config.json`, or a LoRA adapter on one) belongs to the hfgen heads package whose `FOLDER_ARCHITECTURES` lists the
-class its config records (`CLIPModel` is served by `hfgen.models.clip_heads`). A new family adds its modules and
+holds `GANPipeline`, and its `demo.py` / `evaluation.py` serve GAN folders. A model folder (a transformers or diffusers
+`config.json`, a LoRA adapter on one, or diffusers LoRA weights) belongs to the hfgen package, under `hfgen.models` or
+`hfgen.pipelines`, whose `FOLDER_ARCHITECTURES` lists the class its config records (`CLIPModel` is served by
+`hfgen.models.clip_heads`). A new family adds its modules and
 declares itself there; nothing here names the families.
 """
 
@@ -29,16 +30,18 @@ def pipeline_family_module(pipeline_class: type, kind: str):
 
 
 def heads_family_module(architecture: str, kind: str):
-    """The `kind` module of the hfgen heads package whose `FOLDER_ARCHITECTURES` lists `architecture`, or None."""
-    from . import models
+    """The `kind` module of the hfgen package (under `hfgen.models` or `hfgen.pipelines`) whose
+    `FOLDER_ARCHITECTURES` lists `architecture`, or None."""
+    from . import models, pipelines
 
-    for package in pkgutil.iter_modules(models.__path__):
-        if not package.ispkg:
-            continue
-        heads = importlib.import_module(f"{models.__name__}.{package.name}")
-        if architecture in getattr(heads, "FOLDER_ARCHITECTURES", ()):
-            name = f"{heads.__name__}.{kind}"
-            return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
+    for parent in (models, pipelines):
+        for package in pkgutil.iter_modules(parent.__path__):
+            if not package.ispkg:
+                continue
+            family = importlib.import_module(f"{parent.__name__}.{package.name}")
+            if architecture in getattr(family, "FOLDER_ARCHITECTURES", ()):
+                name = f"{family.__name__}.{kind}"
+                return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
     return None
 
 

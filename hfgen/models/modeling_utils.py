@@ -107,13 +107,21 @@ def load_model_folder(path: str, model_class: type[PreTrainedModel]) -> PreTrain
     return PeftModel.from_pretrained(model_class.from_pretrained(base), path).merge_and_unload()
 
 
+# What `folder_architecture` calls a folder that holds diffusers LoRA weights alone (a DreamBooth run's folder): they
+# are loaded onto the pipeline the run trained them for, with `load_lora_weights`.
+DIFFUSERS_LORA = "diffusers LoRA weights"
+
+
 def folder_architecture(path: str) -> str:
-    """The model class a folder (or Hub id) holds, as its `config.json` records it (`architectures`); for a PEFT
-    adapter folder, that of its base model. A folder with neither file is a `ValueError` naming it."""
+    """The model class a folder (or Hub id) holds: as its `config.json` records it (transformers' `architectures`,
+    diffusers' `_class_name`); for a PEFT adapter folder, that of its base model; `DIFFUSERS_LORA` for a folder of
+    diffusers LoRA weights. A folder with none of these is a `ValueError` naming it."""
     config_file = folder_file(path, "config.json")
     if config_file is None:
         adapter_config = folder_file(path, "adapter_config.json")
         if adapter_config is None:
+            if folder_file(path, "pytorch_lora_weights.safetensors") is not None:
+                return DIFFUSERS_LORA
             raise ValueError(
                 f"{path} holds no pipeline (model_index.json), no model (config.json) and no LoRA adapter "
                 "(adapter_config.json): give a folder an hfgen training script saved"
@@ -124,7 +132,8 @@ def folder_architecture(path: str) -> str:
         if config_file is None:
             raise ValueError(f"{path}: the adapter's base model {base!r} has no config.json")
     with open(config_file, encoding="utf-8") as file:
-        architectures = json.load(file).get("architectures") or []
+        config = json.load(file)
+    architectures = config.get("architectures") or ([config["_class_name"]] if config.get("_class_name") else [])
     if not architectures:
         raise ValueError(f"{config_file} records no `architectures`: save the model with save_pretrained")
     return architectures[0]
