@@ -1,14 +1,18 @@
 """The `hfgen` command: use a folder any hfgen script saved without writing Python.
 
     hfgen sample <folder or Hub id> --num_images 64 --seed 0 --output grid.png
+    hfgen sample <CycleGAN / pix2pix folder> --images photos/ --output translated.png
     hfgen evaluate <folder or Hub id> --train_data_dir my_images/ [--metrics_model facebook/dinov2-small]
     hfgen demo <folder or Hub id> [--port 7860]          # the folder's Gradio demo, on localhost
     hfgen space <folder>                                 # app.py + requirements.txt: the folder runs as a Space
 
 `sample` draws images from a generator's pipeline folder and saves them as one grid; image `i` always comes from seed
-`--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. `evaluate` measures a generator
-against a dataset's held-out images as the training scripts do (FID, KID, precision / recall with a feature extractor,
-the diversity ratio always) and prints the metrics as JSON; `--update_card` writes them into the folder's model card.
+`--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. A translator (CycleGAN, pix2pix)
+or GroupViT maps `--images` instead, each input beside its output. `evaluate` measures any folder a script saved as
+its script does, on the run's own held-out data (its `training_args.json`) unless other data is given: a generator's
+FID, KID, precision / recall (with a feature extractor) and diversity ratio; each other family's own metrics from its
+`evaluation` module (see `hfgen.families`). It prints the metrics as JSON; `--update_card` writes them into the
+folder's model card.
 
 A mistake (a folder that is not a pipeline, a flag the pipeline does not take) is one line on stderr and exit code 2.
 """
@@ -33,14 +37,9 @@ class CommandError(ValueError):
 
 def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
     """The call arguments other than the batch and the generators, from the flags the pipeline takes; a flag it does
-    not take, or a prompt it needs and was not given, is a `CommandError`."""
+    not take, or a prompt or control image it needs and was not given, is a `CommandError`."""
     parameters = inspect.signature(type(pipeline).__call__).parameters
     name = type(pipeline).__name__
-    if "images" in parameters or "image" in parameters:
-        raise CommandError(
-            f"{name} takes input images (its __call__ needs `images`/`image`): hfgen sample draws from generators; "
-            f"call {name} from Python with your images"
-        )
     if "prompt" in parameters and args.prompt is None:
         raise CommandError(f'{name} draws from a text prompt: pass --prompt "..."')
     kwargs = {}
@@ -55,18 +54,103 @@ def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
         if "class_labels" not in parameters:
             raise CommandError(f"--class_label: {name} takes no class labels")
         kwargs["class_labels"] = [args.class_label]
+    if "image" in parameters:  # a control image (ControlNet): every sample is drawn under it
+        if not args.images or len(args.images) != 1:
+            raise CommandError(f"{name} draws under a control image: pass --images <one image file>")
+        kwargs["image"] = read_images(args.images)[0]
+    elif args.images:
+        raise CommandError(f"--images: {name} takes no input images")
     return kwargs
 
 
+def read_images(paths: list[str]) -> list:
+    """The images of `paths` (files, or folders whose image files are taken in name order), decoded; a file that is
+    not an image is a `CommandError` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(name for name in os.listdir(path) if not name.startswith("."))
+            files.extend(os.path.join(path, name) for name in names if os.path.isfile(os.path.join(path, name)))
+        else:
+            files.append(path)
+    if not files:
+        raise CommandError(f"--images {' '.join(paths)}: no image files there")
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as error:
+            raise CommandError(f"--images: {file} is not a readable image ({error})") from None
+    return images
+
+
+def translate_images(pipeline, args: argparse.Namespace) -> list:
+    """For the pipelines that map input images to images (CycleGAN, pix2pix; GroupViT's label maps): each `--images`
+    input and its output, side by side (the input cropped to the generator's stride, as the pipeline needs, and
+    shown at the output's size)."""
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    name = type(pipeline).__name__
+    if not args.images:
+        raise CommandError(f"{name} maps input images: pass --images <files or a folder>")
+    for flag in (*PIPELINE_FLAGS, "class_label"):
+        if getattr(args, flag) is not None:
+            raise CommandError(f"--{flag}: {name} takes no {flag}")
+    kwargs = {}
+    for flag in ("direction", "class_names"):
+        value = getattr(args, flag)
+        if value is not None and flag not in parameters:
+            raise CommandError(f"--{flag}: {name} takes no {flag}")
+        if value is not None:
+            kwargs[flag] = (
+                value if flag == "direction" else [name.strip() for name in value.split(",") if name.strip()]
+            )
+        elif flag in parameters and parameters[flag].default is inspect.Parameter.empty:
+            raise CommandError(f'{name} needs --{flag} (e.g. --class_names "cat, dog")')
+    strides = [getattr(getattr(part, "config", None), "generator_stride", 1) for part in pipeline.components.values()]
+    stride = max(strides + [1])
+    pairs = []
+    for image in read_images(args.images):
+        width, height = (image.width // stride) * stride, (image.height // stride) * stride
+        if not width or not height:
+            raise CommandError(
+                f"--images: an image of {image.width}x{image.height} is smaller than the stride {stride}"
+            )
+        image = image.crop((0, 0, width, height))
+        output = pipeline(image, **kwargs).images[0]
+        pairs.extend([image.resize(output.size).convert(output.mode), output])
+    return pairs
+
+
 def run_sample(args: argparse.Namespace) -> None:
+    from .families import holds_pipeline
+    from .models.modeling_utils import folder_architecture
+
+    if not holds_pipeline(args.folder):
+        architecture = folder_architecture(args.folder)
+        raise CommandError(
+            f"{args.folder} holds a {architecture}, which draws no images from noise: hfgen sample takes the pipeline "
+            f"folders of generators and translators; `hfgen demo` and `hfgen evaluate` take this one"
+        )
     pipeline = load_pipeline(args.folder)
+    parameters = inspect.signature(type(pipeline).__call__).parameters
+    if "images" in parameters:
+        images = translate_images(pipeline, args)
+        image_grid(images, columns=2).save(output_path(args.output))
+        print(f"{len(images) // 2} images and their {type(pipeline).__name__} outputs: {os.path.abspath(args.output)}")
+        return
     kwargs = sampling_arguments(pipeline, args)
     images = sample_images(pipeline, args.num_images, args.seed, args.batch_size, kwargs)
-    grid = image_grid(images, args.columns)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    grid.save(args.output)
+    image_grid(images, args.columns).save(output_path(args.output))
     seeds = f"seeds {args.seed} to {args.seed + len(images) - 1}"
     print(f"{len(images)} images from {type(pipeline).__name__} ({seeds}): {os.path.abspath(args.output)}")
+
+
+def output_path(path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
 
 
 def generator_sampler(pipeline):
@@ -230,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser(
         "sample",
-        help="Draw images from a generator's folder into one grid.",
-        description="Draw images from a generator's pipeline folder and save them as one grid image.",
+        help="Draw images from a generator's folder (or translate --images) into one grid.",
+        description="Draw images from a generator's pipeline folder and save them as one grid image; a translator "
+        "(CycleGAN, pix2pix) or GroupViT maps --images instead, each beside its output.",
     )
     sample.add_argument("folder", help="A pipeline folder saved by an hfgen script, or its Hub id.")
     sample.add_argument("--num_images", type=positive_int, default=16)
@@ -245,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num_inference_steps", type=positive_int, default=None, help="Denoising steps (diffusion).")
     sample.add_argument("--guidance_scale", type=float, default=None)
     sample.add_argument("--truncation_psi", type=float, default=None, help="StyleGAN truncation (1: none).")
+    sample.add_argument(
+        "--images",
+        nargs="+",
+        default=None,
+        help="Input images (files or folders): translated by CycleGAN / pix2pix (each beside its translation), "
+        "segmented by GroupViT, or the control image of a ControlNet pipeline.",
+    )
+    sample.add_argument("--direction", choices=["a_to_b", "b_to_a"], default=None, help="CycleGAN's direction.")
+    sample.add_argument("--class_names", default=None, help='Comma-separated classes for GroupViT ("cat, dog").')
     sample.set_defaults(run=run_sample)
 
     from .data import parse_validation_split

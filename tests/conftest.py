@@ -149,3 +149,25 @@ def tiny_clip_folder(tmp_path_factory) -> str:
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder / "clip")
     return str(folder / "clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_groupvit_pipeline():
+    """A tiny GroupViT segmentation pipeline (32 px, 8 px patches, two grouping stages), tokenizer written here."""
+    import tempfile
+
+    from transformers import GroupViTConfig, GroupViTModel
+
+    from hfgen import GroupViTSegmentationPipeline
+    from hfgen.models.clip_heads import build_clip_processor
+
+    with tempfile.TemporaryDirectory() as vocabulary:
+        processor = build_clip_processor(["the digit one"], vocabulary, 32, max_length=16)
+    tower = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    vision = dict(tower, depths=[1, 1], num_hidden_layers=2, num_group_tokens=[2, 0], num_output_groups=[2, 2])
+    text = dict(tower, vocab_size=len(processor.tokenizer), max_position_embeddings=16)
+    config = GroupViTConfig(
+        text_config=text, vision_config=dict(vision, image_size=32, patch_size=8), projection_dim=8
+    )
+    model = GroupViTModel(config).eval()
+    return GroupViTSegmentationPipeline(model, processor.tokenizer, processor.image_processor)

@@ -100,12 +100,83 @@ def test_mistakes_are_one_line_with_exit_code_2(gan_folder, tmp_path, capsys):
     )
     model_only = tmp_path / "model"
     GANPipeline.from_pretrained(gan_folder).gan.save_pretrained(model_only)
-    assert "holds a single model (config.json) and no model_index.json" in error("sample", str(model_only))
+    assert "holds a GANGenerator, which draws no images from noise" in error("sample", str(model_only))
+    assert "--images: GANPipeline takes no input images" in error("sample", str(gan_folder), "--images", str(tmp_path))
     assert "--dataset_name or --train_data_dir" in error("evaluate", str(gan_folder))
     assert "has no README.md" in error("evaluate", str(model_only), "--dataset_name", "x", "--update_card")
     with pytest.raises(SystemExit):
         main(["sample", str(gan_folder), "--num_images", "0"])
     assert "must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cyclegan_folder(tmp_path_factory):
+    from hfgen import CycleGANConfig, CycleGANGenerator, CycleGANPipeline
+
+    folder = tmp_path_factory.mktemp("cli") / "cyclegan"
+    config = CycleGANConfig(in_channels=3, out_channels=3, generator_channels=4, num_residual_blocks=1)
+    torch.manual_seed(0)
+    CycleGANPipeline(CycleGANGenerator(config).eval(), CycleGANGenerator(config.reversed()).eval()).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def test_sample_translates_input_images_beside_them(cyclegan_folder, tmp_path, capsys):
+    from hfgen import CycleGANPipeline
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, size in enumerate([(18, 17), (16, 16)]):  # the first is cropped to the generator's stride 4: 16 x 16
+        array = (np.random.default_rng(index).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        Image.fromarray(array).save(photos / f"{index}.png")
+    for direction in ("a_to_b", "b_to_a"):
+        output = tmp_path / f"{direction}.png"
+        assert (
+            main(
+                [
+                    "sample",
+                    str(cyclegan_folder),
+                    "--images",
+                    str(photos),
+                    "--direction",
+                    direction,
+                    "--output",
+                    str(output),
+                ]
+            )
+            == 0
+        )
+        assert f"2 images and their CycleGANPipeline outputs: {output}" in capsys.readouterr().out
+    grid = np.asarray(Image.open(tmp_path / "a_to_b.png").convert("RGB"))
+    assert grid.shape == (2 * 16, 2 * 16, 3)  # one row per input: the input, then its translation
+    pipeline = CycleGANPipeline.from_pretrained(cyclegan_folder)
+    first = Image.open(photos / "0.png").convert("RGB").crop((0, 0, 16, 16))
+    assert np.array_equal(grid[:16, :16], np.asarray(first))
+    expected = np.asarray(pipeline(first, direction="a_to_b").images[0].convert("RGB")).astype(int)
+    assert np.abs(grid[:16, 16:].astype(int) - expected).max() <= 1
+    assert not np.array_equal(
+        np.asarray(Image.open(tmp_path / "b_to_a.png")), np.asarray(Image.open(tmp_path / "a_to_b.png"))
+    )
+    (photos / "notes.txt").write_text("not an image")
+    assert main(["sample", str(cyclegan_folder), "--images", str(photos)]) == 2
+    assert "notes.txt is not a readable image" in capsys.readouterr().err
+    assert main(["sample", str(cyclegan_folder)]) == 2
+    assert "CycleGANPipeline maps input images: pass --images" in capsys.readouterr().err
+
+
+def test_sample_segments_input_images_into_the_classes_named(tiny_groupvit_pipeline, tmp_path, capsys):
+    tiny_groupvit_pipeline.save_pretrained(tmp_path / "groupvit")
+    upload = tmp_path / "canvas.png"
+    Image.fromarray((np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)).save(upload)
+    assert main(["sample", str(tmp_path / "groupvit"), "--images", str(upload)]) == 2
+    assert '--class_names (e.g. --class_names "cat, dog")' in capsys.readouterr().err
+    output = tmp_path / "labels.png"
+    command = ["sample", str(tmp_path / "groupvit"), "--images", str(upload), "--class_names", "one, digit"]
+    assert main([*command, "--output", str(output)]) == 0
+    expected = tiny_groupvit_pipeline(Image.open(upload).convert("RGB"), ["one", "digit"]).images[0]
+    grid = np.asarray(Image.open(output).convert("RGB"))
+    assert grid.shape == (32, 64, 3) and np.array_equal(grid[:, 32:], np.asarray(expected.convert("RGB")))
 
 
 def test_the_installed_command_has_help_for_each_sub_command(capsys):

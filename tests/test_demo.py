@@ -429,10 +429,10 @@ def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
     assert "DDIMPipeline folders have no demo yet" in capsys.readouterr().err
 
 
-def test_the_groupvit_demo_segments_an_upload_into_typed_classes(tmp_path):
+def test_the_groupvit_demo_segments_an_upload_into_typed_classes(tmp_path, tiny_groupvit_pipeline):
     from hfgen import GroupViTSegmentationPipeline
 
-    groupvit_pipeline().save_pretrained(tmp_path / "groupvit")
+    tiny_groupvit_pipeline.save_pretrained(tmp_path / "groupvit")
     upload = tmp_path / "canvas.png"
     Image.fromarray((np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)).save(upload)
     with demo_page(tmp_path / "groupvit") as page:
@@ -446,27 +446,6 @@ def test_the_groupvit_demo_segments_an_upload_into_typed_classes(tmp_path):
     assert shown.size == (128, 128)  # 32 px, shown 4 times larger
     assert np.abs(np.asarray(shown.convert("RGB"))[::4, ::4].astype(int) - np.asarray(expected).astype(int)).max() <= 1
     assert "background: rgb(0, 0, 0)" in legend and "one: rgb" in legend and "digit: rgb" in legend
-
-
-def groupvit_pipeline():
-    """A tiny GroupViT segmentation pipeline, with a tokenizer written here."""
-    import tempfile
-
-    from transformers import GroupViTConfig, GroupViTModel
-
-    from hfgen import GroupViTSegmentationPipeline
-    from hfgen.models.clip_heads import build_clip_processor
-
-    with tempfile.TemporaryDirectory() as vocabulary:
-        processor = build_clip_processor(["the digit one"], vocabulary, 32, max_length=16)
-    tower = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    vision = dict(tower, depths=[1, 1], num_hidden_layers=2, num_group_tokens=[2, 0], num_output_groups=[2, 2])
-    text = dict(tower, vocab_size=len(processor.tokenizer), max_position_embeddings=16)
-    config = GroupViTConfig(
-        text_config=text, vision_config=dict(vision, image_size=32, patch_size=8), projection_dim=8
-    )
-    model = GroupViTModel(config).eval()
-    return GroupViTSegmentationPipeline(model, processor.tokenizer, processor.image_processor)
 
 
 def test_every_family_that_allows_space_has_a_demo():
