@@ -240,8 +240,9 @@ def run_arguments(folder: str, args: argparse.Namespace, family_defaults: dict) 
     run = {**RUN_DEFAULTS, **family_defaults, **recorded}
     if args.dataset_name is not None or args.train_data_dir is not None:
         run.update(dataset_name=args.dataset_name, train_data_dir=args.train_data_dir)
-        run.update(dataset_config_name=None, class_filter=None, class_names=None)
-    elif run["dataset_name"] is None and run["train_data_dir"] is None:
+        # the run's held-out split and class choices were made for its own data
+        run.update(dataset_config_name=None, class_filter=None, class_names=None, validation_split=None)
+    elif not recorded and run["dataset_name"] is None and run["train_data_dir"] is None:
         raise CommandError(
             "give the data to measure against: --dataset_name or --train_data_dir (the folder has no "
             "training_args.json recording the data it was trained on)"

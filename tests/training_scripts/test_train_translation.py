@@ -124,6 +124,32 @@ def test_cyclegan_on_two_processes_keeps_the_replicas_in_step(tmp_path, launch_s
     assert np.isfinite(record["metrics"]["psnr_a_to_b"])
 
 
+def test_hfgen_evaluate_measures_the_saved_cyclegan_as_the_run_did(cyclegan_run, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    from hfgen.cli import main
+
+    output_dir, _ = cyclegan_run
+    folder = tmp_path / "cyclegan"
+    shutil.copytree(output_dir, folder)
+    # no data flag: the run's built-in pair and its test split, from training_args.json
+    assert main(["evaluate", str(folder), "--update_card"]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    cycle = [result for result in results if result.metric_type == "cycle_psnr_a"]
+    assert cycle[0].metric_value == pytest.approx(record["metrics"]["cycle_psnr_a"])
+    assert cycle[0].dataset_split == "test" and "hfgen/digits-colour" in cycle[0].dataset_name
+    # on other data: the built-in photo pair, paired in its test split, which no extractor or classifier reads
+    assert main(["evaluate", str(folder), "--dataset_name", "hfgen/photos-graded"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["protocol"]["dataset"] == "hfgen/photos-graded" and printed["protocol"]["split"] == "test"
+    paired_metrics = {f"{name}_{direction}" for name in ("psnr", "ssim") for direction in ("a_to_b", "b_to_a")}
+    assert set(printed["metrics"]) == paired_metrics | {"cycle_psnr_a", "cycle_psnr_b"}
+
+
 @pytest.fixture(scope="module")
 def paired_folders(tmp_path_factory):
     """A user's pairs: 24 of scikit-image's photo crops in photos/ and their edge drawings (as PNG) in edges/, matched
@@ -209,6 +235,35 @@ def test_pix2pix_resume_continues_exactly(tmp_path, pix2pix_run, paired_folders,
         resumed = load_file(resumed_dir / component / "model.safetensors")
         for key in reference:
             torch.testing.assert_close(resumed[key], reference[key], rtol=0, atol=1e-6, msg=f"{component}.{key}")
+
+
+def test_hfgen_evaluate_measures_the_saved_pix2pix_as_the_run_did(pix2pix_run, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    from hfgen.cli import main
+
+    folder = tmp_path / "pix2pix"
+    shutil.copytree(pix2pix_run, folder)
+    # no data flag: the run's own two paired folders and held-out pairs, from its training_args.json
+    assert main(["evaluate", str(folder)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    record = json.loads((pix2pix_run / "metrics.json").read_text())
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    # a dataset on the command line replaces the run's folders: the built-in digit pair, read by the digits classifier
+    assert main(["evaluate", str(folder), "--dataset_name", "hfgen/digits-colour", "--update_card"]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+    assert printed["protocol"]["dataset"] == "hfgen/digits-colour" and printed["protocol"]["split"] == "test"
+    expected = {f"{name}_a_to_b" for name in ("psnr", "ssim", "fid", "kid", "class_preservation")}
+    assert set(printed["metrics"]) == expected
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    psnr = [result for result in results if result.metric_type == "psnr_a_to_b"]
+    assert psnr[0].metric_value == pytest.approx(printed["metrics"]["psnr_a_to_b"])
+    assert psnr[0].dataset_split == "test" and psnr[0].dataset_name == "hfgen/digits-colour (test)"
+    # one image folder is not the two domains of a translation
+    assert main(["evaluate", str(folder), "--train_data_dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--train_data_dir" in error and "two domains" in error and "\n" not in error
 
 
 @pytest.mark.parametrize("script", ["train_cyclegan.py", "train_pix2pix.py"])

@@ -26,6 +26,7 @@ import hfgen
 from hfgen.data import collate_images
 from hfgen.losses import discriminator_loss, generator_loss, gradient_penalty
 from hfgen.losses.translation import cycle_consistency_loss, identity_loss
+from hfgen.pipelines.cyclegan.evaluation import cyclegan_translators
 from hfgen.training import save_checkpoint
 from hfgen.training.adversarial import ImagePool, Phase, run_phase
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run
@@ -338,7 +339,8 @@ def main(args):
         if args.save_discriminator:
             for name in ("discriminator_a", "discriminator_b"):
                 unwrapped[name].save_pretrained(os.path.join(args.output_dir, name))
-        rows, row_names = translation_grid_rows(translators(unwrapped), data, 8, accelerator.device)
+        translate = cyclegan_translators(unwrapped["generator_ab"], unwrapped["generator_ba"])
+        rows, row_names = translation_grid_rows(translate, data, 8, accelerator.device)
         grid_images = save_translation_grid(
             rows, os.path.join(args.output_dir, "validation"), "final", accelerator, global_step
         )
@@ -366,14 +368,6 @@ def main(args):
     return metrics
 
 
-def translators(networks: dict) -> dict:
-    """The run's translations in both directions, from the unwrapped generators."""
-    return {
-        "a_to_b": lambda images: networks["generator_ab"](images).sample,
-        "b_to_a": lambda images: networks["generator_ba"](images).sample,
-    }
-
-
 @torch.no_grad()
 def validate(networks: dict, data, args, accelerator, step: int) -> dict:
     """The grid A / A -> B / A -> B -> A / B / B -> A / B -> A -> B of held-out images (main process) and the metrics
@@ -382,10 +376,11 @@ def validate(networks: dict, data, args, accelerator, step: int) -> dict:
     modes = [generator.training for generator in generators]
     for generator in generators:
         generator.eval()
+    translate = cyclegan_translators(*generators)
     if accelerator.is_main_process:
-        rows, _ = translation_grid_rows(translators(networks), data, args.num_validation_images, accelerator.device)
+        rows, _ = translation_grid_rows(translate, data, args.num_validation_images, accelerator.device)
         save_translation_grid(rows, os.path.join(args.output_dir, "validation"), "translations", accelerator, step)
-    metrics = evaluate_translations(translators(networks), data, accelerator, seed=args.seed)
+    metrics = evaluate_translations(translate, data, accelerator, seed=args.seed)
     accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     for generator, mode in zip(generators, modes, strict=True):

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 import hfgen
 from hfgen.losses import discriminator_loss, generator_loss, gradient_penalty
 from hfgen.losses.translation import paired_l1_loss
+from hfgen.pipelines.cyclegan.evaluation import pix2pix_translators
 from hfgen.training import save_checkpoint
 from hfgen.training.adversarial import Phase, run_phase
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run
@@ -259,7 +260,7 @@ def main(args):
         hfgen.Pix2PixPipeline(generator=unwrapped_generator).save_pretrained(args.output_dir)
         if args.save_discriminator:
             unwrapped_discriminator.save_pretrained(os.path.join(args.output_dir, "discriminator"))
-        rows, row_names = translation_grid_rows(translators(unwrapped_generator), data, 8, accelerator.device)
+        rows, row_names = translation_grid_rows(pix2pix_translators(unwrapped_generator), data, 8, accelerator.device)
         folder = os.path.join(args.output_dir, "validation")
         save_card_grid(save_translation_grid(rows, folder, "final", accelerator, global_step), args.output_dir, 8)
         baselines = translation_references(data, ("a_to_b",))
@@ -285,22 +286,17 @@ def main(args):
     return metrics
 
 
-def translators(generator_model) -> dict:
-    return {"a_to_b": lambda images: generator_model(images).sample}
-
-
 @torch.no_grad()
 def validate(generator_model, data, args, accelerator, step: int) -> dict:
     """The grid A / A -> B / true B of held-out pairs (main process) and the metrics (all processes) of the generator
     in eval mode (dropout off, batch norm's running statistics); logged."""
     was_training = generator_model.training
     generator_model.eval()
+    translate = pix2pix_translators(generator_model)
     if accelerator.is_main_process:
-        rows, _ = translation_grid_rows(
-            translators(generator_model), data, args.num_validation_images, accelerator.device
-        )
+        rows, _ = translation_grid_rows(translate, data, args.num_validation_images, accelerator.device)
         save_translation_grid(rows, os.path.join(args.output_dir, "validation"), "translations", accelerator, step)
-    metrics = evaluate_translations(translators(generator_model), data, accelerator, seed=args.seed)
+    metrics = evaluate_translations(translate, data, accelerator, seed=args.seed)
     accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     generator_model.train(was_training)
