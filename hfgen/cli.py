@@ -218,7 +218,16 @@ RUN_DEFAULTS = dict(
     num_eval_samples=1000,
 )
 # The flags of `evaluate` that replace the recorded value when given.
-RUN_OVERRIDES = ("validation_split", "seed", "metrics_model", "num_eval_samples", "caption_column")
+RUN_OVERRIDES = (
+    "validation_split",
+    "seed",
+    "metrics_model",
+    "num_eval_samples",
+    "caption_column",
+    "question_column",
+    "answer_column",
+    "query_template",
+)
 
 
 def recorded_arguments(folder: str) -> dict:
@@ -383,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--caption_column",
         default=None,
         help="The column of the data's captions, for image-text models on other data (default: the run's).",
+    )
+    evaluate.add_argument("--question_column", default=None, help="VQA folders on other data: the questions' column.")
+    evaluate.add_argument("--answer_column", default=None, help="VQA folders on other data: the answers' column.")
+    evaluate.add_argument(
+        "--query_template",
+        default=None,
+        help="OWL-ViT folders: the text query of each class, {} for its name (default: the run's, e.g. \"a photo of "
+        'a {}").',
     )
     evaluate.add_argument(
         "--update_card", action="store_true", help="Write the metrics into the folder's model card (model-index)."

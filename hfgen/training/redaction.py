@@ -13,8 +13,9 @@ import re
 
 REDACTED = "<redacted>"
 
-# Flags whose value is a secret by name: --hub_token, --wandb_api_key, --password, --client_secret, ...
-SECRET_NAME = re.compile(r"(token|secret|password|passwd|api_key|apikey|credential)", re.IGNORECASE)
+# Flags whose value is a secret by name: --hub_token, --wandb_api_key, --password, --client_secret, ... A count of
+# tokens (--max_new_tokens) or a tokenizer's name is not a token.
+SECRET_NAME = re.compile(r"(token(?!s|izer)|secret|password|passwd|api_key|apikey|credential)", re.IGNORECASE)
 
 # Values that are secrets whatever flag carries them: Hugging Face access tokens start with "hf_".
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")

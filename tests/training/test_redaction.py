@@ -10,16 +10,23 @@ def test_secret_flags_are_redacted_and_unset_ones_stay_none():
         hub_token="hf_abcdefghijkl",
         wandb_api_key="0123456789",
         client_secret=None,
+        access_token_file="token.txt",
         learning_rate=1e-3,
         output_dir="run",
+        max_new_tokens=20,
+        tokenizer_name="bert-base-uncased",
     )
     recorded = recordable_arguments(args)
     assert recorded == {
         "hub_token": REDACTED,
         "wandb_api_key": REDACTED,
         "client_secret": None,
+        "access_token_file": REDACTED,
         "learning_rate": 1e-3,
         "output_dir": "run",
+        # a count of tokens and a tokenizer are kept: the folder is measured again with them (hfgen evaluate)
+        "max_new_tokens": 20,
+        "tokenizer_name": "bert-base-uncased",
     }
     assert args.hub_token == "hf_abcdefghijkl"  # the run itself still has it, for the upload
 

@@ -1,20 +1,25 @@
 """train_blip_captioning.py and train_blip_vqa.py run as users run them (`accelerate launch`, a few steps of tiny
 models): a captioner from scratch on the built-in digits, its exact resume, LoRA on a pretrained BLIP folder with a
-user's captioned images, and visual question answering on the built-in canvases. The rest runs in this process: flag
-and data errors, padding left out of both losses, beam-search evaluation and the baselines."""
+user's captioned images, and visual question answering on the built-in canvases; `hfgen evaluate` measures each saved
+folder as its run did. The rest runs in this process: flag and data errors, padding left out of both losses,
+beam-search evaluation and the baselines."""
 
 import json
 import shutil
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from peft import PeftModel
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering, BlipProcessor
 
+from hfgen.cli import main as hfgen_main
 from hfgen.data.captions import LabelCaptions
+from hfgen.metrics.captioning import caption_metrics
 from hfgen.models.blip_heads import blip_config_for, build_blip_processor
+from hfgen.models.blip_heads import evaluation as blip_evaluation
 
 from .conftest import dry_run, import_script, parse_error
 from .test_secrets import FAKE_TOKEN, files_containing
@@ -121,6 +126,39 @@ def test_resuming_a_captioning_run_ends_where_the_uninterrupted_run_ends(
     )
 
 
+def hfgen_evaluate(folder, capsys, *arguments) -> dict:
+    """`hfgen evaluate <folder> *arguments` run in this process: it succeeds, and its printed JSON."""
+    assert hfgen_main(["evaluate", str(folder), *arguments]) == 0
+    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+
+
+def assert_measured_as_the_run(printed: dict, record: dict) -> None:
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+
+
+def test_hfgen_evaluate_measures_a_saved_captioner_as_the_run_did(captioning_run, tmp_path, capsys):
+    output_dir, _ = captioning_run
+    folder = tmp_path / "blip"
+    shutil.copytree(output_dir, folder)
+    # no data flag: the run's own data, held-out split and settings (beams, caption length), from training_args.json
+    printed = hfgen_evaluate(folder, capsys, "--update_card")
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert_measured_as_the_run(printed, record)
+    results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
+    assert set(results) == {"exact_match", "bleu_4", "cider", "zero_shot_accuracy"}
+    assert results["cider"].metric_value == pytest.approx(record["metrics"]["cider"])
+    assert results["cider"].dataset_split == "test" and "hfgen/digits" in results["cider"].dataset_name
+    assert results["cider"].task_type == "image-to-text"
+    # on other data: a user's captioned folder, no classes, so the caption metrics alone, against its own captions
+    data = tmp_path / "shapes"
+    captioned_folder(data)
+    printed = hfgen_evaluate(folder, capsys, "--train_data_dir", str(data), "--caption_column", "text")
+    assert set(printed["metrics"]) == {"exact_match", "bleu_4", "cider"}
+    assert printed["protocol"]["dataset"] == str(data) and "own 'text' caption" in printed["protocol"]["references"]
+    assert set(printed["baselines"]) == {"exact_match", "bleu_4", "cider"}
+
+
 @pytest.fixture(scope="module")
 def pretrained_blip(tmp_path_factory):
     """A tiny pretrained BLIP captioner folder (model and processor, 16 px), as users bring one."""
@@ -133,7 +171,7 @@ def pretrained_blip(tmp_path_factory):
     return folder / "blip"
 
 
-def test_lora_on_a_pretrained_blip_with_a_users_captions(tmp_path, launch_script, pretrained_blip):
+def test_lora_on_a_pretrained_blip_with_a_users_captions(tmp_path, launch_script, pretrained_blip, capsys):
     data = tmp_path / "shapes"
     captioned_folder(data)
     output_dir = tmp_path / "lora"
@@ -180,9 +218,11 @@ def test_lora_on_a_pretrained_blip_with_a_users_captions(tmp_path, launch_script
     assert record["protocol"]["dataset"] == str(data)
     assert "own 'text' caption" in record["protocol"]["references"]
     assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
+    # hfgen evaluate loads the adapter onto its base and measures it as the run did
+    assert_measured_as_the_run(hfgen_evaluate(output_dir, capsys), record)
 
 
-def test_vqa_run_on_the_canvases(tmp_path, launch_script):
+def test_vqa_run_on_the_canvases(tmp_path, launch_script, capsys):
     output_dir = tmp_path / "vqa"
     config = tmp_path / "config"
     tiny_architecture(patch_size=8).save_pretrained(config)
@@ -219,6 +259,15 @@ def test_vqa_run_on_the_canvases(tmp_path, launch_script):
     card = (output_dir / "README.md").read_text()
     assert "pipeline_tag: visual-question-answering" in card and "BlipForQuestionAnswering" in card
     assert "| 1 | " in card and "most frequent answer to the question" in card
+    # hfgen evaluate draws the same canvases (their counts and size from training_args.json) and measures as the run
+    printed = hfgen_evaluate(output_dir, capsys, "--update_card")
+    assert_measured_as_the_run(printed, record)
+    assert printed["protocol"]["canvases"].startswith("32 training canvases")
+    (result,) = ModelCard.load(output_dir / "README.md").data.eval_results
+    assert result.metric_type == "vqa_accuracy" and result.metric_value == pytest.approx(
+        record["metrics"]["vqa_accuracy"]
+    )
+    assert result.task_type == "visual-question-answering" and result.dataset_split == "test"
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +433,7 @@ def test_beam_search_evaluation_of_a_tiny_captioner(captioning, tiny_models):
     captioner, _, processor = tiny_models
     args = captioning.parse_args(["--num_beams", "3", "--max_new_tokens", "6"])
     images = Held(torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1, torch.arange(5))
-    generated = captioning.generate_captions(captioner, processor, images, args, "cpu")
+    generated = blip_evaluation.generate_captions(captioner, processor, images, args, "cpu")
     # the batched beam search gives each image the caption it gets alone
     pixels = captioning.processor_pixels(images.pixel_values, processor.image_processor)
     for index, caption in enumerate(generated):
@@ -393,10 +442,10 @@ def test_beam_search_evaluation_of_a_tiny_captioner(captioning, tiny_models):
     captions = LabelCaptions([str(digit) for digit in range(10)])
     data = type("Data", (), {"eval": images})()
     references = [[template.format(captions.phrases[label]) for template in captions.templates] for label in range(5)]
-    metrics, again = captioning.evaluate(captioner, processor, captions, references, data, args, "cpu")
+    metrics, again = blip_evaluation.evaluate_captioning(captioner, processor, captions, references, data, args, "cpu")
     assert again == generated and set(metrics) == {"exact_match", "bleu_4", "cider", "zero_shot_accuracy"}
     assert metrics == {
-        **captioning.caption_metrics(generated, references),
+        **caption_metrics(generated, references),
         "zero_shot_accuracy": metrics["zero_shot_accuracy"],
     }
 
@@ -406,7 +455,7 @@ def test_vqa_evaluation_answers_each_question_as_asked_alone(vqa, tiny_models):
     args = vqa.parse_args(["--num_beams", "2", "--max_new_tokens", "4"])
     images = Held(torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1)
     questions = ["is there a seven?", "which digit is on the left?", "is there a two?", "how many?"]
-    answers = vqa.generate_answers(answerer, processor, images, questions, args, "cpu")
+    answers = blip_evaluation.generate_answers(answerer, processor, images, questions, args, "cpu")
     pixels = vqa.processor_pixels(images.pixel_values, processor.image_processor)
     for index, question in enumerate(questions):
         inputs = processor.tokenizer([question], return_tensors="pt")
@@ -416,9 +465,9 @@ def test_vqa_evaluation_answers_each_question_as_asked_alone(vqa, tiny_models):
         assert answers[index] == processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
 
 
-def test_baselines(captioning, vqa):
+def test_baselines():
     held_out = {"questions": ["is there a two?", "how many digits?", "what?"], "answers": ["no", "Two", "yes"]}
-    baselines = vqa.answer_baselines(
+    baselines = blip_evaluation.answer_baselines(
         ["is there a two?", "is there a two?", "how many digits?", "how many digits?", "how many digits?"],
         ["no", "no", "two", "two", "three"],
         held_out,
@@ -426,4 +475,4 @@ def test_baselines(captioning, vqa):
     # "two" overall (3 of 5) is right once; per question: "no", "two", and the overall "two" for the unseen one
     assert baselines == {"most_frequent_answer": 1 / 3, "most_frequent_answer_to_the_question": 2 / 3}
     captions = LabelCaptions(["cat", "dog"])
-    assert captioning.most_frequent_caption(captions, {"label": [1, 0, 1]}) == "a photo of dog"
+    assert blip_evaluation.most_frequent_caption(captions, {"label": [1, 0, 1]}) == "a photo of dog"

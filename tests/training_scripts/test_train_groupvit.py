@@ -1,6 +1,7 @@
 """train_groupvit.py run as users run it (`accelerate launch`, a few steps of tiny GroupViTs): from scratch on small
-built-in canvases, its exact resume, LoRA on a pretrained GroupViT folder with a user's boxes; and, in this process,
-the flags, the captions and prompts a step reads, the threshold calibration and the metrics."""
+built-in canvases, its exact resume, LoRA on a pretrained GroupViT folder with a user's boxes, and `hfgen evaluate` on
+the saved folders; and, in this process, the flags, the captions and prompts a step reads, the threshold calibration
+and the metrics."""
 
 import json
 import shutil
@@ -13,7 +14,9 @@ from safetensors.torch import load_file
 from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
 
 import hfgen
+from hfgen.cli import main
 from hfgen.models.clip_heads import build_clip_processor
+from hfgen.pipelines.groupvit import evaluation as groupvit_evaluation
 from hfgen.training.curves import read_scalars
 
 from .conftest import dry_run, import_script, parse_error, shapes_folder
@@ -92,6 +95,42 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert "Hub-ready folder" in result.stdout and "mean_iou" in result.stdout
 
 
+def evaluated(capsys, *arguments) -> dict:
+    """What `hfgen evaluate` prints (metrics, protocol, baselines), without the line saying the card was updated."""
+    assert main(["evaluate", *map(str, arguments)]) == 0
+    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+
+
+def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    output_dir, _ = scratch_run
+    folder = tmp_path / "groupvit"
+    shutil.copytree(output_dir, folder)
+    # no data flag: the run's own canvases (size and counts from training_args.json), split and seed; the folder's
+    # prompt template and calibrated threshold
+    printed = evaluated(capsys, folder, "--update_card")
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-6)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    mean_iou = [result for result in results if result.metric_type == "mean_iou"]
+    assert mean_iou[0].metric_value == pytest.approx(record["metrics"]["mean_iou"])
+    assert mean_iou[0].dataset_split == "test" and "hfgen/digit-canvases" in mean_iou[0].dataset_name
+    assert mean_iou[0].task_type == "image-segmentation"
+    # on other data: a user's folder of COCO boxes (filled in as masks), its own classes
+    data = tmp_path / "shapes"
+    shapes_folder(data)
+    printed = evaluated(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
+    assert set(printed["metrics"]) == set(record["metrics"])
+    assert printed["protocol"]["dataset"] == str(data) and printed["protocol"]["split"].startswith("train[held-out 6")
+    assert "boxes filled" in printed["protocol"]["targets"] and "canvases" not in printed["protocol"]
+    assert printed["baselines"]["foreground_class_accuracy"] == {"chance": 0.5}
+    # a folder without its run's record is measured on the data given, with the script's defaults
+    (folder / "training_args.json").unlink()
+    assert evaluated(capsys, folder, "--train_data_dir", data)["protocol"]["split"].startswith("train[held-out 4")
+
+
 def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
     scratch_run, launch_script, scratch_config, tmp_path
 ):
@@ -137,7 +176,7 @@ def pretrained_groupvit(tmp_path_factory):
     return folder / "groupvit"
 
 
-def test_lora_on_a_pretrained_groupvit_with_a_users_boxes(tmp_path, launch_script, pretrained_groupvit):
+def test_lora_on_a_pretrained_groupvit_with_a_users_boxes(tmp_path, launch_script, pretrained_groupvit, capsys):
     data = tmp_path / "shapes"
     shapes_folder(data)
     output_dir = tmp_path / "lora"
@@ -162,6 +201,10 @@ def test_lora_on_a_pretrained_groupvit_with_a_users_boxes(tmp_path, launch_scrip
     assert "boxes filled" in record["protocol"]["targets"]
     card = (output_dir / "README.md").read_text()
     assert str(pretrained_groupvit) in card and "merged" in card
+    # hfgen evaluate measures the merged pipeline as the run measured the adapted model, on the run's own data
+    printed = evaluated(capsys, output_dir)
+    assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
 
 
 @pytest.fixture(scope="module")
@@ -235,24 +278,26 @@ def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, 
     data = train_groupvit.load_detection_data(args)
     model = GroupViTModel.from_pretrained(pretrained_groupvit).eval()
     pipeline = train_groupvit.make_pipeline(model, CLIPProcessor.from_pretrained(pretrained_groupvit), args)
-    threshold = train_groupvit.calibrate_threshold(pipeline, data, seed=0)
-    scored = train_groupvit.best_classes(pipeline, list(data.train["image"]), data.class_names, batch_size=3)
-    targets = [torch.from_numpy(train_groupvit.target_mask(row)) for row in data.train]
+    threshold = groupvit_evaluation.calibrate_threshold(pipeline, data, seed=0)
+    scored = groupvit_evaluation.best_classes(pipeline, list(data.train["image"]), data.class_names, batch_size=3)
+    targets = [torch.from_numpy(groupvit_evaluation.target_mask(row)) for row in data.train]
 
     def train_miou(value):
-        predictions = [train_groupvit.labels_at(value, best, best_class) for best, best_class in scored]
-        return train_groupvit.segmentation_metrics(predictions, targets, 3)["mean_iou"]
+        predictions = [groupvit_evaluation.labels_at(value, best, best_class) for best, best_class in scored]
+        return groupvit_evaluation.segmentation_metrics(predictions, targets, 3)["mean_iou"]
 
     everything = torch.cat([best.flatten() for best, _ in scored])
     for other in (-1.0, *torch.quantile(everything, torch.tensor([0.1, 0.5, 0.9])).tolist()):
         assert train_miou(threshold) >= train_miou(other) - 1e-9
-    perfect = train_groupvit.segmentation_metrics(targets, targets, 3)
+    perfect = groupvit_evaluation.segmentation_metrics(targets, targets, 3)
     assert perfect == {"mean_iou": 1.0, "pixel_accuracy": 1.0, "foreground_iou": 1.0}
     # a box filled in is the target of a user's image without masks
     row = data.train[0]
     x0, y0, x1, y1 = row["objects"]["bbox"][0]
     assert (targets[0][int(y0) : int(y1), int(x0) : int(x1)] == row["objects"]["category"][0] + 1).all()
     metrics, _, predictions = train_groupvit.evaluate(model, pipeline_processor(pipeline), data, args)
+    # a pipeline without a background threshold labels every pixel with a class, and its protocol says so
+    assert "never background" in groupvit_evaluation.groupvit_protocol(data, pipeline, args)["labels"]
     assert len(predictions) == len(data.eval) and "foreground_class_accuracy" in metrics
     grid = train_groupvit.segmentation_grid(data, predictions, 2)
     assert len(grid) == 6 and grid[1].size == grid[0].size == data.eval[0]["image"].size

@@ -1,6 +1,7 @@
 """train_owlvit_detection.py run as users run it (`accelerate launch`, a few steps of tiny detectors): an OWL-ViT from
-scratch on small built-in canvases, its exact resume, LoRA on a pretrained OWL-ViT folder with a user's boxes; and,
-in this process, the flags, the data checks, and the evaluation through transformers' post-processing."""
+scratch on small built-in canvases, its exact resume, LoRA on a pretrained OWL-ViT folder with a user's boxes, and
+`hfgen evaluate` on the saved folders; and, in this process, the flags, the data checks, and the evaluation through
+transformers' post-processing."""
 
 import json
 import shutil
@@ -19,8 +20,10 @@ from transformers import (
 )
 
 import hfgen
+from hfgen.cli import main
 from hfgen.metrics.detection import box_convert
 from hfgen.models.owlvit_heads import build_owl_processor, owl_image_processor
+from hfgen.models.owlvit_heads import evaluation as owl_evaluation
 
 from .conftest import dry_run, import_script, parse_error, shapes_folder
 from .test_secrets import FAKE_TOKEN, files_containing
@@ -110,6 +113,46 @@ def test_scratch_run_saves_a_transformers_detector_that_hfgen_trains_further(scr
     assert "Hub-ready folder" in result.stdout and "map_50" in result.stdout
 
 
+def evaluated(capsys, *arguments) -> dict:
+    """What `hfgen evaluate` prints (metrics, protocol, baselines), without the line saying the card was updated."""
+    assert main(["evaluate", *map(str, arguments)]) == 0
+    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+
+
+def same_metrics(measured: dict, recorded: dict, abs: float) -> bool:
+    """Whether two metrics.json `metrics` agree to `abs`, the AP of each class too (pytest.approx reads one level)."""
+    per_class = "ap_50_per_class"
+    return measured[per_class] == pytest.approx(recorded[per_class], abs=abs) and {
+        name: value for name, value in measured.items() if name != per_class
+    } == pytest.approx({name: value for name, value in recorded.items() if name != per_class}, abs=abs)
+
+
+def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    output_dir, _ = scratch_run
+    folder = tmp_path / "owlvit"
+    shutil.copytree(output_dir, folder)
+    # no data flag: the run's own canvases (size and counts from training_args.json), split, seed and queries
+    printed = evaluated(capsys, folder, "--update_card")
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert same_metrics(printed["metrics"], record["metrics"], abs=1e-6)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    results = ModelCard.load(folder / "README.md").data.eval_results
+    map_50 = [result for result in results if result.metric_type == "map_50"]
+    assert map_50[0].metric_value == pytest.approx(record["metrics"]["map_50"])
+    assert map_50[0].dataset_split == "test" and "hfgen/digit-canvases" in map_50[0].dataset_name
+    assert map_50[0].task_type == "zero-shot-object-detection"
+    # on other data: a user's folder of COCO boxes, its own classes read with the run's query template
+    data = tmp_path / "shapes"
+    shapes_folder(data)
+    printed = evaluated(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
+    assert set(printed["metrics"]["ap_50_per_class"]) <= {"circle", "square"}
+    assert printed["protocol"]["dataset"] == str(data) and printed["protocol"]["split"].startswith("train[held-out 6")
+    assert "'a photo of the digit {}'" in printed["protocol"]["queries"] and "canvases" not in printed["protocol"]
+    assert set(printed["baselines"]["map"]) == {"random_boxes", "true_boxes_any_class"}
+
+
 def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
     scratch_run, launch_script, scratch_config, tmp_path
 ):
@@ -152,7 +195,7 @@ def pretrained_owlvit(tmp_path_factory):
     return folder / "owlvit"
 
 
-def test_lora_on_a_pretrained_owlvit_with_a_users_boxes(tmp_path, launch_script, pretrained_owlvit):
+def test_lora_on_a_pretrained_owlvit_with_a_users_boxes(tmp_path, launch_script, pretrained_owlvit, capsys):
     data = tmp_path / "shapes"
     shapes_folder(data)
     output_dir = tmp_path / "lora"
@@ -180,6 +223,14 @@ def test_lora_on_a_pretrained_owlvit_with_a_users_boxes(tmp_path, launch_script,
     assert "'a photo of a {}'" in record["protocol"]["queries"]
     card = (output_dir / "README.md").read_text()
     assert "PeftModel.from_pretrained" in card and str(pretrained_owlvit) in card
+    # hfgen evaluate loads the adapter onto its base (merged) and measures it as the run did, on the run's own data
+    printed = evaluated(capsys, output_dir)
+    assert same_metrics(printed["metrics"], record["metrics"], abs=1e-5)
+    assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
+    # a folder without a run's record (the pretrained base) is measured on the data given, with the script's default
+    # query template for it
+    printed = evaluated(capsys, pretrained_owlvit, "--train_data_dir", data)
+    assert "'a photo of a {}'" in printed["protocol"]["queries"] and printed["protocol"]["num_images"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +329,7 @@ def test_evaluation_reads_transformers_post_processing(train_owlvit, pretrained_
     processor = OwlViTProcessor.from_pretrained(pretrained_owlvit)
     queries = ["a photo of a circle", "a photo of a square"]
     images = list(data.eval["image"])
-    detections = train_owlvit.detect(detector, processor, images, queries, "cpu", batch_size=3)
+    detections = owl_evaluation.detect(detector, processor, images, queries, "cpu", batch_size=3)
     # by hand, as a user does it: the processor, the detector, transformers' post-processing
     inputs = processor(text=[queries] * len(images), images=images, return_tensors="pt")
     with torch.no_grad():
@@ -290,16 +341,17 @@ def test_evaluation_reads_transformers_post_processing(train_owlvit, pretrained_
         order = theirs["scores"].argsort(descending=True)
         assert torch.allclose(ours["boxes"], theirs["boxes"][order], atol=1e-5)
         assert torch.equal(ours["labels"], theirs["labels"][order])
-    targets = train_owlvit.ground_truth(data.eval)
+    targets = owl_evaluation.ground_truth(data.eval)
     perfect = [{**target, "scores": torch.ones(len(target["labels"]))} for target in targets]
-    assert train_owlvit.detection_metrics(perfect, targets, data.class_names)["map"] == pytest.approx(1.0)
-    metrics = train_owlvit.detection_metrics(detections, targets, data.class_names)
+    assert owl_evaluation.detection_metrics(perfect, targets, data.class_names)["map"] == pytest.approx(1.0)
+    metrics = owl_evaluation.detection_metrics(detections, targets, data.class_names)
     assert 0 <= metrics["map"] <= metrics["map_50"] <= 1
     # the grid the card shows: one square picture per image, boxes drawn above the score threshold
     pictures = train_owlvit.detection_grid(data, detections, 2)
     assert [picture.size for picture in pictures] == [(192, 192)] * 2
-    reference = train_owlvit.baselines(data, count=16, seed=0)
+    reference = owl_evaluation.baselines(data, count=16, seed=0)
     assert reference["map"]["random_boxes"] < reference["map"]["true_boxes_any_class"]
+    assert owl_evaluation.baselines(data, count=16, seed=0) == reference  # drawn from the seed alone
 
 
 def test_canvas_flags_shape_the_built_in_data(train_owlvit, tmp_path):

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import tempfile
-from collections import Counter
 
 import torch
 from accelerate.logging import get_logger
@@ -33,9 +32,19 @@ from tqdm.auto import tqdm
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipProcessor
 
 from hfgen.data import BUILTIN_DIGITS
-from hfgen.data.captions import IndexedImages, LabelCaptions, batch_captions, collate_indexed, dataset_captions
-from hfgen.metrics.captioning import caption_metrics
-from hfgen.models.blip_heads import blip_config_for, blip_decoder_inputs, build_blip_processor, caption_log_likelihoods
+from hfgen.data.captions import IndexedImages, LabelCaptions, batch_captions, collate_indexed
+from hfgen.models.blip_heads import blip_config_for, blip_decoder_inputs, build_blip_processor
+from hfgen.models.blip_heads.evaluation import (
+    CAPTION_MAX_NEW_TOKENS,
+    CAPTIONING_METRIC_NAMES,
+    NUM_BEAMS,
+    captioning_baselines,
+    captioning_protocol,
+    evaluate_captioning,
+    reference_captions,
+    run_captions,
+    tokenize,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -45,7 +54,7 @@ from hfgen.training.arguments import (
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.evaluation import evaluation_batches, load_run_data
+from hfgen.training.evaluation import load_run_data
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -83,9 +92,6 @@ SCRATCH_TOWER = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3,
 SCRATCH_PATCH_SIZE = 8
 SCRATCH_TEXT_MAX_LENGTH = 32
 
-# Held-out images captioned at a time.
-EVAL_BATCH_SIZE = 64
-
 
 def parse_args(input_args=None):
     parser = make_parser("Image captioning with BLIP.")
@@ -113,8 +119,12 @@ def parse_args(input_args=None):
         "--adam_weight_decay", type=float, default=0.05, help="On weight matrices only, not on gains, biases."
     )
     # evaluation
-    parser.add_argument("--num_beams", type=int, default=3, help="Beam width of the captions that are measured.")
-    parser.add_argument("--max_new_tokens", type=int, default=20, help="Longest generated caption, in tokens.")
+    parser.add_argument(
+        "--num_beams", type=int, default=NUM_BEAMS, help="Beam width of the captions that are measured."
+    )
+    parser.add_argument(
+        "--max_new_tokens", type=int, default=CAPTION_MAX_NEW_TOKENS, help="Longest generated caption, in tokens."
+    )
     add_run_arguments(parser, family="blip-captioning")
     parser.set_defaults(
         lr_scheduler="cosine", lr_warmup_steps=50, max_grad_norm=1.0, checkpointing_steps=500, validation_steps=500
@@ -159,12 +169,6 @@ def scratch_model(args, captions) -> tuple[BlipForConditionalGeneration, BlipPro
     return BlipForConditionalGeneration(config), processor
 
 
-def tokenize(processor, texts: list[str], device) -> dict:
-    max_length = processor.tokenizer.model_max_length
-    inputs = processor.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {key: value.to(device) for key, value in inputs.items()}
-
-
 def captioning_loss(model, processor, bos_token_id: int, pixel_values: torch.Tensor, texts: list[str]) -> torch.Tensor:
     """The decoder's mean next-token cross-entropy over the captions' tokens (padding left out, see
     `blip_decoder_inputs`) given the images (in [-1, 1])."""
@@ -172,75 +176,6 @@ def captioning_loss(model, processor, bos_token_id: int, pixel_values: torch.Ten
     input_ids, labels = blip_decoder_inputs(inputs["input_ids"], inputs["attention_mask"], bos_token_id)
     pixels = processor_pixels(pixel_values, processor.image_processor)
     return model(pixel_values=pixels, input_ids=input_ids, attention_mask=inputs["attention_mask"], labels=labels).loss
-
-
-@torch.no_grad()
-def generate_captions(model, processor, images, args, device) -> list[str]:
-    """Beam-search captions (`--num_beams`, `--max_new_tokens`) of a transformed dataset's images, in order."""
-    captions = []
-    for batch in evaluation_batches(images, EVAL_BATCH_SIZE):
-        pixels = processor_pixels(batch["pixel_values"].to(device), processor.image_processor)
-        ids = model.generate(pixel_values=pixels, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
-        captions.extend(processor.tokenizer.batch_decode(ids, skip_special_tokens=True))
-    return [caption.strip() for caption in captions]
-
-
-def reference_captions(captions, evaluation, args) -> list[list[str]]:
-    """The captions each held-out image is measured against: every template of its class for label captions (so a
-    caption is right whichever template it chose), else its own caption."""
-    if isinstance(captions, LabelCaptions):
-        phrases = [captions.phrases[label] for label in evaluation["label"]]
-        return [[template.format(phrase) for template in captions.templates] for phrase in phrases]
-    return [[str(text)] for text in evaluation[args.caption_column]]
-
-
-def most_frequent_caption(captions, train) -> str:
-    """The caption the training data gives most often: the first template of the most frequent class (every template
-    is drawn as often), or the most frequent caption text."""
-    if isinstance(captions, LabelCaptions):
-        label, _ = Counter(train["label"]).most_common(1)[0]
-        return captions.prompt(label)
-    text, _ = Counter(captions.texts).most_common(1)[0]
-    return text
-
-
-@torch.no_grad()
-def zero_shot_accuracy(model, processor, captions: LabelCaptions, images, device) -> float:
-    """Accuracy of classifying each held-out image as the class whose captions (every template) have the highest
-    mean log-likelihood under the captioning decoder (`hfgen.BLIPCaptionScorer`'s scores)."""
-    prompts = [template.format(phrase) for phrase in captions.phrases for template in captions.templates]
-    inputs = tokenize(processor, prompts, device)
-    correct = 0
-    for batch in evaluation_batches(images, EVAL_BATCH_SIZE):
-        pixels = processor_pixels(batch["pixel_values"].to(device), processor.image_processor)
-        scores = caption_log_likelihoods(model, pixels, inputs["input_ids"], inputs["attention_mask"])
-        class_scores = scores.view(len(pixels), len(captions.phrases), len(captions.templates)).mean(dim=2)
-        correct += (class_scores.argmax(dim=1).cpu() == batch["labels"]).sum().item()
-    return correct / len(images)
-
-
-@torch.no_grad()
-def evaluate(model, processor, captions, references: list[list[str]], data, args, device) -> tuple[dict, list[str]]:
-    """Caption metrics of the held-out images' beam-search captions (and zero-shot accuracy by captioning likelihood
-    for data with classes); returns the metrics and the captions."""
-    model.eval()
-    generated = generate_captions(model, processor, data.eval, args, device)
-    metrics = caption_metrics(generated, references)
-    if isinstance(captions, LabelCaptions):
-        metrics["zero_shot_accuracy"] = zero_shot_accuracy(model, processor, captions, data.eval, device)
-    model.train()
-    return metrics, generated
-
-
-def baselines(captions, references: list[list[str]], data) -> dict:
-    """What the trivial captioner that writes the most frequent training caption for every image scores, and chance
-    for zero-shot classification."""
-    baseline = most_frequent_caption(captions, data.evaluation.train)
-    scores = caption_metrics([baseline] * len(references), references)
-    measured = {name: {"most_frequent_caption": value} for name, value in scores.items()}
-    if isinstance(captions, LabelCaptions):
-        measured["zero_shot_accuracy"] = {"chance": 1 / len(captions.phrases)}
-    return measured
 
 
 def sample_images(data, count: int) -> list:
@@ -264,12 +199,7 @@ def main(args):
         model, processor = load_pretrained(BlipForConditionalGeneration, BlipProcessor, args.model_name_or_path)
         args.resolution = model.config.vision_config.image_size
     data = load_run_data(args, accelerator, logger, measures_distributions=False)
-    captions = dataset_captions(data.evaluation.train, args.caption_column)
-    if captions is None:
-        raise ValueError(
-            f"{data.evaluation.dataset} has neither class labels nor captions: a captioner learns from image-caption "
-            "pairs, so give class subfolders or a metadata.jsonl with a caption per image (--caption_column text)"
-        )
+    captions = run_captions(data, args.caption_column)
     references = reference_captions(captions, data.evaluation.evaluation, args)
 
     # 2. a model trained from scratch: built with the same seed everywhere
@@ -347,7 +277,9 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            metrics, generated = evaluate(unwrapped, processor, captions, references, data, args, accelerator.device)
+            metrics, generated = evaluate_captioning(
+                unwrapped, processor, captions, references, data, args, accelerator.device
+            )
             accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
             logger.info(f"step {global_step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
             folder = os.path.join(args.output_dir, "validation")
@@ -361,7 +293,9 @@ def main(args):
     run_facts = check_replicas(accelerator, model, global_step, logger)
     metrics = None
     if accelerator.is_main_process:
-        metrics, generated = evaluate(unwrapped, processor, captions, references, data, args, accelerator.device)
+        metrics, generated = evaluate_captioning(
+            unwrapped, processor, captions, references, data, args, accelerator.device
+        )
         unwrapped.save_pretrained(args.output_dir)  # the adapter alone with --use_lora
         processor.save_pretrained(args.output_dir)
         save_card_grid(validation_images, args.output_dir, columns=len(validation_images))
@@ -370,14 +304,13 @@ def main(args):
             for caption, reference in zip(generated, references[: len(validation_images)], strict=False)
         ]
         protocol = captioning_protocol(data, captions, references, args)
-        record = write_run_record(
-            args, metrics, None, {**run_facts, "baselines": baselines(captions, references, data)}, protocol
-        )
+        baselines = captioning_baselines(captions, references, data)
+        record = write_run_record(args, metrics, None, {**run_facts, "baselines": baselines}, protocol)
         write_model_card(
             args,
             "blip",
             record,
-            CARD_METRIC_NAMES,
+            CAPTIONING_METRIC_NAMES,
             tags=["blip", "image-captioning", "lora"] if args.use_lora else ["blip", "image-captioning"],
             pipeline_tag="image-to-text",
             task="captioning",
@@ -392,38 +325,6 @@ def main(args):
             push_folder(args, "train_blip_captioning.py", logger)
     end_run(accelerator)
     return metrics
-
-
-CARD_METRIC_NAMES = {
-    "exact_match": "exact match",
-    "bleu_4": "BLEU-4",
-    "cider": "CIDEr-D",
-    "zero_shot_accuracy": "zero-shot accuracy by captioning likelihood",
-}
-
-
-def captioning_protocol(data, captions, references, args) -> dict:
-    """How the run's numbers were measured, for metrics.json and the card."""
-    protocol = {
-        "dataset": data.evaluation.dataset,
-        "split": data.evaluation.split,
-        "num_images": len(data.eval),
-        "captions": f"beam search ({args.num_beams} beams, at most {args.max_new_tokens} new tokens) from each "
-        "held-out image",
-        "references": f"every template of the image's class ({len(references[0])} captions)"
-        if isinstance(captions, LabelCaptions)
-        else f"the held-out image's own {args.caption_column!r} caption",
-        "metrics": "exact match (any reference, case and punctuation aside), corpus BLEU-4 (smoothed) and CIDEr-D on "
-        "lower-cased words (not COCO's PTB tokenizer)",
-        "baseline": f"the most frequent training caption, {most_frequent_caption(captions, data.evaluation.train)!r}, "
-        "for every image",
-    }
-    if isinstance(captions, LabelCaptions):
-        protocol["zero_shot"] = (
-            f"the class among {len(captions.phrases)} whose {len(captions.templates)} template captions have the "
-            "highest mean per-token log-likelihood (hfgen.BLIPCaptionScorer)"
-        )
-    return protocol
 
 
 if __name__ == "__main__":

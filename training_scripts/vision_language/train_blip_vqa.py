@@ -22,35 +22,33 @@ import logging
 import math
 import os
 import tempfile
-from collections import Counter, defaultdict
 
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from datasets import Image
 from tqdm.auto import tqdm
 from transformers import BlipConfig, BlipForQuestionAnswering, BlipProcessor
 
-from hfgen.data import (
-    BUILTIN_CANVASES,
-    DecodedImages,
-    collate_images,
-    image_transform,
-    load_canvas_vqa,
-    load_image_dataset,
-    split_for_evaluation,
-)
+from hfgen.data import BUILTIN_CANVASES, DecodedImages
 from hfgen.data.captions import IndexedImages, collate_indexed
-from hfgen.data.vision_language import MIN_CANVAS_SIZE
-from hfgen.metrics.captioning import caption_tokens, exact_match
 from hfgen.models.blip_heads import blip_config_for, blip_decoder_inputs, build_blip_processor
+from hfgen.models.blip_heads.evaluation import (
+    ANSWER_MAX_NEW_TOKENS,
+    EVALUATION_DEFAULTS,
+    NUM_BEAMS,
+    VQA_METRIC_NAMES,
+    answer_baselines,
+    evaluate_vqa,
+    load_run_questions,
+    tokenize,
+    vqa_protocol,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
     add_run_arguments,
     check_run_arguments,
     print_dry_run,
-    resolve_color_mode,
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
@@ -91,28 +89,33 @@ SCRATCH_TOWER = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3,
 SCRATCH_PATCH_SIZE = 4
 SCRATCH_TEXT_MAX_LENGTH = 32
 
-# Held-out questions answered at a time.
-EVAL_BATCH_SIZE = 64
-
 
 def parse_args(input_args=None):
     parser = make_parser("Visual question answering with BLIP.")
     add_data_arguments(parser, BUILTIN_CANVASES)
     parser.add_argument(
-        "--question_column", type=str, default="question", help="The dataset column holding each question."
+        "--question_column",
+        type=str,
+        default=EVALUATION_DEFAULTS["question_column"],
+        help="The dataset column holding each question.",
     )
-    parser.add_argument("--answer_column", type=str, default="answer", help="The dataset column holding each answer.")
+    parser.add_argument(
+        "--answer_column",
+        type=str,
+        default=EVALUATION_DEFAULTS["answer_column"],
+        help="The dataset column holding each answer.",
+    )
     parser.add_argument(
         "--num_train_canvases",
         type=int,
-        default=1000,
+        default=EVALUATION_DEFAULTS["num_train_canvases"],
         help="Canvases of the built-in data to train on (each asked 3 to 5 questions), cut from the digits' train "
         "split.",
     )
     parser.add_argument(
         "--num_test_canvases",
         type=int,
-        default=200,
+        default=EVALUATION_DEFAULTS["num_test_canvases"],
         help="Canvases of the built-in data whose questions are held out, cut from the digits' test split.",
     )
     # model
@@ -131,8 +134,12 @@ def parse_args(input_args=None):
         "--adam_weight_decay", type=float, default=0.05, help="On weight matrices only, not on gains, biases."
     )
     # evaluation
-    parser.add_argument("--num_beams", type=int, default=3, help="Beam width of the answers that are measured.")
-    parser.add_argument("--max_new_tokens", type=int, default=10, help="Longest generated answer, in tokens.")
+    parser.add_argument(
+        "--num_beams", type=int, default=NUM_BEAMS, help="Beam width of the answers that are measured."
+    )
+    parser.add_argument(
+        "--max_new_tokens", type=int, default=ANSWER_MAX_NEW_TOKENS, help="Longest generated answer, in tokens."
+    )
     add_run_arguments(parser, family="blip-vqa")
     parser.set_defaults(
         lr_scheduler="cosine", lr_warmup_steps=50, max_grad_norm=1.0, checkpointing_steps=500, validation_steps=500
@@ -158,42 +165,6 @@ def parse_args(input_args=None):
     return args
 
 
-def uses_canvases(args) -> bool:
-    return args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
-
-
-def load_questions(args):
-    """The questions, answers and images of the run: the built-in canvases' (drawn at `--resolution`, the same
-    whatever `--seed`), or a folder's or dataset's `--question_column` and `--answer_column`; then the held-out part
-    (`split_for_evaluation`). Every question and answer must be a non-empty string: a bad one is a one-line error
-    naming its row."""
-    if uses_canvases(args):
-        if args.resolution < MIN_CANVAS_SIZE:
-            raise ValueError(f"--resolution {args.resolution} is too small for the canvases: use {MIN_CANVAS_SIZE}+")
-        dataset = load_canvas_vqa(args.resolution, args.num_train_canvases, args.num_test_canvases)
-        columns = {"question": "question", "answer": "answer"}
-    else:
-        dataset = load_image_dataset(
-            args.dataset_name, args.train_data_dir, args.resolution, args.dataset_config_name, args.cache_dir
-        )
-        columns = {"question": args.question_column, "answer": args.answer_column}
-        for split_name, split in dataset.items():
-            for kind, column in columns.items():
-                if column not in split.column_names:
-                    raise ValueError(
-                        f"--{kind}_column {column!r} is not a column of split {split_name!r} of "
-                        f"{args.train_data_dir or args.dataset_name} (its columns: {', '.join(split.column_names)}): "
-                        f"give every image a {kind} in metadata.jsonl, or name the column"
-                    )
-                for row, text in enumerate(split[column]):
-                    if not isinstance(text, str) or not text.strip():
-                        image = split.cast_column("image", Image(decode=False))[row]["image"]
-                        where = f"image {image['path']!r}" if image["path"] else f"row {row} of split {split_name!r}"
-                        raise ValueError(f"{where}: its {kind} ({column!r}) is {text!r}: give it a non-empty one")
-    splits = split_for_evaluation(dataset, args.validation_split, seed=args.seed)
-    return splits, columns
-
-
 def scratch_model(args, texts: list[str]) -> tuple[BlipForQuestionAnswering, BlipProcessor]:
     """A new BLIP VQA model and its processor, with a tokenizer written from the questions and answers."""
     if args.train_from_scratch_config is not None:
@@ -217,12 +188,6 @@ def scratch_model(args, texts: list[str]) -> tuple[BlipForQuestionAnswering, Bli
     return BlipForQuestionAnswering(config), processor
 
 
-def tokenize(processor, texts: list[str], device) -> dict:
-    max_length = processor.tokenizer.model_max_length
-    inputs = processor.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {key: value.to(device) for key, value in inputs.items()}
-
-
 def vqa_loss(model, processor, bos_token_id: int, pixel_values, questions: list[str], answers: list[str]):
     """The answer decoder's mean next-token cross-entropy over the answers' tokens (padding left out, see
     `blip_decoder_inputs`) given the images (in [-1, 1]) and the encoded questions."""
@@ -238,69 +203,6 @@ def vqa_loss(model, processor, bos_token_id: int, pixel_values, questions: list[
         labels=labels,
     )
     return output.loss
-
-
-@torch.no_grad()
-def generate_answers(model, processor, images, questions: list[str], args, device) -> list[str]:
-    """Beam-search answers (`--num_beams`, `--max_new_tokens`) to each question about its image, in order.
-
-    Questions are batched by token length, unpadded: `BlipForQuestionAnswering.generate` lets the answer decoder
-    attend to every question token, padding included, where training masked the padding out."""
-    tokenizer = processor.tokenizer
-    question_ids = tokenizer(questions, truncation=True, max_length=tokenizer.model_max_length).input_ids
-    by_length = defaultdict(list)
-    for index, ids in enumerate(question_ids):
-        by_length[len(ids)].append(index)
-    answers = [""] * len(questions)
-    for indices in by_length.values():
-        for start in range(0, len(indices), EVAL_BATCH_SIZE):
-            chunk = indices[start : start + EVAL_BATCH_SIZE]
-            pixels = collate_images([images[index] for index in chunk])["pixel_values"].to(device)
-            ids = model.generate(
-                input_ids=torch.tensor([question_ids[index] for index in chunk], device=device),
-                pixel_values=processor_pixels(pixels, processor.image_processor),
-                num_beams=args.num_beams,
-                max_new_tokens=args.max_new_tokens,
-            )
-            for index, answer in zip(chunk, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
-                answers[index] = answer.strip()
-    return answers
-
-
-def normalized(text: str) -> str:
-    """An answer as the accuracy compares it: lower-cased words, punctuation dropped."""
-    return " ".join(caption_tokens(text))
-
-
-@torch.no_grad()
-def evaluate(model, processor, held_out: dict, args, device) -> tuple[dict, list[str]]:
-    """VQA accuracy of the beam-search answers to the held-out questions; returns it and the answers."""
-    model.eval()
-    answers = generate_answers(model, processor, held_out["images"], held_out["questions"], args, device)
-    model.train()
-    references = [[answer] for answer in held_out["answers"]]
-    return {"vqa_accuracy": exact_match(answers, references)}, answers
-
-
-def answer_baselines(train_questions: list[str], train_answers: list[str], held_out: dict) -> dict:
-    """What blind answerers score: the most frequent training answer for every question, and the most frequent
-    training answer to the same question (the overall one for a question training never asked), a language prior
-    that sees no image."""
-    overall = Counter(map(normalized, train_answers)).most_common(1)[0][0]
-    answers_to = defaultdict(Counter)
-    for question, answer in zip(train_questions, train_answers, strict=True):
-        answers_to[normalized(question)][normalized(answer)] += 1
-    prior = [
-        answers_to[normalized(question)].most_common(1)[0][0] if normalized(question) in answers_to else overall
-        for question in held_out["questions"]
-    ]
-    references = [[answer] for answer in held_out["answers"]]
-    return {
-        "vqa_accuracy": {
-            "most_frequent_answer": exact_match([overall] * len(references), references),
-            "most_frequent_answer_to_the_question": exact_match(prior, references),
-        }
-    }
 
 
 def sample_images(images, count: int) -> list:
@@ -323,17 +225,12 @@ def main(args):
     if args.model_name_or_path is not None:
         model, processor = load_pretrained(BlipForQuestionAnswering, BlipProcessor, args.model_name_or_path)
         args.resolution = model.config.vision_config.image_size
-    splits, columns = load_questions(args)
-    transform = image_transform(args.resolution, resolve_color_mode(args, {"train": splits.train}))
-    train_images = DecodedImages(splits.train, transform)
-    train_questions, train_answers = list(splits.train[columns["question"]]), list(splits.train[columns["answer"]])
-    held_out = {
-        "images": DecodedImages(splits.evaluation, transform),
-        "questions": list(splits.evaluation[columns["question"]]),
-        "answers": list(splits.evaluation[columns["answer"]]),
-    }
-    dataset_name = args.train_data_dir or args.dataset_name
-    logger.info(f"{len(train_questions)} training and {len(held_out['questions'])} held-out questions ({splits.name})")
+    run_questions = load_run_questions(args)
+    train_images = DecodedImages(run_questions.train, run_questions.transform)
+    train_questions, train_answers, held_out = run_questions.questions, run_questions.answers, run_questions.held_out
+    logger.info(
+        f"{len(train_questions)} training and {len(held_out['questions'])} held-out questions ({run_questions.split})"
+    )
 
     # 2. a model trained from scratch: built with the same seed everywhere
     if model is None:
@@ -345,7 +242,7 @@ def main(args):
             f"token and the new ones): give --max_new_tokens {positions - 1} or less"
         )
     if args.dry_run:
-        data = {"train": len(train_questions), splits.name: len(held_out["questions"])}
+        data = {"train": len(train_questions), run_questions.split: len(held_out["questions"])}
         print_dry_run(args, accelerator, model_config=model.config.to_dict(), data=data)
         return None
     bos_token_id = model.config.text_config.bos_token_id
@@ -409,7 +306,7 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            metrics, _ = evaluate(unwrapped, processor, held_out, args, accelerator.device)
+            metrics, _ = evaluate_vqa(unwrapped, processor, held_out, args, accelerator.device)
             accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
             logger.info(f"step {global_step}: vqa_accuracy {metrics['vqa_accuracy']:.4g}")
             folder = os.path.join(args.output_dir, "validation")
@@ -421,7 +318,7 @@ def main(args):
     run_facts = check_replicas(accelerator, model, global_step, logger)
     metrics = None
     if accelerator.is_main_process:
-        metrics, answers = evaluate(unwrapped, processor, held_out, args, accelerator.device)
+        metrics, answers = evaluate_vqa(unwrapped, processor, held_out, args, accelerator.device)
         unwrapped.save_pretrained(args.output_dir)  # the adapter alone with --use_lora
         processor.save_pretrained(args.output_dir)
         save_card_grid(validation_images, args.output_dir, columns=len(validation_images))
@@ -431,26 +328,14 @@ def main(args):
                 held_out["questions"], answers, held_out["answers"][: len(validation_images)], strict=False
             )
         ]
-        protocol = {
-            "dataset": dataset_name,
-            "split": splits.name,
-            "num_questions": len(held_out["questions"]),
-            "answers": f"beam search ({args.num_beams} beams, at most {args.max_new_tokens} new tokens) from each "
-            "held-out image and question, questions batched by length without padding",
-            "accuracy": "share of answers equal to the right one, as lower-cased words without punctuation",
-        }
-        if uses_canvases(args):
-            protocol["canvases"] = (
-                f"{args.num_train_canvases} training canvases (digits' train split) and {args.num_test_canvases} "
-                f"held-out canvases (digits' test split) of {args.resolution} px, drawn with seed 0"
-            )
+        protocol = vqa_protocol(run_questions, args)
         baselines = answer_baselines(train_questions, train_answers, held_out)
         record = write_run_record(args, metrics, None, {**run_facts, "baselines": baselines}, protocol)
         write_model_card(
             args,
             "blip",
             record,
-            {"vqa_accuracy": "VQA accuracy (exact match)"},
+            VQA_METRIC_NAMES,
             tags=["blip", "visual-question-answering", "lora"]
             if args.use_lora
             else ["blip", "visual-question-answering"],
@@ -463,7 +348,10 @@ def main(args):
             samples=samples,
         )
         print(f"\nHub-ready folder: {os.path.abspath(args.output_dir)}")
-        print(f"vqa_accuracy ({dataset_name}, {splits.name}): {metrics['vqa_accuracy']:.4f}; baselines {baselines}")
+        print(
+            f"vqa_accuracy ({run_questions.dataset}, {run_questions.split}): {metrics['vqa_accuracy']:.4f}; "
+            f"baselines {baselines}"
+        )
         if args.push_to_hub:
             push_folder(args, "train_blip_vqa.py", logger)
     end_run(accelerator)

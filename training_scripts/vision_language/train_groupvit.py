@@ -19,7 +19,8 @@ The folder loads with `hfgen.GroupViTSegmentationPipeline.from_pretrained(dir)`;
 `transformers.GroupViTModel.from_pretrained(dir, subfolder="model")`. Metrics on the held-out images: mean IoU over
 background and the classes, pixel accuracy, and the IoU of digit versus background, against the canvases' pixel masks
 (the user's boxes filled in, for data without masks), beside two baselines (everything background; the true masks
-with random classes).
+with random classes); `hfgen evaluate <dir>` measures the saved folder the same way, with its saved threshold
+(`hfgen.pipelines.groupvit.evaluation`).
 """
 
 import logging
@@ -36,11 +37,21 @@ from tqdm.auto import tqdm
 from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
 
 import hfgen
-from hfgen.data import BUILTIN_CANVASES, canvas_captions, object_captions
+from hfgen.data import canvas_captions, object_captions
 from hfgen.losses.contrastive import clip_contrastive_loss, multi_label_contrastive_loss, same_caption_positives
-from hfgen.metrics.segmentation import iou_from_confusion, segmentation_confusion
 from hfgen.models.clip_heads import build_clip_processor
 from hfgen.pipelines.groupvit import label_colours
+from hfgen.pipelines.groupvit.evaluation import (
+    CANVAS_SIZE,
+    CARD_METRIC_NAMES,
+    TRAIN_CANVASES,
+    baselines,
+    calibrate_threshold,
+    evaluate_pipeline,
+    groupvit_protocol,
+    is_builtin,
+    target_mask,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run, resolve_max_train_steps
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
@@ -97,24 +108,8 @@ SCRATCH_VISION = dict(
 )
 SCRATCH_PROJECTION = dict(projection_dim=64, projection_intermediate_dim=256)
 
-# The built-in canvases: their own side, and 8,000 training canvases, as for OWL-ViT (they cost nothing to draw).
-CANVAS_SIZE = 64
-TRAIN_CANVASES = 8000
-
 # CLIP's cap on the learned temperature (logit scale ln 100), which keeps training stable.
 MAX_LOGIT_SCALE = math.log(100)
-
-# The background threshold is chosen among the quantiles of the pixels' best similarities on this many training
-# images (the one that maximises their mIoU), so held-out images never set it.
-CALIBRATION_IMAGES = 200
-THRESHOLD_QUANTILES = 41
-
-CARD_METRIC_NAMES = {
-    "mean_iou": "mIoU",
-    "pixel_accuracy": "pixel accuracy",
-    "foreground_iou": "foreground IoU",
-    "foreground_class_accuracy": "class accuracy on object pixels",
-}
 
 
 def parse_args(input_args=None):
@@ -178,11 +173,7 @@ def parse_args(input_args=None):
     return args
 
 
-# --- 1. data: images, their captions and classes; pixel masks to measure against ---
-
-
-def is_builtin(args) -> bool:
-    return args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES
+# --- 1. data: images, their captions and classes ---
 
 
 def image_captions(objects: dict, class_names: list[str], builtin: bool) -> list[str]:
@@ -202,17 +193,6 @@ def all_texts(data: DetectionData, args) -> list[str]:
             if objects["bbox"]:
                 texts.extend(image_captions(objects, data.class_names, builtin))
     return texts
-
-
-def target_mask(row: dict) -> np.ndarray:
-    """A held-out image's labels per pixel (0 background, 1 + class): the canvases' own masks, else its boxes
-    filled in, later boxes over earlier ones."""
-    if "segmentation" in row and row["segmentation"] is not None:
-        return np.asarray(row["segmentation"], dtype=np.int64)
-    mask = np.zeros((row["image"].height, row["image"].width), dtype=np.int64)
-    for (x0, y0, x1, y1), category in zip(row["objects"]["bbox"], row["objects"]["category"], strict=True):
-        mask[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))] = category + 1
-    return mask
 
 
 def to_model_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
@@ -333,65 +313,7 @@ def make_pipeline(model, processor, args, background_threshold=None) -> hfgen.Gr
     return pipeline
 
 
-# --- 3. evaluation ---
-
-
-def best_classes(pipeline, images: list, class_names: list[str], batch_size: int = 64) -> list[tuple]:
-    """Each image's per-pixel best similarity and best class (0-based), from one batch per run of same-size images."""
-    results = []
-    start = 0
-    while start < len(images):
-        end = start + 1
-        while end < len(images) and end - start < batch_size and images[end].size == images[start].size:
-            end += 1
-        output = pipeline(images[start:end], class_names, background_threshold=-1.0, output_type="pt")
-        best, best_class = output.scores.float().max(dim=1)
-        results.extend(zip(best, best_class, strict=True))
-        start = end
-    return results
-
-
-def labels_at(threshold: float, best: torch.Tensor, best_class: torch.Tensor) -> torch.Tensor:
-    return torch.where(best < threshold, torch.zeros_like(best_class), best_class + 1)
-
-
-def calibrate_threshold(pipeline, data: DetectionData, seed: int) -> float:
-    """The background threshold, among the quantiles of the pixels' best similarities, that gives the highest mIoU
-    on up to `CALIBRATION_IMAGES` training images drawn with the run's seed."""
-    picked = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGES]
-    rows = data.train.select(picked.tolist())
-    scored = best_classes(pipeline, [row["image"] for row in rows], data.class_names)
-    targets = [torch.from_numpy(target_mask(row)) for row in rows]
-    all_best = torch.cat([best.flatten() for best, _ in scored])
-    candidates = torch.quantile(all_best, torch.linspace(0, 1, THRESHOLD_QUANTILES, dtype=all_best.dtype)).tolist()
-    num_labels = len(data.class_names) + 1
-    results = []
-    for threshold in [-1.0, *candidates]:
-        confusion = sum(
-            segmentation_confusion(labels_at(threshold, best, best_class), target, num_labels)
-            for (best, best_class), target in zip(scored, targets, strict=True)
-        )
-        results.append((iou_from_confusion(confusion)["mean_iou"], threshold))
-    return max(results)[1]
-
-
-def segmentation_metrics(predictions: list[torch.Tensor], targets: list[torch.Tensor], num_labels: int) -> dict:
-    confusion = sum(
-        segmentation_confusion(predicted, target, num_labels)
-        for predicted, target in zip(predictions, targets, strict=True)
-    )
-    scores = iou_from_confusion(confusion)
-    foreground = iou_from_confusion(
-        sum(
-            segmentation_confusion((p > 0).long(), (t > 0).long(), 2)
-            for p, t in zip(predictions, targets, strict=True)
-        )
-    )
-    return {
-        "mean_iou": scores["mean_iou"],
-        "pixel_accuracy": scores["pixel_accuracy"],
-        "foreground_iou": foreground["per_class_iou"][1],
-    }
+# --- 3. evaluation: the threshold calibrated, the pipeline measured (hfgen.pipelines.groupvit.evaluation) ---
 
 
 @torch.no_grad()
@@ -401,42 +323,9 @@ def evaluate(model, processor, data: DetectionData, args) -> tuple[dict, float, 
     model.eval()
     pipeline = make_pipeline(model, processor, args)
     threshold = calibrate_threshold(pipeline, data, args.seed)
-    scored = best_classes(pipeline, list(data.eval["image"]), data.class_names)
-    predictions = [labels_at(threshold, best, best_class) for best, best_class in scored]
-    targets = [torch.from_numpy(target_mask(row)) for row in data.eval]
+    metrics, predictions = evaluate_pipeline(pipeline, data, threshold)
     model.train()
-    metrics = segmentation_metrics(predictions, targets, len(data.class_names) + 1)
-    # recognition apart from localisation: the class of each true object pixel, whatever the threshold says
-    right = sum(
-        ((best_class + 1 == target) & (target > 0)).sum().item()
-        for (_, best_class), target in zip(scored, targets, strict=True)
-    )
-    metrics["foreground_class_accuracy"] = right / max(1, sum((target > 0).sum().item() for target in targets))
     return metrics, threshold, predictions
-
-
-def baselines(data: DetectionData, seed: int) -> dict:
-    """What two segmenters that never look at the classes score on the same held-out pixels: everything background,
-    and the true masks with each object's class drawn at random (perfect localisation, no recognition)."""
-    generator = np.random.default_rng(seed)
-    targets = [torch.from_numpy(target_mask(row)) for row in data.eval]
-    num_labels = len(data.class_names) + 1
-    background = segmentation_metrics([torch.zeros_like(t) for t in targets], targets, num_labels)
-    shuffled = []
-    for target in targets:
-        relabelled = target.clone()
-        for label in target.unique().tolist():
-            if label:
-                relabelled[target == label] = int(generator.integers(1, num_labels))
-        shuffled.append(relabelled)
-    random_classes = segmentation_metrics(shuffled, targets, num_labels)
-    return {
-        **{
-            name: {"all_background": background[name], "true_masks_random_classes": random_classes[name]}
-            for name in ("mean_iou", "pixel_accuracy", "foreground_iou")
-        },
-        "foreground_class_accuracy": {"chance": 1 / len(data.class_names)},
-    }
 
 
 def segmentation_grid(data: DetectionData, predictions: list[torch.Tensor], count: int) -> list[Image.Image]:
@@ -569,9 +458,10 @@ def main(args):
         reference = baselines(data, args.seed)
         # a LoRA adapter is merged into the weights: the pipeline folder holds a whole GroupViT
         model_to_save = unwrapped.merge_and_unload() if args.use_lora else unwrapped
-        make_pipeline(model_to_save.eval(), processor, args, threshold).save_pretrained(args.output_dir)
+        pipeline = make_pipeline(model_to_save.eval(), processor, args, threshold)
+        pipeline.save_pretrained(args.output_dir)
         save_card_grid(segmentation_grid(data, predictions, args.num_validation_images), args.output_dir, columns=6)
-        protocol = groupvit_protocol(data, threshold, args)
+        protocol = groupvit_protocol(data, pipeline, args)
         record = write_run_record(args, metrics, None, {**run_facts, "baselines": reference}, protocol)
         write_model_card(
             args,
@@ -592,36 +482,6 @@ def main(args):
             push_folder(args, "train_groupvit.py", logger)
     end_run(accelerator)
     return metrics
-
-
-def groupvit_protocol(data: DetectionData, threshold: float, args) -> dict:
-    """How the run's numbers were measured, for metrics.json and the card."""
-    protocol = {
-        "dataset": data.dataset,
-        "split": data.split,
-        "num_images": len(data.eval),
-        "targets": "the canvases' pixel masks (digit ink labelled by class, the rest background)"
-        if is_builtin(args)
-        else "each image's boxes filled with their class (later boxes over earlier ones), the rest background",
-        "prompts": f"one per class, {args.prompt_template!r} filled with its name ({len(data.class_names)} classes)",
-        "labels": "GroupViTSegmentationPipeline: each pixel takes the class whose prompt is nearest (cosine) to its "
-        f"groups' embeddings, or background under the similarity {threshold:.4g}, chosen among "
-        f"{THRESHOLD_QUANTILES} quantiles of the pixels' best similarities for the best mIoU on up to "
-        f"{CALIBRATION_IMAGES} training images",
-        "metric": f"IoU per label over every held-out pixel, mean over background and the {len(data.class_names)} "
-        "classes (a label absent from targets and predictions is left out); pixel accuracy; IoU of any class "
-        "against background (foreground IoU); the share of the true objects' pixels whose best class is theirs, "
-        "background threshold aside (class accuracy on object pixels)",
-        "baselines": "all_background: every pixel background; true_masks_random_classes: the true masks, each "
-        "object's class drawn at random (perfect localisation, no recognition); chance: one class in "
-        f"{len(data.class_names)}",
-    }
-    if is_builtin(args):
-        protocol["canvases"] = (
-            f"{args.num_train_canvases} training and {args.num_test_canvases} test canvases of "
-            f"{args.canvas_size} px (seed 0)"
-        )
-    return protocol
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ The folder holds transformers' detector and processor: `OwlViTForObjectDetection
 --use_lora it holds the adapter: `peft.PeftModel.from_pretrained(OwlViTForObjectDetection.from_pretrained(base), dir)`.
 Metrics on the held-out images: COCO's mAP@[.5:.95], mAP@0.5 and mAP@0.75 of the detections that transformers' own
 `post_process_grounded_object_detection` returns for the class queries, beside two baselines (random boxes; the true
-boxes with every class).
+boxes with every class); `hfgen evaluate <dir>` measures the saved folder the same way
+(`hfgen.models.owlvit_heads.evaluation`).
 """
 
 import logging
@@ -30,20 +31,31 @@ from functools import partial
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from datasets import Dataset
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 from transformers import AutoConfig, Owlv2Config, Owlv2Processor, OwlViTConfig, OwlViTProcessor
 
-from hfgen.data import BUILTIN_CANVASES
 from hfgen.losses.detection import CLASS_LOSSES
-from hfgen.metrics.detection import box_convert, mean_average_precision
+from hfgen.metrics.detection import box_convert
 from hfgen.models.owlvit_heads import (
     DETECTOR_CLASSES,
     DETECTOR_CONFIGS,
     OwlViTDetectionConfig,
     OwlViTForOpenVocabularyDetection,
     build_owl_processor,
+)
+from hfgen.models.owlvit_heads.evaluation import (
+    CANVAS_QUERY_TEMPLATE,
+    CANVAS_SIZE,
+    CARD_METRIC_NAMES,
+    MAX_DETECTIONS,
+    QUERY_TEMPLATE,
+    TRAIN_CANVASES,
+    baselines,
+    default_query_template,
+    evaluate,
+    num_predictions,
+    owl_protocol,
 )
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run, resolve_max_train_steps
@@ -89,16 +101,8 @@ SCRATCH_TEXT_MAX_LENGTH = 16
 SCRATCH_ARCHITECTURE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4)
 SCRATCH_PATCH_SIZE = 8
 
-# The built-in canvases: their own side, and 8,000 training canvases rather than their default 1,000, as canvases
-# cost nothing to draw (about 7 s) and the small detector overfits 1,000 (measured at 1,500 steps: mAP@0.5 0.21 on
-# 1,000, 0.25 on 4,000; 0.39 on 8,000 at 2,000 steps).
-CANVAS_SIZE = 64
-TRAIN_CANVASES = 8000
-
 PROCESSOR_CLASSES = {"owlvit": OwlViTProcessor, "owlv2": Owlv2Processor}
 
-# COCO's evaluation keeps the 100 highest-scoring detections of each image; so do the metrics here.
-MAX_DETECTIONS = 100
 # The validation grids and the card's picture draw the detections scoring at least this, at most 10 per image.
 DRAW_SCORE = 0.3
 DRAW_SIZE = 192
@@ -111,8 +115,8 @@ def parse_args(input_args=None):
         "--query_template",
         type=str,
         default=None,
-        help='The text query of each class, with one {} for its name. Default: "a photo of the digit {}" on the '
-        'built-in canvases, "a photo of a {}" otherwise.',
+        help=f'The text query of each class, with one {{}} for its name. Default: "{CANVAS_QUERY_TEMPLATE}" on the '
+        f'built-in canvases, "{QUERY_TEMPLATE}" otherwise.',
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     # model
@@ -174,9 +178,8 @@ def parse_args(input_args=None):
             "focal_gamma": (0, None, "closed"),
         },
     )
-    builtin = resolve_detection_data_arguments(parser, args, CANVAS_SIZE, TRAIN_CANVASES)
-    if args.query_template is None:
-        args.query_template = "a photo of the digit {}" if builtin else "a photo of a {}"
+    resolve_detection_data_arguments(parser, args, CANVAS_SIZE, TRAIN_CANVASES)
+    args.query_template = args.query_template or default_query_template(args)
     if args.query_template.count("{}") != 1:
         parser.error(f"--query_template needs exactly one {{}}, for the class name; got {args.query_template!r}")
     if args.model_name_or_path is not None:
@@ -301,106 +304,7 @@ def build_model(args, queries: list[str]):
     ), processor
 
 
-def num_predictions(model) -> int:
-    """Boxes the detector predicts per image: one per patch."""
-    vision = model.config.detector_config.vision_config
-    return (vision.image_size // vision.patch_size) ** 2
-
-
-# --- 3. evaluation ---
-
-
-@torch.no_grad()
-def detect(detector, processor, images: list, queries: list[str], device, batch_size: int = 64) -> list[dict]:
-    """What a user gets: the processor's inputs for the images and all the queries, the detector, then transformers'
-    own post-processing (each patch's box with its best query's score, in pixels of the original image); the
-    `MAX_DETECTIONS` highest-scoring of each image, on the CPU."""
-    detections = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        inputs = processor(text=[queries] * len(batch), images=batch, return_tensors="pt").to(device)
-        outputs = detector(**inputs)
-        results = processor.post_process_grounded_object_detection(
-            outputs, threshold=0.0, target_sizes=[(image.height, image.width) for image in batch]
-        )
-        for result in results:
-            kept = result["scores"].argsort(descending=True)[:MAX_DETECTIONS]
-            detections.append({key: result[key][kept].cpu() for key in ("boxes", "scores", "labels")})
-    return detections
-
-
-def ground_truth(images: Dataset) -> list[dict[str, torch.Tensor]]:
-    """The held-out boxes (xyxy pixels) and classes, as `mean_average_precision` reads them."""
-    return [
-        {
-            "boxes": torch.tensor(objects["bbox"], dtype=torch.float32).view(-1, 4),
-            "labels": torch.tensor(objects["category"], dtype=torch.long),
-        }
-        for objects in images["objects"]
-    ]
-
-
-def detection_metrics(detections: list[dict], targets: list[dict], class_names: list[str]) -> dict:
-    scores = mean_average_precision(detections, targets, num_classes=len(class_names))
-    metrics = {name: scores[name] for name in ("map", "map_50", "map_75")}
-    metrics["ap_50_per_class"] = {class_names[k]: value for k, value in scores["map_per_class"].items()}
-    return metrics
-
-
-@torch.no_grad()
-def evaluate(model, processor, data: DetectionData, queries: list[str], device) -> tuple[dict, list[dict]]:
-    """mAP of the detector on the held-out images (`detect`, then `mean_average_precision`), and the detections."""
-    model.eval()
-    detections = detect(model.detector, processor, list(data.eval["image"]), queries, device)
-    model.train()
-    return detection_metrics(detections, ground_truth(data.eval), data.class_names), detections
-
-
-def baselines(data: DetectionData, count: int, seed: int) -> dict:
-    """What two detectors that do not look at the images score on the same held-out boxes and protocol:
-
-    - `random_boxes`: `count` boxes per image (as many as the model keeps), each of the training boxes' mean width
-      and height (as fractions of the image), at a uniformly random place inside the image, with a random class and
-      score: chance;
-    - `true_boxes_any_class`: every true box, once per class, each with a random score: perfect localisation
-      without recognising anything, which scores about 1 / (number of classes) at every IoU threshold. A model above
-      it tells the classes apart."""
-    generator = torch.Generator().manual_seed(seed)
-    num_classes = len(data.class_names)
-    fractions = []
-    for row in data.train:
-        width, height = row["image"].size
-        boxes = torch.tensor(row["objects"]["bbox"], dtype=torch.float32).view(-1, 4)
-        fractions.append((boxes[:, 2:] - boxes[:, :2]) / torch.tensor([width, height]))
-    mean_fraction = torch.cat(fractions).mean(dim=0)
-    targets = ground_truth(data.eval)
-    random_boxes, true_boxes = [], []
-    for image, target in zip(data.eval["image"], targets, strict=True):
-        size = torch.tensor([image.width, image.height], dtype=torch.float32)
-        box_size = mean_fraction * size
-        corners = torch.rand(count, 2, generator=generator) * (size - box_size)
-        random_boxes.append(
-            {
-                "boxes": torch.cat([corners, corners + box_size], dim=1),
-                "scores": torch.rand(count, generator=generator),
-                "labels": torch.randint(num_classes, (count,), generator=generator),
-            }
-        )
-        num_boxes = target["boxes"].shape[0]
-        true_boxes.append(
-            {
-                "boxes": target["boxes"].repeat_interleave(num_classes, dim=0),
-                "scores": torch.rand(num_boxes * num_classes, generator=generator),
-                "labels": torch.arange(num_classes).repeat(num_boxes),
-            }
-        )
-    results = {
-        name: mean_average_precision(detections, targets, num_classes=num_classes)
-        for name, detections in (("random_boxes", random_boxes), ("true_boxes_any_class", true_boxes))
-    }
-    return {
-        metric: {name: result[metric] for name, result in results.items()} for metric in ("map", "map_50", "map_75")
-    }
+# --- 3. evaluation: the detections drawn (the metrics are hfgen.models.owlvit_heads.evaluation's) ---
 
 
 def draw_detections(image, detection: dict, class_names: list[str]) -> Image.Image:
@@ -442,9 +346,10 @@ def main(args):
     set_seed(args.seed)
     model, processor = build_model(args, queries)
     most_boxes = max(len(objects["bbox"]) for objects in data.train["objects"])
-    if most_boxes > num_predictions(model):
+    box_predictions = num_predictions(model.config.detector_config.vision_config)
+    if most_boxes > box_predictions:
         raise ValueError(
-            f"an image of {data.dataset} holds {most_boxes} boxes, more than the detector's {num_predictions(model)} "
+            f"an image of {data.dataset} holds {most_boxes} boxes, more than the detector's {box_predictions} "
             "box predictions (one per patch): train at a larger --resolution, or with smaller patches"
         )
     if args.dry_run:
@@ -521,7 +426,7 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            metrics, detections = evaluate(unwrapped, processor, data, queries, accelerator.device)
+            metrics, detections = evaluate(unwrapped.detector, processor, data, queries, accelerator.device)
             scalars = {f"eval/{name}": value for name, value in metrics.items() if not isinstance(value, dict)}
             accelerator.log(scalars, step=global_step)
             logger.info(f"step {global_step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
@@ -534,8 +439,8 @@ def main(args):
     run_facts = check_replicas(accelerator, model, global_step, logger)
     metrics = None
     if accelerator.is_main_process:
-        metrics, detections = evaluate(unwrapped, processor, data, queries, accelerator.device)
-        reference = baselines(data, min(num_predictions(unwrapped), MAX_DETECTIONS), args.seed)
+        metrics, detections = evaluate(unwrapped.detector, processor, data, queries, accelerator.device)
+        reference = baselines(data, min(box_predictions, MAX_DETECTIONS), args.seed)
         # the training queries travel with the detector (`id2label`, as transformers' label names do): the demo and
         # users start from them
         unwrapped.detector.config.id2label = dict(enumerate(queries))
@@ -565,33 +470,6 @@ def main(args):
             push_folder(args, "train_owlvit_detection.py", logger)
     end_run(accelerator)
     return metrics
-
-
-CARD_METRIC_NAMES = {"map": "mAP@[.5:.95]", "map_50": "mAP@0.5", "map_75": "mAP@0.75"}
-
-
-def owl_protocol(data: DetectionData, queries: list[str], args) -> dict:
-    """How the run's numbers were measured, for metrics.json and the card."""
-    protocol = {
-        "dataset": data.dataset,
-        "split": data.split,
-        "num_images": len(data.eval),
-        "num_boxes": sum(len(objects["bbox"]) for objects in data.eval["objects"]),
-        "queries": f"one per class, {args.query_template!r} filled with its name ({len(queries)} queries)",
-        "detections": "the processor's post_process_grounded_object_detection (threshold 0): each patch's box with "
-        f"its best query's score; the {MAX_DETECTIONS} highest-scoring of each image are kept, as COCO keeps",
-        "metric": "COCO-style box mAP (101-point interpolation, every class with ground truth weighed equally): "
-        "mean over IoU 0.50:0.05:0.95, and at IoU 0.50 and 0.75",
-        "baselines": "random_boxes: as many boxes per image as are kept, of the training boxes' mean size, at random "
-        "places with random classes and scores; true_boxes_any_class: every true box once per class with random "
-        "scores (perfect localisation, no recognition)",
-    }
-    if args.train_data_dir is None and args.dataset_name == BUILTIN_CANVASES:
-        protocol["canvases"] = (
-            f"{args.num_train_canvases} training and {args.num_test_canvases} test canvases of "
-            f"{args.canvas_size} px (seed 0)"
-        )
-    return protocol
 
 
 if __name__ == "__main__":

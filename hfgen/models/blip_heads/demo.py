@@ -7,6 +7,7 @@ from transformers import BlipForConditionalGeneration, BlipForQuestionAnswering,
 
 from ...demo import import_gradio
 from ..modeling_utils import load_model_folder
+from .evaluation import ANSWER_MAX_NEW_TOKENS, CAPTION_MAX_NEW_TOKENS, NUM_BEAMS
 
 
 @torch.no_grad()
@@ -18,7 +19,7 @@ def caption(model, processor, image, num_beams: int, max_new_tokens: int) -> str
 
 @torch.no_grad()
 def answer(model, processor, image, question: str, num_beams: int, max_new_tokens: int) -> str:
-    # one question, unpadded: the answer decoder attends to every question token (see train_blip_vqa.py)
+    # one question, unpadded: the answer decoder attends to every question token (see evaluation.generate_answers)
     tokenizer = processor.tokenizer
     input_ids = tokenizer(question, truncation=True, max_length=tokenizer.model_max_length, return_tensors="pt")
     pixel_values = processor(images=image.convert("RGB"), return_tensors="pt").pixel_values.to(model.device)
@@ -48,11 +49,11 @@ def build_demo(folder: str, architecture: str):
                 inputs = [image]
                 if answers_questions:
                     inputs.append(gr.Textbox(label="question", elem_id="question"))
-                beams = gr.Slider(1, 8, value=3, step=1, label="beams", elem_id="num_beams")
+                beams = gr.Slider(1, 8, value=NUM_BEAMS, step=1, label="beams", elem_id="num_beams")
                 length = gr.Slider(
                     1,
                     most_tokens,
-                    value=min(20, most_tokens),
+                    value=min(ANSWER_MAX_NEW_TOKENS if answers_questions else CAPTION_MAX_NEW_TOKENS, most_tokens),
                     step=1,
                     label="most new tokens",
                     elem_id="max_new_tokens",
