@@ -125,16 +125,17 @@ def translate_images(pipeline, args: argparse.Namespace) -> list:
 
 
 def run_sample(args: argparse.Namespace) -> None:
-    from .families import holds_pipeline
+    from .families import load_folder_pipeline
     from .models.modeling_utils import folder_architecture
 
-    if not holds_pipeline(args.folder):
+    pipeline = load_folder_pipeline(args.folder)
+    if pipeline is None:
         architecture = folder_architecture(args.folder)
         raise CommandError(
-            f"{args.folder} holds a {architecture}, which draws no images from noise: hfgen sample takes the pipeline "
-            f"folders of generators and translators; `hfgen demo` and `hfgen evaluate` take this one"
+            f"{args.folder} holds a {architecture}, which draws no images from noise: hfgen sample takes the folders "
+            f"of generators and translators; `hfgen demo` and `hfgen evaluate` take this one"
         )
-    pipeline = load_pipeline(args.folder)
+    pipeline.set_progress_bar_config(disable=True)
     parameters = inspect.signature(type(pipeline).__call__).parameters
     if "images" in parameters:
         images = translate_images(pipeline, args)
@@ -230,21 +231,12 @@ RUN_OVERRIDES = (
 )
 
 
-def recorded_arguments(folder: str) -> dict:
-    """The resolved flags of the run that saved the folder (`training_args.json`), or {} for a folder without one."""
-    from .models.modeling_utils import folder_file
-
-    path = folder_file(folder, "training_args.json")
-    if path is None:
-        return {}
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
-
-
 def run_arguments(folder: str, args: argparse.Namespace, family_defaults: dict) -> argparse.Namespace:
     """The flags the folder is measured with: the run's own (its data, held-out split, seed and the family's
     settings, from `training_args.json`) over the family's defaults, and over both what the command line gives; new
     data (`--dataset_name` / `--train_data_dir`) replaces the recorded data."""
+    from .families import recorded_arguments
+
     recorded = recorded_arguments(folder)
     run = {**RUN_DEFAULTS, **family_defaults, **recorded}
     if args.dataset_name is not None or args.train_data_dir is not None:

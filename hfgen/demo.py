@@ -10,8 +10,8 @@ What several families share (drawing a grid of images from noise with a seed) is
 Gradio is an optional extra (`pip install hfgen[demo]`): it is imported only when a demo is built.
 """
 
-from .families import folder_family, pipeline_family_module
-from .pipelines.sampling import image_grid, load_pipeline, sample_images
+from .families import folder_family, load_folder_pipeline, pipeline_family_module
+from .pipelines.sampling import image_grid, sample_images
 
 # The most images one click draws; the grid is at most 4 x 4.
 MAX_IMAGES = 16
@@ -46,12 +46,14 @@ def folder_demo_module(folder: str):
 
 
 def build_demo(folder_or_pipeline):
-    """The Gradio app of a folder (or Hub id, or a loaded pipeline): the interface its family defines."""
+    """The Gradio app of a folder (or Hub id, or a loaded pipeline): the interface its family defines. A model folder
+    that works inside a pipeline (a ControlNet, LoRA weights) gets the demo of that pipeline."""
     if isinstance(folder_or_pipeline, str):
         held, module = folder_demo_module(folder_or_pipeline)  # a folder without a demo fails before loading weights
-        if isinstance(held, str):  # a transformers model folder, by its architecture
+        pipeline = load_folder_pipeline(folder_or_pipeline)
+        if pipeline is None:  # a transformers model folder, served by its architecture
             return module.build_demo(folder_or_pipeline, held)
-        folder_or_pipeline = load_pipeline(folder_or_pipeline)
+        folder_or_pipeline = pipeline
     return demo_module(type(folder_or_pipeline)).build_demo(folder_or_pipeline)
 
 

@@ -6,14 +6,18 @@ holds `GANPipeline`, and its `demo.py` / `evaluation.py` serve GAN folders. A mo
 `hfgen.pipelines`, whose `FOLDER_ARCHITECTURES` lists the class its config records (`CLIPModel` is served by
 `hfgen.models.clip_heads`). A new family adds its modules and
 declares itself there; nothing here names the families.
+
+A model folder that works inside a pipeline (a ControlNet, LoRA weights) is loaded as that pipeline by its family's
+`folders.load_folder_pipeline(folder, architecture)`; the commands then treat it as a pipeline folder.
 """
 
 import importlib
 import importlib.util
+import json
 import pkgutil
 
 from .models.modeling_utils import folder_architecture, folder_file
-from .pipelines.sampling import pipeline_class_of
+from .pipelines.sampling import load_pipeline, pipeline_class_of
 
 
 def holds_pipeline(folder: str) -> bool:
@@ -53,3 +57,21 @@ def folder_family(folder: str, kind: str):
         return pipeline_class, pipeline_family_module(pipeline_class, kind)
     architecture = folder_architecture(folder)
     return architecture, heads_family_module(architecture, kind)
+
+
+def recorded_arguments(folder: str) -> dict:
+    """The resolved flags of the run that saved the folder (`training_args.json`), or {} for a folder without one."""
+    path = folder_file(folder, "training_args.json")
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def load_folder_pipeline(folder: str):
+    """The pipeline a folder is used as: a pipeline folder's own, or the one its family's `folders` module builds
+    around a model folder (a ControlNet or LoRA weights on their run's base); None for a model folder used alone."""
+    if holds_pipeline(folder):
+        return load_pipeline(folder)
+    architecture, module = folder_family(folder, "folders")
+    return None if module is None else module.load_folder_pipeline(folder, architecture)

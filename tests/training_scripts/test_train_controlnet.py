@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import ControlNetModel
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -16,6 +17,7 @@ from hfgen.data.control import control_maps
 from hfgen.testing.pipeline_tester import seeded
 
 from .conftest import import_script, parse_error
+from .test_train_diffusion import SAME_SAMPLES, evaluate_saved_copy
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_CONTROLNET_RUN = [
@@ -84,6 +86,41 @@ def test_the_controlnet_folder_guides_the_base_pipeline(controlnet_run, tiny_ldm
     assert not torch.allclose(images, base, atol=1e-6)
 
 
+def test_hfgen_evaluate_measures_the_controlnet_on_its_base_as_the_run_did(
+    controlnet_run, tiny_ldm_folder, tmp_path, capsys
+):
+    from hfgen.cli import main
+
+    output_dir, _ = controlnet_run
+    folder = tmp_path / "controlnet"
+    # no flag: the base, the data, the Canny maps and the sampling all come from the run's training_args.json
+    printed, record = evaluate_saved_copy(output_dir, folder, capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
+    assert results["edge_f1"].metric_value == pytest.approx(record["metrics"]["edge_f1"])
+    assert "edge_f1_without_controlnet" in results and "fid" in results
+
+    # what a ControlNet folder cannot give back by itself: the base it steers, recorded in training_args.json
+    arguments = json.loads((folder / "training_args.json").read_text())
+    (folder / "training_args.json").write_text(
+        json.dumps({**arguments, "pretrained_model_name_or_path": str(tmp_path / "moved")})
+    )
+    assert main(["evaluate", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "the base pipeline" in error and "cannot be loaded" in error
+    (folder / "training_args.json").unlink()
+    assert main(["evaluate", str(folder), "--dataset_name", "hfgen/digits"]) == 2
+    error = capsys.readouterr().err
+    assert "holds a ControlNet but not the base pipeline" in error and len(error.strip().splitlines()) == 1
+    # nor does a pipeline folder holding base and ControlNet record the control maps it is measured on
+    base = hfgen.LatentDiffusionPipeline.from_pretrained(tiny_ldm_folder)
+    controlnet = ControlNetModel.from_pretrained(folder)
+    hfgen.LatentDiffusionControlNetPipeline(**base.components, controlnet=controlnet).save_pretrained(tmp_path / "cn")
+    assert main(["evaluate", str(tmp_path / "cn"), "--dataset_name", "hfgen/digits"]) == 2
+    assert "without the control maps it is measured on" in capsys.readouterr().err
+
+
 def test_controlnet_resume_continues_exactly_including_the_ema(
     tmp_path, controlnet_run, tiny_ldm_folder, launch_script
 ):
@@ -149,8 +186,9 @@ def test_control_images_from_a_folder_on_unlabelled_images(tmp_path, tiny_ldm_fo
     assert "class_accuracy" not in record["metrics"]
 
     (masks / "3.png").unlink()
-    script = import_script("train_controlnet.py")
-    args = script.parse_args(
+    from hfgen.pipelines.latent_diffusion.evaluation import conditioning_images
+
+    args = import_script("train_controlnet.py").parse_args(
         [
             f"--pretrained_model_name_or_path={tiny_ldm_folder}",
             f"--train_data_dir={images}",
@@ -159,7 +197,7 @@ def test_control_images_from_a_folder_on_unlabelled_images(tmp_path, tiny_ldm_fo
     )
     split = hfgen.data.load_image_dataset(train_data_dir=str(images), resolution=16)["train"]
     with pytest.raises(ValueError, match="--conditioning_data_dir has no control image .*3.png"):
-        script.conditioning_images(split, args)
+        conditioning_images(split, args)
 
 
 def test_a_stable_diffusion_base_gives_a_controlnet_diffusers_loads(
@@ -253,3 +291,25 @@ def test_control_images_and_captions_from_dataset_columns(tmp_path, tiny_ldm_fol
     assert "edge_f1" in record["metrics"] and "edge_f1_without_controlnet" in record["metrics"]
     assert "read from the data" in record["protocol"]["control"]
     assert "digit" in (output_dir / "README.md").read_text()  # the example prompt comes from the caption column
+
+
+def test_the_controlnet_folder_samples_and_serves_on_its_recorded_base(controlnet_run, tmp_path, capsys):
+    from PIL import Image
+
+    from hfgen.cli import main
+    from hfgen.demo import build_demo
+    from hfgen.families import load_folder_pipeline
+
+    output_dir, _ = controlnet_run
+    pipeline = load_folder_pipeline(str(output_dir))
+    assert isinstance(pipeline, hfgen.LatentDiffusionControlNetPipeline)
+    control = tmp_path / "control.png"
+    Image.new("L", (16, 16), 0).save(control)
+    arguments = ["--prompt", "a handwritten digit one", "--num_inference_steps", "2", "--num_images", "2"]
+    command = ["sample", str(output_dir), *arguments, "--images", str(control), "--output", str(tmp_path / "g.png")]
+    assert main(command) == 0
+    assert "2 images from LatentDiffusionControlNetPipeline (seeds 0 to 1)" in capsys.readouterr().out
+    side = pipeline.image_size[0]
+    assert Image.open(tmp_path / "g.png").size == (2 * side, side)
+    # the demo is latent diffusion's, with the control image input
+    assert type(build_demo(str(output_dir))).__name__ == "Blocks"

@@ -33,6 +33,24 @@ TINY_DIFFUSION_RUN = [
 REFERENCE_RUN = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--validation_steps", "2"]
 
 
+# How close `hfgen evaluate` comes to the run's own numbers: the same samples, but the run computed in its own process
+# (OMP_NUM_THREADS=1) and the test in this one with other thread counts, so float32 sums add up in another order (about
+# 1e-7 relative), which FID's matrix square root carries into its hundreds (1e-5 absolute).
+SAME_SAMPLES = dict(rel=1e-6, abs=1e-5)
+
+
+def evaluate_saved_copy(output_dir, folder, capsys, *flags) -> tuple[dict, dict]:
+    """`hfgen evaluate --update_card` on a copy of a run's folder at `folder`: what it printed, and the run's own
+    metrics.json."""
+    from hfgen.cli import main
+
+    shutil.copytree(output_dir, folder)
+    capsys.readouterr()
+    assert main(["evaluate", str(folder), "--update_card", *map(str, flags)]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+    return printed, json.loads((output_dir / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def tiny_unet_configs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unet_configs")
@@ -273,6 +291,19 @@ def test_the_ldm_folder_generates_from_prompts(ldm_run):
     assert (output_dir / "first_stage" / "model.safetensors").is_file()
 
 
+def test_hfgen_evaluate_measures_the_ldm_folder_as_the_run_did(ldm_run, tmp_path, capsys):
+    output_dir, _ = ldm_run
+    # no data flag: the run's digits, held-out split, prompts, guidance and steps, from training_args.json
+    printed, record = evaluate_saved_copy(output_dir, tmp_path / "ldm", capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    results = ModelCard.load(tmp_path / "ldm" / "README.md").data.eval_results
+    by_name = {result.metric_type: result for result in results}
+    assert by_name["fid"].metric_value == pytest.approx(record["metrics"]["fid"], **SAME_SAMPLES)
+    assert {"class_accuracy", "fid_without_guidance", "class_accuracy_without_guidance"} <= by_name.keys()
+    assert by_name["fid"].dataset_split == record["protocol"]["split"]
+
+
 def test_ldm_on_two_processes_keeps_the_replicas_and_the_first_stage_in_step(
     tmp_path, tiny_unet_configs, launch_script
 ):
@@ -366,7 +397,7 @@ def test_ldm_on_a_given_hfgen_vae_with_a_clip_score(tmp_path, tiny_unet_configs,
 
 
 def test_fine_tuning_a_stable_diffusion_folder_fully_and_with_lora(
-    tmp_path, tiny_stable_diffusion_folder, launch_script
+    tmp_path, tiny_stable_diffusion_folder, launch_script, capsys
 ):
     from diffusers import StableDiffusionPipeline
     from safetensors import safe_open
@@ -419,6 +450,10 @@ def test_fine_tuning_a_stable_diffusion_folder_fully_and_with_lora(
     assert np.abs(after - before).max() > 1e-4  # the adapters trained
     card = (lora / "README.md").read_text()
     assert "load_lora_weights" in card and tiny_stable_diffusion_folder in card
+    # hfgen evaluate loads the LoRA file on the base its training_args.json names, and measures it as the run did
+    printed, record = evaluate_saved_copy(lora, tmp_path / "lora-copy", capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
 
 
 @pytest.mark.parametrize("script", ["train_ddpm.py", "train_ldm.py"])

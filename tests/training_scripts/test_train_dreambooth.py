@@ -1,6 +1,7 @@
 """train_dreambooth_lora.py run as users run it: a few instance images, prior preservation with class images drawn by
 the base model, several subjects from a concepts list, LoRA files that hold only LoRA weights, and exact resume."""
 
+import argparse
 import json
 import shutil
 
@@ -15,6 +16,7 @@ import hfgen
 from hfgen.testing.pipeline_tester import seeded
 
 from .conftest import import_script, parse_error
+from .test_train_diffusion import SAME_SAMPLES, evaluate_saved_copy
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_DREAMBOOTH_RUN = [
@@ -112,6 +114,40 @@ def test_dreambooth_writes_lora_weights_that_reload_to_the_same_images(dreamboot
     adapted = sample(lora=True)
     assert torch.equal(adapted, sample(lora=True))
     assert not torch.allclose(adapted, sample(lora=False), atol=1e-7)
+
+
+def test_hfgen_evaluate_measures_the_lora_weights_on_their_base_as_the_run_did(
+    dreambooth_run, subjects, tmp_path, capsys
+):
+    from huggingface_hub import ModelCard
+
+    from hfgen.cli import RUN_DEFAULTS, main
+    from hfgen.pipelines.latent_diffusion.evaluation import run_subjects
+
+    output_dir, _ = dreambooth_run
+    folder = tmp_path / "dreambooth"
+    # no flag: the base, the subject's images, prompts and sampling all come from training_args.json
+    printed, record = evaluate_saved_copy(output_dir, folder, capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
+    assert results["instance_fidelity"].metric_value == pytest.approx(record["metrics"]["instance_fidelity"])
+    assert {"instance_fidelity_base", "class_drift"} <= results.keys()
+
+    # data it cannot be measured on, and a folder without the record naming its base: one line each
+    assert main(["evaluate", str(folder), "--dataset_name", "hfgen/digits"]) == 2
+    assert "--dataset_name: DreamBooth weights are measured against a folder" in capsys.readouterr().err
+    assert main(["evaluate", str(folder), "--train_data_dir", str(tmp_path / "gone")]) == 2
+    assert "--train_data_dir names the subject's images" in capsys.readouterr().err
+    # the run's own images, moved away since
+    recorded = json.loads((folder / "training_args.json").read_text())
+    run = argparse.Namespace(**{**RUN_DEFAULTS, **recorded, "instance_data_dir": str(tmp_path / "moved")})
+    with pytest.raises(ValueError, match="the run's training_args.json names the subject's images .*moved"):
+        run_subjects(run)
+    (folder / "training_args.json").unlink()
+    assert main(["evaluate", str(folder), "--train_data_dir", str(subjects / "zeros")]) == 2
+    error = capsys.readouterr().err
+    assert "holds LoRA weights but not the base pipeline" in error and len(error.strip().splitlines()) == 1
 
 
 def test_dreambooth_resume_continues_exactly(tmp_path, dreambooth_run, tiny_ldm_folder, subjects, launch_script):

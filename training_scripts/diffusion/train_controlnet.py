@@ -24,12 +24,10 @@ import logging
 import math
 import os
 
-import datasets
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from diffusers import ControlNetModel
-from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 import hfgen
@@ -43,9 +41,15 @@ from hfgen.data.captions import (
     drop_captions,
     grid_prompts,
 )
-from hfgen.data.control import CONTROL_TYPES, control_maps
-from hfgen.data.images import decoded_if_small, image_transform
-from hfgen.metrics.control import CONTROL_METRICS, control_agreement
+from hfgen.data.control import CONTROL_TYPES
+from hfgen.pipelines.latent_diffusion.evaluation import (
+    CONTROLNET_METRIC_NAMES,
+    ControlSource,
+    EvaluationPrompts,
+    computes_controls,
+    controlnet_protocol,
+    measure_controlnet,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -68,7 +72,7 @@ from hfgen.training.diffusion import (
     local_folder,
     noised_latents,
 )
-from hfgen.training.evaluation import DISTRIBUTION_METRIC_NAMES, evaluate_generator, load_run_data, run_protocol
+from hfgen.training.evaluation import load_run_data
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -210,73 +214,6 @@ def parse_args(input_args=None):
     return args
 
 
-def computes_controls(args) -> bool:
-    """Whether the control maps are computed from the images (no column or folder of control images given)."""
-    return not (args.conditioning_image_column or args.conditioning_data_dir)
-
-
-def control_parameters(args) -> dict:
-    """The keyword arguments of `args.control_type`'s function in `hfgen.data.control`."""
-    return {
-        "canny": {
-            "low_threshold": args.canny_low_threshold,
-            "high_threshold": args.canny_high_threshold,
-            "sigma": args.canny_sigma,
-        },
-        "sobel": {"threshold": args.sobel_threshold},
-        "blur": {"sigma": args.blur_sigma},
-        "mask": {"threshold": args.mask_threshold},
-    }.get(args.control_type, {})
-
-
-# --- control maps ---
-
-
-def conditioning_images(split: datasets.Dataset, args) -> datasets.Dataset:
-    """The control images paired with `split`'s images, as a dataset with an `image` column in the same order: the
-    --conditioning_image_column of the data, or the files of --conditioning_data_dir at the same relative paths."""
-    if args.conditioning_image_column is not None:
-        if args.conditioning_image_column not in split.column_names:
-            raise ValueError(
-                f"--conditioning_image_column {args.conditioning_image_column!r} is not a column of the data (its "
-                f"columns: {', '.join(split.column_names)})"
-            )
-        return split.select_columns([args.conditioning_image_column]).rename_column(
-            args.conditioning_image_column, "image"
-        )
-    paths = []
-    for record in split.cast_column("image", datasets.Image(decode=False))["image"]:
-        relative = os.path.relpath(record["path"], args.train_data_dir)
-        path = os.path.join(args.conditioning_data_dir, relative)
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"--conditioning_data_dir has no control image {path!r} for the training image {relative!r}: give "
-                "every image of --train_data_dir a control image at the same relative path"
-            )
-        paths.append(path)
-    return datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
-
-
-class ControlSource:
-    """The control maps of the run's images, in [0, 1] with 3 channels: computed from the images themselves, or read
-    from the paired control images of the training and evaluation splits (decoded once, by index)."""
-
-    def __init__(self, args, data):
-        self.args = args
-        self.parameters = control_parameters(args)
-        self.read = {}
-        if not computes_controls(args):
-            transform = image_transform(args.resolution, "RGB")
-            for name, split in (("train", data.evaluation.train), ("eval", data.evaluation.evaluation)):
-                self.read[name] = decoded_if_small(conditioning_images(split, args), transform, args.resolution, 3)
-
-    def maps(self, pixel_values: torch.Tensor, indices: list[int], split: str) -> torch.Tensor:
-        if computes_controls(self.args):
-            return control_maps(pixel_values, self.args.control_type, **self.parameters)
-        read = torch.stack([self.read[split][index]["pixel_values"] for index in indices])
-        return ((read + 1) / 2).to(pixel_values.device)
-
-
 # --- models ---
 
 
@@ -304,73 +241,6 @@ def load_models(args):
 
 
 # --- evaluation ---
-
-
-class EvaluationPrompts:
-    """Prompts and control maps of evaluation samples: for labelled data an evaluation image of the asked class, drawn
-    from the generator, prompted with its class; otherwise any evaluation image with its caption (or none)."""
-
-    def __init__(self, data, captions, args):
-        self.data, self.captions = data, captions
-        evaluation = data.evaluation.evaluation
-        self.texts = [str(text) for text in evaluation[args.caption_column]] if args.caption_column else None
-        self.by_class = {}
-        if isinstance(captions, LabelCaptions):
-            for index, label in enumerate(evaluation["label"]):
-                self.by_class.setdefault(int(label), []).append(index)
-
-    def draw(self, count: int, labels, generator) -> tuple[list[int], list[str]]:
-        if labels is not None:
-            indices = []
-            for label in labels.tolist():
-                pool = self.by_class[label]
-                indices.append(pool[torch.randint(0, len(pool), (1,), generator=generator).item()])
-            return indices, [self.captions.prompt(label) for label in labels.tolist()]
-        indices = torch.randint(0, len(self.data.eval), (count,), generator=generator).tolist()
-        return indices, [self.texts[index] for index in indices] if self.texts else [""] * count
-
-
-@torch.no_grad()
-def measure(pipeline, controls, prompts, data, args, accelerator, with_base: bool) -> dict:
-    """Metrics of samples drawn from held-out control maps: distribution metrics against the evaluation images, class
-    accuracy of prompted classes on the digits, and how well the samples follow their controls; with `with_base`,
-    also that of the base model without the ControlNet (same prompts, same noise)."""
-    num_classes = len(prompts.captions.phrases) if isinstance(prompts.captions, LabelCaptions) else 0
-    metric = CONTROL_METRICS.get(args.control_type)
-    agreement, base_agreement = [], []
-
-    def sample(batch_size, labels, generator):
-        indices, texts = prompts.draw(batch_size, labels.cpu() if labels is not None else None, generator)
-        pixel_values = torch.stack([data.eval[index]["pixel_values"] for index in indices])
-        control = controls.maps(pixel_values, indices, "eval")
-        latents = randn_tensor((batch_size, *pipeline._latent_shape), generator=generator)
-        arguments = dict(
-            prompt=texts,
-            image=control,
-            latents=latents,
-            guidance_scale=args.guidance_scale if any(texts) else 1.0,
-            num_inference_steps=args.num_inference_steps,
-            output_type="pt",
-        )
-        images = pipeline(**arguments, controlnet_conditioning_scale=args.controlnet_conditioning_scale).images * 2 - 1
-        if metric is not None:
-            agreement.append(control_agreement(control, images, args.control_type, **tolerance, **controls.parameters))
-            if with_base:
-                base = pipeline(**arguments, controlnet_conditioning_scale=0.0).images * 2 - 1
-                base_agreement.append(
-                    control_agreement(control, base, args.control_type, **tolerance, **controls.parameters)
-                )
-        return images
-
-    tolerance = {"tolerance": args.edge_tolerance} if metric == "edge_f1" else {}
-    metrics = evaluate_generator(
-        sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes=num_classes
-    )
-    if metric is not None:
-        metrics[metric] = torch.cat(gather_object(agreement)).mean().item()
-        if with_base:
-            metrics[f"{metric}_without_controlnet"] = torch.cat(gather_object(base_agreement)).mean().item()
-    return metrics
 
 
 @torch.no_grad()
@@ -406,23 +276,11 @@ def validate(pipeline, controls, prompts, data, args, accelerator, step, ema, pa
             grid = control_grid(pipeline, controls, prompts, data, args, args.num_validation_images)
             folder = os.path.join(args.output_dir, "validation")
             save_grid(grid, folder, "control_and_samples", accelerator, step, columns=args.num_validation_images)
-        metrics = measure(pipeline, controls, prompts, data, args, accelerator, with_base=final)
+        metrics = measure_controlnet(pipeline, controls, prompts, data, args, accelerator, with_base=final)
         controlnet.train()
     accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     return metrics
-
-
-CARD_METRIC_NAMES = {
-    **DISTRIBUTION_METRIC_NAMES,
-    "class_accuracy": "prompt accuracy (digits classifier reads the prompted class)",
-    "edge_f1": "edge agreement with the control (F1)",
-    "edge_f1_without_controlnet": "edge agreement of the base model alone (F1)",
-    "mask_iou": "mask agreement with the control (IoU)",
-    "mask_iou_without_controlnet": "mask agreement of the base model alone (IoU)",
-    "blur_psnr": "blurred-image agreement with the control (PSNR, dB)",
-    "blur_psnr_without_controlnet": "blurred-image agreement of the base model alone (PSNR, dB)",
-}
 
 
 # --- training ---
@@ -554,24 +412,13 @@ def main(args):
         model.eval().save_pretrained(args.output_dir)
         grid = control_grid(pipeline, controls, prompts, data, args, 8)
         save_card_grid(grid, args.output_dir, columns=8)
-        protocol = {
-            **run_protocol(data.evaluation, args.num_eval_samples),
-            "sampler": f"{type(pipeline.scheduler).__name__}, {args.num_inference_steps} steps, guidance scale "
-            f"{args.guidance_scale}, ControlNet scale {args.controlnet_conditioning_scale}",
-            "control": f"{args.control_type or 'unnamed'} maps of held-out images"
-            + (f" {control_parameters(args)}" if computes_controls(args) else ", read from the data"),
-        }
-        if args.control_type in ("canny", "sobel"):
-            protocol["edge_agreement"] = (
-                f"F1 of the samples' edges (same detector) against the control edges, {args.edge_tolerance} px "
-                "tolerance; the base model alone draws from the same prompts and noise"
-            )
+        protocol = controlnet_protocol(data, pipeline, args)
         record = write_run_record(args, metrics, None, run_facts, protocol)
         write_model_card(
             args,
             "controlnet",
             record,
-            CARD_METRIC_NAMES,
+            CONTROLNET_METRIC_NAMES,
             tags=["diffusion", "controlnet", "text-to-image"],
             pipeline_tag="text-to-image",
             example_prompt=grid_prompts(captions, 8)[-1],

@@ -28,13 +28,22 @@ import os
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, load_image_dataset
-from hfgen.data.images import image_transform
-from hfgen.metrics.backbone import resolve_feature_extractor
+from hfgen.data import BUILTIN_DIGITS
+from hfgen.pipelines.latent_diffusion.evaluation import (
+    CONCEPT_KEYS,
+    DREAMBOOTH_METRIC_NAMES,
+    base_measurements,
+    dreambooth_protocol,
+    feature_extractor,
+    load_folder_images,
+    lora_parameter_counts,
+    measure_dreambooth,
+    read_concepts,
+    sample_images,
+)
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import add_run_arguments, check_run_arguments, print_dry_run, resolve_max_train_steps
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
@@ -72,7 +81,6 @@ from hfgen.training.runs import (
 logger = get_logger(__name__)
 
 DEFAULT_TRAIN_STEPS = 400
-CONCEPT_KEYS = ("instance_prompt", "instance_data_dir", "class_prompt", "class_data_dir")
 
 
 def parse_args(input_args=None):
@@ -203,68 +211,7 @@ def parse_args(input_args=None):
     return args
 
 
-def read_concepts(args) -> list[dict]:
-    """The subjects of the run: the one of the flags, or those of --concepts_list, checked (one-line errors naming the
-    file, the entry and the key)."""
-    if args.concepts_list is None:
-        return [{key: getattr(args, key) for key in CONCEPT_KEYS}]
-    try:
-        with open(args.concepts_list, encoding="utf-8") as file:
-            concepts = json.load(file)
-    except FileNotFoundError:
-        raise ValueError(f"--concepts_list {args.concepts_list!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"--concepts_list {args.concepts_list!r} is not valid JSON ({error})") from None
-    if not isinstance(concepts, list) or not concepts or not all(isinstance(item, dict) for item in concepts):
-        raise ValueError(f"--concepts_list {args.concepts_list!r} must hold a non-empty JSON list of objects")
-    required = ["instance_prompt", "instance_data_dir"] + (["class_prompt"] if args.with_prior_preservation else [])
-    for index, concept in enumerate(concepts):
-        unknown = sorted(set(concept) - set(CONCEPT_KEYS))
-        if unknown:
-            raise ValueError(
-                f"--concepts_list entry {index} has unknown key(s) {', '.join(unknown)} (known: "
-                f"{', '.join(CONCEPT_KEYS)})"
-            )
-        for key in required:
-            if not isinstance(concept.get(key), str) or not concept[key]:
-                raise ValueError(f"--concepts_list entry {index} needs a {key!r} string")
-    return [{key: concept.get(key) for key in CONCEPT_KEYS} for concept in concepts]
-
-
 # --- data ---
-
-
-def load_folder_images(folder: str, args) -> torch.Tensor:
-    """Every image below `folder` (each one decoded first, a broken file named) as `(count, channels, resolution,
-    resolution)` in [-1, 1], resized and centre-cropped as the training images of every script."""
-    dataset = load_image_dataset(train_data_dir=folder, resolution=args.resolution)["train"]
-    return torch.stack(image_transform(args.resolution, args.color_mode)(dataset[:])["pixel_values"])
-
-
-@torch.no_grad()
-def sample_images(pipeline, prompt: str, count: int, seed: int, args, batch_size: int = 32) -> torch.Tensor:
-    """`count` samples of `prompt` in [-1, 1], the i-th drawn from the noise of seed `seed + i` (so the same images
-    whatever the batch size, and comparable between two models)."""
-    images = []
-    for start in range(0, count, batch_size):
-        latents = torch.stack(
-            [
-                randn_tensor(pipeline._latent_shape, generator=torch.Generator().manual_seed(seed + index))
-                for index in range(start, min(count, start + batch_size))
-            ]
-        )
-        images.append(
-            pipeline(
-                prompt=[prompt] * latents.shape[0],
-                latents=latents,
-                guidance_scale=args.guidance_scale if prompt else 1.0,
-                num_inference_steps=args.num_inference_steps,
-                output_type="pt",
-            ).images
-            * 2
-            - 1
-        )
-    return torch.cat(images)
 
 
 def class_images(pipeline, concept: dict, index: int, args, accelerator) -> torch.Tensor:
@@ -321,67 +268,6 @@ def collate_examples(examples) -> dict:
     return batch
 
 
-# --- metrics ---
-
-
-def feature_extractor(args, device):
-    """The features of the metrics, and their name: the --metrics_model backbone, hfgen's digits classifier, or the
-    pixels themselves (None)."""
-    if args.metrics_model is None:
-        return None, "pixels"
-    if args.metrics_model == BUILTIN_DIGITS:
-        return resolve_feature_extractor(None, BUILTIN_DIGITS, device=device)[0], "hfgen's digits classifier"
-    return resolve_feature_extractor(args.metrics_model, None, device=device)[0], args.metrics_model
-
-
-@torch.no_grad()
-def features(images: torch.Tensor, extractor) -> torch.Tensor:
-    """Unit-length features of images in [-1, 1]: the extractor's, or the pixels centred on their mean."""
-    if extractor is None:
-        flat = images.flatten(1).float()
-        flat = flat - flat.mean(dim=1, keepdim=True)
-    else:
-        device = next(extractor.parameters()).device
-        flat = extractor(images.to(device)).float().cpu()
-    return torch.nn.functional.normalize(flat, dim=1)
-
-
-def instance_fidelity(samples: torch.Tensor, instances: torch.Tensor, extractor) -> float:
-    """Mean cosine similarity of every sample to every instance image (the DINO score of Ruiz et al., in the chosen
-    features): how much the samples look like the subject."""
-    return (features(samples, extractor) @ features(instances, extractor).T).mean().item()
-
-
-def class_drift(samples: torch.Tensor, base_samples: torch.Tensor, extractor) -> float:
-    """Mean cosine distance between each class-prompt sample and the base model's sample from the same noise: how
-    far training moved the class (0: not at all)."""
-    return (1 - (features(samples, extractor) * features(base_samples, extractor)).sum(dim=1)).mean().item()
-
-
-@torch.no_grad()
-def measure(pipeline, concepts, instance_images, base_class_samples, extractor, args) -> dict:
-    """Fidelity of instance-prompt samples to the instance images, and drift of class-prompt samples from the base
-    model's, averaged over the subjects (on the main process: a few dozen samples per subject)."""
-    fidelity, drift = [], []
-    for index, concept in enumerate(concepts):
-        samples = sample_images(pipeline, concept["instance_prompt"], args.num_eval_samples, args.seed, args)
-        fidelity.append(instance_fidelity(samples, instance_images[index], extractor))
-        if concept["class_prompt"]:
-            class_samples = sample_images(pipeline, concept["class_prompt"], args.num_eval_samples, args.seed, args)
-            drift.append(class_drift(class_samples, base_class_samples[index], extractor))
-    metrics = {"instance_fidelity": sum(fidelity) / len(fidelity)}
-    if drift:
-        metrics["class_drift"] = sum(drift) / len(drift)
-    return metrics
-
-
-CARD_METRIC_NAMES = {
-    "instance_fidelity": "subject fidelity (mean cosine similarity of samples to the instance images)",
-    "instance_fidelity_base": "subject fidelity of the base model (same prompt, same noise)",
-    "class_drift": "class drift (mean cosine distance of class-prompt samples from the base model's)",
-}
-
-
 # --- the run ---
 
 
@@ -435,21 +321,7 @@ def main(args):
         ]
     base_metrics, base_class_samples = {}, []
     if accelerator.is_main_process:
-        base_class_samples = [
-            sample_images(pipeline, concept["class_prompt"], args.num_eval_samples, args.seed, args)
-            if concept["class_prompt"]
-            else None
-            for concept in concepts
-        ]
-        fidelity = [
-            instance_fidelity(
-                sample_images(pipeline, concept["instance_prompt"], args.num_eval_samples, args.seed, args),
-                instance_images[index],
-                extractor,
-            )
-            for index, concept in enumerate(concepts)
-        ]
-        base_metrics["instance_fidelity_base"] = sum(fidelity) / len(fidelity)
+        base_metrics, base_class_samples = base_measurements(pipeline, concepts, instance_images, extractor, args)
 
     # 3. LoRA adapters: the only trained weights
     add_unet_lora(unet, args.lora_rank, args.lora_alpha, args.lora_target_modules)
@@ -458,8 +330,7 @@ def main(args):
     unet.train()
     text_encoder.train(args.train_text_encoder)
     parameters = [p for model in (unet, text_encoder) for p in model.parameters() if p.requires_grad]
-    trained = sum(p.numel() for p in parameters)
-    total = sum(p.numel() for name, p in unet.named_parameters() if "lora_" not in name)
+    trained, total = lora_parameter_counts(unet, text_encoder)
     set_seed(args.seed, device_specific=True)
     instances = [
         (images, concept["instance_prompt"]) for images, concept in zip(instance_images, concepts, strict=True)
@@ -546,32 +417,23 @@ def main(args):
         unet_model = accelerator.unwrap_model(unet).eval()
         text_model = accelerator.unwrap_model(text_encoder).eval()
         save_lora(args.output_dir, unet_model, text_model if args.train_text_encoder else None)
-        metrics = {**measure(pipeline, concepts, instance_images, base_class_samples, extractor, args), **base_metrics}
+        metrics = {
+            **measure_dreambooth(pipeline, concepts, instance_images, base_class_samples, extractor, args),
+            **base_metrics,
+        }
         accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=global_step)
         rows = []
         for concept in concepts:
             for prompt in filter(None, (concept["instance_prompt"], concept["class_prompt"])):
                 rows.extend(pipeline.image_processor.postprocess(sample_images(pipeline, prompt, 8, args.seed, args)))
         save_card_grid(rows, args.output_dir, columns=8)
-        protocol = {
-            "dataset": ", ".join(concept["instance_data_dir"] for concept in concepts),
-            "split": "instance images",
-            "subjects": [
-                {key: concept[key] for key in ("instance_prompt", "class_prompt") if concept[key]}
-                for concept in concepts
-            ],
-            "instance_images": [len(images) for images in instance_images],
-            "samples": f"{args.num_eval_samples} per prompt from seeds {args.seed} on, "
-            f"{type(pipeline.scheduler).__name__} {args.num_inference_steps} steps, guidance {args.guidance_scale}",
-            "features": feature_name,
-            "trained_parameters": f"{trained:,} ({100 * trained / total:.2f}% of the UNet's {total:,})",
-        }
+        protocol = dreambooth_protocol(pipeline, concepts, instance_images, feature_name, args)
         record = write_run_record(args, metrics, None, run_facts, protocol)
         write_model_card(
             args,
             "dreambooth_lora",
             record,
-            CARD_METRIC_NAMES,
+            DREAMBOOTH_METRIC_NAMES,
             tags=["diffusion", "dreambooth", "lora", "text-to-image"],
             pipeline_tag="text-to-image",
             concepts=concepts,

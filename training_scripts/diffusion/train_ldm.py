@@ -24,15 +24,14 @@ import tempfile
 
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import gather_object, set_seed
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from accelerate.utils import set_seed
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, images_as_tensor
 from hfgen.data.captions import (
-    ColumnCaptions,
     IndexedImages,
     LabelCaptions,
     batch_captions,
@@ -43,6 +42,15 @@ from hfgen.data.captions import (
 )
 from hfgen.metrics import load_clip_score
 from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
+from hfgen.pipelines.latent_diffusion.evaluation import (
+    GUIDANCE_SCALE,
+    NUM_INFERENCE_STEPS,
+    TEXT_TO_IMAGE_METRIC_NAMES,
+    measure_text_to_image,
+    text_to_image_protocol,
+    unguided_metrics,
+)
+from hfgen.pipelines.latent_diffusion.folders import sampling_pipeline
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -65,13 +73,7 @@ from hfgen.training.diffusion import (
     noised_latents,
     save_lora,
 )
-from hfgen.training.evaluation import (
-    DISTRIBUTION_METRIC_NAMES,
-    evaluate_generator,
-    load_run_data,
-    measure_references,
-    run_protocol,
-)
+from hfgen.training.evaluation import load_run_data, measure_references
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -186,7 +188,7 @@ def parse_args(input_args=None):
         "that classifier-free guidance needs.",
     )
     parser.add_argument(
-        "--guidance_scale", type=float, default=3.0, help="Guidance of validation grids and the metrics."
+        "--guidance_scale", type=float, default=GUIDANCE_SCALE, help="Guidance of validation grids and the metrics."
     )
     parser.add_argument(
         "--clip_model_name_or_path",
@@ -200,7 +202,7 @@ def parse_args(input_args=None):
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
-    add_diffusion_arguments(parser, num_inference_steps=25)
+    add_diffusion_arguments(parser, num_inference_steps=NUM_INFERENCE_STEPS)
     parser.set_defaults(prediction_type=None, beta_schedule=LATENT_SCHEDULE["beta_schedule"])
     add_run_arguments(parser, family="ldm")
     parser.set_defaults(
@@ -485,52 +487,6 @@ def latent_diffusion_loss(vae, text_encoder, tokenizer, unet, noise_scheduler, p
 # --- evaluation ---
 
 
-def sampling_pipeline(vae, text_encoder, tokenizer, unet, noise_scheduler):
-    """The pipeline of the run's current weights, sampling with DDIM on the training schedule."""
-    scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False, set_alpha_to_one=False)
-    pipeline = hfgen.LatentDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-@torch.no_grad()
-def measure(pipeline, captions, data, args, accelerator, guidance_scale: float, clip_metric=None) -> dict:
-    """Metrics of samples drawn with `guidance_scale`: distribution metrics against the evaluation images, class
-    accuracy of prompted classes on the digits, and the CLIP score when a CLIP model is given."""
-    num_classes = len(captions.phrases) if isinstance(captions, LabelCaptions) else 0
-    prompted = []
-
-    def sample(batch_size, labels, generator):
-        if labels is not None:
-            prompts = [captions.prompt(int(label)) for label in labels]
-        elif isinstance(captions, ColumnCaptions):
-            # captions of the data drawn at random (from the evaluation generator), not the first ones every time
-            picks = torch.randint(0, len(captions.texts), (batch_size,), generator=generator).tolist()
-            prompts = [captions.texts[pick] for pick in picks]
-        else:
-            prompts = [""] * batch_size
-        images = pipeline(
-            prompt=prompts,
-            guidance_scale=guidance_scale if any(prompts) else 1.0,
-            num_inference_steps=args.num_inference_steps,
-            generator=generator,
-            output_type="pt",
-        ).images
-        prompted.append((images * 2 - 1, prompts))
-        return images * 2 - 1
-
-    metrics = evaluate_generator(
-        sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed, num_classes=num_classes
-    )
-    if clip_metric is not None and isinstance(captions, (LabelCaptions, ColumnCaptions)):
-        # every process scores its own samples; the mean is over all of them
-        local = [clip_metric(images, prompts).cpu() for images, prompts in prompted]
-        metrics["clip_score"] = torch.cat(gather_object(local)).mean().item()
-    return metrics
-
-
 @torch.no_grad()
 def validate(models, captions, data, args, accelerator, step, ema, trained_parameters, clip_metric=None) -> dict:
     """A grid of prompted samples (main process) and the metrics (all processes) of the averaged weights."""
@@ -551,21 +507,12 @@ def validate(models, captions, data, args, accelerator, step, ema, trained_param
             ).images
             columns = len(captions.phrases) if isinstance(captions, LabelCaptions) else None
             save_grid(images, os.path.join(args.output_dir, "validation"), "samples", accelerator, step, columns)
-        metrics = measure(pipeline, captions, data, args, accelerator, args.guidance_scale, clip_metric)
+        metrics = measure_text_to_image(pipeline, captions, data, args, accelerator, args.guidance_scale, clip_metric)
         unet_model.train()
         text_model.train(text_was_training)
     accelerator.log({f"eval/{name}": value for name, value in metrics.items()}, step=step)
     logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
     return metrics
-
-
-CARD_METRIC_NAMES = {
-    **DISTRIBUTION_METRIC_NAMES,
-    "class_accuracy": "prompt accuracy (digits classifier reads the prompted class)",
-    "class_accuracy_without_guidance": "prompt accuracy without guidance (scale 1)",
-    "fid_without_guidance": "FID without guidance (scale 1)",
-    "clip_score": "CLIP score",
-}
 
 
 def main(args):
@@ -690,15 +637,11 @@ def main(args):
     # on the main process, the Hub-ready folder (pipeline or LoRA file, sample grid, record, model card) and the upload
     run_facts = check_replicas(accelerator, unet, global_step, logger)
     metrics = validate(models, captions, data, args, accelerator, global_step, ema, trained_parameters, clip_metric)
-    if isinstance(captions, LabelCaptions) and args.guidance_scale != 1:
-        with averaged_weights(ema, trained_parameters):
-            pipeline = sampling_pipeline(
-                vae, accelerator.unwrap_model(text_encoder), tokenizer, accelerator.unwrap_model(unet), noise_scheduler
-            )
-            unguided = measure(pipeline, captions, data, args, accelerator, 1.0)
-        metrics.update(
-            {f"{name}_without_guidance": unguided[name] for name in ("fid", "class_accuracy") if name in unguided}
+    with averaged_weights(ema, trained_parameters):
+        pipeline = sampling_pipeline(
+            vae, accelerator.unwrap_model(text_encoder), tokenizer, accelerator.unwrap_model(unet), noise_scheduler
         )
+        metrics.update(unguided_metrics(pipeline, captions, data, args, accelerator))
     if accelerator.is_main_process:
         references = measure_references(data.evaluation, args)
         unet_model, text_model = accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)
@@ -720,19 +663,14 @@ def main(args):
         ).images
         columns = len(captions.phrases) if isinstance(captions, LabelCaptions) else 8
         save_card_grid(samples, args.output_dir, columns=columns)
-        protocol = {
-            **run_protocol(data.evaluation, args.num_eval_samples),
-            "sampler": f"DDIM (eta 0), {args.num_inference_steps} steps, guidance scale {args.guidance_scale}",
-        }
-        if isinstance(captions, LabelCaptions):
-            protocol["prompts"] = f"'{captions.templates[0]}' with the class names, classes balanced"
+        protocol = text_to_image_protocol(data, captions, args)
         record = write_run_record(args, metrics, references, run_facts, protocol)
         family = "lora" if args.use_lora else "ldm"
         write_model_card(
             args,
             family,
             record,
-            CARD_METRIC_NAMES,
+            TEXT_TO_IMAGE_METRIC_NAMES,
             tags=["diffusion", "latent-diffusion", "text-to-image"] + (["lora"] if args.use_lora else []),
             pipeline_tag="text-to-image",
             unet_config=dict(unet_model.config),
