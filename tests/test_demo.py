@@ -457,7 +457,8 @@ def test_every_family_that_allows_space_has_a_demo():
     packages.update(ddpm="pipelines.ddpm", cyclegan="pipelines.cyclegan", pix2pix="pipelines.cyclegan")
     packages.update(ldm="pipelines.latent_diffusion", groupvit="pipelines.groupvit", clip="models.clip_heads")
     packages.update({"blip-captioning": "models.blip_heads", "blip-vqa": "models.blip_heads"})
-    packages.update(owlvit="models.owlvit_heads")
+    packages.update({"owlvit": "models.owlvit_heads", "controlnet": "pipelines.latent_diffusion"})
+    packages["dreambooth-lora"] = "pipelines.latent_diffusion"  # served on their base pipeline (folders.py)
     assert set(DEMO_FAMILIES) == set(packages)
     for family in DEMO_FAMILIES:
         assert importlib.util.find_spec(f"hfgen.{packages[family]}.demo"), family

@@ -157,6 +157,8 @@ DEMO_FAMILIES = (
     "cyclegan",
     "pix2pix",
     "ldm",
+    "controlnet",
+    "dreambooth-lora",
     "groupvit",
     "clip",
     "blip-captioning",

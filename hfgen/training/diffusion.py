@@ -209,6 +209,16 @@ def save_lora(output_dir: str, unet: torch.nn.Module, text_encoder: torch.nn.Mod
     return os.path.join(output_dir, "pytorch_lora_weights.safetensors")
 
 
+def check_space_base(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A folder that holds no base pipeline (a ControlNet, LoRA weights) runs as a Space only when the Space can load
+    the base: from the Hub, not from a folder on this machine."""
+    if args.space and os.path.isdir(args.pretrained_model_name_or_path):
+        parser.error(
+            f"--space: the Space would load the base pipeline from {args.pretrained_model_name_or_path}, a folder on "
+            "this machine (the saved folder does not hold it): give its Hub id as --pretrained_model_name_or_path"
+        )
+
+
 def local_folder(path: str) -> str:
     """`path` itself when it is a folder, else the local snapshot of the Hub repo it names (downloaded once)."""
     if os.path.isdir(path):

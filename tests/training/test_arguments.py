@@ -74,5 +74,5 @@ def test_space_is_refused_in_one_line_for_folders_without_a_demo(capsys):
 
     assert parse("owlvit", "--space").space  # transformers folders have demos too
     with pytest.raises(SystemExit):
-        parse("dreambooth-lora", "--space")  # a LoRA file for someone else's pipeline: nothing to serve alone
-    assert "--space: dreambooth-lora folders have no Gradio demo yet" in capsys.readouterr().err
+        parse("new-family", "--space")  # a family whose folders have no demo module yet
+    assert "--space: new-family folders have no Gradio demo yet" in capsys.readouterr().err

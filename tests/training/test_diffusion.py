@@ -2,6 +2,7 @@
 
 import argparse
 
+import pytest
 import torch
 from diffusers.training_utils import EMAModel
 
@@ -85,3 +86,15 @@ def test_a_base_path_that_is_neither_a_folder_nor_a_repo_id_is_named():
 
     with pytest.raises(ValueError, match="'/no/such/ldm-digits' is neither a local folder nor a Hub repo id"):
         local_folder("/no/such/ldm-digits")
+
+
+def test_a_space_of_a_folder_without_its_base_needs_the_base_on_the_hub(tmp_path, capsys):
+    from hfgen.training.diffusion import check_space_base
+
+    parser = argparse.ArgumentParser(prog="train_controlnet.py")
+    check_space_base(parser, argparse.Namespace(space=True, pretrained_model_name_or_path="someone/tiny-ldm"))
+    check_space_base(parser, argparse.Namespace(space=False, pretrained_model_name_or_path=str(tmp_path)))
+    with pytest.raises(SystemExit):
+        check_space_base(parser, argparse.Namespace(space=True, pretrained_model_name_or_path=str(tmp_path)))
+    error = capsys.readouterr().err
+    assert f"--space: the Space would load the base pipeline from {tmp_path}, a folder on this machine" in error

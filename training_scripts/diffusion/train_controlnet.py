@@ -64,6 +64,7 @@ from hfgen.training.diffusion import (
     add_diffusion_arguments,
     averaged_weights,
     base_training_schedule,
+    check_space_base,
     create_ema,
     denoising_loss,
     encode_latents,
@@ -186,6 +187,7 @@ def parse_args(input_args=None):
     )
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
+    check_space_base(parser, args)
     check_flag_ranges(
         parser,
         args,

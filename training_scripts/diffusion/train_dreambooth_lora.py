@@ -54,6 +54,7 @@ from hfgen.training.diffusion import (
     add_text_encoder_lora,
     add_unet_lora,
     base_training_schedule,
+    check_space_base,
     denoising_loss,
     encode_latents,
     encode_text,
@@ -187,6 +188,7 @@ def parse_args(input_args=None):
         args.output_dir = f"dreambooth-lora-{os.path.splitext(os.path.basename(os.path.normpath(subject)))[0]}"
     check_run_arguments(parser, args)
     del args.dataset_name, args.train_data_dir
+    check_space_base(parser, args)
     check_flag_ranges(
         parser,
         args,

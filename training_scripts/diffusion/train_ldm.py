@@ -65,6 +65,7 @@ from hfgen.training.diffusion import (
     add_diffusion_arguments,
     add_unet_lora,
     averaged_weights,
+    check_space_base,
     create_ema,
     denoising_loss,
     encode_latents,
@@ -229,6 +230,8 @@ def parse_args(input_args=None):
     )
     if args.use_lora and args.pretrained_model_name_or_path is None:
         parser.error("--use_lora adapts an existing model: give it with --pretrained_model_name_or_path")
+    if args.use_lora:
+        check_space_base(parser, args)
     if args.use_lora and args.prediction_type is not None:
         parser.error(
             "--prediction_type with --use_lora: the adapters are used with the base model's scheduler, whose "
