@@ -23,9 +23,7 @@ import json
 import os
 import sys
 
-import torch
-
-from .pipelines.sampling import image_grid, load_pipeline, sample_images
+from .pipelines.sampling import image_grid, sample_images
 
 # Flags of `sample` that pass straight to the pipeline call when it takes them (flag name = argument name).
 PIPELINE_FLAGS = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "truncation_psi")
@@ -154,57 +152,6 @@ def output_path(path: str) -> str:
     return path
 
 
-def generator_sampler(pipeline):
-    """`sample(count, labels, generator)` returning images in [-1, 1], as the scripts' evaluation draws them, and the
-    number of classes of a class-conditional generator (0 otherwise); a pipeline that does not draw from noise alone
-    is a `CommandError`."""
-    parameters = inspect.signature(type(pipeline).__call__).parameters
-    name = type(pipeline).__name__
-    if not {"batch_size", "generator"} <= set(parameters):
-        raise CommandError(
-            f"{name} does not draw images from noise alone, and its family measures no saved folder yet: hfgen "
-            "evaluate measures generators (GAN, StyleGAN, VAE, DDPM, score SDE) and the families with an "
-            "evaluation module"
-        )
-    configs = [getattr(component, "config", None) for component in pipeline.components.values()]
-    num_classes = max([getattr(config, "num_classes", 0) or 0 for config in configs] + [0])
-
-    def sample(count, labels, generator):
-        extra = {"class_labels": labels} if labels is not None else {}
-        images = pipeline(batch_size=count, generator=generator, output_type="pt", **extra).images
-        return images.to(torch.float32) * 2 - 1
-
-    return sample, (num_classes if "class_labels" in parameters else 0)
-
-
-def evaluate_generator_folder(folder: str, run: argparse.Namespace, accelerator, batch_size: int):
-    """A generator's distribution metrics against the run's held-out images, as its training script measures them
-    (FID, KID, IS, precision / recall with a feature extractor; the diversity ratio always)."""
-    import logging
-
-    from .training.evaluation import (
-        DISTRIBUTION_METRIC_NAMES,
-        FolderEvaluation,
-        evaluate_generator,
-        load_run_data,
-        run_protocol,
-    )
-
-    pipeline = load_pipeline(folder)
-    sample, num_classes = generator_sampler(pipeline)
-    pipeline.to(accelerator.device)
-    # the generator's own size and colours decide how the real images are read
-    probe = sample(1, torch.zeros(1, dtype=torch.long) if num_classes else None, torch.Generator().manual_seed(0))
-    run.resolution, run.color_mode = probe.shape[-1], "L" if probe.shape[1] == 1 else "RGB"
-    data = load_run_data(run, accelerator, logging.getLogger("hfgen.cli"))
-    metrics = evaluate_generator(
-        sample, data.evaluation, data.eval, accelerator, run.num_eval_samples, run.seed, num_classes, batch_size
-    )
-    names = {**DISTRIBUTION_METRIC_NAMES, "class_accuracy": "class accuracy (digits classifier)"}
-    protocol = run_protocol(data.evaluation, run.num_eval_samples)
-    return FolderEvaluation(metrics, protocol, names, "unconditional-image-generation")
-
-
 # What a folder is measured with when neither its training record nor the command line says otherwise (a family's
 # own defaults come between).
 RUN_DEFAULTS = dict(
@@ -264,14 +211,11 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if args.update_card and not os.path.isfile(os.path.join(args.folder, "README.md")):
         raise CommandError(f"--update_card: {args.folder} has no README.md (model card) to update")
     held, module = folder_family(args.folder, "evaluation")
-    if module is None and isinstance(held, str):  # a model folder whose family measures no saved folder
-        raise CommandError(f"{held} folders have no evaluation yet: their training script measures them")
-    run = run_arguments(args.folder, args, getattr(module, "EVALUATION_DEFAULTS", {}))
-    accelerator = Accelerator()
     if module is None:
-        result = evaluate_generator_folder(args.folder, run, accelerator, args.batch_size)
-    else:
-        result = module.evaluate_folder(args.folder, run, accelerator)
+        name = held if isinstance(held, str) else held.__name__
+        raise CommandError(f"{name} folders have no evaluation yet: no hfgen training script saves them")
+    run = run_arguments(args.folder, args, module.EVALUATION_DEFAULTS)
+    result = module.evaluate_folder(args.folder, run, Accelerator())
     printed = {"metrics": result.metrics, "protocol": result.protocol}
     if result.baselines:
         printed["baselines"] = result.baselines
@@ -373,7 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--num_eval_samples", type=positive_int, default=None, help="Images generated (default: the run's, else 1000)."
     )
-    evaluate.add_argument("--batch_size", type=positive_int, default=128, help="Images per generator call.")
     evaluate.add_argument(
         "--seed",
         type=int,

@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hfgen import GANConfig, GANGenerator, GANPipeline
+from hfgen import GANConfig, GANDiscriminator, GANGenerator, GANPipeline
 from hfgen.cli import main
 
 
@@ -38,6 +38,16 @@ def tiles(path, size: int = 16) -> list[np.ndarray]:
     grid = np.asarray(Image.open(path))
     rows, columns = grid.shape[0] // size, grid.shape[1] // size
     return [grid[r * size : (r + 1) * size, c * size : (c + 1) * size] for r in range(rows) for c in range(columns)]
+
+
+def test_a_generator_saved_alone_samples_in_its_pipeline(gan_folder, tmp_path, capsys):
+    GANPipeline.from_pretrained(gan_folder).gan.save_pretrained(tmp_path / "generator")
+    for folder, output in ((gan_folder, "pipeline.png"), (tmp_path / "generator", "alone.png")):
+        assert main(["sample", str(folder), "--num_images", "3", "--output", str(tmp_path / output)]) == 0
+    assert "3 images from GANPipeline" in capsys.readouterr().out
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "pipeline.png")), np.asarray(Image.open(tmp_path / "alone.png"))
+    )
 
 
 def test_sample_draws_image_i_from_seed_plus_i(gan_folder, tmp_path, capsys):
@@ -80,7 +90,7 @@ def test_evaluate_prints_the_scripts_metrics_and_updates_the_card(gan_folder, tm
 
 
 def test_evaluate_on_the_built_in_digits_reads_them_with_the_digits_classifier(gan_folder, capsys):
-    arguments = ["--dataset_name", "hfgen/digits", "--num_eval_samples", "20", "--batch_size", "7"]
+    arguments = ["--dataset_name", "hfgen/digits", "--num_eval_samples", "20"]
     assert main(["evaluate", str(gan_folder), *arguments]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {"fid", "kid_mean", "precision", "recall", "class_accuracy", "diversity_ratio"} <= set(printed["metrics"])
@@ -100,7 +110,11 @@ def test_mistakes_are_one_line_with_exit_code_2(gan_folder, tmp_path, capsys):
     )
     model_only = tmp_path / "model"
     GANPipeline.from_pretrained(gan_folder).gan.save_pretrained(model_only)
-    assert "holds a GANGenerator, which draws no images from noise" in error("sample", str(model_only))
+    discriminator = tmp_path / "discriminator"
+    GANDiscriminator(GANConfig(latent_dim=8, image_size=16, generator_channels=4, max_channels=16)).save_pretrained(
+        discriminator
+    )
+    assert "holds a GANDiscriminator, which draws no images from noise" in error("sample", str(discriminator))
     assert "--images: GANPipeline takes no input images" in error("sample", str(gan_folder), "--images", str(tmp_path))
     assert "--dataset_name or --train_data_dir" in error("evaluate", str(gan_folder))
     assert "has no README.md" in error("evaluate", str(model_only), "--dataset_name", "x", "--update_card")

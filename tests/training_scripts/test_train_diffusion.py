@@ -133,6 +133,20 @@ def test_the_ddpm_folder_loads_in_diffusers_ddpm_ddim_and_hfgen(ddpm_run):
     assert (output_dir / "validation" / "step-000002-samples.png").is_file()
 
 
+def test_hfgen_evaluate_measures_the_ddpm_folder_as_the_run_did(ddpm_run, tmp_path, capsys):
+    output_dir, _ = ddpm_run
+    # no data flag: the run's digits, held-out split and DDIM steps, from training_args.json; the averaged weights,
+    # which the folder holds
+    printed, record = evaluate_saved_copy(output_dir, tmp_path / "ddpm", capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"] and printed["protocol"]["sampler"] == "DDIM (eta 0), 2 steps"
+    results = {
+        result.metric_type: result for result in ModelCard.load(tmp_path / "ddpm" / "README.md").data.eval_results
+    }
+    assert results["fid"].metric_value == pytest.approx(record["metrics"]["fid"], **SAME_SAMPLES)
+    assert results["fid"].dataset_split == record["protocol"]["split"] == "test"
+
+
 def test_ddpm_resume_continues_exactly_including_the_ema(tmp_path, ddpm_run, tiny_unet_configs, launch_script):
     reference_dir, _ = ddpm_run
     resumed_dir = tmp_path / "resumed"
@@ -193,8 +207,10 @@ def test_ddpm_continues_from_its_folder_with_other_objectives_and_weighting(tmp_
     assert arguments["snr_gamma"] == 5 and arguments["use_ema"] is False and arguments["gradient_checkpointing"]
 
 
-def test_score_ve_trains_a_score_network_with_its_noise_ladder(tmp_path, tiny_unet_configs, launch_script):
-    output_dir = tmp_path / "score"
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory, tiny_unet_configs, launch_script):
+    """Two score-matching steps at 16 px with the noise ladder measured on the digits."""
+    output_dir = tmp_path_factory.mktemp("score") / "run"
     result = launch_script(
         "train_ddpm.py",
         "--objective",
@@ -209,6 +225,11 @@ def test_score_ve_trains_a_score_network_with_its_noise_ladder(tmp_path, tiny_un
         "2",
         *TINY_DIFFUSION_RUN,
     )
+    return output_dir, result
+
+
+def test_score_ve_trains_a_score_network_with_its_noise_ladder(score_run):
+    output_dir, result = score_run
     pipeline = hfgen.ScoreSdePipeline.from_pretrained(output_dir)
     # sigma_max: the largest distance between two 16 px digits in [-1, 1], well above 1 and below the diagonal 32
     assert 5 < pipeline.scheduler.config.sigma_max < 32 and pipeline.scheduler.config.sigma_min == 0.01
@@ -220,6 +241,23 @@ def test_score_ve_trains_a_score_network_with_its_noise_ladder(tmp_path, tiny_un
     assert "fid" in result.stdout
     with pytest.raises(ValueError, match="is a ScoreSdePipeline folder .model_index.json., not a DDPMPipeline one"):
         hfgen.DDPMPipeline.from_pretrained(output_dir)
+
+
+def test_hfgen_evaluate_measures_the_score_folder_as_the_run_did(score_run, tmp_path, capsys):
+    from hfgen.cli import main
+
+    output_dir, _ = score_run
+    # predictor-corrector on the folder's noise ladder, the run's noise levels from training_args.json
+    printed, record = evaluate_saved_copy(output_dir, tmp_path / "score", capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    assert printed["protocol"]["sampler"] == (
+        "predictor-corrector (reverse diffusion + 1 Langevin step, snr 0.16), 2 noise levels"
+    )
+    # on other data: the built-in faces, their own test split
+    assert main(["evaluate", str(tmp_path / "score"), "--dataset_name", "hfgen/faces"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["protocol"]["dataset"] == "hfgen/faces" and "diversity_ratio" in printed["metrics"]
 
 
 def test_wrong_combinations_are_one_line(tmp_path, tiny_unet_configs, tiny_model_configs):

@@ -10,11 +10,13 @@ import torch
 import transformers
 from huggingface_hub import ModelCard
 from peft import PeftModel
+from PIL import Image
 from safetensors.torch import load_file
 
 import hfgen
 
 from .conftest import TINY_RUN, dry_run
+from .test_train_diffusion import SAME_SAMPLES, evaluate_saved_copy
 
 COMMON = [*TINY_RUN, "--report_to", "none"]
 
@@ -101,6 +103,27 @@ def check_hub_folder(output_dir, result, component):
     return record
 
 
+def check_evaluate_matches_the_run(output_dir, folder, capsys) -> None:
+    """`hfgen evaluate --update_card` on a copy of the run's folder, with no data flag (the run's digits, held-out
+    split, seed and sample count, from training_args.json), prints the run's own metrics and protocol and writes the
+    metrics into the card's model-index."""
+    printed, record = evaluate_saved_copy(output_dir, folder, capsys)
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    by_name = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
+    for name in ("fid", "class_accuracy"):
+        assert by_name[name].metric_value == pytest.approx(record["metrics"][name], **SAME_SAMPLES)
+    assert by_name["fid"].dataset_split == record["protocol"]["split"]
+
+
+def evaluate_adapter_folder(folder, capsys) -> dict:
+    """`hfgen evaluate` on a LoRA run's folder (its adapter alone, loaded unmerged on its base): the printed JSON."""
+    from hfgen.cli import main
+
+    assert main(["evaluate", str(folder)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def test_push_uploads_the_hub_ready_folder_and_nothing_else(gan_run, monkeypatch):
     """push_folder with huggingface_hub's calls intercepted: what would be uploaded, read with the same filter
     upload_folder applies."""
@@ -164,6 +187,23 @@ def test_gan_run_writes_a_hub_ready_folder_that_loads_three_ways(gan_run):
     # (batch norm counts the batches it sees; the saved EMA generator copies the counts).
     weights = load_file(output_dir / "model.safetensors")
     assert weights["blocks.0.norm.num_batches_tracked"].item() == 4
+
+
+def test_hfgen_evaluate_measures_the_gan_folder_as_the_run_did(gan_run, tmp_path, capsys):
+    from hfgen.cli import main
+
+    output_dir, _ = gan_run
+    check_evaluate_matches_the_run(output_dir, tmp_path / "gan", capsys)
+    # on other data: a user's folder of unlabelled images, without a feature extractor, so the diversity ratio alone
+    data = tmp_path / "squares"
+    data.mkdir()
+    for index in range(12):
+        image = Image.new("L", (20, 20), 0)
+        image.paste(255, (index % 6, index // 2, index % 6 + 8, index // 2 + 8))
+        image.save(data / f"square_{index}.png")
+    assert main(["evaluate", str(tmp_path / "gan"), "--train_data_dir", str(data)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["metrics"]) == {"diversity_ratio"} and printed["protocol"]["dataset"] == str(data)
 
 
 def test_gan_resume_continues_exactly(tmp_path, gan_run, configs, launch_script):
@@ -245,7 +285,7 @@ def test_wgan_gp_refuses_a_batch_norm_critic(tmp_path, configs, launch_script):
     assert "--loss wgan-gp needs a critic without batch norm" in result.stderr
 
 
-def test_gan_lora_fine_tunes_on_one_class_and_saves_only_the_adapter(tmp_path, gan_run, launch_script):
+def test_gan_lora_fine_tunes_on_one_class_and_saves_only_the_adapter(tmp_path, gan_run, launch_script, capsys):
     base_dir, _ = gan_run
     output_dir = tmp_path / "lora"
     launch_script(
@@ -273,6 +313,11 @@ def test_gan_lora_fine_tunes_on_one_class_and_saves_only_the_adapter(tmp_path, g
     z, labels = torch.randn(4, 8), torch.full((4,), 7)
     with torch.no_grad():
         assert not torch.allclose(tuned(z, labels=labels).sample, base(z, labels=labels).sample, atol=1e-4)
+    # the adapter, unmerged on its base, measured as the run measured it (on the held-out sevens)
+    measured = evaluate_adapter_folder(output_dir, capsys)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert measured["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert measured["protocol"] == record["protocol"]
 
 
 def test_a_diverging_run_stops_clearly_and_keeps_its_checkpoint(tmp_path, gan_run, configs, launch_script):
@@ -322,6 +367,11 @@ def test_stylegan_run_writes_a_hub_ready_folder_that_loads_three_ways(stylegan_r
     piped = pipeline(latents=z, class_labels=labels, noise_mode="const", truncation_psi=0.5, output_type="pt").images
     assert torch.allclose(piped, (images * 0.5 + 0.5).clamp(0, 1), atol=1e-6)
     assert "stylegan2" in ModelCard.load(output_dir / "README.md").data.tags
+
+
+def test_hfgen_evaluate_measures_the_stylegan_folder_as_the_run_did(stylegan_run, tmp_path, capsys):
+    output_dir, _ = stylegan_run
+    check_evaluate_matches_the_run(output_dir, tmp_path / "stylegan", capsys)
 
 
 def test_stylegan_resume_continues_exactly(tmp_path, stylegan_run, configs, launch_script):
@@ -386,7 +436,7 @@ def test_stylegan_two_processes_stay_in_sync_and_write_one_folder(tmp_path, conf
     )
 
 
-def test_stylegan_lora_and_adain_variant(tmp_path, stylegan_run, launch_script):
+def test_stylegan_lora_and_adain_variant(tmp_path, stylegan_run, launch_script, capsys):
     base_dir, _ = stylegan_run
     output_dir = tmp_path / "lora"
     launch_script(
@@ -416,6 +466,10 @@ def test_stylegan_lora_and_adain_variant(tmp_path, stylegan_run, launch_script):
             base(z, labels=labels, noise_mode="const").sample,
             atol=1e-5,
         )
+    measured = evaluate_adapter_folder(output_dir, capsys)
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert measured["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert measured["protocol"] == record["protocol"]
 
 
 @pytest.mark.parametrize("script", ["train_gan.py", "train_stylegan.py"])

@@ -133,6 +133,35 @@ def test_metrics_are_measured_and_in_the_card(trained_run):
     assert "fid_real_train_vs_evaluation" in card_values
 
 
+# How close `hfgen evaluate` comes to the run's own numbers: the same weights, images and samples, but the run computed
+# in its own process (OMP_NUM_THREADS=1) and the test in this one with other thread counts, so float32 sums add up in
+# another order (about 1e-7 relative), which FID's matrix square root carries into its hundreds (1e-5 absolute).
+SAME_SAMPLES = dict(rel=1e-6, abs=1e-5)
+
+
+def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(trained_run, tmp_path, capsys):
+    from hfgen.cli import main
+
+    output_dir, _ = trained_run
+    folder = tmp_path / "vae"
+    shutil.copytree(output_dir, folder)
+    capsys.readouterr()
+    # no data flag: the run's digits, held-out split, seed and sample count, from training_args.json
+    assert main(["evaluate", str(folder), "--update_card"]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
+    assert printed["protocol"] == record["protocol"]
+    results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
+    assert results["psnr"].metric_value == pytest.approx(record["metrics"]["psnr"], **SAME_SAMPLES)
+    assert results["fid"].dataset_split == record["protocol"]["split"] == "test"
+    # on other data: the built-in faces, their own test split
+    assert main(["evaluate", str(folder), "--dataset_name", "hfgen/faces"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"psnr", "ssim", "reconstruction_mse", "kl_per_image", "diversity_ratio"} <= printed["metrics"].keys()
+    assert printed["protocol"]["dataset"] == "hfgen/faces" and printed["protocol"]["split"] == "test"
+
+
 def test_checkpoints_are_complete_and_capped(tmp_path, tiny_config_dir, run_script):
     output_dir = tmp_path / "capped"
     run_script(

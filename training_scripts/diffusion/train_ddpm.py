@@ -18,12 +18,20 @@ import math
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers import DDIMScheduler, DDPMScheduler, ScoreSdeVeScheduler, UNet2DModel
+from diffusers import DDPMScheduler, ScoreSdeVeScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images, images_as_tensor
 from hfgen.losses import denoising_score_matching_loss, diffusion_loss, diffusion_target, min_snr_loss_weights
+from hfgen.pipelines.ddpm.evaluation import (
+    CARD_METRIC_NAMES,
+    DDIM_SAMPLING_STEPS,
+    diffusion_protocol,
+    diffusion_sampler,
+    sampling_pipeline,
+)
+from hfgen.pipelines.score_sde.evaluation import SCORE_SAMPLING_STEPS
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -42,13 +50,7 @@ from hfgen.training.diffusion import (
     sample_timesteps,
     training_noise,
 )
-from hfgen.training.evaluation import (
-    DISTRIBUTION_METRIC_NAMES,
-    load_run_data,
-    measure_references,
-    run_protocol,
-    validate_generator,
-)
+from hfgen.training.evaluation import load_run_data, measure_references, validate_generator
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_finite,
@@ -88,10 +90,6 @@ UNET_DOWNSAMPLING = 4
 SIGMA_MIN = 0.01
 # The corrector's signal-to-noise ratio: Song et al. 2021's value for the VE SDE.
 CORRECTOR_SNR = 0.16
-# Sampling steps of validation and the metrics unless --num_inference_steps says otherwise: DDIM gets close to the
-# full DDPM chain in 50 (benchmarks/bench_diffusion.py); predictor-corrector sampling needs more noise levels, at two
-# network evaluations each.
-DDIM_SAMPLING_STEPS, SCORE_SAMPLING_STEPS = 50, 100
 
 
 def parse_args(input_args=None):
@@ -264,26 +262,6 @@ def build_scheduler(args, data):
     )
 
 
-def sampling_pipeline(unet, noise_scheduler, args):
-    """The pipeline validation and the metrics sample with: DDIM with --num_inference_steps steps for DDPM (the
-    training scheduler's config, so the same noise schedule and prediction type), predictor-corrector for score_ve."""
-    if args.objective == "score_ve":
-        pipeline = hfgen.ScoreSdePipeline(unet=unet, scheduler=noise_scheduler)
-    else:
-        pipeline = hfgen.DDPMPipeline(unet=unet, scheduler=DDIMScheduler.from_config(noise_scheduler.config))
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-def sampler_description(args) -> str:
-    if args.objective == "score_ve":
-        return (
-            f"predictor-corrector (reverse diffusion + 1 Langevin step, snr {CORRECTOR_SNR}), "
-            f"{args.num_inference_steps} noise levels"
-        )
-    return f"DDIM (eta 0), {args.num_inference_steps} steps"
-
-
 def ddpm_loss(unet, noise_scheduler, pixel_values, args):
     """Algorithm 1 of Ho et al.: a uniform timestep per image, x_t from the closed form of q(x_t | x_0), and the
     squared error of the network's prediction of the --prediction_type target (min-SNR weighted with --snr_gamma)."""
@@ -317,25 +295,13 @@ def evaluate(unet, ema, noise_scheduler, data, args, accelerator, step) -> dict:
     model = accelerator.unwrap_model(unet)
     with averaged_weights(ema, list(model.parameters())):
         model.eval()
-        pipeline = sampling_pipeline(model, noise_scheduler, args)
-
-        def sample(batch_size, labels, generator):
-            images = pipeline(
-                batch_size=batch_size,
-                generator=generator,
-                num_inference_steps=args.num_inference_steps,
-                output_type="pt",
-            ).images
-            return images * 2 - 1
-
+        pipeline = sampling_pipeline(model, noise_scheduler)
+        sample = diffusion_sampler(pipeline, args.num_inference_steps)
         metrics = validate_generator(
             pipeline, sample, data, args, accelerator, step, logger, num_inference_steps=args.num_inference_steps
         )
     model.train()
     return metrics
-
-
-CARD_METRIC_NAMES = dict(DISTRIBUTION_METRIC_NAMES)
 
 
 def main(args):
@@ -446,14 +412,14 @@ def main(args):
         else:
             saved = hfgen.DDPMPipeline(unet=model, scheduler=noise_scheduler)
         saved.save_pretrained(args.output_dir)
-        grid = sampling_pipeline(model, noise_scheduler, args)
+        grid = sampling_pipeline(model, noise_scheduler)
         samples = grid(
             batch_size=64,
             generator=torch.Generator(device="cpu").manual_seed(args.seed),
             num_inference_steps=args.num_inference_steps,
         ).images
         save_card_grid(samples, args.output_dir, columns=8)
-        protocol = {**run_protocol(data.evaluation, args.num_eval_samples), "sampler": sampler_description(args)}
+        protocol = diffusion_protocol(data.evaluation, grid, args)
         record = write_run_record(args, metrics, references, run_facts, protocol)
         family = "score_sde" if args.objective == "score_ve" else "ddpm"
         tags = ["diffusion", "score-sde", "ncsn"] if family == "score_sde" else ["diffusion", "ddpm", "ddim"]

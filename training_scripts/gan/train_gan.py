@@ -33,6 +33,7 @@ from hfgen.data import (
 )
 from hfgen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from hfgen.models.gan import LORA_GENERATOR_TARGETS
+from hfgen.pipelines.gan.evaluation import gan_sampler
 from hfgen.training import save_checkpoint
 from hfgen.training.adversarial import (
     GAN_CARD_METRIC_NAMES,
@@ -400,12 +401,8 @@ def validate(generator_model, data, num_classes: int, args, accelerator, step: i
     """Sample grid (main process) and metrics (all processes) of `generator_model`, in eval mode; logged."""
     was_training = generator_model.training
     generator_model.eval()
-
-    def sample(batch_size, labels, torch_generator):
-        z = torch.randn(batch_size, generator_model.config.latent_dim, generator=torch_generator)
-        return generator_model(z.to(generator_model.device), labels=labels).sample
-
     pipeline = hfgen.GANPipeline(gan=lora_merged_copy(generator_model))
+    sample = gan_sampler(generator_model)
     metrics = validate_generator(pipeline, sample, data, args, accelerator, step, logger, num_classes)
     generator_model.train(was_training)
     return metrics

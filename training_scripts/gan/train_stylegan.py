@@ -32,6 +32,7 @@ from hfgen.data import (
 )
 from hfgen.losses import augmented_r1_penalty, discriminator_loss, generator_loss, path_length_penalty
 from hfgen.models.stylegan import LORA_STYLE_TARGETS
+from hfgen.pipelines.stylegan.evaluation import stylegan_sampler, without_peft_wrapper
 from hfgen.training import save_checkpoint
 from hfgen.training.adversarial import (
     GAN_CARD_METRIC_NAMES,
@@ -420,26 +421,13 @@ def main(args):
     return metrics
 
 
-def without_peft_wrapper(generator_model):
-    """A `StyleGANGenerator` for pipelines: for a LoRA-adapted generator, its base model, whose adapter layers stay
-    attached (unmerged; a merged copy gives the same images)."""
-    return generator_model.get_base_model() if hasattr(generator_model, "get_base_model") else generator_model
-
-
 @torch.no_grad()
 def validate(generator_model, data, num_classes: int, args, accelerator, step: int) -> dict:
     """Sample grid (main process) and metrics (all processes) of `generator_model`, in eval mode; logged."""
     was_training = generator_model.training
     generator_model.eval()
-    base = without_peft_wrapper(generator_model)
-
-    def sample(batch_size, labels, torch_generator):
-        # Random per-pixel noise from the seeded generator, as NVIDIA's metrics sample: constant noise would take the
-        # stochastic variation out of the samples and understate their variety.
-        z = torch.randn(batch_size, base.config.latent_dim, generator=torch_generator).to(base.device)
-        return base(z, labels=labels, noise_mode="random", generator=torch_generator).sample
-
     pipeline = hfgen.StyleGANPipeline(stylegan=without_peft_wrapper(generator_model))
+    sample = stylegan_sampler(generator_model)
     metrics = validate_generator(
         pipeline, sample, data, args, accelerator, step, logger, num_classes, noise_mode="const"
     )

@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 python training_scripts/metrics/train_digits_classifier.py     # about 4 minutes on 2 CPU cores
 
 Trains on the train split of the built-in digits, measures the accuracy on the held-out test split once at the end,
-and writes `config.json`, `model.safetensors`, `training_args.json` and the model card `README.md` into
+and writes `config.json`, `model.safetensors`, `training_args.json`, `metrics.json` and the model card `README.md` into
 `--output_dir`, by default `hfgen/metrics/digits_classifier/`: the folder that ships inside the package and that
 `hfgen.metrics.load_digits_classifier()` loads.
 """
@@ -23,8 +23,9 @@ from diffusers.optimization import get_scheduler
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from tqdm.auto import tqdm
 
-from hfgen.data import collate_images, image_transform, load_digits_dataset
+from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_digits_dataset
 from hfgen.models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
+from hfgen.models.digits_classifier.evaluation import accuracy_dataloader, accuracy_protocol, evaluate_accuracy
 
 SCRIPT = "training_scripts/metrics/train_digits_classifier.py"
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,19 +75,6 @@ def random_shift(pixel_values: torch.Tensor, max_shift: int) -> torch.Tensor:
     padded = F.pad(pixel_values, [max_shift] * 4, value=-1.0)
     offsets = torch.randint(0, 2 * max_shift + 1, (pixel_values.shape[0], 2)).tolist()
     return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)])
-
-
-@torch.no_grad()
-def evaluate_accuracy(model, test_dataloader, accelerator) -> tuple[int, int]:
-    """Correct predictions and images on the whole test split, gathered from every process."""
-    model.eval()
-    correct, total = 0, 0
-    for batch in test_dataloader:
-        predictions = model(batch["pixel_values"]).logits.argmax(dim=-1)
-        predictions, labels = accelerator.gather_for_metrics((predictions, batch["labels"]))
-        correct += (predictions == labels).sum().item()
-        total += labels.numel()
-    return correct, total
 
 
 def command_line(args) -> str:
@@ -164,9 +152,7 @@ def main(args):
         shuffle=True,
         collate_fn=collate_images,
     )
-    test_dataloader = torch.utils.data.DataLoader(
-        dataset["test"].with_transform(transform), batch_size=256, collate_fn=collate_images
-    )
+    test_dataloader = accuracy_dataloader(dataset["test"], config.image_size)
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
@@ -210,6 +196,10 @@ def main(args):
         settings = {name: value for name, value in vars(args).items() if name != "output_dir"}
         with open(os.path.join(args.output_dir, "training_args.json"), "w") as f:
             json.dump(settings, f, indent=2)
+        # what `hfgen evaluate` on the folder gives back
+        record = {"metrics": {"accuracy": accuracy}, "protocol": accuracy_protocol(BUILTIN_DIGITS, "test", total)}
+        with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
         save_model_card(classifier, args, correct, total, len(dataset["train"]))
     accelerator.end_training()
     return accuracy

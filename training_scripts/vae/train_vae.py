@@ -15,12 +15,12 @@ import os
 
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS, collate_images
-from hfgen.metrics import psnr, ssim
+from hfgen.pipelines.vae.evaluation import CARD_METRIC_NAMES, evaluate_vae
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -30,14 +30,7 @@ from hfgen.training.arguments import (
     resolve_max_train_steps,
 )
 from hfgen.training.cli import check_flag_ranges, make_parser, run_script
-from hfgen.training.evaluation import (
-    DISTRIBUTION_METRIC_NAMES,
-    evaluate_generator,
-    evaluation_batches,
-    load_run_data,
-    measure_references,
-    run_protocol,
-)
+from hfgen.training.evaluation import evaluation_batches, load_run_data, measure_references, run_protocol
 from hfgen.training.hub import print_run_summary, push_folder, save_card_grid, write_model_card, write_run_record
 from hfgen.training.runs import (
     check_replicas,
@@ -160,51 +153,6 @@ def log_validation(model, test_images, args, accelerator, step):
     return sample_grid
 
 
-@torch.no_grad()
-def evaluate(model, data, args, accelerator) -> dict:
-    """Metrics of the trained model on the run's evaluation images; every process works on its share and the
-    results are gathered.
-
-    Reconstruction quality (PSNR, SSIM, the loss terms) uses the posterior mean of each evaluation image. Distribution
-    metrics compare `--num_eval_samples` prior samples with the evaluation images through the run's feature extractor
-    (when there is one for this data), and the diversity ratio tells how varied the samples are.
-    """
-    vae = accelerator.unwrap_model(model)
-    vae.eval()
-    with accelerator.split_between_processes(list(range(len(data.eval)))) as local_indices:
-        local_eval = data.eval.select(local_indices)
-    originals, reconstructions, kl_terms = [], [], []
-    for batch in evaluation_batches(local_eval, 128):
-        pixel_values = batch["pixel_values"].to(accelerator.device)
-        output = vae(pixel_values, sample_posterior=False)
-        originals.append(pixel_values)
-        reconstructions.append(output.sample.clamp(-1, 1))
-        kl_terms.append(output.latent_dist.kl())
-    # Lists of batches are gathered, then joined: a process's share may be empty.
-    originals = torch.cat(gather_object([batch.cpu() for batch in originals]))
-    reconstructions = torch.cat(gather_object([batch.cpu() for batch in reconstructions]))
-    kl_terms = torch.cat(gather_object([batch.cpu() for batch in kl_terms]))
-    metrics = {
-        "psnr": psnr(reconstructions, originals).item(),
-        "ssim": ssim(reconstructions, originals).item(),
-        "reconstruction_mse": torch.mean((reconstructions - originals) ** 2).item(),
-        "kl_per_image": kl_terms.mean().item(),
-    }
-    pipeline = hfgen.VAEPipeline(vae=vae)
-    pipeline.set_progress_bar_config(disable=True)
-
-    def sample(batch_size, labels, generator):
-        return pipeline(batch_size=batch_size, generator=generator, output_type="pt").images * 2 - 1
-
-    metrics.update(
-        evaluate_generator(sample, data.evaluation, data.eval, accelerator, args.num_eval_samples, args.seed)
-    )
-    return metrics
-
-
-CARD_METRIC_NAMES = {"psnr": "PSNR (reconstruction, dB)", "ssim": "SSIM (reconstruction)", **DISTRIBUTION_METRIC_NAMES}
-
-
 def main(args):
     accelerator = make_accelerator(args, args.gradient_accumulation_steps)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -308,7 +256,7 @@ def main(args):
     # 6. the end of the run: final metrics (all processes); then, on the main process, the Hub-ready folder (weights,
     # sample grid, record of the run, model card) and the upload
     run_facts = check_replicas(accelerator, model, global_step, logger)
-    metrics = evaluate(model, data, args, accelerator)
+    metrics = evaluate_vae(accelerator.unwrap_model(model), data, args, accelerator)
     if accelerator.is_main_process:
         references = measure_references(data.evaluation, args)
         vae = accelerator.unwrap_model(model)
