@@ -204,3 +204,19 @@ def test_the_installed_command_has_help_for_each_sub_command(capsys):
         with pytest.raises(SystemExit) as exit_info:
             main([sub_command, "--help"])
         assert exit_info.value.code == 0 and flag in capsys.readouterr().out
+
+
+def test_a_damaged_or_unreachable_folder_is_one_line(tiny_clip_folder, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "clip"
+    shutil.copytree(tiny_clip_folder, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["evaluate", str(broken), "--dataset_name", "hfgen/digits"]) == 2
+    error = capsys.readouterr().err
+    assert f"{weights} is truncated or corrupt" in error and error.count("\n") == 1
+    assert main(["demo", "someone/not-on-this-machine"]) == 2  # offline: the Hub cannot be read
+    error = capsys.readouterr().err
+    assert "someone/not-on-this-machine is not a local folder, and no Hub repo of that name" in error
+    assert error.count("\n") == 1

@@ -84,17 +84,26 @@ def folder_file(path: str, name: str) -> str | None:
         candidate = os.path.join(path, name)
         return candidate if os.path.isfile(candidate) else None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RemoteEntryNotFoundError
 
     try:
         return hf_hub_download(path, name)
     except RemoteEntryNotFoundError:
         return None
+    except (OSError, HfHubHTTPError, HFValidationError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path} is not a local folder, and no Hub repo of that name could be read ({reason})"
+        ) from None
 
 
 def load_model_folder(path: str, model_class: type[PreTrainedModel]) -> PreTrainedModel:
     """`model_class` from a folder (or Hub id) the scripts saved: the whole model, or a PEFT LoRA adapter
     (`adapter_config.json`) that is loaded onto its base model (`base_model_name_or_path`) and merged into it."""
+    if os.path.isdir(path):  # a damaged weights file is named, not reported as a bare header error
+        for name in sorted(os.listdir(path)):
+            if name.endswith(".safetensors"):
+                check_safetensors_file(os.path.join(path, name))
     adapter_config = folder_file(path, "adapter_config.json")
     if adapter_config is None:
         return model_class.from_pretrained(path)
