@@ -5,6 +5,7 @@
     hfgen evaluate <folder or Hub id> --train_data_dir my_images/ [--metrics_model facebook/dinov2-small]
     hfgen demo <folder or Hub id> [--port 7860]          # the folder's Gradio demo, on localhost
     hfgen space <folder>                                 # app.py + requirements.txt: the folder runs as a Space
+    hfgen convert stylegan network-snapshot.pkl <folder>  # NVIDIA's StyleGAN2-ADA weights, no code from the file run
 
 `sample` draws images from a generator's pipeline folder and saves them as one grid; image `i` always comes from seed
 `--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. A translator (CycleGAN, pix2pix)
@@ -233,6 +234,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"model-index of {path} rewritten with these metrics")
 
 
+def run_convert(args: argparse.Namespace) -> None:
+    from .models.stylegan.conversion import save_converted_folder
+
+    pipeline = save_converted_folder(args.checkpoint, args.folder, args.network)
+    config = pipeline.stylegan.config
+    print(
+        f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN 2 converted from {args.checkpoint} "
+        f"({args.network}); load it with hfgen.StyleGANPipeline.from_pretrained"
+    )
+
+
 def run_demo(args: argparse.Namespace) -> None:
     from .demo import build_demo
 
@@ -353,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="Interface to serve on (default: this machine only).")
     demo.add_argument("--share", action="store_true", help="Also open a public gradio.live link (off by default).")
     demo.set_defaults(run=run_demo)
+
+    convert = commands.add_parser(
+        "convert",
+        help="Convert published weights into an hfgen folder (StyleGAN2-ADA pickles).",
+        description="Convert an NVIDIA StyleGAN2-ADA network-snapshot.pkl into an hfgen StyleGAN pipeline folder. No "
+        "code from the file runs: it is read with a restricted unpickler, and a file that would call anything but "
+        "tensor and container rebuilders is refused.",
+    )
+    convert.add_argument("family", choices=["stylegan"], help="What the checkpoint holds.")
+    convert.add_argument("checkpoint", help="The network-snapshot.pkl.")
+    convert.add_argument("folder", help="A new folder for the converted pipeline (nothing is overwritten).")
+    convert.add_argument("--network", default="G_ema", help="Which of the snapshot's networks (default G_ema).")
+    convert.set_defaults(run=run_convert)
 
     space = commands.add_parser(
         "space",

@@ -99,6 +99,18 @@ class TestStyleGANGeneratorAdaIN(TestStyleGANGenerator):
     variant: ClassVar[dict] = {"style_block": "adain", "generator_architecture": "plain"}
 
 
+class TestStyleGANGeneratorFIR(TestStyleGANGenerator):
+    """NVIDIA's resampling: transposed convolutions and RGB outputs upsampled with the [1, 3, 3, 1] filter, and the
+    activation clamp of StyleGAN2-ADA (conversion target of published weights)."""
+
+    variant: ClassVar[dict] = {
+        "style_block": "modulated",
+        "num_classes": 10,
+        "resample_filter": [1, 3, 3, 1],
+        "conv_clamp": 256.0,
+    }
+
+
 class TestStyleGANDiscriminator(ModelTesterMixin):
     model_class = StyleGANDiscriminator
     output_name = "logits"
@@ -124,6 +136,7 @@ class TestStyleGANDiscriminator(ModelTesterMixin):
 # noise); regenerate only for an intended change.
 EXPECTED_MODULATED_SAMPLE = [-0.992041, 0.151153, 0.853294, 0.360166, 0.440322, 0.811062]
 EXPECTED_ADAIN_SAMPLE = [-0.071272, 0.360834, 0.758975, 0.895684, 0.505321, 0.876656]
+EXPECTED_FIR_SAMPLE = [0.212544, 0.26056, 0.185803, -0.068641, 0.148609, 0.111496]
 EXPECTED_DISCRIMINATOR_LOGITS = [0.723671, 0.403046]
 
 
@@ -132,6 +145,7 @@ def test_fixed_values_of_the_generators_and_the_discriminator():
         for tester, expected in (
             (TestStyleGANGenerator(), EXPECTED_MODULATED_SAMPLE),
             (TestStyleGANGeneratorAdaIN(), EXPECTED_ADAIN_SAMPLE),
+            (TestStyleGANGeneratorFIR(), EXPECTED_FIR_SAMPLE),
         ):
             sample = tester.build_model()(**tester.get_inputs()).sample
             assert torch.allclose(sample.flatten()[:6], torch.tensor(expected), atol=1e-4), type(tester).__name__
@@ -375,6 +389,23 @@ def test_lora_on_mapping_and_styles_trains_saves_only_the_adapter_and_reloads(tm
     reloaded = PeftModel.from_pretrained(StyleGANGenerator.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
     with torch.no_grad():
         assert torch.allclose(reloaded.eval()(z, labels=labels, noise_mode="const").sample, tuned, atol=1e-5)
+
+
+def test_fir_upsampling_is_not_bilinear_and_the_clamp_bounds_every_activation():
+    fir = TestStyleGANGeneratorFIR().build_model()
+    bilinear = StyleGANGenerator(tiny_config(style_block="modulated", num_classes=10)).eval()
+    bilinear.load_state_dict(fir.state_dict())
+    inputs = TestStyleGANGeneratorFIR().get_inputs()
+    with torch.no_grad():
+        assert not torch.allclose(fir(**inputs).sample, bilinear(**inputs).sample, atol=1e-3)
+        clamped = StyleGANGenerator(tiny_config(num_classes=10, resample_filter=[1, 3, 3, 1], conv_clamp=0.05)).eval()
+        clamped.load_state_dict(fir.state_dict())
+        # the RGB outputs are clamped before they are summed across the resolutions
+        assert clamped(**inputs).sample.abs().max() <= 0.05 * len(clamped.config.resolutions) + 1e-6
+    with pytest.raises(ValueError, match="resample_filter must be FIR taps"):
+        tiny_config(resample_filter=[1, -1])
+    with pytest.raises(ValueError, match="conv_clamp must be > 0"):
+        tiny_config(conv_clamp=0)
 
 
 def test_channels_follow_channel_base_and_max():

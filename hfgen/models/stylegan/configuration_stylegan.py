@@ -47,6 +47,14 @@ class StyleGANConfig(HfgenConfig):
         mbstd_group_size (`int`, *optional*, defaults to 4), mbstd_num_channels (`int`, *optional*, defaults to 1):
             Minibatch standard deviation layer of the discriminator (Karras et al. 2018): group size and number of
             statistics channels appended at 4x4.
+        resample_filter (`list[int]`, *optional*):
+            The taps of the FIR filter of the generator's upsampling, as published StyleGAN 2 networks have it
+            (`[1, 3, 3, 1]`: a modulated convolution with upsampling is a transposed convolution followed by this
+            filter, and the RGB outputs are upsampled with it; see `resampling.py`). `None`: bilinear upsampling
+            before the convolution, hfgen's first StyleGAN 2.
+        conv_clamp (`float`, *optional*):
+            Clamp every synthesis layer's activations and RGB outputs to [-conv_clamp, conv_clamp], as NVIDIA's
+            StyleGAN2-ADA networks trained with `conv_clamp=256` do. `None`: no clamp.
     """
 
     model_type = "hfgen_stylegan"
@@ -67,6 +75,8 @@ class StyleGANConfig(HfgenConfig):
     use_noise: bool = True
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
+    resample_filter: list[int] | tuple[int, ...] | None = None
+    conv_clamp: float | None = None
 
     def __post_init__(self, **kwargs):
         for name, value, choices in (
@@ -95,6 +105,15 @@ class StyleGANConfig(HfgenConfig):
                 f"StyleGANConfig.mbstd_num_channels={self.mbstd_num_channels} must divide the {self.channels_at(4)} "
                 "channels at 4x4 (min(channel_base // 4, channel_max)), which the statistics are split over"
             )
+        if self.resample_filter is not None:
+            self.resample_filter = list(self.resample_filter)
+            if not self.resample_filter or sum(self.resample_filter) == 0:
+                raise ValueError(
+                    f"StyleGANConfig.resample_filter must be FIR taps with a non-zero sum (e.g. [1, 3, 3, 1]), got "
+                    f"{self.resample_filter!r}"
+                )
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise ValueError(f"StyleGANConfig.conv_clamp must be > 0 or None, got {self.conv_clamp}")
         if not 0 <= self.w_avg_beta < 1:
             raise ValueError(f"StyleGANConfig.w_avg_beta must lie in [0, 1), got {self.w_avg_beta}")
         if not self.mapping_lr_multiplier > 0:

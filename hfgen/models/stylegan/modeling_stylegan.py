@@ -1,7 +1,9 @@
 """hfgen's StyleGAN 1 (Karras et al. 2019) and StyleGAN 2 (Karras et al. 2020) in pure PyTorch.
 
-Nothing is compiled: upsampling is bilinear interpolation and downsampling average pooling instead of the FIR
-filters of NVIDIA's CUDA kernels, so the code runs wherever PyTorch does (CPU, CUDA, MPS).
+Nothing is compiled, so the code runs wherever PyTorch does (CPU, CUDA, MPS). With `config.resample_filter` (the
+published `[1, 3, 3, 1]`) the generator upsamples as NVIDIA's StyleGAN 2 does, with FIR filters in plain PyTorch
+(`resampling.py`): published weights converted to hfgen mean the same thing. Without it, upsampling is bilinear
+interpolation; the discriminator downsamples by average pooling either way.
 
 - Mapping network: PixelNorm(z) (and a label embedding when conditional), `mapping_layers` equalised linear layers
   with a learning-rate multiplier, a running average of w for the truncation trick.
@@ -35,6 +37,7 @@ from transformers.utils import ModelOutput
 from ..conditioning import check_class_labels
 from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_stylegan import StyleGANConfig
+from .resampling import fir_filter, upfirdn2d, upsample2d
 
 # `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
 # knows up in the component's module, whose path pipeline folders record.
@@ -189,13 +192,27 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.padding = kernel_size // 2
 
-    def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """With `resample_filter`, the output is twice the input's size: a transposed convolution of stride 2, then
+        the FIR filter (gain 4 for the inserted zeros), as NVIDIA's networks upsample inside the convolution."""
         styles = self.affine(w * self.affine_gain)  # (batch, in_channels)
         weight = self.weight / math.sqrt(self.weight[0].numel())
         # Scaling the input channels by the styles, convolving with the shared weights, then scaling the output
         # channels by the demodulation coefficients equals convolving each image with its own modulated weights, and
         # runs as one ordinary convolution (much faster than a grouped one per image on CPUs).
-        output = F.conv2d(hidden_states * styles[:, :, None, None], weight, padding=self.padding)
+        modulated = hidden_states * styles[:, :, None, None]
+        if resample_filter is None:
+            output = F.conv2d(modulated, weight, padding=self.padding)
+        else:
+            output = F.conv_transpose2d(modulated, weight.transpose(0, 1), stride=2)
+            # the transposed convolution's output is larger than 2x by kernel - 1 pixels; the filter's padding
+            # (cropping when negative) centres it on the input grid, as "same" padding would
+            kernel, taps = weight.shape[-1], resample_filter.shape[-1]
+            before = self.padding + (taps + 1) // 2 - (kernel - 1)
+            after = self.padding + (taps - 2) // 2 - (kernel - 2)
+            output = upfirdn2d(output, resample_filter, padding=(before, after, before, after), gain=4)
         if self.demodulate:
             # |s_i w_oikl|^2 summed over i, k, l = sum_i s_i^2 (sum_kl w_oikl^2): one (batch, in) x (in, out) product
             # instead of building the (batch, out, in, k, k) modulated weights
@@ -223,17 +240,27 @@ class StyleLayer(nn.Module):
         self.noise = NoiseInjection(out_channels) if config.use_noise else None
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.resolution = resolution
+        self.conv_clamp = config.conv_clamp
+        if config.resample_filter is not None:
+            self.register_buffer("resample_filter", fir_filter(config.resample_filter), persistent=False)
+        else:
+            self.resample_filter = None
 
     def forward(self, hidden_states: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if self.upsample:
+        fir_upsampling = self.upsample and self.resample_filter is not None
+        if self.upsample and not fir_upsampling:
             hidden_states = F.interpolate(hidden_states, scale_factor=2, mode="bilinear", align_corners=False)
         if self.style_block == "modulated":
-            hidden_states = self.conv(hidden_states, w)
+            hidden_states = self.conv(hidden_states, w, self.resample_filter if fir_upsampling else None)
         else:
+            if fir_upsampling:
+                hidden_states = upsample2d(hidden_states, self.resample_filter)
             hidden_states = self.conv(hidden_states * self.conv_gain)
         if self.noise is not None and noise is not None:
             hidden_states = self.noise(hidden_states, noise)
         hidden_states = leaky_relu(hidden_states + self.bias[None, :, None, None])
+        if self.conv_clamp is not None:
+            hidden_states = hidden_states.clamp(-self.conv_clamp, self.conv_clamp)
         if self.style_block == "adain":
             scale, shift = self.affine(w * self.affine_gain)[:, :, None, None].chunk(2, dim=1)
             hidden_states = self.instance_norm(hidden_states) * (1 + scale) + shift
@@ -252,10 +279,12 @@ class ToImage(nn.Module):
             self.conv = EqualizedConv2d(in_channels, config.num_channels, 1, bias=False)
             self.conv_gain = self.conv.weight_gain
         self.bias = nn.Parameter(torch.zeros(config.num_channels))
+        self.conv_clamp = config.conv_clamp
 
     def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         output = self.conv(hidden_states, w) if self.modulated else self.conv(hidden_states * self.conv_gain)
-        return output + self.bias[None, :, None, None]
+        output = output + self.bias[None, :, None, None]
+        return output if self.conv_clamp is None else output.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -293,6 +322,10 @@ class SynthesisNetwork(nn.Module):
         # same images.
         for index, resolution in enumerate(self.layer_resolutions()):
             self.register_buffer(f"noise_const_{index}", torch.randn(1, 1, resolution, resolution))
+        if config.resample_filter is not None:
+            self.register_buffer("resample_filter", fir_filter(config.resample_filter), persistent=False)
+        else:
+            self.resample_filter = None
 
     def layer_resolutions(self) -> list[int]:
         return [layer.resolution for block in self.blocks for layer in block.layers]
@@ -344,7 +377,10 @@ class SynthesisNetwork(nn.Module):
                 # The RGB output uses the w of the next layer (the last one has its own), as in StyleGAN 2.
                 block_image = block.to_image(hidden, ws[:, w_index])
                 if image is not None:
-                    image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
+                    if self.resample_filter is not None:
+                        image = upsample2d(image, self.resample_filter)
+                    else:
+                        image = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
                     block_image = block_image + image
                 image = block_image
         return image
@@ -378,6 +414,8 @@ class StyleGANPreTrainedModel(HfgenPreTrainedModel):
             init.zeros_(module.strength)
         elif isinstance(module, (StyleLayer, ToImage)):
             init.zeros_(module.bias)
+        if getattr(module, "resample_filter", None) is not None:  # not saved: rebuilt from the config
+            init.copy_(module.resample_filter, fir_filter(self.config.resample_filter))
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
 

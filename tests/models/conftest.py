@@ -1,0 +1,1 @@
+from .nvidia_stand_ins import nvidia_modules  # noqa: F401 (a fixture)
