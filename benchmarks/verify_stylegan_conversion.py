@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Does a converted StyleGAN draw what the original draws? Against NVIDIA's own code, at small size.
+"""Does a converted StyleGAN draw what the original draws? Against the reference code itself, at small size.
 
-    git clone https://github.com/NVlabs/stylegan2-ada-pytorch /tmp/sg2ada     # a scratch checkout, never a dependency
-    python benchmarks/verify_stylegan_conversion.py --reference_dir /tmp/sg2ada
+    git clone https://github.com/NVlabs/stylegan2-ada-pytorch /tmp/sg2ada     # scratch checkouts, never dependencies
+    git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality
+    python benchmarks/verify_stylegan_conversion.py --reference_dir /tmp/sg2ada --rosinality_dir /tmp/rosinality
 
-For each configuration below, the script builds NVIDIA's `Generator` (from `training/networks.py` of the checkout,
-fp32, NVIDIA's pure-PyTorch op fallbacks, which it picks itself on a CPU) with every parameter random (the ones its
-init sets to zero too), pickles it as NVIDIA's training loop does (`network-snapshot.pkl` with G, D and G_ema), then
-converts the file with `hfgen convert stylegan` in a separate Python process that has never imported NVIDIA's code,
-and prints the largest difference between the two generators' images for the same z, class, truncation and constant
-noise, beside the images' standard deviation. The reference code is only imported here, from `--reference_dir`.
+For each configuration below, the script builds the reference `Generator` with every parameter random (the ones its
+init sets to zero too) and saves it in the reference's own format: NVIDIA's `training/networks.py` (fp32, its
+pure-PyTorch op fallbacks, which it picks itself on a CPU) pickled as NVIDIA's training loop pickles
+(`network-snapshot.pkl` with G, D and G_ema); rosinality's `model.py` (its native CPU ops; the CUDA extension its `op`
+package compiles at import is not built) saved as its `train.py` saves (`g_ema` and the flags). It converts the file
+with `hfgen convert stylegan` in a separate Python process that has never imported the reference code, and prints
+the largest difference between the two generators' images for the same z, class, truncation and constant noise,
+beside the images' standard deviation. The reference code is only imported here, from the directories given.
 """
 
 import argparse
@@ -33,6 +36,9 @@ CONFIGURATIONS = [
 ]
 TRUNCATIONS = (1.0, 0.7)
 
+# rosinality's generators: (resolution, channel multiplier); 64 px reads the multiplier from the channels.
+ROSINALITY_CONFIGURATIONS = [(32, 2), (64, 1)]
+
 # Run in a fresh interpreter: converts the snapshot and draws the images of the saved latents.
 CONVERT_AND_DRAW = """
 import json, sys, torch
@@ -48,8 +54,9 @@ with torch.no_grad():
     for psi in data['truncations']:
         output = pipeline.stylegan(data['z'], labels=data['labels'], truncation_psi=psi, noise_mode='const')
         images[str(psi)] = output.sample
-torch.save(images, outputs)
-print(json.dumps({'nvidia_code_imported': 'torch_utils' in sys.modules}))
+w_avg = pipeline.stylegan.mapping.w_avg
+torch.save({'images': images, 'w_avg': w_avg}, outputs)
+print(json.dumps({'reference_code_imported': 'torch_utils' in sys.modules or 'model' in sys.modules}))
 """
 
 
@@ -88,24 +95,15 @@ def verify(reference_dir: str, work_dir: str, configuration) -> list[dict]:
     inputs, outputs = os.path.join(work_dir, "inputs.pt"), os.path.join(work_dir, "outputs.pt")
     torch.save({"z": z, "labels": labels, "truncations": TRUNCATIONS}, inputs)
     folder = os.path.join(work_dir, "converted")
-    result = subprocess.run(
-        [sys.executable, "-c", CONVERT_AND_DRAW, snapshot, folder, inputs, outputs],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    if result.returncode:
-        raise RuntimeError(result.stderr)
-    assert not json.loads(result.stdout.strip().splitlines()[-1])["nvidia_code_imported"]
-    converted = torch.load(outputs)
+    converted = convert_and_draw(snapshot, folder, inputs, outputs)
     rows = []
     for psi in TRUNCATIONS:
         with torch.no_grad():
             expected = generator(z, one_hot, truncation_psi=psi, noise_mode="const", force_fp32=True)
-        difference = (converted[str(psi)] - expected).abs().max().item()
+        difference = (converted["images"][str(psi)] - expected).abs().max().item()
         rows.append(
             dict(
-                config=f"{architecture}, {resolution}px, {channels} ch, {classes} classes, conv_clamp {clamp}",
+                config=f"NVIDIA, {architecture}, {resolution}px, {channels} ch, {classes} classes, conv_clamp {clamp}",
                 truncation=psi,
                 max_difference=difference,
                 image_std=expected.std().item(),
@@ -114,18 +112,82 @@ def verify(reference_dir: str, work_dir: str, configuration) -> list[dict]:
     return rows
 
 
+def convert_and_draw(checkpoint: str, folder: str, inputs: str, outputs: str) -> dict:
+    """`hfgen convert stylegan` and the converted generator's images, in a process without the reference code."""
+    result = subprocess.run(
+        [sys.executable, "-c", CONVERT_AND_DRAW, checkpoint, folder, inputs, outputs],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    if result.returncode:
+        raise RuntimeError(result.stderr)
+    assert not json.loads(result.stdout.strip().splitlines()[-1])["reference_code_imported"]
+    return torch.load(outputs)
+
+
+def verify_rosinality(rosinality_dir: str, work_dir: str, configuration) -> list[dict]:
+    import torch.utils.cpp_extension
+
+    resolution, channel_multiplier = configuration
+    # its `op` package compiles a CUDA extension when imported; on the CPU its native paths run, so none is built
+    torch.utils.cpp_extension.load = lambda *args, **kwargs: None
+    sys.path.insert(0, rosinality_dir)
+    from model import Generator  # rosinality's code, from the scratch checkout
+
+    torch.manual_seed(0)
+    generator = Generator(size=resolution, style_dim=32, n_mlp=3, channel_multiplier=channel_multiplier).eval()
+    with torch.no_grad():
+        for parameter in generator.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    checkpoint = os.path.join(work_dir, "checkpoint.pt")
+    flags = argparse.Namespace(size=resolution, latent=32, n_mlp=3, channel_multiplier=channel_multiplier)
+    torch.save({"g_ema": generator.state_dict(), "args": flags}, checkpoint)
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(1))
+    inputs, outputs = os.path.join(work_dir, "inputs.pt"), os.path.join(work_dir, "outputs.pt")
+    torch.save({"z": z, "labels": None, "truncations": TRUNCATIONS}, inputs)
+    converted = convert_and_draw(checkpoint, os.path.join(work_dir, "converted"), inputs, outputs)
+    rows = []
+    for psi in TRUNCATIONS:
+        with torch.no_grad():
+            # the same truncation centre: rosinality takes it as an argument, hfgen keeps it as w_avg
+            expected, _ = generator(
+                [z], randomize_noise=False, truncation=psi, truncation_latent=converted["w_avg"][None]
+            )
+        rows.append(
+            dict(
+                config=f"rosinality, {resolution}px, channel multiplier {channel_multiplier}",
+                truncation=psi,
+                max_difference=(converted["images"][str(psi)] - expected).abs().max().item(),
+                image_std=expected.std().item(),
+            )
+        )
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference_dir", required=True, help="A checkout of NVlabs/stylegan2-ada-pytorch.")
+    parser.add_argument("--reference_dir", default=None, help="A checkout of NVlabs/stylegan2-ada-pytorch.")
+    parser.add_argument("--rosinality_dir", default=None, help="A checkout of rosinality/stylegan2-pytorch.")
     args = parser.parse_args()
-    if not os.path.isfile(os.path.join(args.reference_dir, "training", "networks.py")):
+    if args.reference_dir is None and args.rosinality_dir is None:
+        parser.error("give --reference_dir (NVIDIA) and / or --rosinality_dir")
+    if args.reference_dir and not os.path.isfile(os.path.join(args.reference_dir, "training", "networks.py")):
         parser.error(f"--reference_dir {args.reference_dir} holds no training/networks.py (stylegan2-ada-pytorch)")
-    print("| NVIDIA StyleGAN2-ADA generator | truncation | max abs difference | image std |")
+    if args.rosinality_dir and not os.path.isfile(os.path.join(args.rosinality_dir, "model.py")):
+        parser.error(f"--rosinality_dir {args.rosinality_dir} holds no model.py (stylegan2-pytorch)")
+    runs = []
+    if args.reference_dir:
+        runs += [(verify, os.path.abspath(args.reference_dir), configuration) for configuration in CONFIGURATIONS]
+    if args.rosinality_dir:
+        directory = os.path.abspath(args.rosinality_dir)
+        runs += [(verify_rosinality, directory, configuration) for configuration in ROSINALITY_CONFIGURATIONS]
+    print("| generator | truncation | max abs difference | image std |")
     print("|---|---|---|---|")
     worst = 0.0
-    for configuration in CONFIGURATIONS:
+    for function, directory, configuration in runs:
         with tempfile.TemporaryDirectory() as work_dir:
-            for row in verify(os.path.abspath(args.reference_dir), work_dir, configuration):
+            for row in function(directory, work_dir, configuration):
                 worst = max(worst, row["max_difference"])
                 print(
                     f"| {row['config']} | {row['truncation']} | {row['max_difference']:.2e} | {row['image_std']:.2f} |"

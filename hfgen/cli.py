@@ -240,8 +240,8 @@ def run_convert(args: argparse.Namespace) -> None:
     pipeline = save_converted_folder(args.checkpoint, args.folder, args.network)
     config = pipeline.stylegan.config
     print(
-        f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN 2 converted from {args.checkpoint} "
-        f"({args.network}); load it with hfgen.StyleGANPipeline.from_pretrained"
+        f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN 2 converted from {args.checkpoint}"
+        "; load it with hfgen.StyleGANPipeline.from_pretrained"
     )
 
 
@@ -368,15 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert",
-        help="Convert published weights into an hfgen folder (StyleGAN2-ADA pickles).",
-        description="Convert an NVIDIA StyleGAN2-ADA network-snapshot.pkl into an hfgen StyleGAN pipeline folder. No "
-        "code from the file runs: it is read with a restricted unpickler, and a file that would call anything but "
-        "tensor and container rebuilders is refused.",
+        help="Convert published weights into an hfgen folder (StyleGAN2-ADA pickles, rosinality checkpoints).",
+        description="Convert an NVIDIA StyleGAN2-ADA network-snapshot.pkl or a rosinality stylegan2-pytorch .pt "
+        "checkpoint into an hfgen StyleGAN pipeline folder. No code from the file runs: it is read with a restricted "
+        "unpickler, and a file that would call anything but tensor and container rebuilders is refused.",
     )
     convert.add_argument("family", choices=["stylegan"], help="What the checkpoint holds.")
-    convert.add_argument("checkpoint", help="The network-snapshot.pkl.")
+    convert.add_argument("checkpoint", help="The network-snapshot.pkl or .pt checkpoint.")
     convert.add_argument("folder", help="A new folder for the converted pipeline (nothing is overwritten).")
-    convert.add_argument("--network", default="G_ema", help="Which of the snapshot's networks (default G_ema).")
+    convert.add_argument(
+        "--network",
+        default=None,
+        help="Which of the file's generators (default: G_ema for NVIDIA, g_ema for rosinality).",
+    )
     convert.set_defaults(run=run_convert)
 
     space = commands.add_parser(

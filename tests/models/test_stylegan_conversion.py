@@ -1,8 +1,9 @@
-"""NVIDIA StyleGAN2-ADA snapshots to hfgen: a snapshot written here in NVIDIA's on-disk structure (persistent network
-records named as NVIDIA names them, constructor arguments in `_init_kwargs`) from an hfgen generator's weights comes
-back as the same generator, through `hfgen convert stylegan`. That the FIR generator computes what NVIDIA's code
-computes is checked against NVIDIA's own networks by `benchmarks/verify_stylegan_conversion.py`, which needs their
-code; the resampling it rests on has the reference's values in test_stylegan_resampling.py."""
+"""Published StyleGAN 2 weights to hfgen: a snapshot written here in NVIDIA's on-disk structure (persistent network
+records named as NVIDIA names them, constructor arguments in `_init_kwargs`), and a checkpoint in rosinality's (a
+`torch.save` of `g_ema` in its names and shapes), from an hfgen generator's weights, come back as the same generator
+through `hfgen convert stylegan`. That the FIR generator computes what NVIDIA's code
+computes is checked against NVIDIA's and rosinality's own networks by `benchmarks/verify_stylegan_conversion.py`,
+which needs their code; the resampling it rests on has the reference's values in test_stylegan_resampling.py."""
 
 import pickle
 import sys
@@ -147,7 +148,85 @@ def test_a_snapshot_in_nvidias_structure_converts_to_the_same_generator(
     # nothing is overwritten, and a file without a generator is named
     assert main(["convert", "stylegan", str(path), str(folder)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
-    torch.save({"g_ema": {}, "args": None}, tmp_path / "rosinality.pt")
-    assert main(["convert", "stylegan", str(tmp_path / "rosinality.pt"), str(tmp_path / "other")]) == 2
-    assert "rosinality stylegan2-pytorch checkpoint" in capsys.readouterr().err
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    assert main(["convert", "stylegan", str(tmp_path / "other.pt"), str(tmp_path / "other")]) == 2
+    assert "holds no NVIDIA generator under 'G_ema' (it holds ['weights'])" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def rosinality_state(generator: StyleGANGenerator) -> dict[str, torch.Tensor]:
+    """The generator's weights under rosinality's names and shapes (its `Generator.state_dict()`)."""
+    config, state = generator.config, generator.state_dict()
+    named = {"input.input": state["synthesis.blocks.0.constant"][None]}
+    for index in range(config.mapping_layers):
+        named[f"style.{index + 1}.weight"] = state[f"mapping.layers.{index}.weight"]
+        named[f"style.{index + 1}.bias"] = state[f"mapping.layers.{index}.bias"]
+    layers = [("conv1", "synthesis.blocks.0.layers.0")]
+    images = [("to_rgb1", "synthesis.blocks.0.to_image")]
+    for block in range(1, len(config.resolutions)):
+        layers += [(f"convs.{2 * block - 2}", f"synthesis.blocks.{block}.layers.0")]
+        layers += [(f"convs.{2 * block - 1}", f"synthesis.blocks.{block}.layers.1")]
+        images += [(f"to_rgbs.{block - 1}", f"synthesis.blocks.{block}.to_image")]
+    for index, (theirs, ours) in enumerate(layers):
+        named[f"{theirs}.conv.weight"] = state[f"{ours}.conv.weight"][None]
+        named[f"{theirs}.conv.modulation.weight"] = state[f"{ours}.conv.affine.weight"]
+        named[f"{theirs}.conv.modulation.bias"] = state[f"{ours}.conv.affine.bias"]
+        named[f"{theirs}.conv.blur.kernel"] = torch.ones(4, 4)  # buffers rosinality saves; hfgen rebuilds them
+        named[f"{theirs}.noise.weight"] = state[f"{ours}.noise.strength"][:1].clone()
+        named[f"{theirs}.activate.bias"] = state[f"{ours}.bias"]
+        named[f"noises.noise_{index}"] = state[f"synthesis.noise_const_{index}"]
+    for theirs, ours in images:
+        named[f"{theirs}.conv.weight"] = state[f"{ours}.conv.weight"][None]
+        named[f"{theirs}.conv.modulation.weight"] = state[f"{ours}.conv.affine.weight"]
+        named[f"{theirs}.conv.modulation.bias"] = state[f"{ours}.conv.affine.bias"]
+        named[f"{theirs}.bias"] = state[f"{ours}.bias"].view(1, -1, 1, 1)
+    return named
+
+
+@pytest.mark.parametrize("with_latent_avg", [True, False])
+def test_a_rosinality_checkpoint_converts_to_the_same_generator(tmp_path, capsys, with_latent_avg):
+    import argparse
+
+    config = StyleGANConfig(
+        resolution=16,
+        num_channels=3,
+        latent_dim=8,
+        w_dim=8,
+        mapping_layers=3,
+        channel_base=512,
+        channel_max=16,
+        resample_filter=[1, 3, 3, 1],
+    )
+    torch.manual_seed(0)
+    original = StyleGANGenerator(config).eval()
+    with torch.no_grad():
+        for name, parameter in original.named_parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter) if "strength" not in name else 0.3)
+        original.mapping.w_avg.normal_()
+    checkpoint = {"g_ema": rosinality_state(original), "args": argparse.Namespace(size=16, latent=8, n_mlp=3)}
+    if with_latent_avg:  # as rosinality's converted TensorFlow weights keep it
+        checkpoint["latent_avg"] = original.mapping.w_avg.clone()
+    path = tmp_path / "checkpoint.pt"
+    torch.save(checkpoint, path)
+
+    folder = tmp_path / "converted"
+    assert main(["convert", "stylegan", str(path), str(folder)]) == 0
+    converted = StyleGANPipeline.from_pretrained(folder).stylegan
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        same = converted(z, noise_mode="const").sample
+        assert torch.allclose(same, original(z, noise_mode="const").sample, atol=1e-6)
+        if with_latent_avg:
+            truncated = converted(z, truncation_psi=0.5, noise_mode="const").sample
+            assert torch.allclose(truncated, original(z, truncation_psi=0.5, noise_mode="const").sample, atol=1e-6)
+    card = (folder / "README.md").read_text()
+    assert "rosinality stylegan2-pytorch checkpoint" in card
+    if not with_latent_avg:
+        # rosinality keeps no w average: the mean of 10,000 mapped z drawn with seed 0, said on the card
+        expected = original.mapping(torch.randn(10_000, 8, generator=torch.Generator().manual_seed(0))).mean(dim=0)
+        assert torch.allclose(converted.mapping.w_avg, expected, atol=1e-5)
+        assert "the mean of 10,000 mapped z drawn with seed 0" in card
+    # a state dict that is not rosinality's generator
+    torch.save({"g_ema": {"input.input": torch.zeros(1, 4, 4, 4)}}, tmp_path / "broken.pt")
+    assert main(["convert", "stylegan", str(tmp_path / "broken.pt"), str(tmp_path / "other")]) == 2
+    assert "is not a rosinality Generator hfgen can hold" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""NVIDIA StyleGAN2-ADA generators as hfgen's `StyleGANGenerator`: the config from the network's constructor
-arguments, the weights renamed.
+"""Published StyleGAN 2 generators as hfgen's `StyleGANGenerator`: NVIDIA's StyleGAN2-ADA snapshots and rosinality's
+stylegan2-pytorch checkpoints, the config from the network's constructor arguments (or its weights' shapes), the
+weights renamed.
 
 The network comes as a state dict in NVIDIA's names (`mapping.fc0.weight`, `synthesis.b8.conv0.affine.bias`, ...):
 either the `state_dict()` of a live network, or [`record_state_dict`] of the inert record that
@@ -8,6 +9,12 @@ same stored conventions (N(0, 1) / lr-multiplier weights scaled at run time, bia
 so a weight is copied as it is, with two reshapes: NVIDIA's noise strength is one scalar per layer where hfgen's is one
 per channel (the scalar is repeated), and its constant noise maps are (height, width) where hfgen's are (1, 1, height,
 width).
+
+rosinality's checkpoints hold `g_ema` as a state dict (and its training flags, or, for weights converted from
+TensorFlow, `latent_avg`). Its generator is NVIDIA's at config F with other names: the same equalised layers, FIR
+filter, modulated convolutions and skip outputs, channels `min(16384 * channel_multiplier // r, 512)`, RGB only, and
+no running average of w (its truncation takes a mean latent as an argument): the converted generator's `w_avg` is the
+checkpoint's `latent_avg`, else the mean of 10,000 mapped z drawn with seed 0, as rosinality's `mean_latent` draws it.
 """
 
 import os
@@ -117,16 +124,14 @@ def plain_value(value):
     return value
 
 
-def convert_nvidia_snapshot(path: str, network: str = "G_ema"):
+def convert_nvidia_snapshot(path: str, network: str = "G_ema", snapshot=None):
     """The `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA `network-snapshot.pkl` (its `network`, the moving average
-    of the generator's weights by default), read without running any code from the file."""
+    of the generator's weights by default), read without running any code from the file (or given, already read)."""
     from .checkpoint_reading import read_checkpoint
     from .modeling_stylegan import StyleGANGenerator
 
-    snapshot = read_checkpoint(path)
+    snapshot = read_checkpoint(path) if snapshot is None else snapshot
     record = snapshot.get(network) if isinstance(snapshot, dict) else None
-    if isinstance(snapshot, dict) and "g_ema" in snapshot and record is None:
-        raise ValueError(f"{path} is a rosinality stylegan2-pytorch checkpoint: hfgen converts NVIDIA pickles so far")
     if not isinstance(record, PickledObject) or record.class_name != "Generator":
         held = sorted(snapshot) if isinstance(snapshot, dict) else type(snapshot).__name__
         raise ValueError(f"{path} holds no NVIDIA generator under {network!r} (it holds {held})")
@@ -149,7 +154,7 @@ def convert_nvidia_snapshot(path: str, network: str = "G_ema"):
     return generator.eval()
 
 
-def save_converted_folder(checkpoint: str, folder: str, network: str = "G_ema"):
+def save_converted_folder(checkpoint: str, folder: str, network: str | None = None):
     """Convert `checkpoint` (see [`convert_nvidia_snapshot`]) into a new pipeline folder: the pipeline, a grid of
     samples and a model card naming the source file and its SHA-256. An existing non-empty `folder` is refused:
     nothing is overwritten."""
@@ -161,7 +166,7 @@ def save_converted_folder(checkpoint: str, folder: str, network: str = "G_ema"):
 
     if os.path.isdir(folder) and os.listdir(folder):
         raise ValueError(f"{folder} exists and is not empty: give a new folder (nothing is overwritten)")
-    generator = convert_nvidia_snapshot(checkpoint, network)
+    generator, source = convert_checkpoint(checkpoint, network)
     pipeline = StyleGANPipeline(stylegan=generator)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.save_pretrained(folder)
@@ -181,10 +186,123 @@ def save_converted_folder(checkpoint: str, folder: str, network: str = "G_ema"):
             repo_id_or_path=folder,
             source_name=os.path.basename(checkpoint),
             source_sha256=digest.hexdigest(),
-            network=network,
+            source_format=source["format"],
+            network=source["network"],
+            w_avg=source["w_avg"],
             config=generator.config.to_dict(),
             samples_image="samples.png",
         ),
     )
     card.save(os.path.join(folder, "README.md"))
     return pipeline
+
+
+def rosinality_generator_config(state: dict[str, torch.Tensor]) -> StyleGANConfig:
+    """The hfgen config of a rosinality `Generator`, read from the shapes of its `g_ema` state dict."""
+    mapping_layers = sum(1 for name in state if name.startswith("style.") and name.endswith(".weight"))
+    style_dim = state["style.1.weight"].shape[0]
+    rgb_outputs = {name.split(".")[1] for name in state if name.startswith("to_rgbs.")}  # one per block above 4 px
+    resolution = 2 ** (len(rgb_outputs) + 2)
+    # channels are min(16384 * channel_multiplier // r, 512): the most at 4 px, and the base read at 64 px when the
+    # generator is that large (below, any base that keeps the most channels up to 32 px holds it)
+    channel_max = state["input.input"].shape[1]
+    channel_base = channel_max * 32
+    if resolution >= 64:
+        channel_base = state["convs.6.conv.weight"].shape[1] * 64  # the first layer at 64 px
+    return StyleGANConfig(
+        resolution=resolution,
+        num_channels=3,
+        latent_dim=style_dim,
+        w_dim=style_dim,
+        mapping_layers=mapping_layers,
+        mapping_lr_multiplier=0.01,
+        style_block="modulated",
+        generator_architecture="skip",
+        channel_base=channel_base,
+        channel_max=channel_max,
+        resample_filter=[1, 3, 3, 1],
+    )
+
+
+def rosinality_generator_state_dict(state: dict[str, torch.Tensor], config: StyleGANConfig) -> dict:
+    """rosinality's generator weights under hfgen's names (all but `mapping.w_avg`, which it does not keep)."""
+    converted = {}
+    for index in range(config.mapping_layers):
+        for kind in ("weight", "bias"):
+            converted[f"mapping.layers.{index}.{kind}"] = state[f"style.{index + 1}.{kind}"]
+    converted["synthesis.blocks.0.constant"] = state["input.input"][0]
+    layers = [("conv1", "synthesis.blocks.0.layers.0")]
+    images = [("to_rgb1", "synthesis.blocks.0.to_image")]
+    for block in range(1, len(config.resolutions)):
+        layers += [(f"convs.{2 * block - 2}", f"synthesis.blocks.{block}.layers.0")]
+        layers += [(f"convs.{2 * block - 1}", f"synthesis.blocks.{block}.layers.1")]
+        images += [(f"to_rgbs.{block - 1}", f"synthesis.blocks.{block}.to_image")]
+    for index, (source, target) in enumerate(layers):
+        weight = state[f"{source}.conv.weight"][0]
+        converted[f"{target}.conv.weight"] = weight
+        converted[f"{target}.conv.affine.weight"] = state[f"{source}.conv.modulation.weight"]
+        converted[f"{target}.conv.affine.bias"] = state[f"{source}.conv.modulation.bias"]
+        converted[f"{target}.bias"] = state[f"{source}.activate.bias"]
+        converted[f"{target}.noise.strength"] = state[f"{source}.noise.weight"].reshape(1).repeat(weight.shape[0])
+        converted[f"synthesis.noise_const_{index}"] = state[f"noises.noise_{index}"]
+    for source, target in images:
+        converted[f"{target}.conv.weight"] = state[f"{source}.conv.weight"][0]
+        converted[f"{target}.conv.affine.weight"] = state[f"{source}.conv.modulation.weight"]
+        converted[f"{target}.conv.affine.bias"] = state[f"{source}.conv.modulation.bias"]
+        converted[f"{target}.bias"] = state[f"{source}.bias"].reshape(-1)
+    return converted
+
+
+# Mapped z whose mean stands for rosinality's missing w average, and their seed (see the module docstring).
+MEAN_LATENT_SAMPLES = 10_000
+
+
+def convert_rosinality_checkpoint(path: str, checkpoint: dict, network: str = "g_ema"):
+    """The `StyleGANGenerator` of a rosinality stylegan2-pytorch checkpoint's `network` (read already)."""
+    from .modeling_stylegan import StyleGANGenerator
+
+    state = checkpoint.get(network)
+    if not isinstance(state, dict) or "input.input" not in state:
+        raise ValueError(f"{path} holds no rosinality generator under {network!r} (it holds {sorted(checkpoint)})")
+    try:
+        config = rosinality_generator_config(state)
+        generator = StyleGANGenerator(config)
+        missing, unexpected = generator.load_state_dict(rosinality_generator_state_dict(state, config), strict=False)
+    except (KeyError, RuntimeError) as error:  # a name or a shape rosinality's Generator does not have
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"{path}: {network} is not a rosinality Generator hfgen can hold ({reason})") from None
+    if missing != ["mapping.w_avg"] or unexpected:
+        raise ValueError(f"{path}: the {network} weights do not fit the converted config (missing {missing[:3]})")
+    generator.eval()
+    with torch.no_grad():
+        if checkpoint.get("latent_avg") is not None:
+            generator.mapping.w_avg.copy_(checkpoint["latent_avg"].reshape(-1))
+        else:
+            z = torch.randn(MEAN_LATENT_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(0))
+            generator.mapping.w_avg.copy_(generator.mapping(z).mean(dim=0))
+    return generator
+
+
+def convert_checkpoint(path: str, network: str | None = None) -> tuple:
+    """`(generator, source)`: the `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA snapshot (`G_ema` by default) or a
+    rosinality checkpoint (`g_ema` by default), read without running any code from the file, and what it came from
+    (`format`, `network`, and how its w average was obtained)."""
+    from .checkpoint_reading import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    if (
+        isinstance(checkpoint, dict)
+        and "g_ema" in checkpoint
+        and not isinstance(checkpoint.get("G_ema"), PickledObject)
+    ):
+        network = network or "g_ema"
+        generator = convert_rosinality_checkpoint(path, checkpoint, network)
+        if checkpoint.get("latent_avg") is not None:
+            w_avg = "the checkpoint's latent_avg"
+        else:
+            w_avg = f"the mean of {MEAN_LATENT_SAMPLES:,} mapped z drawn with seed 0 (the checkpoint keeps none)"
+        return generator, {"format": "rosinality stylegan2-pytorch checkpoint", "network": network, "w_avg": w_avg}
+    network = network or "G_ema"
+    generator = convert_nvidia_snapshot(path, network, checkpoint)
+    source = {"format": "NVIDIA StyleGAN2-ADA snapshot", "network": network, "w_avg": "the snapshot's w_avg"}
+    return generator, source
