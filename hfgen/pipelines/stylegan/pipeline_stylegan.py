@@ -1,4 +1,5 @@
-"""Pipeline around hfgen's StyleGAN generator: truncation, style mixing, interpolation in Z and W."""
+"""Pipeline around hfgen's StyleGAN generator: truncation, style mixing, interpolation in Z and W, inversion of real
+images and edits along latent directions (`editing.py`)."""
 
 from dataclasses import dataclass
 
@@ -23,8 +24,27 @@ from ..pipeline_checks import (
     resolve_batch_size,
 )
 from ..pipeline_folder import PipelineFolderMixin
+from .editing import invert_images
 
 NOISE_MODES = ("random", "const", "none")
+
+
+@dataclass
+class StyleGANInversionOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The reconstructions of the inverted images, as asked by `output_type`.
+        ws (`torch.Tensor` of shape `(batch, num_ws, w_dim)`):
+            The ws found: pass them to `synthesize` or `edit`.
+        distances (`torch.Tensor` of shape `(batch,)`):
+            Each image's final distance to its reconstruction (the multi-scale pixel error, plus the features'
+            cosine distance when a feature model was given).
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    ws: torch.Tensor
+    distances: torch.Tensor
 
 
 @dataclass
@@ -53,7 +73,9 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
     Pipeline for a [`StyleGANGenerator`].
 
     `__call__` samples with the truncation trick; `style_mixing` combines the coarse layers of one set of latents with
-    the fine layers of another; `interpolate` walks in Z (spherical) or W (linear); `synthesize` draws given ws.
+    the fine layers of another; `interpolate` walks in Z (spherical) or W (linear); `synthesize` draws given ws;
+    `invert` finds the ws of real images, and `edit` moves ws along a direction (`editing.principal_directions`,
+    `editing.classifier_direction`).
 
     Noise inputs: `noise_mode="random"` draws them from `generator`, so a seeded generator fixes the whole image;
     `"const"` uses the noise maps stored in the model; `"none"` leaves them out.
@@ -291,5 +313,78 @@ class StyleGANPipeline(PipelineFolderMixin, DiffusionPipeline):
         ws = ws.to(device=self._execution_device, dtype=self.stylegan.dtype)
         return self._synthesize_output(ws, None, noise_mode, generator, output_type, return_dict)
 
+    def invert(
+        self,
+        images,
+        num_steps: int = 300,
+        space: str = "w+",
+        learning_rate: float = 0.05,
+        class_labels: int | list[int] | torch.Tensor | None = None,
+        feature_model: str | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Project real images into the generator's latent space (see `editing.invert_images`).
 
-__all__ = ["StyleGANPipeline", "StyleGANPipelineOutput"]
+        Args:
+            images (PIL image, list of them, or `torch.Tensor` `(batch, channels, height, width)` in [0, 1]):
+                The images, resized to the generator's resolution and converted to its colour mode.
+            num_steps (`int`, defaults to 300): Adam steps.
+            space (`str`, defaults to `"w+"`): `"w"` (one w for every layer) or `"w+"` (one per layer: closer
+                reconstructions, less regular edits).
+            learning_rate (`float`, defaults to 0.05): the first step's, ramped down with a cosine.
+            class_labels: the images' classes, for a conditional generator.
+            feature_model (`str`, *optional*): a transformers vision backbone (folder or Hub id) whose features'
+                cosine distance joins the pixel distance (DINOv2 is a good choice); without it, pixels only.
+            output_type (`str`, defaults to `"pil"`): of the reconstructions.
+        """
+        check_output_type(output_type)
+        extractor = None
+        if feature_model is not None:
+            from ...metrics import load_backbone_feature_extractor
+
+            extractor = load_backbone_feature_extractor(feature_model, device=self._execution_device)
+        ws, reconstructions, distances = invert_images(
+            self.stylegan, images, num_steps, space, learning_rate, class_labels, extractor
+        )
+        images = self.image_processor.postprocess(reconstructions.detach(), output_type=output_type)
+        if not return_dict:
+            return (images, ws, distances)
+        return StyleGANInversionOutput(images=images, ws=ws, distances=distances)
+
+    @torch.no_grad()
+    def edit(
+        self,
+        ws: torch.Tensor,
+        direction: torch.Tensor,
+        strength: float | list[float] = 1.0,
+        layers: tuple[int, int] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Images of `ws` `(batch, num_ws, w_dim)` moved by `strength` times `direction` (`(w_dim,)`, e.g. from
+        `editing.principal_directions` or `editing.classifier_direction`), on the layers `layers` = (first, last
+        exclusive) only when given (coarse layers change pose and shape, fine ones colour and texture). Constant noise,
+        so that only the edit changes the image. A list of strengths edits each image by its own.
+        """
+        check_latents(ws, (self.stylegan.num_ws, self.stylegan.config.w_dim), "ws")
+        direction = torch.as_tensor(direction, dtype=ws.dtype, device=ws.device)
+        if direction.shape != (self.stylegan.config.w_dim,):
+            raise ValueError(
+                f"direction must have shape ({self.stylegan.config.w_dim},), got {tuple(direction.shape)}"
+            )
+        strengths = torch.as_tensor(strength, dtype=ws.dtype, device=ws.device).reshape(-1, 1, 1)
+        if strengths.shape[0] not in (1, ws.shape[0]):
+            raise ValueError(f"give one strength, or one per image ({ws.shape[0]}), got {strengths.shape[0]}")
+        mask = torch.zeros(self.stylegan.num_ws, 1, dtype=ws.dtype, device=ws.device)
+        first, last = layers if layers is not None else (0, self.stylegan.num_ws)
+        if not 0 <= first < last <= self.stylegan.num_ws:
+            raise ValueError(f"layers must be (first, last) with 0 <= first < last <= {self.stylegan.num_ws}")
+        mask[first:last] = 1
+        edited = ws + strengths * mask * direction
+        return self.synthesize(edited, noise_mode="const", output_type=output_type, return_dict=return_dict)
+
+
+__all__ = ["StyleGANInversionOutput", "StyleGANPipeline", "StyleGANPipelineOutput"]
