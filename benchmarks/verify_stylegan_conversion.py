@@ -48,7 +48,7 @@ snapshot, folder, inputs, outputs = sys.argv[1:5]
 assert main(['convert', 'stylegan', snapshot, folder]) == 0
 import hfgen
 pipeline = hfgen.StyleGANPipeline.from_pretrained(folder)
-data = torch.load(inputs)
+data = torch.load(inputs, weights_only=True)
 images = {}
 with torch.no_grad():
     for psi in data['truncations']:
@@ -123,7 +123,7 @@ def convert_and_draw(checkpoint: str, folder: str, inputs: str, outputs: str) ->
     if result.returncode:
         raise RuntimeError(result.stderr)
     assert not json.loads(result.stdout.strip().splitlines()[-1])["reference_code_imported"]
-    return torch.load(outputs)
+    return torch.load(outputs, weights_only=True)
 
 
 def verify_rosinality(rosinality_dir: str, work_dir: str, configuration) -> list[dict]:
