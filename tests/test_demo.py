@@ -701,3 +701,45 @@ def test_the_vision_language_folders_become_spaces(vision_language_folders, tmp_
     monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kwargs: namespace.setdefault("launched", self))
     exec((folder / "app.py").read_text(), namespace)  # as the Space runs it, without serving
     assert type(namespace["launched"]).__name__ == "Blocks"
+
+
+def tiny_unet():
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).eval()
+
+
+@pytest.mark.parametrize("family", ["ddpm", "score_sde"])
+def test_the_diffusion_demos_draw_by_seed_with_the_steps_asked(tmp_path, family):
+    from diffusers import DDIMScheduler, ScoreSdeVeScheduler
+
+    from hfgen import DDPMPipeline, ScoreSdePipeline
+
+    if family == "ddpm":
+        pipeline, steps = DDPMPipeline(unet=tiny_unet(), scheduler=DDIMScheduler(num_train_timesteps=20)), 3
+    else:
+        pipeline, steps = ScoreSdePipeline(unet=tiny_unet(), scheduler=ScoreSdeVeScheduler(num_train_timesteps=20)), 10
+    pipeline.save_pretrained(tmp_path / family)
+    with demo_page(tmp_path / family) as page:
+        page.locator("#num_inference_steps input[type=number]").fill(str(steps))
+        page.locator("#num_inference_steps input[type=number]").press("Enter")
+        first, other, again = draw_by_seed(page)
+    assert first.size == (256, 256)  # four 8 px images, 2 x 2, shown 16 times larger
+    assert np.array_equal(np.asarray(first), np.asarray(again)) and not np.array_equal(
+        np.asarray(first), np.asarray(other)
+    )
+    expected = pipeline(
+        batch_size=1, generator=[torch.Generator().manual_seed(5)], num_inference_steps=steps, output_type="pil"
+    ).images[0]
+    shown = np.asarray(first.convert(expected.mode))[:128:16, :128:16].astype(int)
+    assert np.abs(shown - np.asarray(expected).astype(int)).max() <= 1
