@@ -676,11 +676,14 @@ def test_a_lora_adapter_folder_is_served_merged_onto_its_base(vision_language_fo
 
 
 def test_model_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
-    import hfgen.metrics
+    from hfgen import GANConfig, GANDiscriminator
 
-    classifier = os.path.join(os.path.dirname(hfgen.metrics.__file__), "digits_classifier")
-    assert main(["demo", classifier]) == 2
-    assert "DigitsClassifier folders have no demo yet" in capsys.readouterr().err
+    discriminator = tmp_path / "discriminator"
+    GANDiscriminator(GANConfig(latent_dim=8, image_size=16, generator_channels=4, max_channels=16)).save_pretrained(
+        discriminator
+    )
+    assert main(["demo", str(discriminator)]) == 2
+    assert "GANDiscriminator folders have no demo yet" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     for command in ("demo", "space"):
         assert main([command, str(tmp_path / "empty")]) == 2
@@ -743,3 +746,24 @@ def test_the_diffusion_demos_draw_by_seed_with_the_steps_asked(tmp_path, family)
     ).images[0]
     shown = np.asarray(first.convert(expected.mode))[:128:16, :128:16].astype(int)
     assert np.abs(shown - np.asarray(expected).astype(int)).max() <= 1
+
+
+def test_the_digits_classifier_demo_labels_an_uploaded_digit(tmp_path):
+    import hfgen.metrics
+    from hfgen.data import load_image_dataset
+    from hfgen.models.digits_classifier import DigitsClassifier
+    from hfgen.models.digits_classifier.demo import class_probabilities
+
+    folder = os.path.join(os.path.dirname(hfgen.metrics.__file__), "digits_classifier")  # the shipped classifier
+    digit = load_image_dataset("hfgen/digits", None, 32, None, None)["test"][0]
+    upload = tmp_path / "digit.png"
+    digit["image"].convert("L").resize((48, 48)).save(upload)
+    with demo_page(folder) as page:
+        upload_image(page, "digit_input", upload)
+        page.locator("#classify").click()
+        page.locator("#digit_labels").get_by_text("%").first.wait_for(timeout=60_000)
+        shown = page.locator("#digit_labels").inner_text()
+    probabilities = class_probabilities(DigitsClassifier.from_pretrained(folder).eval(), Image.open(upload))
+    best = max(probabilities, key=probabilities.get)
+    assert best == str(digit["label"])  # the shipped classifier reads a real test digit right
+    assert f"{best}\n{round(probabilities[best] * 100)}%" in shown

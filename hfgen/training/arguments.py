@@ -148,7 +148,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
 
 
 # The script families whose folders have a Gradio demo (hfgen/pipelines/<family>/demo.py for pipeline folders,
-# hfgen/models/<heads>/demo.py for transformers model folders), so --space can be asked.
+# hfgen/models/<heads>/demo.py for transformers model folders), so --space can be asked. (The digits classifier's
+# script, which has none of these shared flags, takes --space itself.)
 DEMO_FAMILIES = (
     "gan",
     "stylegan",

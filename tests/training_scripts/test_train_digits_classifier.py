@@ -41,8 +41,16 @@ def test_hfgen_evaluate_gives_back_the_accuracy_of_the_shipped_classifier(tmp_pa
 def test_a_short_run_records_what_hfgen_evaluate_gives_back(tmp_path, capsys, launch_script):
     output_dir = tmp_path / "run"
     launch_script(
-        "train_digits_classifier.py", "--output_dir", output_dir, "--num_train_epochs", "1", "--min_test_accuracy", "0"
+        "train_digits_classifier.py",
+        "--output_dir",
+        output_dir,
+        "--num_train_epochs",
+        "1",
+        "--min_test_accuracy",
+        "0",
+        "--space",
     )
+    assert (output_dir / "app.py").exists() and "sdk: gradio" in (output_dir / "README.md").read_text()
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["metrics"]["accuracy"] == pytest.approx(card_accuracy(output_dir))
     printed = evaluate_copy(output_dir, tmp_path / "classifier", capsys)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from hfgen.data import BUILTIN_DIGITS, collate_images, image_transform, load_digits_dataset
 from hfgen.models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from hfgen.models.digits_classifier.evaluation import accuracy_dataloader, accuracy_protocol, evaluate_accuracy
+from hfgen.training.hub import write_space_files
 
 SCRIPT = "training_scripts/metrics/train_digits_classifier.py"
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +42,12 @@ def parse_args(input_args=None):
         help="Where the trained folder is written; defaults to the one shipped in the package.",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--space",
+        action="store_true",
+        help="Also write app.py and requirements.txt, so that the folder, pushed to a Space repo, runs as a Gradio "
+        "Space of the classifier's demo.",
+    )
     parser.add_argument("--num_train_epochs", type=int, default=40)
     parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
     parser.add_argument("--learning_rate", type=float, default=3e-3)
@@ -201,6 +208,8 @@ def main(args):
         with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
             json.dump(record, f, indent=2)
         save_model_card(classifier, args, correct, total, len(dataset["train"]))
+        if args.space:
+            write_space_files(args.output_dir)
     accelerator.end_training()
     return accuracy
 
