@@ -116,6 +116,22 @@ def test_dreambooth_writes_lora_weights_that_reload_to_the_same_images(dreamboot
     assert not torch.allclose(adapted, sample(lora=False), atol=1e-7)
 
 
+def test_the_lora_folder_samples_and_serves_on_its_recorded_base(dreambooth_run, tmp_path, capsys):
+    from PIL import Image
+
+    from hfgen.cli import main
+    from hfgen.demo import build_demo
+
+    output_dir, _ = dreambooth_run
+    prompt = json.loads((output_dir / "training_args.json").read_text())["instance_prompt"]
+    output = tmp_path / "grid.png"
+    command = ["sample", str(output_dir), "--prompt", prompt, "--num_inference_steps", "2", "--num_images", "2"]
+    assert main([*command, "--output", str(output)]) == 0
+    assert "2 images from LatentDiffusionPipeline (seeds 0 to 1)" in capsys.readouterr().out
+    assert Image.open(output).size[0] == 2 * Image.open(output).size[1]
+    assert type(build_demo(str(output_dir))).__name__ == "Blocks"  # latent diffusion's demo, on the base
+
+
 def test_hfgen_evaluate_measures_the_lora_weights_on_their_base_as_the_run_did(
     dreambooth_run, subjects, tmp_path, capsys
 ):
