@@ -408,20 +408,10 @@ def test_space_files_make_the_folder_a_space(folders, tmp_path, capsys, monkeypa
 
 
 def test_folders_without_a_demo_are_refused_in_one_line(tmp_path, capsys):
-    from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel  # diffusers' own pipeline: no hfgen demo
+    from diffusers import DDIMPipeline, DDIMScheduler  # diffusers' own pipeline: no hfgen demo
 
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
     folder = tmp_path / "ddim"
-    DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=10)).save_pretrained(folder)
+    DDIMPipeline(unet=tiny_unet(), scheduler=DDIMScheduler(num_train_timesteps=10)).save_pretrained(folder)
     assert main(["space", str(folder)]) == 2
     assert "DDIMPipeline folders have no demo yet" in capsys.readouterr().err
     assert not (folder / "app.py").exists()
@@ -707,6 +697,7 @@ def test_the_vision_language_folders_become_spaces(vision_language_folders, tmp_
 
 
 def tiny_unet():
+    """An 8 px grey UNet of two levels."""
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)

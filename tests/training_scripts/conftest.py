@@ -203,3 +203,27 @@ def shapes_folder(folder, count: int = 16) -> None:
         image.save(folder / name)
         lines.append(json.dumps({"file_name": name, "objects": {"bbox": boxes, "category": categories}}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def hfgen_evaluate(capsys, *arguments) -> dict:
+    """`hfgen evaluate *arguments` run in this process: it succeeds, and what it printed as JSON (without the line
+    saying the card was updated)."""
+    from hfgen.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", *map(str, arguments)]) == 0
+    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+
+
+def evaluate_saved_copy(output_dir, folder, capsys, *flags) -> tuple[dict, dict]:
+    """`hfgen evaluate --update_card` on a copy of a run's folder at `folder`: what it printed, and the run's own
+    metrics.json (when the run wrote one)."""
+    import shutil
+
+    shutil.copytree(output_dir, folder)
+    printed = hfgen_evaluate(capsys, folder, "--update_card", *flags)
+    metrics = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(metrics):
+        return printed, None
+    with open(metrics) as file:
+        return printed, json.load(file)

@@ -15,13 +15,12 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering, BlipProcessor
 
-from hfgen.cli import main as hfgen_main
 from hfgen.data.captions import LabelCaptions
 from hfgen.metrics.captioning import caption_metrics
 from hfgen.models.blip_heads import blip_config_for, build_blip_processor
 from hfgen.models.blip_heads import evaluation as blip_evaluation
 
-from .conftest import dry_run, import_script, parse_error
+from .conftest import dry_run, hfgen_evaluate, import_script, parse_error
 from .test_secrets import FAKE_TOKEN, files_containing
 from .test_train_clip import captioned_folder
 
@@ -126,12 +125,6 @@ def test_resuming_a_captioning_run_ends_where_the_uninterrupted_run_ends(
     )
 
 
-def hfgen_evaluate(folder, capsys, *arguments) -> dict:
-    """`hfgen evaluate <folder> *arguments` run in this process: it succeeds, and its printed JSON."""
-    assert hfgen_main(["evaluate", str(folder), *arguments]) == 0
-    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-
-
 def assert_measured_as_the_run(printed: dict, record: dict) -> None:
     assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
@@ -142,7 +135,7 @@ def test_hfgen_evaluate_measures_a_saved_captioner_as_the_run_did(captioning_run
     folder = tmp_path / "blip"
     shutil.copytree(output_dir, folder)
     # no data flag: the run's own data, held-out split and settings (beams, caption length), from training_args.json
-    printed = hfgen_evaluate(folder, capsys, "--update_card")
+    printed = hfgen_evaluate(capsys, folder, "--update_card")
     record = json.loads((output_dir / "metrics.json").read_text())
     assert_measured_as_the_run(printed, record)
     results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
@@ -153,7 +146,7 @@ def test_hfgen_evaluate_measures_a_saved_captioner_as_the_run_did(captioning_run
     # on other data: a user's captioned folder, no classes, so the caption metrics alone, against its own captions
     data = tmp_path / "shapes"
     captioned_folder(data)
-    printed = hfgen_evaluate(folder, capsys, "--train_data_dir", str(data), "--caption_column", "text")
+    printed = hfgen_evaluate(capsys, folder, "--train_data_dir", str(data), "--caption_column", "text")
     assert set(printed["metrics"]) == {"exact_match", "bleu_4", "cider"}
     assert printed["protocol"]["dataset"] == str(data) and "own 'text' caption" in printed["protocol"]["references"]
     assert set(printed["baselines"]) == {"exact_match", "bleu_4", "cider"}
@@ -219,7 +212,7 @@ def test_lora_on_a_pretrained_blip_with_a_users_captions(tmp_path, launch_script
     assert "own 'text' caption" in record["protocol"]["references"]
     assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
     # hfgen evaluate loads the adapter onto its base and measures it as the run did
-    assert_measured_as_the_run(hfgen_evaluate(output_dir, capsys), record)
+    assert_measured_as_the_run(hfgen_evaluate(capsys, output_dir), record)
 
 
 def test_vqa_run_on_the_canvases(tmp_path, launch_script, capsys):
@@ -260,7 +253,7 @@ def test_vqa_run_on_the_canvases(tmp_path, launch_script, capsys):
     assert "pipeline_tag: visual-question-answering" in card and "BlipForQuestionAnswering" in card
     assert "| 1 | " in card and "most frequent answer to the question" in card
     # hfgen evaluate draws the same canvases (their counts and size from training_args.json) and measures as the run
-    printed = hfgen_evaluate(output_dir, capsys, "--update_card")
+    printed = hfgen_evaluate(capsys, output_dir, "--update_card")
     assert_measured_as_the_run(printed, record)
     assert printed["protocol"]["canvases"].startswith("32 training canvases")
     (result,) = ModelCard.load(output_dir / "README.md").data.eval_results

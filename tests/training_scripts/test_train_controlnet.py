@@ -16,8 +16,8 @@ import hfgen
 from hfgen.data.control import control_maps
 from hfgen.testing.pipeline_tester import seeded
 
-from .conftest import import_script, parse_error
-from .test_train_diffusion import SAME_SAMPLES, evaluate_saved_copy
+from .conftest import evaluate_saved_copy, import_script, parse_error
+from .test_train_diffusion import SAME_SAMPLES
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_CONTROLNET_RUN = [

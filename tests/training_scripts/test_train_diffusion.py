@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import hfgen
 from hfgen.testing.pipeline_tester import seeded
 
-from .conftest import dry_run, import_script, parse_error
+from .conftest import dry_run, evaluate_saved_copy, import_script, parse_error
 from .test_user_errors import assert_one_line_error, run_directly
 
 TINY_DIFFUSION_RUN = [
@@ -37,18 +37,6 @@ REFERENCE_RUN = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--vali
 # (OMP_NUM_THREADS=1) and the test in this one with other thread counts, so float32 sums add up in another order (about
 # 1e-7 relative), which FID's matrix square root carries into its hundreds (1e-5 absolute).
 SAME_SAMPLES = dict(rel=1e-6, abs=1e-5)
-
-
-def evaluate_saved_copy(output_dir, folder, capsys, *flags) -> tuple[dict, dict]:
-    """`hfgen evaluate --update_card` on a copy of a run's folder at `folder`: what it printed, and the run's own
-    metrics.json."""
-    from hfgen.cli import main
-
-    shutil.copytree(output_dir, folder)
-    capsys.readouterr()
-    assert main(["evaluate", str(folder), "--update_card", *map(str, flags)]) == 0
-    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-    return printed, json.loads((output_dir / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 one shipped in the package among them."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,7 @@ from huggingface_hub import ModelCard
 import hfgen.metrics
 from hfgen.cli import main
 
-
-def evaluate_copy(source, folder, capsys, *flags) -> dict:
-    """What `hfgen evaluate --update_card` printed on a copy of `source` at `folder`."""
-    shutil.copytree(source, folder)
-    capsys.readouterr()
-    assert main(["evaluate", str(folder), "--update_card", *flags]) == 0
-    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
+from .conftest import evaluate_saved_copy
 
 
 def card_accuracy(folder) -> float:
@@ -30,7 +23,7 @@ def test_hfgen_evaluate_gives_back_the_accuracy_of_the_shipped_classifier(tmp_pa
     shipped = Path(hfgen.metrics.__file__).parent / "digits_classifier"
     recorded = card_accuracy(shipped)
     # its training_args.json names no data: the script trains and tests on the built-in digits alone
-    printed = evaluate_copy(shipped, tmp_path / "classifier", capsys)
+    printed, _ = evaluate_saved_copy(shipped, tmp_path / "classifier", capsys)
     # a count of right answers over the same 360 test images: the same weights give the same count
     assert printed["metrics"] == {"accuracy": recorded}
     assert printed["protocol"]["dataset"] == "hfgen/digits" and printed["protocol"]["split"] == "test"
@@ -53,7 +46,7 @@ def test_a_short_run_records_what_hfgen_evaluate_gives_back(tmp_path, capsys, la
     assert (output_dir / "app.py").exists() and "sdk: gradio" in (output_dir / "README.md").read_text()
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["metrics"]["accuracy"] == pytest.approx(card_accuracy(output_dir))
-    printed = evaluate_copy(output_dir, tmp_path / "classifier", capsys)
+    printed, _ = evaluate_saved_copy(output_dir, tmp_path / "classifier", capsys)
     assert printed["metrics"] == record["metrics"] and printed["protocol"] == record["protocol"]
     # on other data: images without labels are refused in one line
     assert main(["evaluate", str(tmp_path / "classifier"), "--dataset_name", "hfgen/faces"]) == 2

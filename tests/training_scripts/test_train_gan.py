@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import TINY_RUN, dry_run
-from .test_train_diffusion import SAME_SAMPLES, evaluate_saved_copy
+from .conftest import TINY_RUN, dry_run, evaluate_saved_copy
+from .test_train_diffusion import SAME_SAMPLES
 
 COMMON = [*TINY_RUN, "--report_to", "none"]
 

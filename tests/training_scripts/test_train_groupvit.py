@@ -14,12 +14,11 @@ from safetensors.torch import load_file
 from transformers import CLIPProcessor, GroupViTConfig, GroupViTModel
 
 import hfgen
-from hfgen.cli import main
 from hfgen.models.clip_heads import build_clip_processor
 from hfgen.pipelines.groupvit import evaluation as groupvit_evaluation
 from hfgen.training.curves import read_scalars
 
-from .conftest import dry_run, import_script, parse_error, shapes_folder
+from .conftest import dry_run, hfgen_evaluate, import_script, parse_error, shapes_folder
 from .test_secrets import FAKE_TOKEN, files_containing
 
 TEXT = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
@@ -95,12 +94,6 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert "Hub-ready folder" in result.stdout and "mean_iou" in result.stdout
 
 
-def evaluated(capsys, *arguments) -> dict:
-    """What `hfgen evaluate` prints (metrics, protocol, baselines), without the line saying the card was updated."""
-    assert main(["evaluate", *map(str, arguments)]) == 0
-    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-
-
 def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tmp_path, capsys):
     from huggingface_hub import ModelCard
 
@@ -109,7 +102,7 @@ def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tm
     shutil.copytree(output_dir, folder)
     # no data flag: the run's own canvases (size and counts from training_args.json), split and seed; the folder's
     # prompt template and calibrated threshold
-    printed = evaluated(capsys, folder, "--update_card")
+    printed = hfgen_evaluate(capsys, folder, "--update_card")
     record = json.loads((output_dir / "metrics.json").read_text())
     assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-6)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
@@ -121,14 +114,14 @@ def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tm
     # on other data: a user's folder of COCO boxes (filled in as masks), its own classes
     data = tmp_path / "shapes"
     shapes_folder(data)
-    printed = evaluated(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
+    printed = hfgen_evaluate(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
     assert set(printed["metrics"]) == set(record["metrics"])
     assert printed["protocol"]["dataset"] == str(data) and printed["protocol"]["split"].startswith("train[held-out 6")
     assert "boxes filled" in printed["protocol"]["targets"] and "canvases" not in printed["protocol"]
     assert printed["baselines"]["foreground_class_accuracy"] == {"chance": 0.5}
     # a folder without its run's record is measured on the data given, with the script's defaults
     (folder / "training_args.json").unlink()
-    assert evaluated(capsys, folder, "--train_data_dir", data)["protocol"]["split"].startswith("train[held-out 4")
+    assert hfgen_evaluate(capsys, folder, "--train_data_dir", data)["protocol"]["split"].startswith("train[held-out 4")
 
 
 def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
@@ -202,7 +195,7 @@ def test_lora_on_a_pretrained_groupvit_with_a_users_boxes(tmp_path, launch_scrip
     card = (output_dir / "README.md").read_text()
     assert str(pretrained_groupvit) in card and "merged" in card
     # hfgen evaluate measures the merged pipeline as the run measured the adapted model, on the run's own data
-    printed = evaluated(capsys, output_dir)
+    printed = hfgen_evaluate(capsys, output_dir)
     assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
 

@@ -20,12 +20,11 @@ from transformers import (
 )
 
 import hfgen
-from hfgen.cli import main
 from hfgen.metrics.detection import box_convert
 from hfgen.models.owlvit_heads import build_owl_processor, owl_image_processor
 from hfgen.models.owlvit_heads import evaluation as owl_evaluation
 
-from .conftest import dry_run, import_script, parse_error, shapes_folder
+from .conftest import dry_run, hfgen_evaluate, import_script, parse_error, shapes_folder
 from .test_secrets import FAKE_TOKEN, files_containing
 
 TOWER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
@@ -113,12 +112,6 @@ def test_scratch_run_saves_a_transformers_detector_that_hfgen_trains_further(scr
     assert "Hub-ready folder" in result.stdout and "map_50" in result.stdout
 
 
-def evaluated(capsys, *arguments) -> dict:
-    """What `hfgen evaluate` prints (metrics, protocol, baselines), without the line saying the card was updated."""
-    assert main(["evaluate", *map(str, arguments)]) == 0
-    return json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-
-
 def same_metrics(measured: dict, recorded: dict, abs: float) -> bool:
     """Whether two metrics.json `metrics` agree to `abs`, the AP of each class too (pytest.approx reads one level)."""
     per_class = "ap_50_per_class"
@@ -134,7 +127,7 @@ def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tm
     folder = tmp_path / "owlvit"
     shutil.copytree(output_dir, folder)
     # no data flag: the run's own canvases (size and counts from training_args.json), split, seed and queries
-    printed = evaluated(capsys, folder, "--update_card")
+    printed = hfgen_evaluate(capsys, folder, "--update_card")
     record = json.loads((output_dir / "metrics.json").read_text())
     assert same_metrics(printed["metrics"], record["metrics"], abs=1e-6)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
@@ -146,7 +139,7 @@ def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(scratch_run, tm
     # on other data: a user's folder of COCO boxes, its own classes read with the run's query template
     data = tmp_path / "shapes"
     shapes_folder(data)
-    printed = evaluated(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
+    printed = hfgen_evaluate(capsys, folder, "--train_data_dir", data, "--validation_split", "6")
     assert set(printed["metrics"]["ap_50_per_class"]) <= {"circle", "square"}
     assert printed["protocol"]["dataset"] == str(data) and printed["protocol"]["split"].startswith("train[held-out 6")
     assert "'a photo of the digit {}'" in printed["protocol"]["queries"] and "canvases" not in printed["protocol"]
@@ -224,12 +217,12 @@ def test_lora_on_a_pretrained_owlvit_with_a_users_boxes(tmp_path, launch_script,
     card = (output_dir / "README.md").read_text()
     assert "PeftModel.from_pretrained" in card and str(pretrained_owlvit) in card
     # hfgen evaluate loads the adapter onto its base (merged) and measures it as the run did, on the run's own data
-    printed = evaluated(capsys, output_dir)
+    printed = hfgen_evaluate(capsys, output_dir)
     assert same_metrics(printed["metrics"], record["metrics"], abs=1e-5)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
     # a folder without a run's record (the pretrained base) is measured on the data given, with the script's default
     # query template for it
-    printed = evaluated(capsys, pretrained_owlvit, "--train_data_dir", data)
+    printed = hfgen_evaluate(capsys, pretrained_owlvit, "--train_data_dir", data)
     assert "'a photo of a {}'" in printed["protocol"]["queries"] and printed["protocol"]["num_images"] == 4
 
 

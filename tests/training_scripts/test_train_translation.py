@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import dry_run, import_script, parse_error
+from .conftest import dry_run, evaluate_saved_copy, import_script, parse_error
 from .test_secrets import FAKE_TOKEN, files_containing
 
 TINY_NETWORKS = [
@@ -131,11 +131,8 @@ def test_hfgen_evaluate_measures_the_saved_cyclegan_as_the_run_did(cyclegan_run,
 
     output_dir, _ = cyclegan_run
     folder = tmp_path / "cyclegan"
-    shutil.copytree(output_dir, folder)
     # no data flag: the run's built-in pair and its test split, from training_args.json
-    assert main(["evaluate", str(folder), "--update_card"]) == 0
-    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-    record = json.loads((output_dir / "metrics.json").read_text())
+    printed, record = evaluate_saved_copy(output_dir, folder, capsys)
     assert printed["metrics"] == pytest.approx(record["metrics"], abs=1e-5)
     assert printed["baselines"] == record["baselines"] and printed["protocol"] == record["protocol"]
     results = ModelCard.load(folder / "README.md").data.eval_results

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import TINY_RUN
+from .conftest import TINY_RUN, evaluate_saved_copy
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +144,8 @@ def test_hfgen_evaluate_measures_the_saved_folder_as_the_run_did(trained_run, tm
 
     output_dir, _ = trained_run
     folder = tmp_path / "vae"
-    shutil.copytree(output_dir, folder)
-    capsys.readouterr()
     # no data flag: the run's digits, held-out split, seed and sample count, from training_args.json
-    assert main(["evaluate", str(folder), "--update_card"]) == 0
-    printed = json.loads(capsys.readouterr().out.split("\nmodel-index")[0])
-    record = json.loads((output_dir / "metrics.json").read_text())
+    printed, record = evaluate_saved_copy(output_dir, folder, capsys)
     assert printed["metrics"] == pytest.approx(record["metrics"], **SAME_SAMPLES)
     assert printed["protocol"] == record["protocol"]
     results = {result.metric_type: result for result in ModelCard.load(folder / "README.md").data.eval_results}
