@@ -13,10 +13,11 @@ Two networks, each as hfgen's and as rosinality's, 32 px RGB, batch 8, fp32 on C
 
 The reference networks are rosinality's `model.py` `Generator(32, z, mapping layers)` / `Discriminator(32)`, its
 per-resolution width tables (`self.channels` / `channels`, written for 512 channels and more) replaced by hfgen's in
-the source before it runs, so both have the same widths and layer counts; they still differ in resampling (FIR
-filters through `upfirdn2d` and transposed / strided convolutions in the reference, bilinear upsampling and average
-pooling in hfgen) and in the modulated convolution (one grouped convolution per batch in the reference's default
-`fused` path, hfgen's scaling of the input and output channels around one ordinary convolution). Its CUDA kernels are
+the source before it runs, so both have the same widths and layer counts, and both resample the same way (the
+[1, 3, 3, 1] FIR filter, transposed convolutions up, strided convolutions down: hfgen's default since
+`StyleGANConfig.resample_filter`). They differ in the modulated convolution (one grouped convolution per batch in the
+reference's default `fused` path, hfgen's scaling of the input and output channels around one ordinary
+convolution). Its CUDA kernels are
 compiled at import by `op/fused_act.py` and `op/upfirdn2d.py`; both files are run here with that `load(...)` call
 taken out of the source (on disk they stay as they are), so that their pure-PyTorch CPU branches run.
 

@@ -2,13 +2,17 @@
 """Does a converted StyleGAN draw what the original draws? Against the reference code itself, at small size.
 
     git clone https://github.com/NVlabs/stylegan2-ada-pytorch /tmp/sg2ada     # scratch checkouts, never dependencies
+    git clone https://github.com/NVlabs/stylegan3 /tmp/sg3
     git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality
-    python benchmarks/verify_stylegan_conversion.py --reference_dir /tmp/sg2ada --rosinality_dir /tmp/rosinality
+    python benchmarks/verify_stylegan_conversion.py --reference_dir /tmp/sg2ada --sg3_reference_dir /tmp/sg3 \
+        --rosinality_dir /tmp/rosinality
 
 For each configuration below, the script builds the reference `Generator` with every parameter random (the ones its
 init sets to zero too) and saves it in the reference's own format: NVIDIA's `training/networks.py` (fp32, its
 pure-PyTorch op fallbacks, which it picks itself on a CPU) pickled as NVIDIA's training loop pickles
-(`network-snapshot.pkl` with G, D and G_ema); rosinality's `model.py` (its native CPU ops; the CUDA extension its `op`
+(`network-snapshot.pkl` with G, D and G_ema); NVIDIA's StyleGAN3 `training/networks_stylegan3.py` the same way
+(stylegan3-t and stylegan3-r, with random magnitude averages and a random user `transform` of the Fourier features, so
+that both are exercised); rosinality's `model.py` (its native CPU ops; the CUDA extension its `op`
 package compiles at import is not built) saved as its `train.py` saves (`g_ema` and the flags). It converts the file
 with `hfgen convert stylegan` in a separate Python process that has never imported the reference code, and prints
 the largest difference between the two generators' images for the same z, class, truncation and constant noise,
@@ -18,6 +22,7 @@ beside the images' standard deviation. The reference code is only imported here,
 import argparse
 import copy
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -35,6 +40,15 @@ CONFIGURATIONS = [
     (0, 3, 16, None, "orig"),
 ]
 TRUNCATIONS = (1.0, 0.7)
+
+# NVIDIA's StyleGAN3 generators: (config, classes, image channels, resolution, synthesis layers, conv_clamp); the
+# first at the published layer count (14), a conditional greyscale one, and a clamp small enough to act.
+SG3_CONFIGURATIONS = [
+    ("stylegan3-t", 0, 3, 16, 14, 256),
+    ("stylegan3-t", 3, 1, 32, 6, 256),
+    ("stylegan3-r", 0, 3, 16, 14, 256),
+    ("stylegan3-r", 3, 1, 32, 6, 0.5),
+]
 
 # rosinality's generators: (resolution, channel multiplier); 64 px reads the multiplier from the channels.
 ROSINALITY_CONFIGURATIONS = [(32, 2), (64, 1)]
@@ -112,6 +126,85 @@ def verify(reference_dir: str, work_dir: str, configuration) -> list[dict]:
     return rows
 
 
+def import_stylegan3(reference_dir: str):
+    """NVIDIA's StyleGAN3 `Generator` from the checkout. Its `training` and `torch_utils` packages share their names
+    with StyleGAN2-ADA's, so those imported before are forgotten first; its `conv2d_gradfix` imports `pkg_resources`
+    (gone from recent setuptools) for `parse_version` alone, which `packaging` provides."""
+    import types
+
+    from packaging.version import parse
+
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("training", "torch_utils", "dnnlib"):
+            del sys.modules[name]
+    if "pkg_resources" not in sys.modules:
+        sys.modules["pkg_resources"] = types.SimpleNamespace(parse_version=parse)
+    sys.path.insert(0, reference_dir)
+    from training.networks_stylegan3 import Generator  # NVIDIA's code, from the scratch checkout
+
+    sys.path.remove(reference_dir)
+    return Generator
+
+
+def verify_stylegan3(reference_dir: str, work_dir: str, configuration) -> list[dict]:
+    name, classes, channels, resolution, layers, clamp = configuration
+    Generator = import_stylegan3(reference_dir)
+    # stylegan3-r: 1x1 convolutions and radial filters (train.py also doubles the channels, kept small here)
+    rotation = dict(conv_kernel=1, use_radial_filters=True) if name == "stylegan3-r" else {}
+    torch.manual_seed(0)
+    generator = Generator(
+        z_dim=32,
+        c_dim=classes,
+        w_dim=32,
+        img_resolution=resolution,
+        img_channels=channels,
+        mapping_kwargs=dict(num_layers=2),
+        channel_base=1024,
+        channel_max=32,
+        num_layers=layers,
+        num_fp16_res=0,
+        conv_clamp=clamp,
+        magnitude_ema_beta=0.5 ** (32 / 20000),
+        **rotation,
+    ).eval()
+    with torch.no_grad():
+        for parameter in generator.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+        generator.mapping.w_avg.normal_()
+        for buffer_name, buffer in generator.named_buffers():
+            if buffer_name.endswith("magnitude_ema"):
+                buffer.copy_(0.5 + torch.rand(()))
+        angle = 0.3
+        transform = torch.tensor(
+            [[math.cos(angle), -math.sin(angle), 0.12], [math.sin(angle), math.cos(angle), -0.07], [0.0, 0.0, 1.0]]
+        )
+        generator.synthesis.input.transform.copy_(transform)
+    snapshot = os.path.join(work_dir, "network-snapshot.pkl")
+    with open(snapshot, "wb") as file:
+        data = dict(G=copy.deepcopy(generator), D=None, G_ema=copy.deepcopy(generator), augment_pipe=None)
+        pickle.dump(dict(data, training_set_kwargs=None), file)
+    z = torch.randn(8, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(8) % classes if classes else None
+    one_hot = torch.nn.functional.one_hot(labels, classes).float() if classes else torch.zeros(8, 0)
+    inputs, outputs = os.path.join(work_dir, "inputs.pt"), os.path.join(work_dir, "outputs.pt")
+    torch.save({"z": z, "labels": labels, "truncations": TRUNCATIONS}, inputs)
+    converted = convert_and_draw(snapshot, os.path.join(work_dir, "converted"), inputs, outputs)
+    rows = []
+    for psi in TRUNCATIONS:
+        with torch.no_grad():
+            expected = generator(z, one_hot, truncation_psi=psi, force_fp32=True)
+        rows.append(
+            dict(
+                config=f"NVIDIA {name}, {resolution}px, {channels} ch, {classes} classes, {layers} layers, "
+                f"conv_clamp {clamp}",
+                truncation=psi,
+                max_difference=(converted["images"][str(psi)] - expected).abs().max().item(),
+                image_std=expected.std().item(),
+            )
+        )
+    return rows
+
+
 def convert_and_draw(checkpoint: str, folder: str, inputs: str, outputs: str) -> dict:
     """`hfgen convert stylegan` and the converted generator's images, in a process without the reference code."""
     result = subprocess.run(
@@ -168,10 +261,14 @@ def verify_rosinality(rosinality_dir: str, work_dir: str, configuration) -> list
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference_dir", default=None, help="A checkout of NVlabs/stylegan2-ada-pytorch.")
+    parser.add_argument("--sg3_reference_dir", default=None, help="A checkout of NVlabs/stylegan3.")
     parser.add_argument("--rosinality_dir", default=None, help="A checkout of rosinality/stylegan2-pytorch.")
     args = parser.parse_args()
-    if args.reference_dir is None and args.rosinality_dir is None:
-        parser.error("give --reference_dir (NVIDIA) and / or --rosinality_dir")
+    if args.reference_dir is None and args.rosinality_dir is None and args.sg3_reference_dir is None:
+        parser.error("give --reference_dir (NVIDIA), --sg3_reference_dir and / or --rosinality_dir")
+    stylegan3_code = os.path.join(args.sg3_reference_dir or "", "training", "networks_stylegan3.py")
+    if args.sg3_reference_dir and not os.path.isfile(stylegan3_code):
+        parser.error(f"--sg3_reference_dir {args.sg3_reference_dir} holds no training/networks_stylegan3.py")
     if args.reference_dir and not os.path.isfile(os.path.join(args.reference_dir, "training", "networks.py")):
         parser.error(f"--reference_dir {args.reference_dir} holds no training/networks.py (stylegan2-ada-pytorch)")
     if args.rosinality_dir and not os.path.isfile(os.path.join(args.rosinality_dir, "model.py")):
@@ -179,6 +276,9 @@ def main():
     runs = []
     if args.reference_dir:
         runs += [(verify, os.path.abspath(args.reference_dir), configuration) for configuration in CONFIGURATIONS]
+    if args.sg3_reference_dir:  # after StyleGAN2-ADA's: its packages of the same names are then forgotten
+        directory = os.path.abspath(args.sg3_reference_dir)
+        runs += [(verify_stylegan3, directory, configuration) for configuration in SG3_CONFIGURATIONS]
     if args.rosinality_dir:
         directory = os.path.abspath(args.rosinality_dir)
         runs += [(verify_rosinality, directory, configuration) for configuration in ROSINALITY_CONFIGURATIONS]

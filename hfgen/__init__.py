@@ -18,6 +18,7 @@ from .models.cyclegan import CycleGANConfig, CycleGANDiscriminator, CycleGANGene
 from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
 from .models.owlvit_heads import OwlViTDetectionConfig, OwlViTForOpenVocabularyDetection
+from .models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
@@ -29,6 +30,7 @@ from .pipelines.latent_diffusion import (
     LatentDiffusionPipeline,
     LatentDiffusionPipelineOutput,
 )
+from .pipelines.progan import ProGANPipeline
 from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
@@ -43,6 +45,7 @@ for _config, _model in (
     (GANConfig, GANGenerator),
     (CycleGANConfig, CycleGANGenerator),
     (StyleGANConfig, StyleGANGenerator),
+    (ProGANConfig, ProGANGenerator),
     (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
     (CLIPLinearProbeConfig, CLIPLinearProbe),
     (BLIPCaptionScorerConfig, BLIPCaptionScorer),
@@ -85,6 +88,10 @@ __all__ = [
     "OwlViTDetectionConfig",
     "OwlViTForOpenVocabularyDetection",
     "Pix2PixPipeline",
+    "ProGANConfig",
+    "ProGANDiscriminator",
+    "ProGANGenerator",
+    "ProGANPipeline",
     "ScoreSdePipeline",
     "StyleGANConfig",
     "StyleGANDiscriminator",

@@ -5,7 +5,7 @@
     hfgen evaluate <folder or Hub id> --train_data_dir my_images/ [--metrics_model facebook/dinov2-small]
     hfgen demo <folder or Hub id> [--port 7860]          # the folder's Gradio demo, on localhost
     hfgen space <folder>                                 # app.py + requirements.txt: the folder runs as a Space
-    hfgen convert stylegan network-snapshot.pkl <folder>  # NVIDIA's StyleGAN2-ADA weights, no code from the file run
+    hfgen convert stylegan network-snapshot.pkl <folder>  # NVIDIA's StyleGAN2-ADA / StyleGAN3 weights, no code run
 
 `sample` draws images from a generator's pipeline folder and saves them as one grid; image `i` always comes from seed
 `--seed + i`, so the first 16 of 64 images are the 16 of a `--num_images 16` call. A translator (CycleGAN, pix2pix)
@@ -240,7 +240,8 @@ def run_convert(args: argparse.Namespace) -> None:
     pipeline = save_converted_folder(args.checkpoint, args.folder, args.network)
     config = pipeline.stylegan.config
     print(
-        f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN 2 converted from {args.checkpoint}"
+        f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN "
+        f"{3 if config.generator_architecture == 'alias_free' else 2} converted from {args.checkpoint}"
         "; load it with hfgen.StyleGANPipeline.from_pretrained"
     )
 
@@ -368,10 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert",
-        help="Convert published weights into an hfgen folder (StyleGAN2-ADA pickles, rosinality checkpoints).",
-        description="Convert an NVIDIA StyleGAN2-ADA network-snapshot.pkl or a rosinality stylegan2-pytorch .pt "
-        "checkpoint into an hfgen StyleGAN pipeline folder. No code from the file runs: it is read with a restricted "
-        "unpickler, and a file that would call anything but tensor and container rebuilders is refused.",
+        help="Convert published weights into an hfgen folder (StyleGAN2-ADA / StyleGAN3 pickles, rosinality "
+        "checkpoints).",
+        description="Convert an NVIDIA StyleGAN2-ADA or StyleGAN3 network-snapshot.pkl or a rosinality "
+        "stylegan2-pytorch .pt checkpoint into an hfgen StyleGAN pipeline folder. No code from the file runs: it is "
+        "read with a restricted unpickler, and a file that would call anything but tensor and container rebuilders is "
+        "refused.",
     )
     convert.add_argument("family", choices=["stylegan"], help="What the checkpoint holds.")
     convert.add_argument("checkpoint", help="The network-snapshot.pkl or .pt checkpoint.")

@@ -110,6 +110,15 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     return gradients.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def drift_penalty(real_logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    ProGAN's drift term (Karras et al. 2018, appendix A.1): E[D(x)^2] on real images, without its weight (0.001 in
+    the paper, which the caller applies). It keeps a WGAN critic's scores from drifting far from zero, where the
+    Wasserstein loss alone leaves them free.
+    """
+    return real_logits.pow(2).mean()
+
+
 def augmented_r1_penalty(discriminate, real_images: torch.Tensor, augment=None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""
     R1 for a discriminator that sees augmented images: the gradient is taken with respect to the *un-augmented* real

@@ -17,6 +17,8 @@ Per kind of training:
 - `adversarial`: the adversarial step as phases (D main, D reg, G main, G reg), Adam corrected for lazy
   regularisation, and what adversarial scripts share (flags, loading a pair, checks, augmentation, weights).
 - `augment`: DiffAugment operations and the ADA controller.
+- `progressive`: progressive growing (ProGAN): the stage (resolution, fade-in alpha) as a function of the step, and
+  real images shown at that stage.
 - `diffusion`: the flags of a noise schedule and objective, the noise, timesteps and noise levels a step draws,
   diffusers' EMAModel as the scripts use it, the latent step (encode, noise, loss) of the latent diffusion scripts,
   fitting a run to a base model's resolution and schedule, and LoRA adapters on a UNet and a text encoder saved in

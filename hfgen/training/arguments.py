@@ -153,6 +153,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, family: str) -> None:
 DEMO_FAMILIES = (
     "gan",
     "stylegan",
+    "progan",
     "vae",
     "ddpm",
     "cyclegan",

@@ -17,9 +17,10 @@ from safetensors import SafetensorError
 from .redaction import tracker_hyperparameters
 
 
-def make_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int = 1):
+def make_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int = 1, kwargs_handlers=()):
     """The run's Accelerator: trackers, the project folder, and per-epoch seeded shuffling (so a resumed run sees
-    the same batches in the same order)."""
+    the same batches in the same order). `kwargs_handlers` go to the Accelerator as they are (e.g. DDP's
+    `find_unused_parameters` for networks that use only part of their layers at a step, as ProGAN's do)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
@@ -31,6 +32,7 @@ def make_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int 
             project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
         ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        kwargs_handlers=list(kwargs_handlers),
     )
 
 
@@ -103,7 +105,25 @@ def resume_run(accelerator, output_dir: str, resume_from_checkpoint: str | None,
 
 
 def endless_batches(accelerator, dataloader, batches_already_seen: int):
-    """Training batches without end, epoch after epoch, starting after `batches_already_seen` (of a resumed run)."""
+    """Training batches without end, epoch after epoch, starting after `batches_already_seen` (of a resumed run).
+
+    Raises a `ValueError` at once (before the first batch is asked for) when the prepared `dataloader` gives this
+    process no batch at all: too few images for one full batch per process.
+    """
+    if len(dataloader) == 0:
+        processes = accelerator.num_processes
+        images = len(dataloader.dataset)
+        total = getattr(dataloader, "total_batch_size", None)
+        batch_size = total // processes if total else dataloader.batch_size
+        raise ValueError(
+            f"--train_batch_size {batch_size} is too large for {images} training images over {processes} "
+            f"process(es): each process gets no full batch; lower --train_batch_size to at most "
+            f"{max(images // processes, 1)} or use fewer processes"
+        )
+    return _endless_batches(accelerator, dataloader, batches_already_seen)
+
+
+def _endless_batches(accelerator, dataloader, batches_already_seen: int):
     epoch, skip = divmod(batches_already_seen, len(dataloader))
     while True:
         dataloader.set_epoch(epoch)

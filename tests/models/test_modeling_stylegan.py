@@ -1,6 +1,7 @@
 """StyleGAN 1 / 2 generator and discriminator: the shared model tests, variants, truncation, style mixing, noise,
 equalised learning rate, fixed values, LoRA."""
 
+import json
 import math
 import os
 from typing import ClassVar
@@ -99,25 +100,26 @@ class TestStyleGANGeneratorAdaIN(TestStyleGANGenerator):
     variant: ClassVar[dict] = {"style_block": "adain", "generator_architecture": "plain"}
 
 
-class TestStyleGANGeneratorFIR(TestStyleGANGenerator):
-    """NVIDIA's resampling: transposed convolutions and RGB outputs upsampled with the [1, 3, 3, 1] filter, and the
-    activation clamp of StyleGAN2-ADA (conversion target of published weights)."""
+class TestStyleGANGeneratorClamped(TestStyleGANGenerator):
+    """The activation clamp of StyleGAN2-ADA (conversion target of published weights)."""
 
-    variant: ClassVar[dict] = {
-        "style_block": "modulated",
-        "num_classes": 10,
-        "resample_filter": [1, 3, 3, 1],
-        "conv_clamp": 256.0,
-    }
+    variant: ClassVar[dict] = {"style_block": "modulated", "num_classes": 10, "conv_clamp": 256.0}
+
+
+class TestStyleGANGeneratorBilinear(TestStyleGANGenerator):
+    """hfgen's first StyleGAN 2 (bilinear upsampling), which folders saved before the FIR default still load as."""
+
+    variant: ClassVar[dict] = {"style_block": "modulated", "num_classes": 10, "resample_filter": None}
 
 
 class TestStyleGANDiscriminator(ModelTesterMixin):
     model_class = StyleGANDiscriminator
     output_name = "logits"
+    variant: ClassVar[dict] = {}  # FIR filter before the strided convolutions
     loaded_by_auto_model = False  # AutoModel maps StyleGANConfig to the generator
 
     def get_config(self) -> StyleGANConfig:
-        return tiny_config(num_classes=10)
+        return tiny_config(num_classes=10, **self.variant)
 
     def get_inputs(self, batch_size: int = 2) -> dict:
         pixels = torch.rand(batch_size, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -130,28 +132,60 @@ class TestStyleGANDiscriminator(ModelTesterMixin):
         return {}
 
 
+class TestStyleGANDiscriminatorAveragePooling(TestStyleGANDiscriminator):
+    variant: ClassVar[dict] = {"resample_filter": None}
+
+
 # --- fixed values: a silent change in the maths fails here ---
 
 # Generated once from this code (torch 2.13, CPU) with the seeded tiny models of the tester classes above (constant
 # noise); regenerate only for an intended change.
-EXPECTED_MODULATED_SAMPLE = [-0.992041, 0.151153, 0.853294, 0.360166, 0.440322, 0.811062]
-EXPECTED_ADAIN_SAMPLE = [-0.071272, 0.360834, 0.758975, 0.895684, 0.505321, 0.876656]
 EXPECTED_FIR_SAMPLE = [0.212544, 0.26056, 0.185803, -0.068641, 0.148609, 0.111496]
-EXPECTED_DISCRIMINATOR_LOGITS = [0.723671, 0.403046]
+EXPECTED_ADAIN_SAMPLE = [-0.201031, 0.150202, 0.576043, 0.815829, 0.762179, 1.02385]
+EXPECTED_BILINEAR_SAMPLE = [-0.992041, 0.151153, 0.853294, 0.360166, 0.440322, 0.811062]
+EXPECTED_DISCRIMINATOR_LOGITS = [0.588789, 0.393957]
+EXPECTED_AVERAGE_POOLING_LOGITS = [0.723671, 0.403046]
 
 
 def test_fixed_values_of_the_generators_and_the_discriminator():
     with torch.no_grad():
         for tester, expected in (
-            (TestStyleGANGenerator(), EXPECTED_MODULATED_SAMPLE),
+            (TestStyleGANGenerator(), EXPECTED_FIR_SAMPLE),
+            (TestStyleGANGeneratorClamped(), EXPECTED_FIR_SAMPLE),  # a clamp at 256 is never reached here
             (TestStyleGANGeneratorAdaIN(), EXPECTED_ADAIN_SAMPLE),
-            (TestStyleGANGeneratorFIR(), EXPECTED_FIR_SAMPLE),
+            (TestStyleGANGeneratorBilinear(), EXPECTED_BILINEAR_SAMPLE),
         ):
             sample = tester.build_model()(**tester.get_inputs()).sample
             assert torch.allclose(sample.flatten()[:6], torch.tensor(expected), atol=1e-4), type(tester).__name__
-        tester = TestStyleGANDiscriminator()
-        logits = tester.build_model()(**tester.get_inputs()).logits
-    assert torch.allclose(logits, torch.tensor(EXPECTED_DISCRIMINATOR_LOGITS), atol=1e-4)
+        for tester, expected in (
+            (TestStyleGANDiscriminator(), EXPECTED_DISCRIMINATOR_LOGITS),
+            (TestStyleGANDiscriminatorAveragePooling(), EXPECTED_AVERAGE_POOLING_LOGITS),
+        ):
+            logits = tester.build_model()(**tester.get_inputs()).logits
+            assert torch.allclose(logits, torch.tensor(expected), atol=1e-4), type(tester).__name__
+
+
+def test_a_folder_saved_before_the_fir_default_loads_with_bilinear_resampling(tmp_path):
+    """hfgen's first StyleGAN 2 folders have no `resample_filter` in config.json: they were trained with bilinear
+    upsampling and average pooling, and must keep drawing what they drew."""
+    for tester, subfolder in ((TestStyleGANGeneratorBilinear(), "generator"), (TestStyleGANDiscriminator(), "d")):
+        model = tester.build_model()
+        model.save_pretrained(tmp_path / subfolder)
+        config_file = tmp_path / subfolder / "config.json"
+        saved = json.loads(config_file.read_text())
+        del saved["resample_filter"]
+        config_file.write_text(json.dumps(saved))
+    generator = StyleGANGenerator.from_pretrained(tmp_path / "generator").eval()
+    assert generator.config.resample_filter is None
+    discriminator = StyleGANDiscriminator.from_pretrained(tmp_path / "d").eval()
+    tester = TestStyleGANGeneratorBilinear()
+    with torch.no_grad():
+        sample = generator(**tester.get_inputs()).sample
+        logits = discriminator(**TestStyleGANDiscriminator().get_inputs()).logits
+    assert torch.allclose(sample.flatten()[:6], torch.tensor(EXPECTED_BILINEAR_SAMPLE), atol=1e-4)
+    assert torch.allclose(logits, torch.tensor(EXPECTED_AVERAGE_POOLING_LOGITS), atol=1e-4)
+    # a config written in code (no model_type) takes the current default
+    assert StyleGANConfig.from_dict({"resolution": 16}).resample_filter == [1, 3, 3, 1]
 
 
 # --- noise ---
@@ -392,10 +426,10 @@ def test_lora_on_mapping_and_styles_trains_saves_only_the_adapter_and_reloads(tm
 
 
 def test_fir_upsampling_is_not_bilinear_and_the_clamp_bounds_every_activation():
-    fir = TestStyleGANGeneratorFIR().build_model()
-    bilinear = StyleGANGenerator(tiny_config(style_block="modulated", num_classes=10)).eval()
+    fir = TestStyleGANGenerator().build_model()
+    bilinear = StyleGANGenerator(tiny_config(style_block="modulated", num_classes=10, resample_filter=None)).eval()
     bilinear.load_state_dict(fir.state_dict())
-    inputs = TestStyleGANGeneratorFIR().get_inputs()
+    inputs = TestStyleGANGenerator().get_inputs()
     with torch.no_grad():
         assert not torch.allclose(fir(**inputs).sample, bilinear(**inputs).sample, atol=1e-3)
         clamped = StyleGANGenerator(tiny_config(num_classes=10, resample_filter=[1, 3, 3, 1], conv_clamp=0.05)).eval()

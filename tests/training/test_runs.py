@@ -1,4 +1,4 @@
-"""The guard against diverging losses; the channels-last memory order."""
+"""The guard against diverging losses; the channels-last memory order; endless batches."""
 
 import pytest
 import torch
@@ -57,3 +57,26 @@ def test_random_flip_mirrors_paired_maps_with_their_images():
     assert torch.equal(flipped_controls, flipped * 10)  # each map flipped exactly when its image was
     torch.manual_seed(0)
     assert torch.equal(random_flip(images), flipped)  # the same draws without a paired map
+
+
+def test_endless_batches_names_the_batch_size_when_a_process_would_get_no_batch():
+    """100 images in batches of 64 over 2 processes: one batch in all, none for either process. The error comes when
+    the batches are set up, before any training step, instead of a ZeroDivisionError at the first one."""
+    import types
+
+    from accelerate.data_loader import prepare_data_loader
+
+    from hfgen.training.runs import endless_batches
+
+    images = torch.utils.data.TensorDataset(torch.zeros(100, 1))
+    loader = torch.utils.data.DataLoader(images, batch_size=64, shuffle=True, drop_last=True)
+    shard = prepare_data_loader(loader, num_processes=2, process_index=0, put_on_device=False)
+    assert len(shard) == 0
+    accelerator = types.SimpleNamespace(num_processes=2)
+    message = r"--train_batch_size 64 is too large for 100 training images over 2 process\(es\).* at most 50"
+    with pytest.raises(ValueError, match=message):
+        endless_batches(accelerator, shard, 0)
+    # one process: one batch per epoch, epoch after epoch
+    shard = prepare_data_loader(loader, num_processes=1, process_index=0, put_on_device=False)
+    batches = endless_batches(types.SimpleNamespace(num_processes=1), shard, 0)
+    assert [next(batches)[0].shape[0] for _ in range(3)] == [64, 64, 64]

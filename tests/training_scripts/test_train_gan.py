@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import TINY_RUN, dry_run, evaluate_saved_copy
+from .conftest import TINY_RUN, dry_run, evaluate_saved_copy, import_script
 from .test_train_diffusion import SAME_SAMPLES
 
 COMMON = [*TINY_RUN, "--report_to", "none"]
@@ -533,3 +533,67 @@ def test_stylegan_regularisers_default_to_the_small_image_setting_up_to_32_px():
     assert (large.pl_weight, large.style_mixing_prob) == (2.0, 0.9)
     chosen = script.parse_args(["--output_dir", "unused", "--pl_weight", "1", "--style_mixing_prob", "0.5"])
     assert (chosen.pl_weight, chosen.style_mixing_prob) == (1.0, 0.5)
+
+
+def test_stylegan3_two_steps_write_a_folder_that_samples(tmp_path, launch_script):
+    # A tiny alias-free (StyleGAN3-T) generator with StyleGAN 2's discriminator, 2 steps on the digits.
+    config_dir = tmp_path / "config"
+    hfgen.StyleGANConfig(
+        resolution=16,
+        latent_dim=8,
+        w_dim=8,
+        mapping_layers=2,
+        channel_base=32,
+        channel_max=8,
+        num_classes=10,
+        generator_architecture="alias_free",
+        use_noise=False,
+        num_synthesis_layers=3,
+        margin_size=2,
+    ).save_pretrained(config_dir)
+    output_dir = tmp_path / "run"
+    launch_script(
+        "train_stylegan.py",
+        "--output_dir",
+        output_dir,
+        "--model_config_name_or_path",
+        config_dir,
+        *COMMON,
+        "--max_train_steps",
+        "2",
+    )
+    pipeline = hfgen.StyleGANPipeline.from_pretrained(output_dir)
+    assert pipeline.stylegan.config.generator_architecture == "alias_free"
+    # trained: the magnitude averages moved from 1
+    assert all(layer.magnitude_ema.item() != 1.0 for layer in pipeline.stylegan.synthesis.layers)
+    images = pipeline(batch_size=2, class_labels=3, generator=torch.Generator().manual_seed(0)).images
+    assert images[0].size == (16, 16)
+    assert "stylegan3" in ModelCard.load(output_dir / "README.md").data.tags
+    assert "fid" in json.loads((output_dir / "metrics.json").read_text())["metrics"]
+
+
+def test_stylegan3_flags_build_stylegan3s_defaults(tmp_path):
+    output = dry_run(
+        "train_stylegan.py",
+        "--output_dir",
+        tmp_path / "dry",
+        "--generator_architecture",
+        "alias_free",
+        "--equivariance",
+        "rotation",
+        "--resolution",
+        "64",
+    )
+    printed = json.loads(output[output.index("{") :])
+    config = printed["model_config"]
+    assert (config["generator_architecture"], config["equivariance"], config["use_noise"]) == (
+        "alias_free",
+        "rotation",
+        False,
+    )
+    assert config["mapping_layers"] == 2 and config["magnitude_ema_beta"] == pytest.approx(0.5 ** (64 / 20000))
+    script = import_script("train_stylegan.py")
+    args = script.parse_args(
+        ["--output_dir", "unused", "--generator_architecture", "alias_free", "--resolution", "64"]
+    )
+    assert (args.pl_weight, args.style_mixing_prob) == (0.0, 0.0)  # StyleGAN 3 trains without them at any size

@@ -10,6 +10,12 @@ so a weight is copied as it is, with two reshapes: NVIDIA's noise strength is on
 per channel (the scalar is repeated), and its constant noise maps are (height, width) where hfgen's are (1, 1, height,
 width).
 
+NVIDIA's StyleGAN3 snapshots (stylegan3-t and stylegan3-r) become an `"alias_free"` generator: the config from the
+constructor arguments, checked against the attributes each synthesis layer recorded (sizes, sampling rates, cutoffs,
+channels, padding); the weights and the buffers that carry state (Fourier frequencies and phases, the user
+`transform`, the magnitude averages) renamed; the resampling filters, which hfgen designs again from the config,
+compared with the recorded ones, and the file refused if they differ.
+
 rosinality's checkpoints hold `g_ema` as a state dict (and its training flags, or, for weights converted from
 TensorFlow, `latent_avg`). Its generator is NVIDIA's at config F with other names: the same equalised layers, FIR
 filter, modulated convolutions and skip outputs, channels `min(16384 * channel_multiplier // r, 512)`, RGB only, and
@@ -19,6 +25,7 @@ checkpoint's `latent_avg`, else the mean of 10,000 mapped z drawn with seed 0, a
 
 import os
 
+import numpy
 import torch
 
 from .checkpoint_reading import PickledObject
@@ -113,6 +120,153 @@ def nvidia_generator_state_dict(state: dict[str, torch.Tensor], config: StyleGAN
     return converted
 
 
+# NVIDIA StyleGAN3 `Generator` constructor arguments and the hfgen config fields they become (`None`: how the network
+# is run, not what it computes).
+STYLEGAN3_ARGUMENTS = {
+    "channel_base": "channel_base",
+    "channel_max": "channel_max",
+    "num_layers": "num_synthesis_layers",
+    "num_critical": "num_critical_layers",
+    "first_cutoff": "first_cutoff",
+    "first_stopband": "first_stopband",
+    "last_stopband_rel": "last_stopband_ratio",
+    "margin_size": "margin_size",
+    "output_scale": "output_scale",
+    "filter_size": "filter_size",
+    "lrelu_upsampling": "lrelu_upsampling",
+    "magnitude_ema_beta": "magnitude_ema_beta",
+    "conv_clamp": "conv_clamp",
+    "conv_kernel": None,  # with use_radial_filters: the equivariance
+    "use_radial_filters": None,
+    "num_fp16_res": None,  # precision on CUDA only
+}
+# (conv_kernel, use_radial_filters) of NVIDIA's two StyleGAN3 configs
+EQUIVARIANCE_OF = {(3, False): "translation", (1, True): "rotation"}
+
+
+def nvidia_stylegan3_config(init_kwargs: dict) -> StyleGANConfig:
+    """The hfgen config of an NVIDIA StyleGAN3 `Generator(**init_kwargs)` (its defaults where an argument is absent);
+    what hfgen cannot represent is a `ValueError` naming it."""
+    base = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs"}
+    unknown = sorted(set(init_kwargs) - base - set(STYLEGAN3_ARGUMENTS))
+    if unknown:
+        raise ValueError(f"the StyleGAN3 generator has arguments hfgen does not know: {unknown}")
+    mapping = dict(init_kwargs.get("mapping_kwargs") or {})
+    unknown = sorted(set(mapping) - {"num_layers", "lr_multiplier", "w_avg_beta"})
+    if unknown:
+        raise ValueError(f"the StyleGAN3 mapping network has arguments hfgen does not know: {unknown}")
+    kernel_and_radial = (init_kwargs.get("conv_kernel", 3), bool(init_kwargs.get("use_radial_filters", False)))
+    if kernel_and_radial not in EQUIVARIANCE_OF:
+        raise ValueError(
+            f"the StyleGAN3 generator has conv_kernel={kernel_and_radial[0]} with use_radial_filters="
+            f"{kernel_and_radial[1]}: hfgen holds stylegan3-t (3, False) and stylegan3-r (1, True)"
+        )
+    synthesis = {
+        field: init_kwargs[argument]
+        for argument, field in STYLEGAN3_ARGUMENTS.items()
+        if field is not None and argument in init_kwargs
+    }
+    return StyleGANConfig(
+        resolution=init_kwargs["img_resolution"],
+        num_channels=init_kwargs["img_channels"],
+        latent_dim=init_kwargs["z_dim"],
+        w_dim=init_kwargs["w_dim"],
+        num_classes=init_kwargs.get("c_dim", 0),
+        mapping_layers=mapping.get("num_layers", 2),
+        mapping_lr_multiplier=mapping.get("lr_multiplier", 0.01),
+        w_avg_beta=mapping.get("w_avg_beta", 0.998),
+        generator_architecture="alias_free",
+        use_noise=False,
+        equivariance=EQUIVARIANCE_OF[kernel_and_radial],
+        **{"channel_base": 32768, "channel_max": 512, "conv_clamp": 256, **synthesis},
+    )
+
+
+def stylegan3_layer_names(state: dict[str, torch.Tensor]) -> list[str]:
+    """NVIDIA's synthesis layer names (`L{index}_{size}_{channels}`) in order of their index."""
+    names = {name.split(".")[1] for name in state if name.startswith("synthesis.L")}
+    return sorted(names, key=lambda name: int(name[1:].split("_")[0]))
+
+
+def nvidia_stylegan3_state_dict(state: dict[str, torch.Tensor], config: StyleGANConfig) -> dict[str, torch.Tensor]:
+    """NVIDIA's StyleGAN3 generator weights and state buffers under hfgen's names (its resampling filters left out:
+    see [`check_stylegan3_record`])."""
+    converted = {"mapping.w_avg": state["mapping.w_avg"]}
+    if config.num_classes:
+        converted["mapping.class_embedding.weight"] = state["mapping.embed.weight"]
+        converted["mapping.class_embedding.bias"] = state["mapping.embed.bias"]
+    for index in range(config.mapping_layers):
+        for kind in ("weight", "bias"):
+            converted[f"mapping.layers.{index}.{kind}"] = state[f"mapping.fc{index}.{kind}"]
+    for ours, theirs in (
+        ("weight", "weight"),
+        ("affine.weight", "affine.weight"),
+        ("affine.bias", "affine.bias"),
+        ("transform", "transform"),
+        ("frequencies", "freqs"),
+        ("phases", "phases"),
+    ):
+        converted[f"synthesis.input.{ours}"] = state[f"synthesis.input.{theirs}"]
+    for index, name in enumerate(stylegan3_layer_names(state)):
+        for kind in ("weight", "bias", "magnitude_ema", "affine.weight", "affine.bias"):
+            converted[f"synthesis.layers.{index}.{kind}"] = state[f"synthesis.{name}.{kind}"]
+    return converted
+
+
+def check_stylegan3_record(record: PickledObject, state: dict[str, torch.Tensor], generator) -> None:
+    """Refuse (`ValueError`) an NVIDIA StyleGAN3 generator whose synthesis layers, as they recorded themselves, differ
+    from those hfgen builds from its config: layer count, sizes, sampling rates, cutoffs, channels, kernel, padding and
+    the resampling filters (which NVIDIA saves and hfgen designs again)."""
+    names = stylegan3_layer_names(state)
+    layers = generator.synthesis.layers
+    if len(names) != len(layers):
+        raise ValueError(f"the snapshot has {len(names)} synthesis layers where its arguments give {len(layers)}")
+    modules = record.attributes["_modules"]["synthesis"].attributes.get("_modules", {})
+    layout = generator.synthesis.layout
+    for index, (name, layer) in enumerate(zip(names, layers, strict=True)):
+        recorded = modules[name].attributes if isinstance(modules.get(name), PickledObject) else {}
+        previous = max(index - 1, 0)
+        expected = {
+            "in_size": layer.in_size,
+            "out_size": layer.out_size,
+            "in_channels": layer.in_channels,
+            "out_channels": layer.out_channels,
+            "in_sampling_rate": layout["sampling_rate"][previous],
+            "out_sampling_rate": layout["sampling_rate"][index],
+            "in_cutoff": layout["cutoff"][previous],
+            "out_cutoff": layout["cutoff"][index],
+            "in_half_width": layout["half_width"][previous],
+            "out_half_width": layout["half_width"][index],
+            "conv_kernel": layer.kernel_size,
+            "up_factor": layer.up_factor,
+            "down_factor": layer.down_factor,
+            "padding": list(layer.padding),
+        }
+        for attribute, value in expected.items():
+            if attribute not in recorded:
+                continue
+            actual = numpy.asarray(recorded[attribute], dtype=numpy.float64).reshape(-1)
+            if not numpy.allclose(actual, numpy.asarray(value, dtype=numpy.float64).reshape(-1), rtol=1e-6):
+                raise ValueError(
+                    f"synthesis layer {name} recorded {attribute}={recorded[attribute]!r} where hfgen's layout from "
+                    f"the snapshot's arguments gives {value!r}: not converted"
+                )
+        for buffer in ("up_filter", "down_filter"):
+            ours, theirs = getattr(layer, buffer), state.get(f"synthesis.{name}.{buffer}")
+            same = (ours is None and theirs is None) or (
+                ours is not None
+                and theirs is not None
+                and ours.shape == theirs.shape
+                and torch.allclose(ours, theirs.float(), rtol=1e-5, atol=1e-7)
+            )
+            if not same:
+                shapes = [None if t is None else tuple(t.shape) for t in (theirs, ours)]
+                raise ValueError(
+                    f"synthesis layer {name}'s {buffer} (shape {shapes[0]}) differs from the one hfgen designs from "
+                    f"the snapshot's arguments (shape {shapes[1]}): not converted"
+                )
+
+
 def plain_value(value):
     """A record's value with NVIDIA's `dnnlib.EasyDict` records (dicts) turned into dicts, recursively."""
     if isinstance(value, PickledObject) and value.class_name == "EasyDict":
@@ -125,8 +279,9 @@ def plain_value(value):
 
 
 def convert_nvidia_snapshot(path: str, network: str = "G_ema", snapshot=None):
-    """The `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA `network-snapshot.pkl` (its `network`, the moving average
-    of the generator's weights by default), read without running any code from the file (or given, already read)."""
+    """The `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA or StyleGAN3 `network-snapshot.pkl` (its `network`, the
+    moving average of the generator's weights by default), read without running any code from the file (or given,
+    already read)."""
     from .checkpoint_reading import read_checkpoint
     from .modeling_stylegan import StyleGANGenerator
 
@@ -141,11 +296,18 @@ def convert_nvidia_snapshot(path: str, network: str = "G_ema", snapshot=None):
             f"{path}: the {network} record has no constructor arguments (_init_kwargs) to rebuild it from"
         )
     state = record_state_dict(record)
-    if any(name.startswith("synthesis.input.") for name in state):
-        raise ValueError(f"{path} holds a StyleGAN 3 generator (Fourier-feature input): not converted yet")
-    config = nvidia_generator_config(init_kwargs)
-    generator = StyleGANGenerator(config)
-    converted = nvidia_generator_state_dict(state, config)
+    if any(name.startswith("synthesis.input.") for name in state):  # StyleGAN3: Fourier-feature input
+        config = nvidia_stylegan3_config(init_kwargs)
+        generator = StyleGANGenerator(config)
+        try:
+            check_stylegan3_record(record, state, generator)
+            converted = nvidia_stylegan3_state_dict(state, config)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path}: the {network} StyleGAN3 generator cannot be converted ({error})") from None
+    else:
+        config = nvidia_generator_config(init_kwargs)
+        generator = StyleGANGenerator(config)
+        converted = nvidia_generator_state_dict(state, config)
     missing, unexpected = generator.load_state_dict(converted, strict=False)
     # without noise inputs, NVIDIA saves no constant noise; hfgen's buffers stay unused
     missing = [name for name in missing if not (name.startswith("synthesis.noise_const_") and not config.use_noise)]
@@ -181,7 +343,8 @@ def save_converted_folder(checkpoint: str, folder: str, network: str | None = No
         os.path.basename(os.path.abspath(folder)),
         [],
         pipeline_tag="unconditional-image-generation",
-        tags=["stylegan", "stylegan2", "converted"],
+        tags=["stylegan", "stylegan3" if generator.config.generator_architecture == "alias_free" else "stylegan2"]
+        + ["converted"],
         template_values=dict(
             repo_id_or_path=folder,
             source_name=os.path.basename(checkpoint),
@@ -284,7 +447,8 @@ def convert_rosinality_checkpoint(path: str, checkpoint: dict, network: str = "g
 
 
 def convert_checkpoint(path: str, network: str | None = None) -> tuple:
-    """`(generator, source)`: the `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA snapshot (`G_ema` by default) or a
+    """`(generator, source)`: the `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA or StyleGAN3 snapshot (`G_ema` by
+    default) or a
     rosinality checkpoint (`g_ema` by default), read without running any code from the file, and what it came from
     (`format`, `network`, and how its w average was obtained)."""
     from .checkpoint_reading import read_checkpoint
@@ -304,5 +468,6 @@ def convert_checkpoint(path: str, network: str | None = None) -> tuple:
         return generator, {"format": "rosinality stylegan2-pytorch checkpoint", "network": network, "w_avg": w_avg}
     network = network or "G_ema"
     generator = convert_nvidia_snapshot(path, network, checkpoint)
-    source = {"format": "NVIDIA StyleGAN2-ADA snapshot", "network": network, "w_avg": "the snapshot's w_avg"}
+    kind = "StyleGAN3" if generator.config.generator_architecture == "alias_free" else "StyleGAN2-ADA"
+    source = {"format": f"NVIDIA {kind} snapshot", "network": network, "w_avg": "the snapshot's w_avg"}
     return generator, source

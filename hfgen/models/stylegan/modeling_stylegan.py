@@ -1,9 +1,9 @@
 """hfgen's StyleGAN 1 (Karras et al. 2019) and StyleGAN 2 (Karras et al. 2020) in pure PyTorch.
 
 Nothing is compiled, so the code runs wherever PyTorch does (CPU, CUDA, MPS). With `config.resample_filter` (the
-published `[1, 3, 3, 1]`) the generator upsamples as NVIDIA's StyleGAN 2 does, with FIR filters in plain PyTorch
-(`resampling.py`): published weights converted to hfgen mean the same thing. Without it, upsampling is bilinear
-interpolation; the discriminator downsamples by average pooling either way.
+published `[1, 3, 3, 1]`, the default) both networks resample as NVIDIA's StyleGAN 2 does, with FIR filters in plain
+PyTorch (`resampling.py`): published weights converted to hfgen mean the same thing. With `resample_filter=None`
+(folders saved before the filters became the default), upsampling is bilinear and the discriminator average-pools.
 
 - Mapping network: PixelNorm(z) (and a label embedding when conditional), `mapping_layers` equalised linear layers
   with a learning-rate multiplier, a running average of w for the truncation trick.
@@ -37,7 +37,7 @@ from transformers.utils import ModelOutput
 from ..conditioning import check_class_labels
 from ..modeling_utils import HfgenPreTrainedModel
 from .configuration_stylegan import StyleGANConfig
-from .resampling import fir_filter, upfirdn2d, upsample2d
+from .resampling import downsample2d, fir_filter, upfirdn2d, upsample2d
 
 # `PreTrainedModel` stays imported by that name: diffusers loads a pipeline component by looking a base class it
 # knows up in the component's module, whose path pipeline folders record.
@@ -392,9 +392,13 @@ class StyleGANPreTrainedModel(HfgenPreTrainedModel):
     input_modalities = ("image",)
 
     def _init_weights(self, module):
+        from .alias_free import init_alias_free_module  # StyleGAN 3's layers, built on this module's
+
         # Equalised learning rate: N(0, 1) weights (divided by the lr multiplier), scaled at run time.
         # Buffers too: a model built on the meta device, or loaded from a file that lacks them, gets them only here.
-        if isinstance(module, MappingNetwork):
+        if init_alias_free_module(module, init):
+            pass
+        elif isinstance(module, MappingNetwork):
             init.zeros_(module.w_avg)  # the truncation centre before any w has been tracked
         elif isinstance(module, SynthesisNetwork):
             for index in range(len(module.layer_resolutions())):
@@ -450,7 +454,12 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
     def __init__(self, config: StyleGANConfig):
         super().__init__(config)
         self.mapping = MappingNetwork(config)
-        self.synthesis = SynthesisNetwork(config)
+        if config.generator_architecture == "alias_free":
+            from .alias_free import AliasFreeSynthesisNetwork  # StyleGAN 3, built on this module's layers
+
+            self.synthesis = AliasFreeSynthesisNetwork(config)
+        else:
+            self.synthesis = SynthesisNetwork(config)
         self.post_init()
 
     @property
@@ -492,9 +501,11 @@ class StyleGANGenerator(StyleGANPreTrainedModel):
                 One w per layer, e.g. from [`~StyleGANGenerator.map`].
             noise_mode (`str`, *optional*, defaults to `"random"`):
                 Per-layer noise inputs: `"random"` (fresh Gaussian noise), `"const"` (the fixed maps saved with the
-                model, for repeatable images) or `"none"`.
+                model, for repeatable images) or `"none"`. An `"alias_free"` (StyleGAN 3) generator has no noise
+                inputs: every mode draws the same image.
             noise (`list[torch.FloatTensor]`, *optional*):
-                Noise maps of the shapes `synthesis.noise_shapes(batch)`, one per layer; overrides `noise_mode`.
+                Noise maps of the shapes `synthesis.noise_shapes(batch)`, one per layer; overrides `noise_mode`
+                (none for `"alias_free"`: `noise_shapes` is empty and given maps are refused).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
                 Source of the `"random"` noise (a list: one generator per image). Without it the noise comes from
                 PyTorch's global RNG.
@@ -586,12 +597,26 @@ class MinibatchStdDev(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Two 3x3 convolutions then x2 average-pool downsampling; `"resnet"` adds a 1x1 skip, scaled by 1/sqrt(2)."""
+    """Two 3x3 convolutions, the second halving the resolution; `"resnet"` adds a 1x1 skip, scaled by 1/sqrt(2).
 
-    def __init__(self, in_channels: int, out_channels: int, residual: bool):
+    With a FIR `resample_filter` (StyleGAN 2 as published) the second convolution filters its input and runs with
+    stride 2, and the skip filters and keeps every other pixel (`downsample2d`); without it (hfgen's first StyleGAN
+    2), both average-pool by 2.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, residual: bool, resample_filter=None):
         super().__init__()
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
-        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
+        if resample_filter is None:
+            self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
+            self.resample_filter = None
+        else:
+            self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, stride=2, padding=0)
+            self.register_buffer("resample_filter", fir_filter(resample_filter), persistent=False)
+            # The filter's padding plus the convolution's own: a 3x3 convolution of stride 2 then sees the filtered
+            # image exactly where a "same" convolution would.
+            taps = len(resample_filter)
+            self.conv1_padding = (1 + (taps - 1) // 2, 1 + (taps - 2) // 2) * 2
         self.skip = EqualizedConv2d(in_channels, out_channels, 1, bias=False) if residual else None
         # Equalised learning rate: the gains scale each convolution's input (see `EqualizedLinear`).
         self.conv0_gain, self.conv1_gain = self.conv0.weight_gain, self.conv1.weight_gain
@@ -599,9 +624,15 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         output = leaky_relu(self.conv0(hidden_states * self.conv0_gain))
-        output = F.avg_pool2d(leaky_relu(self.conv1(output * self.conv1_gain)), 2)
+        if self.resample_filter is None:
+            output = F.avg_pool2d(leaky_relu(self.conv1(output * self.conv1_gain)), 2)
+            downsampled = F.avg_pool2d(hidden_states, 2) if self.skip is not None else None
+        else:
+            filtered = upfirdn2d(output, self.resample_filter, padding=self.conv1_padding)
+            output = leaky_relu(self.conv1(filtered * self.conv1_gain))
+            downsampled = downsample2d(hidden_states, self.resample_filter) if self.skip is not None else None
         if self.skip is not None:
-            output = (output + self.skip(F.avg_pool2d(hidden_states, 2) * self.skip_gain)) * math.sqrt(0.5)
+            output = (output + self.skip(downsampled * self.skip_gain)) * math.sqrt(0.5)
         return output
 
 
@@ -617,7 +648,8 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
         self.from_image = EqualizedConv2d(config.num_channels, config.channels_at(resolutions[0]), 1)
         residual = config.discriminator_architecture == "resnet"
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(config.channels_at(r), config.channels_at(r // 2), residual) for r in resolutions[:-1]
+            DiscriminatorBlock(config.channels_at(r), config.channels_at(r // 2), residual, config.resample_filter)
+            for r in resolutions[:-1]
         )
         channels = config.channels_at(4)
         self.minibatch_std = MinibatchStdDev(config.mbstd_group_size, config.mbstd_num_channels)
