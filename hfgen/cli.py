@@ -237,13 +237,19 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_convert(args: argparse.Namespace) -> None:
     from .models.stylegan.conversion import save_converted_folder
 
-    pipeline = save_converted_folder(args.checkpoint, args.folder, args.network)
+    pipeline, source = save_converted_folder(args.checkpoint, args.folder, args.network)
     config = pipeline.stylegan.config
     print(
         f"{os.path.abspath(args.folder)}: a {config.resolution}px StyleGAN "
         f"{3 if config.generator_architecture == 'alias_free' else 2} converted from {args.checkpoint}"
         "; load it with hfgen.StyleGANPipeline.from_pretrained"
     )
+    if source["discriminator"] is not None:
+        print(
+            "its discriminator is in discriminator/: train_stylegan.py --pretrained_model_name_or_path fine-tunes both"
+        )
+    else:
+        print(f"its discriminator was not converted ({source['discriminator_note']}): fine-tuning starts a new one")
 
 
 def run_demo(args: argparse.Namespace) -> None:

@@ -446,3 +446,15 @@ def test_channels_follow_channel_base_and_max():
     config = StyleGANConfig(resolution=64, channel_base=1024, channel_max=128)
     assert [config.channels_at(r) for r in config.resolutions] == [128, 128, 64, 32, 16]
     assert config.num_ws == 2 * int(math.log2(64)) - 2
+
+
+def test_the_discriminator_clamps_its_activations_as_nvidias_does():
+    tester = TestStyleGANDiscriminator()
+    inputs = tester.get_inputs()
+    free = tester.build_model()
+    with torch.no_grad():
+        logits = free(**inputs).logits
+        for clamp, changes in ((256.0, False), (0.05, True)):
+            clamped = StyleGANDiscriminator(tiny_config(num_classes=10, conv_clamp=clamp)).eval()
+            clamped.load_state_dict(free.state_dict())
+            assert torch.allclose(clamped(**inputs).logits, logits) != changes, clamp

@@ -5,14 +5,17 @@ through `hfgen convert stylegan`. That the FIR generator computes what NVIDIA's 
 computes is checked against NVIDIA's and rosinality's own networks by `benchmarks/verify_stylegan_conversion.py`,
 which needs their code; the resampling it rests on has the reference's values in test_stylegan_resampling.py."""
 
+import json
+import os
 import pickle
+import subprocess
 import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from hfgen import StyleGANConfig, StyleGANGenerator, StyleGANPipeline
+from hfgen import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator, StyleGANPipeline
 from hfgen.cli import main
 from hfgen.models.stylegan.conversion import convert_nvidia_snapshot
 
@@ -53,6 +56,29 @@ def nvidia_state(generator: StyleGANGenerator) -> dict[str, torch.Tensor]:
     return named
 
 
+def nvidia_discriminator_state(discriminator: StyleGANDiscriminator) -> dict[str, torch.Tensor]:
+    """The discriminator's weights under NVIDIA's names: blocks `b{resolution}` from the top down, the first with its
+    `fromrgb`, the epilogue `b4` (`conv`, `fc`, `out`)."""
+    config, state = discriminator.config, discriminator.state_dict()
+    top = config.resolution
+    named = {f"b{top}.fromrgb.weight": state["from_image.weight"], f"b{top}.fromrgb.bias": state["from_image.bias"]}
+    for index, resolution in enumerate(config.resolutions[::-1][:-1]):
+        for name in ("conv0.weight", "conv0.bias", "conv1.weight", "conv1.bias", "skip.weight"):
+            named[f"b{resolution}.{name}"] = state[f"blocks.{index}.{name}"]
+        named[f"b{resolution}.conv1.resample_filter"] = torch.ones(4, 4)  # a buffer NVIDIA saves; hfgen rebuilds it
+    for theirs, ours in (("conv", "conv"), ("fc", "fc"), ("out", "output")):
+        named[f"b4.{theirs}.weight"], named[f"b4.{theirs}.bias"] = state[f"{ours}.weight"], state[f"{ours}.bias"]
+    return named
+
+
+def trained_looking(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every parameter moved off its init (the init leaves noise strengths, biases at zero)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter) if "strength" not in name else 0.3)
+    return model.eval()
+
+
 # NVIDIA's class of each module, by the last part of its name.
 CLASS_NAMES = {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork", "torgb": "ToRGBLayer"}
 
@@ -66,7 +92,9 @@ def class_name(path: str) -> str:
     return "SynthesisBlock" if last.startswith("b") else "SynthesisLayer"
 
 
-def nvidia_network(state: dict[str, torch.Tensor], init_kwargs: dict, persistence, util) -> torch.nn.Module:
+def nvidia_network(
+    state: dict[str, torch.Tensor], init_kwargs: dict, persistence, util, root_class: str = "Generator"
+) -> torch.nn.Module:
     """A module tree holding `state` under its dotted names, every module pickling as an NVIDIA persistent class."""
     root = torch.nn.Module()
     for name, tensor in state.items():
@@ -84,7 +112,7 @@ def nvidia_network(state: dict[str, torch.Tensor], init_kwargs: dict, persistenc
         if path:
             persistent(module, class_name(path), SOURCE, persistence)
     root._init_args, root._init_kwargs = (), util.EasyDict(init_kwargs)
-    return persistent(root, "Generator", SOURCE, persistence)
+    return persistent(root, root_class, SOURCE, persistence)
 
 
 @pytest.mark.parametrize("num_classes, conv_clamp", [(0, None), (3, 256.0)])
@@ -120,9 +148,19 @@ def test_a_snapshot_in_nvidias_structure_converts_to_the_same_generator(
         synthesis_kwargs=util.EasyDict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=conv_clamp),
     )
     network = nvidia_network(nvidia_state(original), init_kwargs, persistence, util)
+    # the discriminator beside it (NVIDIA's "resnet"); a conditional one maps labels through a network hfgen lacks
+    torch.manual_seed(1)
+    original_discriminator = trained_looking(StyleGANDiscriminator(config))
+    discriminator_kwargs = dict(
+        c_dim=num_classes, img_resolution=16, img_channels=3, channel_base=128, channel_max=16, conv_clamp=conv_clamp
+    )
+    discriminator = nvidia_network(
+        nvidia_discriminator_state(original_discriminator), discriminator_kwargs, persistence, util, "Discriminator"
+    )
     path = tmp_path / "network-snapshot.pkl"
     with open(path, "wb") as file:
-        pickle.dump({"G": network, "G_ema": network, "training_set_kwargs": util.EasyDict(resolution=16)}, file)
+        snapshot = {"G": network, "D": discriminator, "G_ema": network}
+        pickle.dump({**snapshot, "training_set_kwargs": util.EasyDict(resolution=16)}, file)
     for name in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util"):
         del sys.modules[name]
 
@@ -137,7 +175,17 @@ def test_a_snapshot_in_nvidias_structure_converts_to_the_same_generator(
 
     folder = tmp_path / "converted"
     assert main(["convert", "stylegan", str(path), str(folder)]) == 0
-    assert "a 16px StyleGAN 2 converted from" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "a 16px StyleGAN 2 converted from" in printed
+    pixels = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    if num_classes:
+        assert "its discriminator was not converted (it is conditional" in printed
+        assert not (folder / "discriminator").exists()
+    else:
+        assert "its discriminator is in discriminator/" in printed
+        converted_discriminator = StyleGANDiscriminator.from_pretrained(folder / "discriminator").eval()
+        with torch.no_grad():
+            assert torch.equal(converted_discriminator(pixels).logits, original_discriminator(pixels).logits)
     pipeline = StyleGANPipeline.from_pretrained(folder)
     with torch.no_grad():
         reloaded = pipeline.stylegan(z, labels=labels, noise_mode="const").sample
@@ -183,6 +231,26 @@ def rosinality_state(generator: StyleGANGenerator) -> dict[str, torch.Tensor]:
     return named
 
 
+def rosinality_discriminator_state(discriminator: StyleGANDiscriminator) -> dict[str, torch.Tensor]:
+    """The discriminator's weights under rosinality's names (its `Discriminator.state_dict()`): each convolution's
+    bias in the activation after it, a blur before each downsampling convolution."""
+    config, state = discriminator.config, discriminator.state_dict()
+    named = {"convs.0.0.weight": state["from_image.weight"], "convs.0.1.bias": state["from_image.bias"]}
+    for index in range(len(config.resolutions) - 1):
+        theirs, ours = f"convs.{index + 1}", f"blocks.{index}"
+        named[f"{theirs}.conv1.0.weight"] = state[f"{ours}.conv0.weight"]
+        named[f"{theirs}.conv1.1.bias"] = state[f"{ours}.conv0.bias"]
+        named[f"{theirs}.conv2.0.kernel"] = torch.ones(4, 4)  # the blur's filter, a buffer hfgen rebuilds
+        named[f"{theirs}.conv2.1.weight"] = state[f"{ours}.conv1.weight"]
+        named[f"{theirs}.conv2.2.bias"] = state[f"{ours}.conv1.bias"]
+        named[f"{theirs}.skip.0.kernel"] = torch.ones(4, 4)
+        named[f"{theirs}.skip.1.weight"] = state[f"{ours}.skip.weight"]
+    named["final_conv.0.weight"], named["final_conv.1.bias"] = state["conv.weight"], state["conv.bias"]
+    for theirs, ours in (("final_linear.0", "fc"), ("final_linear.1", "output")):
+        named[f"{theirs}.weight"], named[f"{theirs}.bias"] = state[f"{ours}.weight"], state[f"{ours}.bias"]
+    return named
+
+
 @pytest.mark.parametrize("with_latent_avg", [True, False])
 def test_a_rosinality_checkpoint_converts_to_the_same_generator(tmp_path, capsys, with_latent_avg):
     import argparse
@@ -206,6 +274,10 @@ def test_a_rosinality_checkpoint_converts_to_the_same_generator(tmp_path, capsys
     checkpoint = {"g_ema": rosinality_state(original), "args": argparse.Namespace(size=16, latent=8, n_mlp=3)}
     if with_latent_avg:  # as rosinality's converted TensorFlow weights keep it
         checkpoint["latent_avg"] = original.mapping.w_avg.clone()
+    else:  # as its train.py saves, with the discriminator
+        torch.manual_seed(1)
+        original_discriminator = trained_looking(StyleGANDiscriminator(config))
+        checkpoint["d"] = rosinality_discriminator_state(original_discriminator)
     path = tmp_path / "checkpoint.pt"
     torch.save(checkpoint, path)
 
@@ -221,6 +293,14 @@ def test_a_rosinality_checkpoint_converts_to_the_same_generator(tmp_path, capsys
             assert torch.allclose(truncated, original(z, truncation_psi=0.5, noise_mode="const").sample, atol=1e-6)
     card = (folder / "README.md").read_text()
     assert "rosinality stylegan2-pytorch checkpoint" in card
+    if with_latent_avg:
+        assert "not converted (the checkpoint holds no discriminator under 'd')" in card
+    else:
+        pixels = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+        converted_discriminator = StyleGANDiscriminator.from_pretrained(folder / "discriminator").eval()
+        with torch.no_grad():
+            assert torch.equal(converted_discriminator(pixels).logits, original_discriminator(pixels).logits)
+        assert "The original's discriminator was converted too" in card
     if not with_latent_avg:
         # rosinality keeps no w average: the mean of 10,000 mapped z drawn with seed 0, said on the card
         expected = original.mapping(torch.randn(10_000, 8, generator=torch.Generator().manual_seed(0))).mean(dim=0)
@@ -230,3 +310,49 @@ def test_a_rosinality_checkpoint_converts_to_the_same_generator(tmp_path, capsys
     torch.save({"g_ema": {"input.input": torch.zeros(1, 4, 4, 4)}}, tmp_path / "broken.pt")
     assert main(["convert", "stylegan", str(tmp_path / "broken.pt"), str(tmp_path / "other")]) == 2
     assert "is not a rosinality Generator hfgen can hold" in capsys.readouterr().err
+
+
+def test_a_converted_folder_fine_tunes_with_its_discriminator_on_a_users_folder(tmp_path):
+    """The converted folder is laid out as train_stylegan.py's runs: `--pretrained_model_name_or_path` starts from the
+    converted generator and discriminator, and the run ends with a folder of its own."""
+    import argparse
+
+    config = StyleGANConfig(
+        resolution=16, num_channels=3, latent_dim=8, w_dim=8, mapping_layers=2, channel_base=512, channel_max=16
+    )
+    torch.manual_seed(0)
+    generator, discriminator = (
+        trained_looking(StyleGANGenerator(config)),
+        trained_looking(StyleGANDiscriminator(config)),
+    )
+    checkpoint = {
+        "g_ema": rosinality_state(generator),
+        "d": rosinality_discriminator_state(discriminator),
+        "args": argparse.Namespace(size=16, latent=8, n_mlp=2),
+    }
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    assert main(["convert", "stylegan", str(tmp_path / "checkpoint.pt"), str(tmp_path / "converted")]) == 0
+    images = tmp_path / "my_images"
+    images.mkdir()
+    colours = torch.rand(12, 3, generator=torch.Generator().manual_seed(3))
+    for index, colour in enumerate(colours):
+        Image.new("RGB", (20, 20), tuple(int(255 * c) for c in colour)).save(images / f"{index}.png")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "training_scripts", "gan", "train_stylegan.py")
+    # as a user types it: the flags the converted card suggests, and a few steps
+    result = subprocess.run(
+        [sys.executable, script, "--pretrained_model_name_or_path", str(tmp_path / "converted")]
+        + ["--train_data_dir", str(images), "--resolution", "16", "--color_mode", "RGB", "--unconditional"]
+        + ["--max_train_steps", "2", "--train_batch_size", "4", "--num_eval_samples", "8"]
+        + ["--num_validation_images", "4", "--output_dir", str(tmp_path / "tuned"), "--report_to", "none"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "starting a new discriminator" not in result.stderr + result.stdout
+    record = json.loads((tmp_path / "tuned" / "training_args.json").read_text())
+    assert record["pretrained_model_name_or_path"] == str(tmp_path / "converted")
+    tuned = StyleGANDiscriminator.from_pretrained(tmp_path / "tuned" / "discriminator")
+    # two steps moved the converted discriminator's weights, from where they started
+    start, end = discriminator.state_dict(), tuned.state_dict()
+    assert 0 < max((end[name] - start[name]).abs().max().item() for name in start) < 0.1

@@ -316,22 +316,109 @@ def convert_nvidia_snapshot(path: str, network: str = "G_ema", snapshot=None):
     return generator.eval()
 
 
+# NVIDIA's discriminator architectures and hfgen's names for them ("skip", images fed in at every resolution, has no
+# hfgen counterpart).
+DISCRIMINATOR_ARCHITECTURES = {"resnet": "resnet", "orig": "plain"}
+
+
+def nvidia_discriminator_mismatch(init_kwargs: dict, config: StyleGANConfig) -> str | None:
+    """Why an NVIDIA `Discriminator(**init_kwargs)` cannot sit beside a generator of `config` (hfgen's two networks
+    share one config), or None when it can."""
+    block = dict(init_kwargs.get("block_kwargs") or {})
+    epilogue = dict(init_kwargs.get("epilogue_kwargs") or {})
+    if init_kwargs.get("c_dim", 0):
+        return "it is conditional, and NVIDIA maps labels through a network where hfgen projects onto an embedding"
+    if init_kwargs.get("architecture", "resnet") not in DISCRIMINATOR_ARCHITECTURES:
+        return f"its architecture is {init_kwargs['architecture']!r}: hfgen has 'resnet' and 'orig' (plain)"
+    expected = {
+        "img_resolution": config.resolution,
+        "img_channels": config.num_channels,
+        "channel_base": config.channel_base,
+        "channel_max": config.channel_max,
+        "conv_clamp": config.conv_clamp,
+    }
+    found = {name: init_kwargs.get(name, {"channel_base": 32768, "channel_max": 512}.get(name)) for name in expected}
+    found["resample_filter"] = list(block.get("resample_filter", [1, 3, 3, 1]))
+    expected["resample_filter"] = config.resample_filter
+    for name, value in expected.items():
+        if found[name] != value:
+            return f"its {name} is {found[name]} where the generator's is {value}"
+    if block.get("activation", "lrelu") != "lrelu" or epilogue.get("activation", "lrelu") != "lrelu":
+        return "it uses another activation than lrelu"
+    if epilogue.get("mbstd_group_size", 4) is None or epilogue.get("mbstd_num_channels", 1) < 1:
+        return "its minibatch standard deviation layer is off or spans the whole batch"
+    return None
+
+
+def nvidia_discriminator_state_dict(state: dict[str, torch.Tensor], config: StyleGANConfig) -> dict:
+    """NVIDIA's discriminator weights under hfgen's names, for a `StyleGANDiscriminator(config)`."""
+    resolutions = config.resolutions[::-1]  # top resolution down to 4, as hfgen's blocks run
+    converted = {
+        "from_image.weight": state[f"b{resolutions[0]}.fromrgb.weight"],
+        "from_image.bias": state[f"b{resolutions[0]}.fromrgb.bias"],
+    }
+    for index, resolution in enumerate(resolutions[:-1]):
+        for name in ("conv0.weight", "conv0.bias", "conv1.weight", "conv1.bias", "skip.weight"):
+            if f"b{resolution}.{name}" in state:
+                converted[f"blocks.{index}.{name}"] = state[f"b{resolution}.{name}"]
+    for source, target in (("conv", "conv"), ("fc", "fc"), ("out", "output")):
+        for kind in ("weight", "bias"):
+            converted[f"{target}.{kind}"] = state[f"b4.{source}.{kind}"]
+    return converted
+
+
+def convert_nvidia_discriminator(snapshot, config: StyleGANConfig, network: str = "D"):
+    """`(discriminator, None)` from an NVIDIA snapshot's `network` beside a generator of `config`, or `(None, why)`
+    when the snapshot has none hfgen can hold (read as [`convert_nvidia_snapshot`] reads the generator)."""
+    from .modeling_stylegan import StyleGANDiscriminator
+
+    record = snapshot.get(network) if isinstance(snapshot, dict) else None
+    if not isinstance(record, PickledObject) or record.class_name != "Discriminator":
+        return None, f"the snapshot holds no discriminator under {network!r}"
+    init_kwargs = plain_value(record.attributes.get("_init_kwargs"))
+    if not isinstance(init_kwargs, dict):
+        return None, "the discriminator record has no constructor arguments (_init_kwargs)"
+    mismatch = nvidia_discriminator_mismatch(init_kwargs, config)
+    if mismatch is not None:
+        return None, mismatch
+    config = StyleGANConfig.from_dict(
+        {
+            **config.to_dict(),
+            "discriminator_architecture": DISCRIMINATOR_ARCHITECTURES[init_kwargs.get("architecture", "resnet")],
+            "mbstd_group_size": (init_kwargs.get("epilogue_kwargs") or {}).get("mbstd_group_size", 4),
+            "mbstd_num_channels": (init_kwargs.get("epilogue_kwargs") or {}).get("mbstd_num_channels", 1),
+        }
+    )
+    discriminator = StyleGANDiscriminator(config)
+    try:
+        converted = nvidia_discriminator_state_dict(record_state_dict(record), config)
+    except KeyError as error:
+        return None, f"its weights lack {error}"
+    missing, unexpected = discriminator.load_state_dict(converted, strict=False)
+    if missing or unexpected:
+        return None, f"its weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})"
+    return discriminator.eval(), None
+
+
 def save_converted_folder(checkpoint: str, folder: str, network: str | None = None):
-    """Convert `checkpoint` (see [`convert_nvidia_snapshot`]) into a new pipeline folder: the pipeline, a grid of
-    samples and a model card naming the source file and its SHA-256. An existing non-empty `folder` is refused:
-    nothing is overwritten."""
+    """Convert `checkpoint` (see [`convert_checkpoint`]) into a new folder laid out as `train_stylegan.py` leaves
+    its runs: the pipeline, the generator at the top, the discriminator in `discriminator/` when it converts, a grid
+    of samples and a model card naming the source file and its SHA-256; returns `(pipeline, source)`. An existing
+    non-empty `folder` is refused: nothing is overwritten."""
     import hashlib
 
     from ...model_card import render_model_card
     from ...pipelines.sampling import image_grid, sample_images
     from ...pipelines.stylegan import StyleGANPipeline
+    from ...training.adversarial import save_adversarial_weights
 
     if os.path.isdir(folder) and os.listdir(folder):
         raise ValueError(f"{folder} exists and is not empty: give a new folder (nothing is overwritten)")
     generator, source = convert_checkpoint(checkpoint, network)
     pipeline = StyleGANPipeline(stylegan=generator)
     pipeline.set_progress_bar_config(disable=True)
-    pipeline.save_pretrained(folder)
+    # the layout of train_stylegan.py's folders, so that `--pretrained_model_name_or_path <folder>` fine-tunes it
+    save_adversarial_weights(folder, pipeline, generator, source["discriminator"])
     samples = sample_images(pipeline, 16, 0, 16, {"truncation_psi": 0.7, "noise_mode": "const"})
     image_grid(samples, columns=4).save(os.path.join(folder, "samples.png"))
     digest = hashlib.sha256()
@@ -352,12 +439,13 @@ def save_converted_folder(checkpoint: str, folder: str, network: str | None = No
             source_format=source["format"],
             network=source["network"],
             w_avg=source["w_avg"],
+            discriminator_note=source["discriminator_note"],
             config=generator.config.to_dict(),
             samples_image="samples.png",
         ),
     )
     card.save(os.path.join(folder, "README.md"))
-    return pipeline
+    return pipeline, source
 
 
 def rosinality_generator_config(state: dict[str, torch.Tensor]) -> StyleGANConfig:
@@ -416,6 +504,43 @@ def rosinality_generator_state_dict(state: dict[str, torch.Tensor], config: Styl
     return converted
 
 
+def rosinality_discriminator_state_dict(state: dict[str, torch.Tensor], config: StyleGANConfig) -> dict:
+    """rosinality's discriminator weights (`d`) under hfgen's names. Its layers keep their bias in the activation
+    that follows (`FusedLeakyReLU`), and a downsampling convolution has its blur first, hence the module indices."""
+    converted = {"from_image.weight": state["convs.0.0.weight"], "from_image.bias": state["convs.0.1.bias"]}
+    for index in range(len(config.resolutions) - 1):
+        source, target = f"convs.{index + 1}", f"blocks.{index}"
+        converted[f"{target}.conv0.weight"] = state[f"{source}.conv1.0.weight"]
+        converted[f"{target}.conv0.bias"] = state[f"{source}.conv1.1.bias"]
+        converted[f"{target}.conv1.weight"] = state[f"{source}.conv2.1.weight"]
+        converted[f"{target}.conv1.bias"] = state[f"{source}.conv2.2.bias"]
+        converted[f"{target}.skip.weight"] = state[f"{source}.skip.1.weight"]
+    converted["conv.weight"], converted["conv.bias"] = state["final_conv.0.weight"], state["final_conv.1.bias"]
+    for source, target in (("final_linear.0", "fc"), ("final_linear.1", "output")):
+        converted[f"{target}.weight"], converted[f"{target}.bias"] = state[f"{source}.weight"], state[f"{source}.bias"]
+    return converted
+
+
+def convert_rosinality_discriminator(checkpoint: dict, config: StyleGANConfig, network: str = "d"):
+    """`(discriminator, None)` from a rosinality checkpoint's `network` beside a generator of `config`, or `(None,
+    why)` when it has none hfgen can hold."""
+    from .modeling_stylegan import StyleGANDiscriminator
+
+    state = checkpoint.get(network)
+    if not isinstance(state, dict) or "final_conv.0.weight" not in state:
+        return None, f"the checkpoint holds no discriminator under {network!r}"
+    discriminator = StyleGANDiscriminator(config)
+    try:
+        missing, unexpected = discriminator.load_state_dict(
+            rosinality_discriminator_state_dict(state, config), strict=False
+        )
+    except (KeyError, RuntimeError) as error:
+        return None, f"its weights do not fit the generator's config ({str(error).strip().splitlines()[0]})"
+    if missing or unexpected:
+        return None, f"its weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})"
+    return discriminator.eval(), None
+
+
 # Mapped z whose mean stands for rosinality's missing w average, and their seed (see the module docstring).
 MEAN_LATENT_SAMPLES = 10_000
 
@@ -448,9 +573,9 @@ def convert_rosinality_checkpoint(path: str, checkpoint: dict, network: str = "g
 
 def convert_checkpoint(path: str, network: str | None = None) -> tuple:
     """`(generator, source)`: the `StyleGANGenerator` of an NVIDIA StyleGAN2-ADA or StyleGAN3 snapshot (`G_ema` by
-    default) or a
-    rosinality checkpoint (`g_ema` by default), read without running any code from the file, and what it came from
-    (`format`, `network`, and how its w average was obtained)."""
+    default) or a rosinality checkpoint (`g_ema` by default), read without running any code from the file, and what
+    it came from: `format`, `network`, how its w average was obtained, and its `discriminator` (`D` / `d`, for
+    fine-tuning) or None with `discriminator_note` saying why."""
     from .checkpoint_reading import read_checkpoint
 
     checkpoint = read_checkpoint(path)
@@ -465,9 +590,12 @@ def convert_checkpoint(path: str, network: str | None = None) -> tuple:
             w_avg = "the checkpoint's latent_avg"
         else:
             w_avg = f"the mean of {MEAN_LATENT_SAMPLES:,} mapped z drawn with seed 0 (the checkpoint keeps none)"
-        return generator, {"format": "rosinality stylegan2-pytorch checkpoint", "network": network, "w_avg": w_avg}
+        discriminator, note = convert_rosinality_discriminator(checkpoint, generator.config)
+        source = {"format": "rosinality stylegan2-pytorch checkpoint", "network": network, "w_avg": w_avg}
+        return generator, {**source, "discriminator": discriminator, "discriminator_note": note}
     network = network or "G_ema"
     generator = convert_nvidia_snapshot(path, network, checkpoint)
     kind = "StyleGAN3" if generator.config.generator_architecture == "alias_free" else "StyleGAN2-ADA"
+    discriminator, note = convert_nvidia_discriminator(checkpoint, generator.config)
     source = {"format": f"NVIDIA {kind} snapshot", "network": network, "w_avg": "the snapshot's w_avg"}
-    return generator, source
+    return generator, {**source, "discriminator": discriminator, "discriminator_note": note}

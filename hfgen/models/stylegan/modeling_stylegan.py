@@ -77,6 +77,11 @@ def leaky_relu(hidden_states: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(hidden_states, 0.2) * LEAKY_RELU_GAIN
 
 
+def clamp_activations(hidden_states: torch.Tensor, conv_clamp: float | None) -> torch.Tensor:
+    """`hidden_states` clamped to [-conv_clamp, conv_clamp] (NVIDIA's `conv_clamp`), or as they are for None."""
+    return hidden_states if conv_clamp is None else hidden_states.clamp(-conv_clamp, conv_clamp)
+
+
 class EqualizedLinear(nn.Linear):
     """Linear layer with the equalised learning rate: weights stored as N(0, 1) / lr_multiplier, biases as
     bias_init / lr_multiplier.
@@ -259,8 +264,7 @@ class StyleLayer(nn.Module):
         if self.noise is not None and noise is not None:
             hidden_states = self.noise(hidden_states, noise)
         hidden_states = leaky_relu(hidden_states + self.bias[None, :, None, None])
-        if self.conv_clamp is not None:
-            hidden_states = hidden_states.clamp(-self.conv_clamp, self.conv_clamp)
+        hidden_states = clamp_activations(hidden_states, self.conv_clamp)
         if self.style_block == "adain":
             scale, shift = self.affine(w * self.affine_gain)[:, :, None, None].chunk(2, dim=1)
             hidden_states = self.instance_norm(hidden_states) * (1 + scale) + shift
@@ -284,7 +288,7 @@ class ToImage(nn.Module):
     def forward(self, hidden_states: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         output = self.conv(hidden_states, w) if self.modulated else self.conv(hidden_states * self.conv_gain)
         output = output + self.bias[None, :, None, None]
-        return output if self.conv_clamp is None else output.clamp(-self.conv_clamp, self.conv_clamp)
+        return clamp_activations(output, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -601,11 +605,19 @@ class DiscriminatorBlock(nn.Module):
 
     With a FIR `resample_filter` (StyleGAN 2 as published) the second convolution filters its input and runs with
     stride 2, and the skip filters and keeps every other pixel (`downsample2d`); without it (hfgen's first StyleGAN
-    2), both average-pool by 2.
+    2), both average-pool by 2. `conv_clamp` bounds both convolutions' activations, as in NVIDIA's discriminator.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, residual: bool, resample_filter=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        residual: bool,
+        resample_filter=None,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
         if resample_filter is None:
             self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
@@ -623,13 +635,13 @@ class DiscriminatorBlock(nn.Module):
         self.skip_gain = self.skip.weight_gain if residual else None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        output = leaky_relu(self.conv0(hidden_states * self.conv0_gain))
+        output = clamp_activations(leaky_relu(self.conv0(hidden_states * self.conv0_gain)), self.conv_clamp)
         if self.resample_filter is None:
             output = F.avg_pool2d(leaky_relu(self.conv1(output * self.conv1_gain)), 2)
             downsampled = F.avg_pool2d(hidden_states, 2) if self.skip is not None else None
         else:
             filtered = upfirdn2d(output, self.resample_filter, padding=self.conv1_padding)
-            output = leaky_relu(self.conv1(filtered * self.conv1_gain))
+            output = clamp_activations(leaky_relu(self.conv1(filtered * self.conv1_gain)), self.conv_clamp)
             downsampled = downsample2d(hidden_states, self.resample_filter) if self.skip is not None else None
         if self.skip is not None:
             output = (output + self.skip(downsampled * self.skip_gain)) * math.sqrt(0.5)
@@ -648,7 +660,9 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
         self.from_image = EqualizedConv2d(config.num_channels, config.channels_at(resolutions[0]), 1)
         residual = config.discriminator_architecture == "resnet"
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(config.channels_at(r), config.channels_at(r // 2), residual, config.resample_filter)
+            DiscriminatorBlock(
+                config.channels_at(r), config.channels_at(r // 2), residual, config.resample_filter, config.conv_clamp
+            )
             for r in resolutions[:-1]
         )
         channels = config.channels_at(4)
@@ -683,11 +697,13 @@ class StyleGANDiscriminator(StyleGANPreTrainedModel):
             )
         check_class_labels(config.num_classes, labels, pixel_values.shape[0], "StyleGAN")
         # 1. image to features, then residual (or plain) blocks down to 4x4
-        hidden = leaky_relu(self.from_image(pixel_values * self.from_image_gain))
+        hidden = clamp_activations(leaky_relu(self.from_image(pixel_values * self.from_image_gain)), config.conv_clamp)
         for block in self.blocks:
             hidden = block(hidden)
         # 2. minibatch standard deviation, last convolution and fully connected layers
-        hidden = leaky_relu(self.conv(self.minibatch_std(hidden) * self.conv_gain))
+        hidden = clamp_activations(
+            leaky_relu(self.conv(self.minibatch_std(hidden) * self.conv_gain)), config.conv_clamp
+        )
         hidden = leaky_relu(self.fc(hidden.flatten(1) * self.fc_gain))
         logits = self.output(hidden * self.output_gain).squeeze(1)
         if config.is_conditional:
