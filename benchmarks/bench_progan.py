@@ -6,8 +6,8 @@ it measured.
     python benchmarks/bench_progan.py --datasets hfgen/faces --stable_steps 100 --fade_steps 100   # a quicker look
 
 Each run is `train_progan.py` with its defaults (architecture, loss, learning rates, EMA, 4 -> 16 px,
-`--stable_steps` / `--fade_steps` / `--final_steps` unless given here) but `--dataset_name` and `--output_dir`, validating at the end of
-each resolution's stable phase. The table reads the `metrics.json` each run wrote (on
+`--stable_steps` / `--fade_steps` / `--final_steps` unless given here) but `--dataset_name` and `--output_dir`,
+validating at the end of each resolution's stable phase. The table reads the `metrics.json` each run wrote (on
 the digits: FID / KID / precision / recall with hfgen's digits classifier, and the class accuracy of conditional
 samples; on the faces, which have no feature extractor offline, the diversity ratio in pixels). Figures, in
 `--figures_dir`:

@@ -69,7 +69,7 @@ def test_progan_run_writes_a_hub_ready_folder_that_loads_three_ways(progan_run):
     piped = pipeline(latents=z, class_labels=labels, output_type="pt").images
     torch.testing.assert_close(piped, (images * 0.5 + 0.5).clamp(0, 1), rtol=0, atol=1e-6)
     card = ModelCard.load(output_dir / "README.md")
-    assert {"progan", "wgan-gp", "conditional-gan"} <= set(card.data.tags)
+    assert {"progan", "non-saturating", "conditional-gan"} <= set(card.data.tags)  # the default loss
     text = " ".join(card.text.split())
     assert "grew the networks from 8x8 to 16x16" in text and "hfgen.ProGANPipeline.from_pretrained" in text
     recorded = json.loads((output_dir / "training_args.json").read_text())
@@ -183,6 +183,12 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path, progan_config):
     assert "--start_resolution must lie in [4, inf]" in parse_error(script, "--start_resolution", 2)
     assert "--fade_steps must lie in [0, inf]" in parse_error(script, "--fade_steps", -1)
     assert "--stable_steps must lie in [1, inf]" in parse_error(script, "--stable_steps", 0)
+    assert "--final_steps must lie in [1, inf]" in parse_error(script, "--final_steps", 0)
+    assert "--r1_gamma must lie in [0, inf]" in parse_error(script, "--r1_gamma", -1)
+    # ADA reads the sign of D's scores of real images, which a WGAN critic leaves arbitrary
+    assert "with --loss wgan-gp use --augment diffaugment or none" in parse_error(
+        script, "--loss", "wgan-gp", "--augment", "ada"
+    )
     # a run too short to grow to its resolution stops before training, naming the flags to change
     from accelerate.state import AcceleratorState
 
