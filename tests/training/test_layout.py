@@ -9,7 +9,7 @@ import hfgen
 
 TRAINING = Path(hfgen.__file__).parent / "training"
 CORE_MODULES = ["cli", "arguments", "runs", "checkpointing", "ema", "redaction", "evaluation", "hub", "curves"]
-KIND_MODULES = ["adversarial", "augment", "diffusion", "translation", "vision_language"]
+KIND_MODULES = ["adversarial", "augment", "diffusion", "progressive", "translation", "vision_language"]
 
 
 def imported_modules(path: Path) -> set[str]:
