@@ -68,8 +68,9 @@ class GANPipeline(PipelineFolderMixin, DiffusionPipeline):
         self.register_modules(gan=gan)
         self.image_processor = VaeImageProcessor(vae_scale_factor=1)
 
-    def _generate(self, latents, class_labels, output_type: str, return_dict: bool):
-        sample = self.gan(latents, labels=class_labels, return_dict=True).sample
+    def _generate(self, latents, class_labels, output_type: str, return_dict: bool, **generator_kwargs):
+        """Images of `latents` (and labels); `generator_kwargs` go to the generator (e.g. ProGAN's growing stage)."""
+        sample = self.gan(latents, labels=class_labels, return_dict=True, **generator_kwargs).sample
         images = self.image_processor.postprocess(sample, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -106,8 +107,13 @@ class GANPipeline(PipelineFolderMixin, DiffusionPipeline):
             return_dict (`bool`, defaults to `True`):
                 Return a [`GANPipelineOutput`] instead of a tuple `(images, latents, class_labels)`.
         """
-        # 1. check inputs
         check_output_type(output_type)
+        latents, labels = self.prepare_inputs(batch_size, class_labels, generator, latents)
+        return self._generate(latents, labels, output_type, return_dict)
+
+    def prepare_inputs(self, batch_size, class_labels, generator, latents) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The z and labels of a call (see `__call__`), checked, then drawn from `generator` where not given."""
+        # 1. check inputs
         latent_dim, num_classes = self.gan.config.latent_dim, self.gan.config.num_classes
         check_conditioning(class_labels, num_classes)
         if latents is not None:
@@ -122,8 +128,7 @@ class GANPipeline(PipelineFolderMixin, DiffusionPipeline):
         else:
             latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)
         labels = prepare_class_labels(class_labels, batch_size, num_classes, self._execution_device, generator)
-        # 3. generate
-        return self._generate(latents, labels, output_type, return_dict)
+        return latents, labels
 
     @torch.no_grad()
     def interpolate(

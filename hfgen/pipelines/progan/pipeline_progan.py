@@ -1,18 +1,10 @@
 """Pipeline around hfgen's ProGAN generator, unconditional or class-conditional, at any stage of growing."""
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from ...models.progan.modeling_progan import ProGANGenerator, growing_level
-from ..gan.pipeline_gan import GANPipeline, GANPipelineOutput
-from ..pipeline_checks import (
-    check_conditioning,
-    check_generator,
-    check_latents,
-    check_output_type,
-    prepare_class_labels,
-    resolve_batch_size,
-)
+from ..gan.pipeline_gan import GANPipeline
+from ..pipeline_checks import check_output_type
 
 
 class ProGANPipeline(GANPipeline):
@@ -38,14 +30,6 @@ class ProGANPipeline(GANPipeline):
 
     def __init__(self, gan: ProGANGenerator):
         super().__init__(gan=gan)
-
-    def _generate(self, latents, class_labels, output_type: str, return_dict: bool, resolution=None, alpha=1.0):
-        sample = self.gan(latents, labels=class_labels, resolution=resolution, alpha=alpha, return_dict=True).sample
-        images = self.image_processor.postprocess(sample, output_type=output_type)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images, latents, class_labels)
-        return GANPipelineOutput(images=images, latents=latents, class_labels=class_labels)
 
     @torch.no_grad()
     def __call__(
@@ -84,25 +68,10 @@ class ProGANPipeline(GANPipeline):
             return_dict (`bool`, defaults to `True`):
                 Return a [`GANPipelineOutput`] instead of a tuple `(images, latents, class_labels)`.
         """
-        # 1. check inputs (the growing state is checked by the generator, before anything is drawn)
         check_output_type(output_type)
-        latent_dim, num_classes = self.gan.config.latent_dim, self.gan.config.num_classes
-        check_conditioning(class_labels, num_classes)
-        if latents is not None:
-            check_latents(latents, (latent_dim,))
-        batch_size = resolve_batch_size(batch_size, class_labels, latents)
-        check_generator(generator, batch_size)
-        growing_level(self.gan.config, resolution, alpha)
-        # 2. prepare latents (and labels)
-        if latents is None:
-            latents = randn_tensor(
-                (batch_size, latent_dim), generator=generator, device=self._execution_device, dtype=self.gan.dtype
-            )
-        else:
-            latents = latents.to(device=self._execution_device, dtype=self.gan.dtype)
-        labels = prepare_class_labels(class_labels, batch_size, num_classes, self._execution_device, generator)
-        # 3. generate
-        return self._generate(latents, labels, output_type, return_dict, resolution, alpha)
+        growing_level(self.gan.config, resolution, alpha)  # the growing state is checked before anything is drawn
+        latents, labels = self.prepare_inputs(batch_size, class_labels, generator, latents)
+        return self._generate(latents, labels, output_type, return_dict, resolution=resolution, alpha=alpha)
 
 
 __all__ = ["ProGANPipeline"]
