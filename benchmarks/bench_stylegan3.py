@@ -3,7 +3,7 @@
 figures and prints a Markdown table of what it measured.
 
     python benchmarks/bench_stylegan3.py                                  # digits at 16 px, faces at 32 px
-    python benchmarks/bench_stylegan3.py --max_train_steps 800 --equivariance rotation
+    python benchmarks/bench_stylegan3.py --max_train_steps 400 --equivariance rotation
 
 Each run is `train_stylegan.py --generator_architecture alias_free` with the script's StyleGAN 3 defaults
 (architecture, learning rates, R1, EMA, no path length or style mixing) but `--dataset_name`, `--resolution`,
@@ -70,7 +70,7 @@ def main():
     parser.add_argument(
         "--datasets", nargs="+", default=[name for _, name, _ in RUNS], choices=[n for _, n, _ in RUNS]
     )
-    parser.add_argument("--max_train_steps", type=int, default=400)
+    parser.add_argument("--max_train_steps", type=int, default=1000)
     parser.add_argument("--train_batch_size", type=int, default=32)
     parser.add_argument("--equivariance", default="translation", choices=["translation", "rotation"])
     parser.add_argument("--work_dir", default="bench-stylegan3", help="Where the runs write their folders.")
