@@ -58,8 +58,10 @@ def design_lowpass_filter(
         return torch.as_tensor(taps, dtype=torch.float32)
     positions = (np.arange(num_taps) - (num_taps - 1) / 2) / sampling_rate
     radius = np.hypot(positions[None, :], positions[:, None])
-    # jinc: the inverse Fourier transform of a disc of radius `cutoff` (up to a constant the normalisation removes)
-    kernel = scipy.special.j1(2 * np.pi * cutoff * radius) / (np.pi * radius)
+    # jinc: the inverse Fourier transform of a disc of radius `cutoff` (up to a constant the normalisation removes);
+    # its value at the centre (an odd number of taps) is the limit, `cutoff`
+    safe_radius = np.where(radius > 0, radius, 1.0)
+    kernel = np.where(radius > 0, scipy.special.j1(2 * np.pi * cutoff * safe_radius) / (np.pi * safe_radius), cutoff)
     attenuation = scipy.signal.kaiser_atten(num_taps, transition_width / (sampling_rate / 2))
     window = np.kaiser(num_taps, scipy.signal.kaiser_beta(attenuation))
     kernel = kernel * np.outer(window, window)
