@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from accelerate import Accelerator, debug_launcher
+from accelerate.state import AcceleratorState
 
 from hfgen.data import collate_images, image_transform, load_digits_dataset
 from hfgen.metrics import GenerativeMetrics
@@ -12,6 +13,9 @@ from hfgen.metrics import GenerativeMetrics
 
 def measure_on_each_process(real: torch.Tensor, fake: torch.Tensor, output_prefix: str) -> None:
     """Run in every process: feed this process's share, compute, write the result of this rank."""
+    # debug_launcher forks: a child inherits any single-process state an earlier test of this worker left behind, and
+    # Accelerator() would reuse it (num_processes 1). Drop it so the child reads the launcher's environment.
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=True)
     metrics = GenerativeMetrics(kid_subsets=20).to(accelerator.device)
     # Contiguous shares in rank order, as accelerate's samplers produce them. The 301 fakes split unevenly (151 / 150)
