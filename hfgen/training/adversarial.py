@@ -217,10 +217,22 @@ GAN_FLAG_RANGES = {
 }
 
 
+def critic_scores_have_no_sign(args: argparse.Namespace) -> bool:
+    """Whether the run's discriminator is a WGAN critic: only differences of its scores count (a gradient penalty, and
+    in ProGAN a drift term, hold them near 0), so the sign of its scores of real images, which ADA reads as a sign of
+    overfitting, says nothing."""
+    return getattr(args, "loss", None) == "wgan-gp"
+
+
 def check_gan_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_flag_ranges(parser, args, GAN_FLAG_RANGES)
     if args.lora_rank and args.pretrained_model_name_or_path is None:
         parser.error("--lora_rank fine-tunes a trained generator: give --pretrained_model_name_or_path")
+    if args.augment == "ada" and critic_scores_have_no_sign(args):
+        parser.error(
+            "--augment ada adapts to the sign of the discriminator's scores of real images, which a WGAN critic "
+            "leaves arbitrary (only score differences count): with --loss wgan-gp use --augment diffaugment or none"
+        )
 
 
 def load_pretrained_pair(generator_class, discriminator_class, path: str, logger):
@@ -255,11 +267,13 @@ def check_fits_data(
 def make_augmentation(args: argparse.Namespace, accelerator, num_train_images: int) -> AdaptiveAugmentation | None:
     """The run's augmentation (None for `--augment none`), registered so checkpoints keep its probability.
 
-    Resolves `--augment auto` for the data (ADA on small datasets) and the default starting probability (0 for ADA,
-    which raises it as D overfits; 1 for fixed DiffAugment), and records both in `args`.
+    Resolves `--augment auto` for the data (on small datasets ADA, or fixed DiffAugment for a WGAN critic, whose
+    scores ADA cannot read) and the default starting probability (0 for ADA, which raises it as D overfits; 1 for
+    fixed DiffAugment), and records both in `args`.
     """
     if args.augment == "auto":
-        args.augment = "ada" if num_train_images < SMALL_DATASET_IMAGES else "none"
+        small_data_augmentation = "diffaugment" if critic_scores_have_no_sign(args) else "ada"
+        args.augment = small_data_augmentation if num_train_images < SMALL_DATASET_IMAGES else "none"
     if args.augment_probability is None:
         args.augment_probability = 1.0 if args.augment == "diffaugment" else 0.0
     if args.augment == "none":

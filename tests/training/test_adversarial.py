@@ -169,6 +169,17 @@ def test_auto_augmentation_turns_ada_on_for_small_datasets(num_images, expected,
     assert args.augment_probability == 0.0
 
 
+@pytest.mark.parametrize(("num_images", "expected"), [(80, "diffaugment"), (SMALL_DATASET_IMAGES, "none")])
+def test_auto_augmentation_of_a_wgan_critic_is_fixed_diffaugment_on_small_datasets(num_images, expected, accelerator):
+    """ADA reads the sign of D's scores of real images, which a WGAN critic leaves arbitrary."""
+    args = argparse.Namespace(
+        augment="auto", augment_probability=None, augment_policy="color", ada_target=0.6, loss="wgan-gp"
+    )
+    augment = make_augmentation(args, accelerator, num_images)
+    assert args.augment == expected
+    assert augment is None if expected == "none" else (augment.probability == 1.0 and not augment.adaptive)
+
+
 def test_fixed_diffaugment_starts_at_probability_one(accelerator):
     args = argparse.Namespace(augment="diffaugment", augment_probability=None, augment_policy="color", ada_target=0.6)
     augment = make_augmentation(args, accelerator, 10)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import hfgen
 
-from .conftest import TINY_RUN, dry_run, evaluate_saved_copy, import_script
+from .conftest import TINY_RUN, dry_run, evaluate_saved_copy, import_script, parse_error
 from .test_train_diffusion import SAME_SAMPLES
 
 COMMON = [*TINY_RUN, "--report_to", "none"]
@@ -283,6 +283,11 @@ def test_wgan_gp_refuses_a_batch_norm_critic(tmp_path, configs, launch_script):
     )
     assert result.returncode != 0
     assert "--loss wgan-gp needs a critic without batch norm" in result.stderr
+
+
+def test_wgan_gp_refuses_ada_whose_statistic_a_critic_does_not_give():
+    error = parse_error(import_script("train_gan.py"), "--loss", "wgan-gp", "--augment", "ada")
+    assert "with --loss wgan-gp use --augment diffaugment or none" in error
 
 
 def test_gan_lora_fine_tunes_on_one_class_and_saves_only_the_adapter(tmp_path, gan_run, launch_script, capsys):

@@ -43,7 +43,6 @@ from hfgen.pipelines.gan.evaluation import gan_sampler
 from hfgen.training import save_checkpoint
 from hfgen.training.adversarial import (
     GAN_CARD_METRIC_NAMES,
-    SMALL_DATASET_IMAGES,
     Phase,
     adapt_augmentation,
     add_gan_arguments,
@@ -157,12 +156,6 @@ def parse_args(input_args=None):
             "drift_weight": (0, None, "closed"),
         },
     )
-    if args.loss == "wgan-gp" and args.augment == "ada":
-        parser.error(
-            "--augment ada adapts to the sign of the discriminator's scores of real images, which a WGAN critic "
-            "leaves arbitrary (only score differences count; the drift term holds them near 0): with --loss wgan-gp "
-            "use --augment diffaugment or none"
-        )
     if not is_power_of_two(args.resolution) or args.resolution < 4:
         parser.error(f"--resolution must be a power of two (8, 16, 32, ...) for ProGAN, got {args.resolution}")
     if args.start_resolution is not None:
@@ -258,8 +251,6 @@ def main(args):
             generator, discriminator, g_optimizer, d_optimizer, train_dataloader, g_scheduler, d_scheduler
         )
     )
-    if args.loss == "wgan-gp" and args.augment == "auto" and len(data.train) < SMALL_DATASET_IMAGES:
-        args.augment = "diffaugment"  # ADA cannot read a WGAN critic's scores (see parse_args): fixed augmentation
     augment = make_augmentation(args, accelerator, len(data.train))
     if ema_generator is not None:
         ema_generator.to(accelerator.device)
