@@ -514,7 +514,7 @@ def test_wgan_gp_two_processes_with_accumulation_stay_in_sync(tmp_path, configs,
         "--max_train_steps",
         "3",
         "--augment",
-        "ada",
+        "diffaugment",
         num_processes=2,
     )
     record = json.loads((output_dir / "metrics.json").read_text())
