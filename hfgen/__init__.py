@@ -19,6 +19,7 @@ from .models.digits_classifier import DigitsClassifier, DigitsClassifierConfig
 from .models.gan import GANConfig, GANDiscriminator, GANGenerator
 from .models.owlvit_heads import OwlViTDetectionConfig, OwlViTForOpenVocabularyDetection
 from .models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
+from .models.stackgan import StackGANConfig, StackGANDiscriminator, StackGANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
@@ -32,6 +33,7 @@ from .pipelines.latent_diffusion import (
 )
 from .pipelines.progan import ProGANPipeline
 from .pipelines.score_sde import ScoreSdePipeline
+from .pipelines.stackgan import StackGANPipeline, StackGANPipelineOutput
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
 
@@ -46,6 +48,7 @@ for _config, _model in (
     (CycleGANConfig, CycleGANGenerator),
     (StyleGANConfig, StyleGANGenerator),
     (ProGANConfig, ProGANGenerator),
+    (StackGANConfig, StackGANGenerator),
     (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
     (CLIPLinearProbeConfig, CLIPLinearProbe),
     (BLIPCaptionScorerConfig, BLIPCaptionScorer),
@@ -93,6 +96,11 @@ __all__ = [
     "ProGANGenerator",
     "ProGANPipeline",
     "ScoreSdePipeline",
+    "StackGANConfig",
+    "StackGANDiscriminator",
+    "StackGANGenerator",
+    "StackGANPipeline",
+    "StackGANPipelineOutput",
     "StyleGANConfig",
     "StyleGANDiscriminator",
     "StyleGANGenerator",

@@ -154,6 +154,7 @@ DEMO_FAMILIES = (
     "gan",
     "stylegan",
     "progan",
+    "stackgan",
     "vae",
     "ddpm",
     "cyclegan",
