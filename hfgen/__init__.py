@@ -36,6 +36,7 @@ from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stackgan import StackGANPipeline, StackGANPipelineOutput
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
+from .pipelines.vqgan import VQGANPipeline, VQGANPipelineOutput
 
 __version__ = "0.1.0"
 
@@ -111,5 +112,7 @@ __all__ = [
     "VAEModel",
     "VAEPipeline",
     "VAEPipelineOutput",
+    "VQGANPipeline",
+    "VQGANPipelineOutput",
     "__version__",
 ]

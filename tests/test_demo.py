@@ -450,6 +450,7 @@ def test_every_family_that_allows_space_has_a_demo():
     packages.update({"owlvit": "models.owlvit_heads", "controlnet": "pipelines.latent_diffusion"})
     packages["dreambooth-lora"] = "pipelines.latent_diffusion"  # served on their base pipeline (folders.py)
     packages["progan"] = "pipelines.progan"
+    packages["vqgan"] = "pipelines.vqgan"
     packages["stackgan"] = "pipelines.stackgan"
     assert set(DEMO_FAMILIES) == set(packages)
     for family in DEMO_FAMILIES:

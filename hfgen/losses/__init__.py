@@ -20,6 +20,7 @@ from .gan import (
     r1_penalty,
 )
 from .translation import cycle_consistency_loss, identity_loss, paired_l1_loss
+from .vqgan import adaptive_adversarial_weight, pyramid_l1
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -39,6 +40,8 @@ __all__ = [
     "cycle_consistency_loss",
     "identity_loss",
     "paired_l1_loss",
+    "adaptive_adversarial_weight",
+    "pyramid_l1",
     "detection_matching_loss",
     "hungarian_match",
     "sigmoid_focal_loss",

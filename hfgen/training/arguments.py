@@ -156,6 +156,7 @@ DEMO_FAMILIES = (
     "progan",
     "stackgan",
     "vae",
+    "vqgan",
     "ddpm",
     "cyclegan",
     "pix2pix",

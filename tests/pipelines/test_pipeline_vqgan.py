@@ -1,0 +1,126 @@
+"""VQGANPipeline: the shared pipeline tests, then reconstruction, the prior's sampling options and a folder without a
+prior."""
+
+import pytest
+import torch
+from diffusers import VQModel
+from transformers import GPT2LMHeadModel
+
+from hfgen import VQGANPipeline, VQGANPipelineOutput
+from hfgen.families import load_folder_pipeline
+from hfgen.models.vqgan import code_sequences, prior_config
+from hfgen.testing.pipeline_tester import PipelineTesterMixin, raises_value_error, seeded
+
+
+def tiny_vqvae() -> VQModel:
+    """16 px greyscale images through 8 x 8 codes of dimension 3 from a codebook of 16."""
+    torch.manual_seed(0)
+    vqvae = VQModel(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16],
+        norm_num_groups=4,
+        latent_channels=3,
+        num_vq_embeddings=16,
+        sample_size=16,
+    )
+    vqvae.quantize.embedding.weight.data.normal_()  # codes as far apart as trained ones, not all near zero
+    return vqvae.eval()
+
+
+def tiny_prior() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(prior_config(num_codes=16, num_tokens=64, hidden_size=16, num_layers=1, num_heads=2)).eval()
+
+
+class TestVQGANPipeline(PipelineTesterMixin):
+    pipeline_class = VQGANPipeline
+    # Generated once from this code: regenerate whenever the model's maths or initialisation change, by running
+    # test_expected_slice and pasting the values its failure prints.
+    expected_slice = (0.594223, 0.58856, 0.569865, 0.46203, 0.718467, 0.647738, 0.445707, 0.46092, 0.461627)
+
+    def get_components(self):
+        return {"vqvae": tiny_vqvae(), "prior": tiny_prior()}
+
+    def latent_shape(self, pipeline):
+        return (3, 8, 8)
+
+
+def test_reconstruct_is_the_vqmodel_round_trip():
+    pipeline = TestVQGANPipeline().get_pipeline()
+    images = torch.rand(2, 1, 16, 16, generator=seeded(0))
+    output = pipeline.reconstruct(images, output_type="pt")
+    assert isinstance(output, VQGANPipelineOutput) and output.codes.shape == (2, 8, 8)
+    with torch.no_grad():
+        expected = pipeline.vqvae(images * 2 - 1).sample  # diffusers' encode, quantise, decode
+        latents = pipeline.vqvae.encode(images * 2 - 1).latents
+    torch.testing.assert_close(output.images, (expected * 0.5 + 0.5).clamp(0, 1), rtol=0, atol=1e-5)
+    assert torch.equal(output.latents, latents)
+    # the codes are those diffusers' quantizer picks, and decoding them as latents gives the same images
+    with torch.no_grad():
+        _, _, (_, _, indices) = pipeline.vqvae.quantize(latents)
+    assert torch.equal(output.codes.flatten(), indices.flatten())
+    again = pipeline(latents=pipeline.codebook_vectors(output.codes), output_type="pt")
+    assert torch.equal(again.codes, output.codes)
+    torch.testing.assert_close(again.images, output.images, rtol=0, atol=1e-6)
+    pil = pipeline.reconstruct(pipeline.image_processor.postprocess(images * 2 - 1, output_type="pil")).images
+    assert len(pil) == 2 and pil[0].size == (16, 16)
+    with raises_value_error("images have 3 channels but the VQ-GAN expects 1"):
+        pipeline.reconstruct(torch.rand(1, 3, 16, 16))
+
+
+def test_sampling_follows_the_prior_temperature_and_top_k():
+    pipeline = TestVQGANPipeline().get_pipeline()
+    output = pipeline(batch_size=3, generator=seeded(0), output_type="pt")
+    assert output.codes.shape == (3, 8, 8) and output.codes.max() < 16  # the start token is never drawn
+    # top_k=1 is greedy: every generator draws the codes the prior finds most likely, one after the other
+    greedy = pipeline(batch_size=1, generator=seeded(0), top_k=1, output_type="pt").codes
+    assert torch.equal(pipeline(batch_size=1, generator=seeded(5), top_k=1, output_type="pt").codes, greedy)
+    tokens = code_sequences(greedy, start=16)
+    with torch.no_grad():
+        logits = pipeline.prior(input_ids=tokens).logits[0, :-1, :16]
+    assert torch.equal(logits.argmax(-1), greedy.flatten())
+    # top_k=2 draws among the two most likely codes at every position
+    drawn = pipeline(batch_size=1, generator=seeded(1), top_k=2, output_type="pt").codes
+    with torch.no_grad():
+        logits = pipeline.prior(input_ids=code_sequences(drawn, start=16)).logits[0, :-1, :16]
+    assert (logits.topk(2, dim=-1).indices == drawn.flatten()[:, None]).any(-1).all()
+    # a temperature near 0 is greedy too, a very high one draws every code about as often (1/16 of the time each)
+    cold = pipeline(batch_size=4, generator=seeded(2), temperature=1e-4, output_type="pt").codes
+    hot = pipeline(batch_size=4, generator=seeded(2), temperature=1e4, output_type="pt").codes
+    assert torch.equal(cold, greedy.expand(4, -1, -1))
+    assert (hot == greedy).float().mean() < 0.2 and len(hot.unique()) == 16
+    for bad in (0, -1.0, "1"):
+        with raises_value_error("temperature must be a positive number"):
+            pipeline(batch_size=1, temperature=bad)
+    for bad in (0, 2.5):
+        with raises_value_error("top_k must be a positive int or None"):
+            pipeline(batch_size=1, top_k=bad)
+
+
+def test_a_folder_without_a_prior_reconstructs_and_refuses_to_sample(tmp_path):
+    vqvae = tiny_vqvae()
+    VQGANPipeline(vqvae=vqvae, prior=None).save_pretrained(tmp_path / "pipeline")
+    loaded = VQGANPipeline.from_pretrained(tmp_path / "pipeline")
+    assert loaded.prior is None
+    images = torch.rand(1, 1, 16, 16, generator=seeded(0))
+    expected = VQGANPipeline(vqvae=vqvae, prior=None).reconstruct(images, output_type="pt").images
+    assert torch.equal(loaded.reconstruct(images, output_type="pt").images, expected)
+    with raises_value_error("has no prior", "--prior_train_steps 0", "reconstruct(images)"):
+        loaded(batch_size=1)
+    # diffusers loads the autoencoder alone; hfgen's tools make a pipeline of a lone VQModel folder
+    alone = VQModel.from_pretrained(tmp_path / "pipeline", subfolder="vqvae")
+    vqvae.save_pretrained(tmp_path / "vqmodel")
+    folder_pipeline = load_folder_pipeline(str(tmp_path / "vqmodel"))
+    assert isinstance(folder_pipeline, VQGANPipeline) and folder_pipeline.prior is None
+    assert torch.equal(folder_pipeline.reconstruct(images, output_type="pt").images, expected)
+    assert torch.equal(alone.quantize.embedding.weight, vqvae.quantize.embedding.weight)
+
+
+@pytest.mark.parametrize("latents_shape", [(1, 3, 4, 4), (1, 2, 8, 8)])
+def test_latents_of_the_wrong_shape_are_refused(latents_shape):
+    pipeline = TestVQGANPipeline().get_pipeline()
+    with raises_value_error("latents must be a torch.Tensor of shape (batch, 3, 8, 8)"):
+        pipeline(latents=torch.zeros(latents_shape))
