@@ -9,8 +9,9 @@ def build_demo(pipeline):
     config = pipeline.gan.config
     with gr.Blocks(title="StackGAN", analytics_enabled=False) as demo:
         gr.Markdown(
-            f"# StackGAN\n\nA two-stage text-to-image GAN trained with hfgen: stage I draws {config.stage1_resolution} "
-            f"px images, stage II refines them to {config.resolution} px. Image i uses seed + i."
+            "# StackGAN\n\nA two-stage text-to-image GAN trained with hfgen: stage I draws "
+            f"{config.stage1_resolution} px images, stage II refines them to {config.resolution} px. Image i uses "
+            "seed + i."
         )
         with gr.Row():
             prompt = gr.Textbox(label="prompt", elem_id="prompt")
@@ -23,7 +24,8 @@ def build_demo(pipeline):
         def generate(prompt, seed, count, stage):
             if not prompt:
                 raise gr.Error("write a prompt first")
-            images = sample_images(pipeline, int(count), int(seed), MAX_IMAGES, {"prompt": prompt, "stage": int(stage)})
+            call = {"prompt": prompt, "stage": int(stage)}
+            images = sample_images(pipeline, int(count), int(seed), MAX_IMAGES, call)
             return enlarged(image_grid(images), images[0].width)
 
         button.click(generate, [prompt, seed, count, stage], output)
