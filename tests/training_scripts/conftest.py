@@ -59,6 +59,8 @@ def launch_script():
 @pytest.fixture(scope="session")
 def tiny_model_configs(tmp_path_factory):
     """Config folders of tiny models of every family, for runs of a few steps at 16 px on the built-in digits."""
+    from diffusers import VQModel
+
     import hfgen
 
     folder = tmp_path_factory.mktemp("tiny_model_configs")
@@ -91,6 +93,19 @@ def tiny_model_configs(tmp_path_factory):
     hfgen.StyleGANConfig.from_pretrained(folder / "stylegan", num_classes=0).save_pretrained(
         folder / "stylegan-unconditional"
     )
+    # a diffusers VQModel: 16 px through 8 x 8 codes from a codebook of 16
+    VQModel(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16],
+        norm_num_groups=4,
+        latent_channels=3,
+        num_vq_embeddings=16,
+        sample_size=16,
+        mid_block_add_attention=False,
+    ).save_config(folder / "vqgan")
     return folder
 
 
@@ -105,7 +120,7 @@ TINY_RUN = [
     "--num_validation_images",
     "4",
 ]
-SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_stylegan.py"}
+SCRIPTS = {"vae": "train_vae.py", "gan": "train_gan.py", "stylegan": "train_stylegan.py", "vqgan": "train_vqgan.py"}
 
 
 @pytest.fixture(scope="session")
