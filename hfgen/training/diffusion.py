@@ -241,10 +241,21 @@ def encode_text(text_encoder: torch.nn.Module, tokenizer, texts: list[str], devi
     return text_encoder(input_ids.to(device))[0]
 
 
+def first_stage_latents(vae: torch.nn.Module, pixel_values: torch.Tensor, generator=None) -> torch.Tensor:
+    """The first stage's unscaled latents of `pixel_values`: a sample of the posterior (drawn from `generator`) for a
+    VAE (`encode(x).latent_dist`), the encoder's output before quantisation for a VQ model (`encode(x).latents`,
+    which the VQ model's `decode` quantises, as in Rombach et al.'s VQ-regularised first stages)."""
+    encoded = vae.encode(pixel_values.to(vae.dtype))
+    if hasattr(encoded, "latent_dist"):
+        return encoded.latent_dist.sample(generator=generator)
+    return encoded.latents
+
+
 @torch.no_grad()
 def encode_latents(vae: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The frozen first stage's latents of `pixel_values` (a posterior sample, scaled by its `scaling_factor`)."""
-    return vae.encode(pixel_values.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+    """The frozen first stage's latents of `pixel_values` ([`first_stage_latents`]), scaled by its
+    `scaling_factor`."""
+    return first_stage_latents(vae, pixel_values) * vae.config.scaling_factor
 
 
 def noised_latents(latents: torch.Tensor, noise_scheduler, noise_offset: float):

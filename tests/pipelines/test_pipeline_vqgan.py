@@ -124,3 +124,53 @@ def test_latents_of_the_wrong_shape_are_refused(latents_shape):
     pipeline = TestVQGANPipeline().get_pipeline()
     with raises_value_error("latents must be a torch.Tensor of shape (batch, 3, 8, 8)"):
         pipeline(latents=torch.zeros(latents_shape))
+
+
+def test_a_vqmodel_is_a_latent_diffusion_first_stage(tmp_path):
+    """A VQModel as the first stage of LatentDiffusionPipeline (and of train_ldm.py): the UNet denoises the latents
+    before quantisation, and decoding quantises them to the nearest codes first."""
+    from hfgen import LatentDiffusionPipeline
+    from hfgen.training.diffusion import encode_latents
+
+    from ..training_scripts.conftest import import_script
+    from .test_pipeline_latent_diffusion import tiny_components
+
+    components = tiny_components()
+    torch.manual_seed(0)
+    vqvae = VQModel(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16],
+        norm_num_groups=4,
+        latent_channels=4,  # the UNet's channels
+        num_vq_embeddings=16,
+        sample_size=16,
+        scaling_factor=0.5,
+    ).eval()
+    vqvae.quantize.embedding.weight.data.normal_()
+    pipeline = LatentDiffusionPipeline(**{**components, "vae": vqvae})
+    pipeline.set_progress_bar_config(disable=True)
+    output = pipeline(prompt="3", generator=seeded(0), num_inference_steps=2, output_type="pt")
+    latents = pipeline(prompt="3", generator=seeded(0), num_inference_steps=2, output_type="latent").images
+    vq = VQGANPipeline(vqvae=vqvae, prior=None)
+    quantized, _ = vq.quantize(latents / 0.5)
+    with torch.no_grad():
+        expected = vqvae.decode(quantized, force_not_quantize=True).sample
+    torch.testing.assert_close(output.images, (expected * 0.5 + 0.5).clamp(0, 1), rtol=0, atol=1e-6)
+    pipeline.save_pretrained(tmp_path / "ldm")
+    loaded = LatentDiffusionPipeline.from_pretrained(tmp_path / "ldm")
+    assert isinstance(loaded.vae, VQModel)
+    again = loaded(prompt="3", generator=seeded(0), num_inference_steps=2, output_type="pt").images
+    torch.testing.assert_close(again, output.images, rtol=0, atol=1e-6)
+    # what train_ldm.py diffuses: the scaled latents before quantisation
+    images = torch.rand(2, 1, 16, 16, generator=seeded(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(encode_latents(vqvae, images), vqvae.encode(images).latents * 0.5)
+    # train_ldm.py --vae_name_or_path takes a VQ-GAN folder (its vqvae/) as the first stage
+    VQGANPipeline(vqvae=vqvae, prior=None).save_pretrained(tmp_path / "vqgan")
+    train_ldm = import_script("train_ldm.py")
+    first_stage = train_ldm.load_first_stage(str(tmp_path / "vqgan"), "--vae_name_or_path")
+    assert isinstance(first_stage, VQModel) and train_ldm.first_stage_latent_channels(first_stage) == 4
+    assert first_stage.config.scaling_factor == 0.5

@@ -269,7 +269,7 @@ def test_wrong_combinations_are_one_line(tmp_path, tiny_unet_configs, tiny_model
     error = parse_error(ldm, "--output_dir", wrong, "--use_lora")
     assert "--use_lora adapts an existing model" in error and "--pretrained_model_name_or_path" in error
     args = ldm.parse_args(["--output_dir", str(wrong), "--vae_name_or_path", str(tiny_model_configs / "gan")])
-    with pytest.raises(ValueError, match="--vae_name_or_path .* holds neither an hfgen VAEModel nor an AutoencoderKL"):
+    with pytest.raises(ValueError, match="--vae_name_or_path .* holds no hfgen VAEModel, AutoencoderKL or VQModel"):
         ldm.default_color_mode(args)
     assert not wrong.exists()
 

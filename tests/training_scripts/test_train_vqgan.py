@@ -56,6 +56,8 @@ def test_run_writes_a_hub_ready_folder_diffusers_and_hfgen_load(vqgan_run):
     prior = GPT2LMHeadModel.from_pretrained(output_dir, subfolder="prior")
     assert isinstance(pipeline.prior, GPT2LMHeadModel) and prior.config.bos_token_id == 16
     assert torch.equal(pipeline.vqvae.quantize.embedding.weight, vqvae.quantize.embedding.weight)
+    # scaled for latent diffusion: 1 / the standard deviation of the training images' latents, not diffusers' default
+    assert vqvae.config.scaling_factor > 0 and vqvae.config.scaling_factor != pytest.approx(0.18215)
     images = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = vqvae(images * 2 - 1).sample  # diffusers' own encode, quantise, decode

@@ -8,9 +8,11 @@ a frozen first stage, conditioned on a CLIP text encoder through cross-attention
         --train_data_dir my_images/ --caption_column text --use_lora
 
 The first stage is, in order: the one of --pretrained_model_name_or_path, --vae_name_or_path (an hfgen VAEModel
-folder, e.g. one train_vae.py wrote, or a diffusers AutoencoderKL), or a small hfgen VAEModel this script trains first
-on the same images (`--first_stage_steps`). The text encoder is the pretrained one, --text_encoder_name_or_path, or a
-small CLIP text transformer trained jointly from scratch with a tokenizer the script writes from the captions.
+folder, e.g. one train_vae.py wrote, a diffusers AutoencoderKL, or a diffusers VQModel, e.g. the folder train_vqgan.py
+wrote, whose latents are diffused before quantisation and quantised by its decoder), or a small hfgen VAEModel this
+script trains first on the same images (`--first_stage_steps`). The text encoder is the pretrained one,
+--text_encoder_name_or_path, or a small CLIP text transformer trained jointly from scratch with a tokenizer the script
+writes from the captions.
 
 The output folder loads with `hfgen.LatentDiffusionPipeline.from_pretrained(dir)`; with --use_lora it holds only the
 LoRA weights in diffusers' format, for `pipeline.load_lora_weights(dir)` on the base model.
@@ -25,7 +27,7 @@ import tempfile
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, VQModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -70,6 +72,7 @@ from hfgen.training.diffusion import (
     denoising_loss,
     encode_latents,
     encode_text,
+    first_stage_latents,
     local_folder,
     noised_latents,
     save_lora,
@@ -141,8 +144,9 @@ def parse_args(input_args=None):
         "--vae_name_or_path",
         type=str,
         default=None,
-        help="The first stage of a new model: an hfgen VAEModel folder (e.g. the output of train_vae.py) or a "
-        "diffusers AutoencoderKL (a folder or a pipeline folder's vae/). By default one is trained first.",
+        help="The first stage of a new model: an hfgen VAEModel folder (e.g. the output of train_vae.py), a "
+        "diffusers AutoencoderKL (a folder or a pipeline folder's vae/) or a diffusers VQModel (e.g. the output of "
+        "train_vqgan.py, or its vqvae/). By default one is trained first.",
     )
     parser.add_argument(
         "--first_stage_steps",
@@ -252,20 +256,25 @@ def parse_args(input_args=None):
 # --- models ---
 
 
+# The diffusers first stages a folder's config.json may name (`_class_name`), and the class that loads each.
+DIFFUSERS_STAGES = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
+
+
 def first_stage_folder(path: str, flag: str) -> tuple[str, dict]:
-    """The folder and config of the first stage in `path` (a folder or Hub id; itself, or a pipeline's `vae/`): an
-    hfgen VAEModel or a diffusers AutoencoderKL; anything else is a one-line error naming the folder and `flag`."""
+    """The folder and config of the first stage in `path` (a folder or Hub id; itself, a pipeline's `vae/`, or a
+    VQ-GAN folder's `vqvae/`): an hfgen VAEModel, a diffusers AutoencoderKL or a diffusers VQModel; anything else is a
+    one-line error naming the folder and `flag`."""
     path = local_folder(path)
-    for folder in (path, os.path.join(path, "vae")):
+    for folder in (path, os.path.join(path, "vae"), os.path.join(path, "vqvae")):
         config_file = os.path.join(folder, "config.json")
         if os.path.isfile(config_file):
             with open(config_file, encoding="utf-8") as file:
                 config = json.load(file)
-            if config.get("model_type") == hfgen.VAEConfig.model_type or config.get("_class_name") == "AutoencoderKL":
+            if config.get("model_type") == hfgen.VAEConfig.model_type or config.get("_class_name") in DIFFUSERS_STAGES:
                 return folder, config
     raise ValueError(
-        f"{flag} {path!r} holds neither an hfgen VAEModel nor an AutoencoderKL (no config.json naming one, there or "
-        "in vae/): give the folder train_vae.py wrote, or an AutoencoderKL folder"
+        f"{flag} {path!r} holds no hfgen VAEModel, AutoencoderKL or VQModel (no config.json naming one, there or in "
+        "vae/ or vqvae/): give the folder train_vae.py or train_vqgan.py wrote, or an AutoencoderKL folder"
     )
 
 
@@ -273,7 +282,7 @@ def load_first_stage(path: str, flag: str):
     folder, config = first_stage_folder(path, flag)
     if config.get("model_type") == hfgen.VAEConfig.model_type:
         return hfgen.VAEModel.from_pretrained(folder)
-    return AutoencoderKL.from_pretrained(folder)
+    return DIFFUSERS_STAGES[config["_class_name"]].from_pretrained(folder)
 
 
 def default_color_mode(args) -> None:
@@ -284,6 +293,12 @@ def default_color_mode(args) -> None:
         flag = "--pretrained_model_name_or_path" if args.pretrained_model_name_or_path else "--vae_name_or_path"
         _, config = first_stage_folder(path, flag)
         args.color_mode = "L" if config.get("in_channels", 3) == 1 else "RGB"
+
+
+def first_stage_latent_channels(vae) -> int:
+    """Channels of the latents the UNet denoises: a VQModel's are its codes' (`vq_embed_dim`, by default its
+    `latent_channels`)."""
+    return getattr(vae.config, "vq_embed_dim", None) or vae.config.latent_channels
 
 
 def first_stage_downsampling(vae) -> int:
@@ -314,7 +329,7 @@ def latent_scaling_factor(vae, data, args, device) -> float:
         train, args.resolution, args.color_mode, num_images=min(len(train), 1000), seed=args.seed
     )
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    latents = [vae.encode(batch.to(device)).latent_dist.sample(generator=generator) for batch in images.split(256)]
+    latents = [first_stage_latents(vae, batch.to(device), generator) for batch in images.split(256)]
     return 1.0 / torch.cat(latents).std().item()
 
 
@@ -412,7 +427,7 @@ def build_models(args, data, captions, accelerator):
         downsampling = (
             first_stage_downsampling(vae) if vae is not None else 2 ** (len(FIRST_STAGE["block_out_channels"]) - 1)
         )
-        latent_channels = vae.config.latent_channels if vae is not None else FIRST_STAGE["latent_channels"]
+        latent_channels = first_stage_latent_channels(vae) if vae is not None else FIRST_STAGE["latent_channels"]
         if args.unet_config_name_or_path is not None:
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(args.unet_config_name_or_path))
         else:
@@ -454,10 +469,10 @@ def check_compatible(vae, text_encoder, unet, channels: int, args) -> None:
             f"the first stage takes {vae.config.in_channels}-channel images but --color_mode {args.color_mode} "
             f"gives {channels}"
         )
-    if unet.config.in_channels != vae.config.latent_channels:
+    if unet.config.in_channels != first_stage_latent_channels(vae):
         raise ValueError(
             f"the UNet takes {unet.config.in_channels}-channel latents but the first stage makes "
-            f"{vae.config.latent_channels}"
+            f"{first_stage_latent_channels(vae)}"
         )
     latent_size = args.resolution // first_stage_downsampling(vae)
     if unet.config.sample_size != latent_size:

@@ -306,6 +306,17 @@ def build_prior(args, vqvae: VQModel) -> GPT2LMHeadModel:
 
 
 @torch.no_grad()
+def latent_scaling_factor(vqvae: VQModel, train_dataset, device, max_images: int = 1000) -> float:
+    """1 / the standard deviation of the latents (before quantisation) of up to `max_images` training images: what
+    `VQModel.config.scaling_factor` must be for a latent diffusion model to see latents of unit variance."""
+    vqvae.eval()
+    count = min(len(train_dataset), max_images)
+    images = collate_images([train_dataset[index] for index in range(count)])["pixel_values"]
+    latents = torch.cat([vqvae.encode(batch.to(device)).latents for batch in images.split(256)])
+    return 1.0 / latents.std().item()
+
+
+@torch.no_grad()
 def training_codes(vqvae: VQModel, train_dataset, device) -> torch.LongTensor:
     """The code indices `(images, height, width)` of every training image (unflipped), for the prior to learn."""
     vqvae.eval()
@@ -560,6 +571,10 @@ def main(args):
     metrics = evaluate_vqgan(pipeline, data, args, accelerator)
     if accelerator.is_main_process:
         references = measure_references(data.evaluation, args)
+        # the folder serves as a latent diffusion first stage (train_ldm.py --vae_name_or_path) with unit-variance
+        # latents
+        scaling_factor = latent_scaling_factor(unwrapped.vqvae, data.train, accelerator.device)
+        unwrapped.vqvae.register_to_config(scaling_factor=scaling_factor)
         pipeline.save_pretrained(args.output_dir)
         accelerator.unwrap_model(discriminator).save_pretrained(os.path.join(args.output_dir, "discriminator"))
         save_card_grid(sample_grid_images(pipeline, fixed_test_images, args), args.output_dir, columns=8)

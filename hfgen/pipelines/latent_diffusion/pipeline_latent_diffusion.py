@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
@@ -67,9 +67,10 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
     encoder through cross-attention.
 
     Parameters:
-        vae ([`VAEModel`] or [`~diffusers.AutoencoderKL`]):
-            The first stage: latents are `encode(x).latent_dist.sample() * config.scaling_factor`, images
-            `decode(latents / config.scaling_factor).sample`.
+        vae ([`VAEModel`], [`~diffusers.AutoencoderKL`] or [`~diffusers.VQModel`]):
+            The first stage: latents are `encode(x).latent_dist.sample() * config.scaling_factor` (a VQModel's:
+            `encode(x).latents * config.scaling_factor`, before quantisation), images
+            `decode(latents / config.scaling_factor).sample` (a VQModel quantises them to its nearest codes first).
         text_encoder ([`~transformers.CLIPTextModel`]):
             Its last hidden states are the UNet's `encoder_hidden_states`.
         tokenizer ([`~transformers.CLIPTokenizer`]):
@@ -84,7 +85,7 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
 
     def __init__(
         self,
-        vae: VAEModel | AutoencoderKL,
+        vae: VAEModel | AutoencoderKL | VQModel,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,

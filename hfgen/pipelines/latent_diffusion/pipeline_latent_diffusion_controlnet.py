@@ -13,7 +13,7 @@ A pipeline saved with `save_pretrained` holds its ControlNet(s) and loads withou
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, MultiControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, MultiControlNetModel, UNet2DConditionModel, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -61,7 +61,7 @@ class LatentDiffusionControlNetPipeline(LatentDiffusionPipeline):
 
     def __init__(
         self,
-        vae: VAEModel | AutoencoderKL,
+        vae: VAEModel | AutoencoderKL | VQModel,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
