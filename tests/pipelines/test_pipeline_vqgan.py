@@ -174,3 +174,43 @@ def test_a_vqmodel_is_a_latent_diffusion_first_stage(tmp_path):
     first_stage = train_ldm.load_first_stage(str(tmp_path / "vqgan"), "--vae_name_or_path")
     assert isinstance(first_stage, VQModel) and train_ldm.first_stage_latent_channels(first_stage) == 4
     assert first_stage.config.scaling_factor == 0.5
+
+
+def test_hfgen_sample_and_demo_serve_a_vqgan_folder(tmp_path):
+    from PIL import Image
+
+    from hfgen.cli import main
+    from hfgen.demo import build_demo
+
+    pipeline = TestVQGANPipeline().get_pipeline()
+    pipeline.save_pretrained(tmp_path / "vqgan")
+    # image i drawn from seed + i: the grid's first image is the pipeline's sample of seed 3
+    assert (
+        main(
+            [
+                "sample",
+                str(tmp_path / "vqgan"),
+                "--num_images",
+                "2",
+                "--seed",
+                "3",
+                "--output",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
+    grid = Image.open(tmp_path / "g.png")
+    expected = pipeline(generator=[seeded(3)], output_type="pil").images[0]
+    assert grid.size[1] == 16 and list(grid.crop((0, 0, 16, 16)).convert("L").getdata()) == list(expected.getdata())
+    demo = build_demo(str(tmp_path / "vqgan"))
+    labels = {block.label for block in demo.blocks.values() if getattr(block, "label", None)}
+    assert {"temperature", "top_k", "samples", "reconstruction"} <= labels
+    # a folder without a prior has only the reconstruction
+    VQGANPipeline(vqvae=tiny_vqvae(), prior=None).save_pretrained(tmp_path / "no-prior")
+    labels = {
+        block.label
+        for block in build_demo(str(tmp_path / "no-prior")).blocks.values()
+        if getattr(block, "label", None)
+    }
+    assert "reconstruction" in labels and "samples" not in labels
