@@ -99,8 +99,15 @@ DEFAULT_ARCHITECTURE = dict(
 # The text encoder trained with the GAN: a 2-layer CLIP text transformer of width 64 over captions of at most 16
 # tokens (as train_ldm.py's).
 TEXT_HIDDEN_SIZE, TEXT_MAX_LENGTH = 64, 16
+# The KL term is summed over the condition's dimensions; at the paper's weight of 1 it pulls every caption's Gaussian
+# onto N(0, I) faster than the jointly trained text encoder separates the captions. After 600 stage-I steps on the
+# digits (one seed): weight 1, digits-FID 42 and prompt accuracy 33%; 0.1, 20.6 and 80%; 0.05, 16.7 and 90% (recall
+# 0.56); 0.02, 14.0 and 96% but recall 0.36, the conditions then too narrow to vary the images much.
+DEFAULT_KL_WEIGHT = 0.05
+# Steps of batch 64 per stage: about 2 minutes each on 2 CPU cores. Stage II needs as many as stage I: after 600 of
+# them its digits-FID was 17.1 and recall 0.36, after 1200 6.3 and 0.66.
 DEFAULT_STAGE1_STEPS = 1200
-DEFAULT_STAGE2_STEPS = 600
+DEFAULT_STAGE2_STEPS = 1200
 
 
 def parse_args(input_args=None):
@@ -149,8 +156,9 @@ def parse_args(input_args=None):
     parser.add_argument(
         "--kl_weight",
         type=float,
-        default=1.0,
-        help="Weight of the conditioning augmentation's KL term in the generator's loss (the paper's lambda = 1).",
+        default=DEFAULT_KL_WEIGHT,
+        help="Weight of the conditioning augmentation's KL term in the generator's loss (the paper's lambda is 1, "
+        "over 128 dimensions of a pretrained text embedding; see DEFAULT_KL_WEIGHT).",
     )
     parser.add_argument("--generator_learning_rate", type=float, default=2e-4)
     parser.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
