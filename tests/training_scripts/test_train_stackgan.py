@@ -278,6 +278,27 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path, stackgan_config
     assert not (tmp_path / "short" / "checkpoint-1").exists()
 
 
+def test_wrong_captions_never_fit_the_image():
+    from hfgen.data.captions import ColumnCaptions
+
+    script = import_script("train_stackgan.py")
+    digits = LabelCaptions([str(i) for i in range(10)])
+    labels = torch.arange(10).repeat(20)
+    texts = digits.captions(labels)
+    wrong = script.wrong_captions({"labels": labels}, digits, texts)
+    # another class's caption for every image, every other class drawn
+    words = [next(word for word in text.split() if word in digits.phrases) for text in wrong]
+    assert all(word != digits.phrases[label] for word, label in zip(words, labels.tolist(), strict=True))
+    assert set(words) == set(digits.phrases)
+    one_class = LabelCaptions(["cat"])
+    assert (
+        script.wrong_captions({"labels": torch.zeros(4, dtype=torch.long)}, one_class, ["a photo of cat"] * 4) is None
+    )
+    column = ColumnCaptions(["a", "b", "c"])
+    assert script.wrong_captions({}, column, ["a", "b", "c"]) == ["b", "c", "a"]  # the next image's
+    assert script.wrong_captions({}, None, [""] * 3) is None  # empty captions: no wrong one
+
+
 def test_dry_run_prints_the_resolved_stages_and_trains_nothing(tmp_path):
     output = dry_run("train_stackgan.py", "--output_dir", tmp_path / "dry")
     printed = json.loads(output[output.index("{") :])

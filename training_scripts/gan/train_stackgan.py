@@ -281,8 +281,8 @@ def matching_aware_discriminator_loss(real_right, fake_right, real_wrong=None) -
 def wrong_captions(batch, captions, texts: list[str]) -> list[str] | None:
     """Captions that do not fit the batch's images: for class captions, a caption of another class drawn at random
     (torch's global RNG, saved with checkpoints); otherwise the caption of the next image in the batch. None when every
-    caption is the same (empty captions): a wrong caption would then be the right one."""
-    if isinstance(captions, LabelCaptions):
+    caption is the same (empty captions, or one class): a wrong caption would then be the right one."""
+    if isinstance(captions, LabelCaptions) and len(captions.phrases) > 1:
         labels = batch["labels"].cpu()
         shifts = torch.randint(1, len(captions.phrases), labels.shape)
         return captions.captions((labels + shifts) % len(captions.phrases))
