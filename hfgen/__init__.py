@@ -22,6 +22,12 @@ from .models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
 from .models.stackgan import StackGANConfig, StackGANDiscriminator, StackGANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
 from .models.vae import VAEConfig, VAEModel
+from .pipelines.cascade import (
+    CascadedDiffusionPipeline,
+    CascadedDiffusionPipelineOutput,
+    SuperResolutionPipeline,
+    SuperResolutionPipelineOutput,
+)
 from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPipelineOutput
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
@@ -71,6 +77,8 @@ __all__ = [
     "CLIPLinearProbeConfig",
     "CLIPZeroShotClassifier",
     "CLIPZeroShotClassifierConfig",
+    "CascadedDiffusionPipeline",
+    "CascadedDiffusionPipelineOutput",
     "CycleGANConfig",
     "CycleGANDiscriminator",
     "CycleGANGenerator",
@@ -107,6 +115,8 @@ __all__ = [
     "StyleGANGenerator",
     "StyleGANPipeline",
     "StyleGANPipelineOutput",
+    "SuperResolutionPipeline",
+    "SuperResolutionPipelineOutput",
     "TranslationPipelineOutput",
     "VAEConfig",
     "VAEModel",
