@@ -158,6 +158,7 @@ DEMO_FAMILIES = (
     "vae",
     "vqgan",
     "ddpm",
+    "super_resolution",
     "cyclegan",
     "pix2pix",
     "ldm",
