@@ -18,9 +18,9 @@ from hfgen.models.vqgan import prior_config
 from .conftest import SCRIPTS, evaluate_saved_copy, import_script, parse_error
 from .test_user_data import face_folder, tiny_backbone  # noqa: F401 (fixtures)
 
-# 4 autoencoder steps (the discriminator from step 2), then 2 prior steps: checkpoints at 2 (autoencoder), 4 (its
-# end) and 6 (the prior's end)
-REFERENCE_RUN = ["--max_train_steps", "4", "--prior_train_steps", "2", "--discriminator_start", "2"]
+# 4 autoencoder steps (the discriminator from step 2), then 3 prior steps: checkpoints at 2 (adversarial phase), 4
+# (the autoencoder's end) and 6 (in the prior's phase)
+REFERENCE_RUN = ["--max_train_steps", "4", "--prior_train_steps", "3", "--discriminator_start", "2"]
 REFERENCE_RUN += ["--checkpointing_steps", "2", "--validation_steps", "2", "--checkpoints_total_limit", "5"]
 REFERENCE_RUN += ["--codebook_ema", "--dead_code_steps", "1", "--report_to", "none"]
 RECONSTRUCTION_METRICS = {"psnr", "ssim", "rfid", "codebook_perplexity", "unused_code_share"}
@@ -76,7 +76,7 @@ def test_run_writes_a_hub_ready_folder_diffusers_and_hfgen_load(vqgan_run):
     metrics = record["metrics"]
     assert RECONSTRUCTION_METRICS | {"fid", "kid_mean", "precision", "recall", "diversity_ratio"} <= metrics.keys()
     assert 1 <= metrics["codebook_perplexity"] <= 16 and 0 <= metrics["unused_code_share"] < 1
-    assert record["step"] == 6 and record["protocol"]["dataset"] == "hfgen/digits"
+    assert record["step"] == 7 and record["protocol"]["dataset"] == "hfgen/digits"
     card = ModelCard.load(output_dir / "README.md")
     reported = {result.metric_type: result.metric_value for result in card.data.eval_results}
     for name in RECONSTRUCTION_METRICS | {"fid"}:
@@ -88,12 +88,14 @@ def test_run_writes_a_hub_ready_folder_diffusers_and_hfgen_load(vqgan_run):
     assert recorded["discriminator_start"] == 2 and recorded["codebook_ema"] is True
 
 
-def test_a_resumed_run_ends_with_the_same_weights(vqgan_run, tmp_path, launch_tiny, tiny_prior_config):
+@pytest.mark.parametrize("checkpoint", ["checkpoint-2", "checkpoint-6"])
+def test_a_resumed_run_ends_with_the_same_weights(checkpoint, vqgan_run, tmp_path, launch_tiny, tiny_prior_config):
     reference, _ = vqgan_run
     output_dir = tmp_path / "resumed"
     output_dir.mkdir()
-    # from the middle of the adversarial phase: models, optimizers, EMA statistics, dead-code counters, data order
-    shutil.copytree(reference / "checkpoint-2", output_dir / "checkpoint-2")
+    # from the middle of the adversarial phase (models, optimizers, EMA statistics, dead-code counters, data order),
+    # or of the prior's (its dropout masks too)
+    shutil.copytree(reference / checkpoint, output_dir / checkpoint)
     launch_tiny(
         "vqgan",
         output_dir,

@@ -543,8 +543,13 @@ def main(args):
         prior.train()
         while global_step < total_steps:
             input_ids = next(prior_batches).to(accelerator.device)
-            # labels are the inputs: the model shifts them, so position i predicts code i + 1
-            loss = prior(input_ids=input_ids, labels=input_ids).loss
+            # Dropout draws from a stream of its own for each step and process: a run resumed in the middle of this
+            # phase then draws the masks the uninterrupted run drew (the global stream is not where it was there).
+            cuda = [accelerator.device] if accelerator.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(args.seed + 1_000_003 * (global_step + 1) + 7919 * accelerator.process_index)
+                # labels are the inputs: the model shifts them, so position i predicts code i + 1
+                loss = prior(input_ids=input_ids, labels=input_ids).loss
             check_finite(loss, "the prior's loss", global_step, args.output_dir)
             accelerator.backward(loss)
             if args.max_grad_norm is not None:
