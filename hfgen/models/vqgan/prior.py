@@ -14,7 +14,7 @@ def prior_config(
     num_codes: int,
     num_tokens: int,
     hidden_size: int = 128,
-    num_layers: int = 4,
+    num_layers: int = 3,
     num_heads: int = 4,
     dropout: float = 0.1,
 ) -> GPT2Config:
