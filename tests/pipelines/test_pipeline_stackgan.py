@@ -11,6 +11,8 @@ from hfgen.data.captions import LabelCaptions
 from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
 from hfgen.testing.pipeline_tester import PipelineTesterMixin, raises_value_error, seeded
 
+from ..models.test_modeling_stackgan import calibrate_batch_norms
+
 PROMPT = "a handwritten digit seven"
 
 
@@ -33,16 +35,12 @@ def tiny_components(**config_overrides) -> dict:
         }
     )
     gan = StackGANGenerator(config)
-    # Fresh from DCGAN's N(0, 0.02) initialisation, the generator draws near-constant images in eval mode (batch norm's
-    # running statistics are those of a unit normal); one training-mode pass over a seeded batch sets them to its
-    # features' statistics, as training does, so that the images, and the tests of what changes them, mean something.
-    for module in gan.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None  # the running statistics become those of the pass
+    # so that the images, and the tests of what changes them, mean something (see calibrate_batch_norms)
     input_ids = tokenizer([PROMPT, "the digit two"] * 4, padding="max_length", return_tensors="pt").input_ids
     with torch.no_grad():
         text = text_encoder.eval()(input_ids).pooler_output
-        gan.train()(text, torch.randn(8, config.latent_dim), torch.randn(8, 2, config.condition_dim))
+    noise = {"latents": torch.randn(8, config.latent_dim), "condition_noise": torch.randn(8, 2, config.condition_dim)}
+    calibrate_batch_norms(gan, {"text_embeds": text, **noise})
     return {"tokenizer": tokenizer, "text_encoder": text_encoder, "gan": gan.eval()}
 
 

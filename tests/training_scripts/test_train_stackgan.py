@@ -99,6 +99,8 @@ def test_stackgan_run_writes_a_hub_ready_folder_with_both_stages_measured(stackg
     assert card.data.pipeline_tag == "text-to-image" and {"stackgan", "text-to-image"} <= set(card.data.tags)
     text = " ".join(card.text.split())
     assert "chance is 0.1 (1 of 10 classes)" in text and "samples_stage1.png" in text
+    titles = {result.metric_type: result.metric_name for result in card.data.eval_results}
+    assert titles["fid_stage1"].startswith("FID of stage I (digits classifier;")
     assert "Training ran 2 steps of stage I, then stage II until step 4" in text
 
 

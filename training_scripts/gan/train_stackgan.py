@@ -48,8 +48,8 @@ from hfgen.data.captions import (
 )
 from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
 from hfgen.pipelines.stackgan.evaluation import (
-    STACKGAN_METRIC_NAMES,
     measure_stackgan,
+    stackgan_metric_names,
     stackgan_protocol,
     to_stage1,
 )
@@ -506,7 +506,7 @@ def main(args):
             args,
             "stackgan",
             record,
-            STACKGAN_METRIC_NAMES,
+            stackgan_metric_names(protocol),
             tags=["gan", "stackgan", "text-to-image"],
             pipeline_tag="text-to-image",
             config=config,

@@ -37,6 +37,15 @@ STACKGAN_METRIC_NAMES = {
 }
 
 
+def stackgan_metric_names(protocol: dict) -> dict:
+    """The card titles of a run's metrics: stage I's FID names its extractor too, which the card adds only to the
+    plain names of FID and its kin."""
+    names = dict(STACKGAN_METRIC_NAMES)
+    if protocol.get("extractor"):
+        names["fid_stage1"] = f"FID of stage I ({protocol['extractor']}; real images at stage I's resolution)"
+    return names
+
+
 def to_stage1(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
     """Images brought to stage I's resolution (area averaging): the real images stage I's discriminator sees, and
     that stage I's samples are measured against."""
@@ -127,4 +136,4 @@ def evaluate_folder(folder: str, run: argparse.Namespace, accelerator) -> Folder
     captions = dataset_captions(data.evaluation.train, run.caption_column)
     metrics = measure_stackgan(pipeline, captions, data, run, accelerator)
     protocol = stackgan_protocol(data, captions, run, config.stage1_resolution)
-    return FolderEvaluation(metrics, protocol, STACKGAN_METRIC_NAMES, "text-to-image")
+    return FolderEvaluation(metrics, protocol, stackgan_metric_names(protocol), "text-to-image")
