@@ -1,7 +1,7 @@
 """train_stackgan.py run as users run it: `accelerate launch` subprocesses on a tiny config, two steps of stage I
 (8 px) then two of stage II (16 px) on the built-in digits with captions from their labels; a run resumed where
-stage II starts; a user's folder with a caption column; `hfgen evaluate / sample / demo` on the folder; its one-line
-errors."""
+stage II starts; a user's folder with a caption column and a given (frozen) text encoder; `hfgen evaluate / sample /
+demo` on the folder; its one-line errors."""
 
 import json
 import shutil
@@ -199,10 +199,28 @@ def captioned_faces(tmp_path_factory, face_folder):  # noqa: F811 (test_user_dat
     return folder
 
 
-def test_a_user_folder_with_captions_is_measured_as_that_data_and_writes_no_token(
+@pytest.fixture(scope="module")
+def text_encoder_folder(tmp_path_factory):
+    """A (tiny, random) CLIP text encoder with its tokenizer in one folder, as --text_encoder_name_or_path takes
+    them (a real one, e.g. openai/clip-vit-base-patch32, needs a download)."""
+    import tempfile
+
+    from hfgen.models.latent_diffusion import write_caption_tokenizer
+
+    folder = tmp_path_factory.mktemp("clip_text")
+    with tempfile.TemporaryDirectory() as vocabulary:
+        tokenizer = write_caption_tokenizer(["a face smiling", "a face looking ahead"], vocabulary, 16)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(1)
+    build_caption_text_encoder(tokenizer, hidden_size=32, num_layers=1).save_pretrained(folder)
+    return folder
+
+
+def test_a_user_folder_with_captions_and_a_given_text_encoder_is_measured_as_that_data_and_writes_no_token(
     tmp_path,
     launch_script,
     captioned_faces,
+    text_encoder_folder,
     tiny_backbone,  # noqa: F811
 ):
     output_dir = tmp_path / "faces"
@@ -214,6 +232,8 @@ def test_a_user_folder_with_captions_is_measured_as_that_data_and_writes_no_toke
         captioned_faces,
         "--caption_column",
         "text",
+        "--text_encoder_name_or_path",
+        text_encoder_folder,
         *COMMON,
         "--num_eval_samples",
         "16",
@@ -240,8 +260,14 @@ def test_a_user_folder_with_captions_is_measured_as_that_data_and_writes_no_toke
     card = (output_dir / "README.md").read_text()
     assert "No prompt accuracy was measured" in card
     assert "hfgen/digits" not in card and "a handwritten digit" not in card  # nothing of the built-in data
-    tokenizer = hfgen.StackGANPipeline.from_pretrained(output_dir).tokenizer
-    assert tokenizer.tokenize("a face smiling") == ["a</w>", "face</w>", "smiling</w>"]  # the captions' words
+    # the given text encoder, read by a new model of its width, and left as it was
+    assert config["text_embedding_dim"] == 32
+    given, saved = (
+        load_file(text_encoder_folder / "model.safetensors"),
+        load_file(output_dir / "text_encoder/model.safetensors"),
+    )
+    assert given.keys() == saved.keys() and all(torch.equal(given[key], saved[key]) for key in given)
+    assert "is `" + str(text_encoder_folder) + "`, kept frozen" in " ".join(card.split())
     assert files_containing(output_dir, FAKE_TOKEN) == []
     assert json.loads((output_dir / "training_args.json").read_text())["hub_token"] == "<redacted>"
 
