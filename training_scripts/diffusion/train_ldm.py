@@ -43,7 +43,7 @@ from hfgen.data.captions import (
     grid_prompts,
 )
 from hfgen.metrics import load_clip_score
-from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
+from hfgen.models.latent_diffusion import build_caption_text_encoder, load_clip_text_encoder, write_caption_tokenizer
 from hfgen.pipelines.latent_diffusion.evaluation import (
     GUIDANCE_SCALE,
     NUM_INFERENCE_STEPS,
@@ -305,21 +305,6 @@ def first_stage_downsampling(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def load_text_encoder(path: str):
-    """A CLIP text encoder and its tokenizer from a folder (or Hub id) holding both, or a pipeline folder with
-    `text_encoder/` and `tokenizer/`."""
-    path = local_folder(path)
-    for text_folder, tokenizer_folder in (
-        (path, path),
-        (os.path.join(path, "text_encoder"), os.path.join(path, "tokenizer")),
-    ):
-        if os.path.isfile(os.path.join(text_folder, "config.json")):
-            return CLIPTextModel.from_pretrained(text_folder), CLIPTokenizer.from_pretrained(tokenizer_folder)
-    raise ValueError(
-        f"--text_encoder_name_or_path {path!r} holds no CLIP text encoder (config.json, there or in text_encoder/)"
-    )
-
-
 @torch.no_grad()
 def latent_scaling_factor(vae, data, args, device) -> float:
     """1 / the standard deviation of the first stage's latents of (up to 1000) training images: scaled by it, the
@@ -417,7 +402,7 @@ def build_models(args, data, captions, accelerator):
         if vae is None and not args.dry_run:
             vae = train_first_stage(args, data, accelerator)
         if args.text_encoder_name_or_path is not None:
-            text_encoder, tokenizer = load_text_encoder(args.text_encoder_name_or_path)
+            text_encoder, tokenizer = load_clip_text_encoder(local_folder(args.text_encoder_name_or_path))
         else:
             with tempfile.TemporaryDirectory() as folder:
                 # unconditional data still gets a (tiny) vocabulary: the pipeline encodes its empty prompts

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
-from transformers import CLIPTextModel, CLIPTokenizer
 
 import hfgen
 from hfgen.data import BUILTIN_DIGITS
@@ -46,7 +45,7 @@ from hfgen.data.captions import (
     dataset_captions,
     grid_prompts,
 )
-from hfgen.models.latent_diffusion import build_caption_text_encoder, write_caption_tokenizer
+from hfgen.models.latent_diffusion import build_caption_text_encoder, load_clip_text_encoder, write_caption_tokenizer
 from hfgen.pipelines.stackgan.evaluation import (
     measure_stackgan,
     stackgan_metric_names,
@@ -203,21 +202,6 @@ def parse_args(input_args=None):
     return args
 
 
-def load_text_encoder(path: str):
-    """A CLIP text encoder and its tokenizer from a folder (or Hub id) holding both, or a pipeline folder with
-    `text_encoder/` and `tokenizer/`."""
-    path = local_folder(path)
-    for text_folder, tokenizer_folder in (
-        (path, path),
-        (os.path.join(path, "text_encoder"), os.path.join(path, "tokenizer")),
-    ):
-        if os.path.isfile(os.path.join(text_folder, "config.json")):
-            return CLIPTextModel.from_pretrained(text_folder), CLIPTokenizer.from_pretrained(tokenizer_folder)
-    raise ValueError(
-        f"--text_encoder_name_or_path {path!r} holds no CLIP text encoder (config.json, there or in text_encoder/)"
-    )
-
-
 def build_models(args, captions):
     """Tokenizer, text encoder, generator and discriminator of the run, checked against each other and the data."""
     if args.pretrained_model_name_or_path is not None:
@@ -231,7 +215,7 @@ def build_models(args, captions):
             discriminator = hfgen.StackGANDiscriminator(generator.config)
     else:
         if args.text_encoder_name_or_path is not None:
-            text_encoder, tokenizer = load_text_encoder(args.text_encoder_name_or_path)
+            text_encoder, tokenizer = load_clip_text_encoder(local_folder(args.text_encoder_name_or_path))
         else:
             with tempfile.TemporaryDirectory() as folder:
                 # unconditional data still gets a (tiny) vocabulary: the pipeline encodes its empty prompts

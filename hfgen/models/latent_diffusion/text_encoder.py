@@ -76,3 +76,17 @@ def build_caption_text_encoder(tokenizer: CLIPTokenizer, hidden_size: int = 64, 
         pad_token_id=tokenizer.pad_token_id,
     )
     return CLIPTextModel(config)
+
+
+def load_clip_text_encoder(
+    folder: str, flag: str = "--text_encoder_name_or_path"
+) -> tuple[CLIPTextModel, CLIPTokenizer]:
+    """A CLIP text encoder and its tokenizer from a local folder holding both, or from a pipeline folder with
+    `text_encoder/` and `tokenizer/`; a folder with neither is a one-line error naming `flag`."""
+    for text_folder, tokenizer_folder in (
+        (folder, folder),
+        (os.path.join(folder, "text_encoder"), os.path.join(folder, "tokenizer")),
+    ):
+        if os.path.isfile(os.path.join(text_folder, "config.json")):
+            return CLIPTextModel.from_pretrained(text_folder), CLIPTokenizer.from_pretrained(tokenizer_folder)
+    raise ValueError(f"{flag} {folder!r} holds no CLIP text encoder (config.json, there or in text_encoder/)")
