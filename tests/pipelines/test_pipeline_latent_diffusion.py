@@ -227,3 +227,30 @@ def test_lora_saves_only_lora_keys_and_reloads_to_the_same_images(tiny_stable_di
     theirs = StableDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder)
     theirs.load_lora_weights(tmp_path)
     assert torch.allclose(sample(theirs), trained, atol=1e-5)
+
+
+def test_a_unet_with_a_guidance_embedding_samples_what_diffusers_lcm_pipeline_samples(tiny_stable_diffusion_folder):
+    """A latent consistency model (time_cond_proj_dim) gets the guidance scale as its timestep_cond and runs without
+    an unconditional branch: the images are those of diffusers' LatentConsistencyModelPipeline."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    components = LatentDiffusionPipeline.from_pretrained(tiny_stable_diffusion_folder).components
+    torch.manual_seed(0)
+    components["unet"] = UNet2DConditionModel.from_config(components["unet"].config, time_cond_proj_dim=32).eval()
+    components["scheduler"] = LCMScheduler.from_config(components["scheduler"].config, original_inference_steps=10)
+    ours = LatentDiffusionPipeline(**components)
+    theirs = LatentConsistencyModelPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    for pipeline in (ours, theirs):
+        pipeline.set_progress_bar_config(disable=True)
+    arguments = dict(prompt=PROMPT, num_inference_steps=2, output_type="np")
+    for guidance_scale in (1.5, 4.0):
+        expected = theirs(**arguments, guidance_scale=guidance_scale, generator=seeded(0)).images
+        got = ours(**arguments, guidance_scale=guidance_scale, generator=seeded(0)).images
+        assert got.shape == expected.shape == (1, 32, 32, 3)
+        assert abs(got - expected).max() < 1e-4
+    # the scale is the student's condition: another scale, other images
+    assert abs(got - ours(**arguments, guidance_scale=1.5, generator=seeded(0)).images).max() > 1e-3
+    with raises_value_error("negative_prompt: this UNet has its guidance folded in"):
+        ours(prompt=PROMPT, negative_prompt="blurry")

@@ -15,6 +15,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
@@ -61,6 +62,14 @@ def _as_prompt_list(value, name: str) -> list[str]:
     raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r}")
 
 
+def guidance_embedding(guidance_scale: torch.Tensor, embedding_dim: int) -> torch.Tensor:
+    """The sinusoidal embedding of classifier-free guidance scales that a latent consistency model (Luo et al. 2023)
+    takes as its UNet's `timestep_cond`: that of `w = guidance_scale - 1` (the paper's `eps_u + (1 + w)(eps_c - eps_u)`
+    is guidance scale `1 + w`), scaled by 1000 like a timestep, as diffusers' `LatentConsistencyModelPipeline` embeds
+    it. `(len(guidance_scale), embedding_dim)`."""
+    return get_timestep_embedding((guidance_scale - 1) * 1000, embedding_dim, flip_sin_to_cos=False)
+
+
 class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     r"""
     Text-to-image generation with a UNet denoising the latents of a frozen autoencoder, conditioned on a CLIP text
@@ -79,6 +88,10 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
             The latent denoiser, with `cross_attention_dim` equal to the text encoder's hidden size.
         scheduler ([`~diffusers.SchedulerMixin`]):
             Any of diffusers' discrete-time schedulers (those with `step`: DDIM, DDPM, DPM-Solver, Euler, LCM, ...).
+
+    A UNet with a guidance embedding (`time_cond_proj_dim`: a latent consistency model that
+    training_scripts/diffusion/train_lcm_distill.py distilled) has the guidance folded in: it gets `guidance_scale` as
+    its `timestep_cond` ([`guidance_embedding`]) and runs once per step, without an unconditional branch.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -238,7 +251,8 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
                 Images drawn for each prompt.
             guidance_scale (`float`, defaults to 3.0):
                 Classifier-free guidance: 1 uses the conditional prediction alone (one network pass per step), larger
-                values follow the prompt more closely at some cost in variety.
+                values follow the prompt more closely at some cost in variety. A UNet with a guidance embedding takes
+                it as its condition instead.
             num_inference_steps (`int`, defaults to 25):
                 Denoising steps.
             eta (`float`, defaults to 0.0):
@@ -257,12 +271,24 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         check_sampling_arguments(num_inference_steps, eta)
         prompts, negative_prompts = self.check_prompts(prompt, negative_prompt, num_images_per_prompt, guidance_scale)
         batch_size = len(prompts)
+        embeds_guidance = self.unet.config.time_cond_proj_dim is not None
+        if embeds_guidance and negative_prompt is not None:
+            raise ValueError(
+                "negative_prompt: this UNet has its guidance folded in (time_cond_proj_dim, a latent consistency "
+                "model), so there is no unconditional branch for a negative prompt to replace; leave it out"
+            )
         check_generator(generator, batch_size)
         step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
 
-        # 2. encode the prompts; the unconditional branch is only run when guidance needs it
-        guided = guidance_scale != 1
+        # 2. encode the prompts; the unconditional branch is only run when guidance needs it (never for a UNet that
+        # embeds the guidance scale)
+        guided = guidance_scale != 1 and not embeds_guidance
         text_embeddings = self.encode_prompt(negative_prompts + prompts if guided else prompts)
+        timestep_cond = None
+        if embeds_guidance:
+            scales = torch.full((batch_size,), float(guidance_scale))
+            timestep_cond = guidance_embedding(scales, self.unet.config.time_cond_proj_dim)
+            timestep_cond = timestep_cond.to(device=self._execution_device, dtype=self.unet.dtype)
 
         # 3. prepare the starting noise
         latents = self.prepare_latents(latents, batch_size, num_images_per_prompt, generator)
@@ -273,7 +299,9 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         for timestep in self.progress_bar(self.scheduler.timesteps):
             model_input = torch.cat([sample] * 2) if guided else sample
             model_input = self.scheduler.scale_model_input(model_input, timestep)
-            prediction = self.unet(model_input, timestep, encoder_hidden_states=text_embeddings).sample
+            prediction = self.unet(
+                model_input, timestep, encoder_hidden_states=text_embeddings, timestep_cond=timestep_cond
+            ).sample
             if guided:
                 unconditional, conditional = prediction.chunk(2)
                 prediction = classifier_free_guidance(unconditional, conditional, guidance_scale)
