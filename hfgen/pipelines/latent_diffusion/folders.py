@@ -4,10 +4,13 @@
 load them through `load_folder_pipeline` (see `hfgen.families`)."""
 
 import argparse
+import json
 
+import diffusers
 from diffusers import ControlNetModel, DDIMScheduler, DDPMScheduler
 
 from ...families import recorded_arguments
+from ...models.modeling_utils import folder_file
 from ...training.diffusion import local_folder
 from .pipeline_latent_diffusion import LatentDiffusionPipeline
 from .pipeline_latent_diffusion_controlnet import LatentDiffusionControlNetPipeline
@@ -26,13 +29,19 @@ def sampling_pipeline(vae, text_encoder, tokenizer, unet, noise_scheduler):
 
 def lora_pipeline(folder: str, base: str) -> LatentDiffusionPipeline:
     """What train_ldm.py --use_lora samples with: the base's components, DDIM on the base's training schedule (whose
-    prediction type the adapters keep), and the folder's LoRA weights."""
+    prediction type the adapters keep), and the folder's LoRA weights. Weights that sample with a scheduler of their
+    own keep it in the folder's `scheduler/` (LCM-LoRA adapters of train_lcm_distill.py: an LCMScheduler)."""
     components = LatentDiffusionPipeline.from_pretrained(base).components
     noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
     pipeline = sampling_pipeline(
         components["vae"], components["text_encoder"], components["tokenizer"], components["unet"], noise_scheduler
     )
     pipeline.load_lora_weights(folder)
+    scheduler_config = folder_file(folder, "scheduler/scheduler_config.json")
+    if scheduler_config is not None:
+        with open(scheduler_config, encoding="utf-8") as file:
+            scheduler_class = getattr(diffusers, json.load(file)["_class_name"])
+        pipeline.scheduler = scheduler_class.from_pretrained(folder, subfolder="scheduler")
     return pipeline
 
 
