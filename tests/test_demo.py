@@ -449,6 +449,7 @@ def test_every_family_that_allows_space_has_a_demo():
     packages.update({"blip-captioning": "models.blip_heads", "blip-vqa": "models.blip_heads"})
     packages.update({"owlvit": "models.owlvit_heads", "controlnet": "pipelines.latent_diffusion"})
     packages["dreambooth-lora"] = "pipelines.latent_diffusion"  # served on their base pipeline (folders.py)
+    packages["lcm"] = "pipelines.latent_diffusion"  # full LCM pipelines, and LCM-LoRA weights on their teacher
     packages["progan"] = "pipelines.progan"
     packages["vqgan"] = "pipelines.vqgan"
     packages["stackgan"] = "pipelines.stackgan"

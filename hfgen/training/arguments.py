@@ -164,6 +164,7 @@ DEMO_FAMILIES = (
     "ldm",
     "controlnet",
     "dreambooth-lora",
+    "lcm",
     "groupvit",
     "clip",
     "blip-captioning",
