@@ -99,6 +99,7 @@ def test_hfgen_evaluate_measures_the_lcm_folder_as_the_run_did(lcm_run, tmp_path
     printed, record = evaluate_saved_copy(lcm_run, tmp_path / "lcm", capsys)
     assert printed["metrics"]["fid"] == pytest.approx(record["metrics"]["fid"], **SAME_SAMPLES)
     assert printed["metrics"]["class_accuracy"] == pytest.approx(record["metrics"]["class_accuracy"], **SAME_SAMPLES)
+    assert printed["protocol"]["sampler"] == "LCMScheduler, 4 steps, guidance scale 3.0"
 
 
 def test_lcm_lora_weights_load_onto_the_teacher_and_serve_with_their_scheduler(

@@ -24,6 +24,7 @@ import os
 import datasets
 import torch
 from accelerate.utils import gather_object
+from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...data import BUILTIN_DIGITS, decoded_if_small, image_transform, load_image_dataset
@@ -124,11 +125,12 @@ TEXT_TO_IMAGE_METRIC_NAMES = {
 }
 
 
-def text_to_image_protocol(data, captions, args) -> dict:
-    """How train_ldm.py's numbers were measured, for metrics.json and the card."""
+def text_to_image_protocol(data, captions, args, sampler: str = "DDIM (eta 0)") -> dict:
+    """How train_ldm.py's numbers were measured (with `sampler`, the scheduler's name), for metrics.json and the
+    card."""
     protocol = {
         **run_protocol(data.evaluation, args.num_eval_samples),
-        "sampler": f"DDIM (eta 0), {args.num_inference_steps} steps, guidance scale {args.guidance_scale}",
+        "sampler": f"{sampler}, {args.num_inference_steps} steps, guidance scale {args.guidance_scale}",
     }
     if isinstance(captions, LabelCaptions):
         protocol["prompts"] = f"'{captions.templates[0]}' with the class names, classes balanced"
@@ -145,7 +147,9 @@ def evaluate_text_to_image(pipeline, run: argparse.Namespace, accelerator) -> Fo
         clip_metric = load_clip_score(run.clip_model_name_or_path, accelerator.device)
     metrics = measure_text_to_image(pipeline, captions, data, run, accelerator, run.guidance_scale, clip_metric)
     metrics.update(unguided_metrics(pipeline, captions, data, run, accelerator))
-    protocol = text_to_image_protocol(data, captions, run)
+    # a folder that samples with another scheduler than DDIM (a latent consistency model's LCMScheduler) names it
+    sampler = "DDIM (eta 0)" if isinstance(pipeline.scheduler, DDIMScheduler) else type(pipeline.scheduler).__name__
+    protocol = text_to_image_protocol(data, captions, run, sampler)
     return FolderEvaluation(metrics, protocol, TEXT_TO_IMAGE_METRIC_NAMES, "text-to-image")
 
 
