@@ -155,8 +155,9 @@ def parse_args(input_args=None):
     parser.add_argument(
         "--adversarial_weight",
         type=float,
-        default=0.5,
-        help="Multiplies the adaptive weight of the adversarial loss; 0 trains a plain VQ-VAE.",
+        default=0.1,
+        help="Multiplies the adaptive weight of the adversarial loss; 0 trains a plain VQ-VAE. (Measured on the "
+        "digits' default run: 0.5 cost 9 dB of PSNR, 0.1 about 0.5 dB against 0, for a better prior FID.)",
     )
     parser.add_argument("--max_adaptive_weight", type=float, default=1e4, help="Clamp of the adaptive weight.")
     parser.add_argument(
