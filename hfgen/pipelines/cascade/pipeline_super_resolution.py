@@ -25,9 +25,9 @@ from ..pipeline_folder import PipelineFolderMixin
 from .resampling import augment_conditioning, upsample
 
 # The noise conditioning augmentation of the low-resolution image at sampling time, a timestep of the model's
-# schedule: the level that gives the best FID of the whole cascade on the built-in digits
-# (benchmarks/bench_cascade.py). 0 suits real downsampled images (the super-resolution stage measured alone) best,
-# which is why it is a call argument.
+# schedule: on the built-in digits the cascade of a 16 px DDPM and the default 16 -> 32 px model reads FID 36.0 at
+# level 0, 32.6 at 50 and 34.3 at 100 (benchmarks/bench_cascade.py). Real downsampled images need none (PSNR 25.5 dB
+# at 0, 25.1 at 50), which is why it is a call argument.
 DEFAULT_NOISE_LEVEL = 50
 
 
