@@ -142,8 +142,8 @@ def test_numeric_values_of_numpy_type_become_plain_floats():
 
 
 def test_unknown_family():
-    with pytest.raises(ValueError, match=r"unknown model card family 'vqgan': templates exist for \[.*'vae'.*\]"):
-        render(family="vqgan")
+    with pytest.raises(ValueError, match=r"unknown model card family 'dalle': templates exist for \[.*'vae'.*\]"):
+        render(family="dalle")
 
 
 @pytest.mark.parametrize("name", ["", "   "])
