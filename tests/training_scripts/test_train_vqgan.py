@@ -84,6 +84,7 @@ def test_run_writes_a_hub_ready_folder_diffusers_and_hfgen_load(vqgan_run):
     assert {"vqgan", "codebook-ema"} <= set(card.data.tags)
     text = " ".join(card.text.split())
     assert "codebook updates by exponential moving averages" in text and "GPT-2" in text
+    assert "after 7 optimizer steps in all (4 of the autoencoder, then 3 of the prior)" in text
     recorded = json.loads((output_dir / "training_args.json").read_text())
     assert recorded["discriminator_start"] == 2 and recorded["codebook_ema"] is True
 
