@@ -122,9 +122,10 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type, provi
     `LatentDiffusionControlNetPipeline.from_pretrained(base, controlnet=...)`, whose base folder has no ControlNet).
 
     A folder fits when its `model_index.json` lists every component `pipeline_class` needs, whatever pipeline saved
-    it (as in diffusers, where `StableDiffusionImg2ImgPipeline` loads a `StableDiffusionPipeline` folder). A folder
-    without `model_index.json` that holds a lone model (`config.json`) is named as such; one with neither file is
-    left to diffusers, whose error names the missing `model_index.json`.
+    it (as in diffusers, where `StableDiffusionImg2ImgPipeline` loads a `StableDiffusionPipeline` folder), each of a
+    class the pipeline takes and with a saved config it accepts (`PipelineFolderMixin.component_config_problem`). A
+    folder without `model_index.json` that holds a lone model (`config.json`) is named as such; one with neither file
+    is left to diffusers, whose error names the missing `model_index.json`.
     """
     folder = os.fspath(folder)
     index_file = os.path.join(folder, "model_index.json")
@@ -177,6 +178,17 @@ def check_pipeline_folder(folder: str | os.PathLike, pipeline_class: type, provi
                 f"{component} is a {recorded[1]}, which {pipeline_class.__name__} cannot use. Load it with "
                 f"{_loader_for_pipeline(found_name)}({folder!r})"
             )
+        config_file = os.path.join(folder, component, "config.json")
+        if not os.path.isfile(config_file):
+            continue  # a missing file is left to diffusers, whose error names it
+        problem = pipeline_class.component_config_problem(component, _read_json(config_file))
+        if problem is not None and found_name == pipeline_class.__name__:
+            raise ValueError(f"{folder} holds a {component} that {problem}: save the pipeline again with another one")
+        if problem is not None:
+            raise ValueError(
+                f"{folder} is a {found_name} folder (model_index.json), not a {pipeline_class.__name__} one: its "
+                f"{component} {problem}. Load it with {_loader_for_pipeline(found_name)}({folder!r})"
+            )
 
 
 def _fits(recorded: list, annotation) -> bool:
@@ -227,6 +239,14 @@ class PipelineFolderMixin:
     """Set by a pipeline whose folders are those of a diffusers pipeline of that name (hfgen's `DDPMPipeline` and
     diffusers' `DDPMPipeline` hold the same components): it saves them as diffusers does, a plain `_class_name` and no
     module file, so `diffusers.DiffusionPipeline.from_pretrained(folder)` loads them without `trust_remote_code`."""
+
+    @classmethod
+    def component_config_problem(cls, component: str, config: dict) -> str | None:
+        """What rules out a folder whose `component` was saved with `config` (its `config.json`), in words that follow
+        "its <component>", or None when the pipeline can use it. The class recorded in `model_index.json` is checked
+        already; a pipeline overrides this for what only the config shows (a `UNet2DModel` with a class embedding is
+        a `UNet2DModel` too, but no unconditional one), so the wrong folder fails at loading, not at the first call."""
+        return None
 
     def _writes_module_file(self) -> bool:
         return self.diffusers_class_name is None and _import_path(type(self)) is not None

@@ -1,7 +1,9 @@
-"""SuperResolutionPipeline and CascadedDiffusionPipeline: the shared pipeline tests, then the conditioning (its
-upsampling and noise augmentation), the inputs a super-resolution call takes, and the cascade as its two stages run
-by hand."""
+"""SuperResolutionPipeline and CascadedDiffusionPipeline: the shared pipeline tests (on residual models, what
+train_super_resolution.py trains by default), then the conditioning (its upsampling and noise augmentation), the
+residual added back to the upsampled image, the image models of older folders, the inputs a super-resolution call
+takes, the cascade as its two stages run by hand, and the folders a DDPMPipeline refuses."""
 
+import json
 import os
 import tempfile
 
@@ -12,6 +14,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from hfgen import CascadedDiffusionPipeline, DDPMPipeline, SuperResolutionPipeline
+from hfgen.pipelines.cascade.pipeline_super_resolution import check_prediction_target
 from hfgen.pipelines.cascade.resampling import augment_conditioning, downsample, upsample
 from hfgen.testing.pipeline_tester import PipelineTesterMixin, raises_value_error, read_json, seeded
 
@@ -48,6 +51,15 @@ def tiny_base_unet(channels: int = 1) -> UNet2DModel:
     ).eval()
 
 
+# A residual model's settings, as train_super_resolution.py saves them (its scale measured on the data; any positive
+# number works here) with a sampler that does not clip the residual's clean estimate to [-1, 1].
+RESIDUAL = dict(prediction_target="residual", residual_scale=4.0)
+
+
+def residual_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(num_train_timesteps=100, clip_sample=False)
+
+
 def low_res_image(rows: int = 1) -> torch.Tensor:
     """Fixed 8 px greyscale images in [0, 1]."""
     return torch.rand(rows, 1, 8, 8, generator=seeded(42))
@@ -55,19 +67,22 @@ def low_res_image(rows: int = 1) -> torch.Tensor:
 
 class TestSuperResolutionPipeline(PipelineTesterMixin):
     pipeline_class = SuperResolutionPipeline
-    # Generated once from this code (tiny_super_resolution_unet, DDIM, 2 steps, noise level 10): regenerate after an
-    # intended change by running test_expected_slice and pasting the values its failure prints.
-    expected_slice = (0.486314, 0.001168, 0.460789, 0.991495, 1.000000, 0.000457, 0.533723, 0.999749, 0.726209)
+    # Generated once from this code (tiny_super_resolution_unet as a residual model of scale 4, DDIM, 2 steps, noise
+    # level 10), after test_a_residual_model_adds_its_sample_to_the_upsampled_image checked what the residual adds:
+    # regenerate after an intended change by running test_expected_slice and pasting the values its failure prints.
+    expected_slice = (0.609808, 0.472487, 0.623968, 0.748810, 0.657930, 0.124670, 0.641064, 0.656730, 0.305619)
     # diffusers' UNet2DModel embeds the `class_labels` of class_embed_type="timestep" through a float32 sinusoidal
     # projection that it does not cast to the model's dtype (it does for the timestep): float64 weights fail there.
     supports_float64 = False
 
     def get_components(self, **config_overrides):
         # DDIM with eta 0 is deterministic given the starting noise, which the shared replay test needs
-        return {
-            "unet": tiny_super_resolution_unet(**config_overrides),
-            "scheduler": DDIMScheduler(num_train_timesteps=100),
-        }
+        return {"unet": tiny_super_resolution_unet(**config_overrides), "scheduler": residual_scheduler()}
+
+    def get_pipeline(self, **config_overrides):
+        pipeline = self.pipeline_class(**self.get_components(**config_overrides), **RESIDUAL)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
 
     def latent_shape(self, pipeline):
         return (1, 16, 16)
@@ -89,10 +104,55 @@ class TestSuperResolutionPipeline(PipelineTesterMixin):
 
 def sr_pipeline(**kwargs) -> SuperResolutionPipeline:
     pipeline = SuperResolutionPipeline(
-        unet=tiny_super_resolution_unet(), scheduler=DDIMScheduler(num_train_timesteps=100), **kwargs
+        unet=tiny_super_resolution_unet(), scheduler=residual_scheduler(), **{**RESIDUAL, **kwargs}
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def constant_clean_estimate(pipeline, value: float) -> None:
+    """Make the pipeline's UNet predict the clean sample (x0) and output `value` everywhere, whatever its input."""
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type="sample")
+    with torch.no_grad():
+        pipeline.unet.conv_out.weight.zero_()
+        pipeline.unet.conv_out.bias.fill_(value)
+
+
+def test_a_residual_model_adds_its_sample_to_the_upsampled_image():
+    image = low_res_image(2)
+    upsampled = upsample(image * 2 - 1, 16)
+    pipeline = sr_pipeline()
+    kwargs = dict(generator=seeded(0), num_inference_steps=3, noise_level=20, output_type="pt")
+    # a model that adds nothing (an x0-predicting UNet whose output is 0) gives exactly the bicubic upsampling
+    constant_clean_estimate(pipeline, 0.0)
+    assert torch.equal(pipeline(image=image, **kwargs).images, (upsampled / 2 + 0.5).clamp(0, 1))
+    # a constant residual is unscaled before it is added: 0.4 at scale 4 lifts every pixel by 0.1 in [-1, 1]
+    constant_clean_estimate(pipeline, 0.4)
+    lifted = pipeline(image=image, **{**kwargs, "generator": seeded(0)}).images
+    assert torch.allclose(lifted, ((upsampled + 0.1) / 2 + 0.5).clamp(0, 1), atol=1e-6)
+    # an image model with the same UNet draws the constant itself
+    image_model = sr_pipeline(prediction_target="image")
+    constant_clean_estimate(image_model, 0.4)
+    assert torch.allclose(image_model(image=image, **kwargs).images, torch.full_like(lifted, 0.7), atol=1e-6)
+
+
+def test_a_folder_saved_before_residual_models_loads_as_an_image_model():
+    pipeline = sr_pipeline()
+    with tempfile.TemporaryDirectory() as folder:
+        pipeline.save_pretrained(folder)
+        index_file = os.path.join(folder, "model_index.json")
+        index = read_json(index_file)
+        assert index["prediction_target"] == "residual" and index["residual_scale"] == 4.0
+        for field in ("prediction_target", "residual_scale"):
+            del index[field]
+        with open(index_file, "w", encoding="utf-8") as file:
+            json.dump(index, file)
+        loaded = SuperResolutionPipeline.from_pretrained(folder)
+    assert loaded.config.prediction_target == "image"
+    for bad, message in ((dict(prediction_target="res"), "prediction_target must be one of ('image', 'residual')"),
+                         (dict(residual_scale=0.0), "residual_scale must be a positive number, got 0.0")):  # fmt: skip
+        with raises_value_error(message):
+            check_prediction_target(**{**RESIDUAL, **bad})
 
 
 def test_the_conditioning_is_the_upsampled_image_noised_as_the_schedule_says():
@@ -162,9 +222,10 @@ def test_a_unet_that_is_not_a_super_resolution_one_is_refused_in_one_line():
 
 class TestCascadedDiffusionPipeline(PipelineTesterMixin):
     pipeline_class = CascadedDiffusionPipeline
-    # Generated once from this code (the tiny base and super-resolution UNets, DDIM, 2 steps each, noise level 10):
-    # regenerate after an intended change by running test_expected_slice and pasting the values its failure prints.
-    expected_slice = (0.219242, 0.999494, 0.000000, 0.188160, 1.000000, 0.261400, 0.486549, 0.179392, 0.329513)
+    # Generated once from this code (the tiny base and residual super-resolution UNets, DDIM, 2 steps each, noise
+    # level 10): regenerate after an intended change by running test_expected_slice and pasting the values its
+    # failure prints.
+    expected_slice = (0.565954, 0.516593, 0.017618, 0.767729, 0.545838, 0.092914, 0.974042, 0.370911, 0.097114)
     supports_float64 = False  # as the super-resolution pipeline's: its UNet's class embedding
 
     def get_components(self, **config_overrides):
@@ -172,8 +233,13 @@ class TestCascadedDiffusionPipeline(PipelineTesterMixin):
             "base_unet": tiny_base_unet(),
             "base_scheduler": DDIMScheduler(num_train_timesteps=100),
             "unet": tiny_super_resolution_unet(),
-            "scheduler": DDIMScheduler(num_train_timesteps=100),
+            "scheduler": residual_scheduler(),
         }
+
+    def get_pipeline(self, **config_overrides):
+        pipeline = self.pipeline_class(**self.get_components(**config_overrides), **RESIDUAL)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
 
     def latent_shape(self, pipeline):
         return (1, 8, 8)
@@ -198,7 +264,9 @@ class TestCascadedDiffusionPipeline(PipelineTesterMixin):
 
 
 def cascade_pipeline() -> CascadedDiffusionPipeline:
-    pipeline = CascadedDiffusionPipeline(**TestCascadedDiffusionPipeline().get_components(), low_resolution=8)
+    pipeline = CascadedDiffusionPipeline(
+        **TestCascadedDiffusionPipeline().get_components(), low_resolution=8, **RESIDUAL
+    )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -222,7 +290,7 @@ def test_the_cascade_is_its_base_then_its_super_resolution_stage():
     generator = seeded(0)
     torch.randn(2, 1, 8, 8, generator=generator)
     torch.randn(2, 1, 16, 16, generator=generator)
-    super_resolution = SuperResolutionPipeline(unet=cascade.unet, scheduler=cascade.scheduler)
+    super_resolution = SuperResolutionPipeline(unet=cascade.unet, scheduler=cascade.scheduler, **RESIDUAL)
     super_resolution.set_progress_bar_config(disable=True)
     expected = super_resolution(
         image=low_res,
@@ -243,6 +311,7 @@ def test_the_cascade_folder_loads_its_super_resolution_stage_alone():
         assert index["base_unet"] == ["diffusers", "UNet2DModel"] and index["low_resolution"] == 8
         stage = SuperResolutionPipeline.from_pretrained(folder)
         assert stage.config.low_resolution == 8 and set(stage.components) == {"unet", "scheduler"}
+        assert stage.config.prediction_target == "residual" and stage.config.residual_scale == 4.0
         loaded = CascadedDiffusionPipeline.from_pretrained(folder)
     loaded.set_progress_bar_config(disable=True)
     stage.set_progress_bar_config(disable=True)
@@ -274,3 +343,21 @@ def test_a_swapped_in_scheduler_drives_the_stage(pipeline_class):
     inputs = {"image": low_res_image()} if pipeline_class is SuperResolutionPipeline else {}
     images = pipeline(**inputs, generator=seeded(0), num_inference_steps=3, noise_level=5, output_type="pt").images
     assert images.shape == (1, 1, 16, 16) and torch.isfinite(images).all()
+
+
+@pytest.mark.parametrize("pipeline_class", [SuperResolutionPipeline, CascadedDiffusionPipeline])
+def test_a_ddpm_pipeline_refuses_a_super_resolution_folder_in_one_line(pipeline_class, tmp_path):
+    pipeline = sr_pipeline() if pipeline_class is SuperResolutionPipeline else cascade_pipeline()
+    pipeline.save_pretrained(tmp_path)
+    # both folders hold a `unet` and a `scheduler` of the classes DDPMPipeline takes: the UNet's config tells them
+    # apart, before any weight is read (it used to fail at the first call, on a shape)
+    with raises_value_error(
+        str(tmp_path),
+        f"is a {pipeline_class.__name__} folder",
+        "not a DDPMPipeline one",
+        "its unet takes 2 input channels for 1 output ones and a 'timestep' class embedding",
+        f"hfgen.{pipeline_class.__name__}.from_pretrained",
+    ):
+        DDPMPipeline.from_pretrained(tmp_path)
+    with raises_value_error("the unet takes 2 input channels", "DDPMPipeline samples unconditional UNets"):
+        DDPMPipeline(unet=pipeline.unet, scheduler=pipeline.scheduler)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import hfgen
 from hfgen.data import images_as_tensor, load_digits_dataset
 from hfgen.metrics import psnr, ssim
-from hfgen.pipelines.cascade.resampling import downsample, upsample
+from hfgen.pipelines.cascade.resampling import downsample, residual_std, upsample
 from hfgen.testing.pipeline_tester import seeded
 
 from .conftest import dry_run, evaluate_saved_copy, import_script, parse_error
@@ -101,6 +101,14 @@ def test_the_folder_is_a_cascade_whose_super_resolution_stage_loads_alone(cascad
     assert (output_dir / "validation" / "step-000002-super_resolution.png").is_file()
     cascade = hfgen.CascadedDiffusionPipeline.from_pretrained(output_dir)
     assert cascade.config.low_resolution == 8 and type(cascade.scheduler).__name__ == "DDIMScheduler"
+    # a residual model by default, its scale giving the residuals of the training digits unit variance, its sampler
+    # unclipped (residuals at unit variance pass 1)
+    assert json.loads((output_dir / "training_args.json").read_text())["prediction_target"] == "residual"
+    train = load_digits_dataset(16)["train"]
+    spread = residual_std(images_as_tensor(train, 16, "L", num_images=min(len(train), 1000)), 8)
+    assert cascade.config.prediction_target == "residual"
+    assert cascade.config.residual_scale == pytest.approx(1 / spread, rel=1e-5)
+    assert not cascade.scheduler.config.clip_sample
     # the base is the given folder's UNet, unchanged
     base = load_file(tiny_folders / "base" / "unet" / "diffusion_pytorch_model.safetensors")
     saved = load_file(output_dir / "base_unet" / "diffusion_pytorch_model.safetensors")
@@ -130,8 +138,8 @@ def test_the_bicubic_baseline_is_the_held_out_digits_downsampled_and_upsampled(c
     metrics = record["metrics"]
     assert metrics["bicubic_psnr"] == pytest.approx(psnr(bicubic, originals).item(), rel=1e-5)
     assert metrics["bicubic_ssim"] == pytest.approx(ssim(bicubic, originals).item(), rel=1e-5)
-    # four steps of training do not super-resolve: the model is far under the baseline, which it must beat
-    assert metrics["psnr"] < metrics["bicubic_psnr"] - 5 and metrics["fid"] > metrics["bicubic_fid"]
+    # four steps of training add noise to the bicubic image, which the model must learn to beat
+    assert metrics["psnr"] < metrics["bicubic_psnr"]
     for name in ("cascade_fid", "base_upsampled_fid", "cascade_kid_mean", "base_upsampled_precision"):
         assert name in metrics
 
@@ -200,6 +208,8 @@ def test_a_users_folder_and_the_one_line_errors(tmp_path, tiny_folders):
     report = json.loads(printed)
     assert report["unet_config"]["in_channels"] == 6 and report["unet_config"]["class_embed_type"] == "timestep"
     assert report["args"]["low_resolution"] == 8 and report["args"]["train_data_dir"] == str(folder)
+    assert report["args"]["prediction_target"] == "residual" and report["residual_scale"] > 1
+    assert report["scheduler_config"]["clip_sample"] is False
     script = import_script("train_super_resolution.py")
     assert "--low_resolution 32 must be smaller than --resolution 32" in parse_error(
         script, "--resolution", "32", "--low_resolution", "32"
@@ -214,3 +224,27 @@ def test_a_users_folder_and_the_one_line_errors(tmp_path, tiny_folders):
             "--base_model_name_or_path", tiny_folders / "base", "--output_dir", tmp_path / "other",
         )  # fmt: skip
     assert "pass --low_resolution 8" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_image_model_and_a_pretrained_folders_own_target(tmp_path, cascade_run):
+    output_dir, _ = cascade_run
+    image_run = json.loads(
+        dry_run("train_super_resolution.py", "--prediction_target", "image", "--output_dir", tmp_path)
+    )
+    assert image_run["residual_scale"] is None and image_run["scheduler_config"]["clip_sample"] is True
+    # continuing a residual model keeps its scale, and refuses to turn it into an image model
+    continued = json.loads(
+        dry_run(
+            "train_super_resolution.py", "--pretrained_model_name_or_path", output_dir, "--resolution", "16",
+            "--output_dir", tmp_path / "continued",
+        )
+    )  # fmt: skip
+    assert continued["args"]["prediction_target"] == "residual"
+    assert continued["residual_scale"] == hfgen.SuperResolutionPipeline.load_config(output_dir)["residual_scale"]
+    with pytest.raises(
+        ValueError, match="holds a model that predicts the residual, so it cannot continue as --prediction_target"
+    ):
+        dry_run(
+            "train_super_resolution.py", "--pretrained_model_name_or_path", output_dir, "--resolution", "16",
+            "--prediction_target", "image", "--output_dir", tmp_path / "other",
+        )  # fmt: skip

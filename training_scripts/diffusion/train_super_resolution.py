@@ -11,7 +11,11 @@ upsampled and concatenated to its input, with noise conditioning augmentation.
 The training pairs are made on the fly from the data: each image at `--resolution`, downsampled to
 `--low_resolution`. The low-resolution image, upsampled back, is noised to a random level of the diffusion schedule
 (up to `--max_noise_level`) and that level is the UNet's second timestep, so that the model learns not to trust every
-pixel of it: at sampling time a little noise hides the flaws of a base model's samples.
+pixel of it: at sampling time a little noise hides the flaws of a base model's samples. By default the model generates
+the residual over the upsampled image (`--prediction_target residual`, SRDiff, Li et al. 2022), scaled to unit
+variance on the training images; the pipeline adds the upsampled image back, so an untrained model already gives
+bicubic upsampling and training only adds the detail it misses. `--prediction_target image` generates the image itself
+(SR3).
 
 The folder loads with `hfgen.SuperResolutionPipeline.from_pretrained(dir)`. With `--base_model_name_or_path` (a
 train_ddpm.py folder at `--low_resolution`) it is a `hfgen.CascadedDiffusionPipeline` folder: the base model, then
@@ -33,7 +37,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import hfgen
-from hfgen.data import BUILTIN_DIGITS, collate_images
+from hfgen.data import BUILTIN_DIGITS, collate_images, images_as_tensor
 from hfgen.losses import diffusion_loss, diffusion_target, min_snr_loss_weights
 from hfgen.pipelines.cascade.evaluation import (
     CARD_METRIC_NAMES,
@@ -44,8 +48,13 @@ from hfgen.pipelines.cascade.evaluation import (
     sampling_pipeline,
     super_resolution_protocol,
 )
-from hfgen.pipelines.cascade.pipeline_super_resolution import DEFAULT_NOISE_LEVEL, check_super_resolution_unet
-from hfgen.pipelines.cascade.resampling import augment_conditioning, downsample, upsample
+from hfgen.pipelines.cascade.pipeline_super_resolution import (
+    DEFAULT_NOISE_LEVEL,
+    PREDICTION_TARGETS,
+    SuperResolutionPipeline,
+    check_super_resolution_unet,
+)
+from hfgen.pipelines.cascade.resampling import augment_conditioning, downsample, residual_std, to_residual, upsample
 from hfgen.training import save_checkpoint
 from hfgen.training.arguments import (
     add_data_arguments,
@@ -137,6 +146,14 @@ def parse_args(input_args=None):
         "CascadedDiffusionPipeline of it and this model, and the cascade's FID is measured.",
     )
     parser.add_argument(
+        "--prediction_target",
+        choices=PREDICTION_TARGETS,
+        default=None,
+        help="What the UNet generates: 'residual' (default for a new model), the image minus its bicubic upsampling "
+        "from --low_resolution, scaled to unit variance on the training images (SRDiff); or 'image', the image "
+        "itself (SR3). A --pretrained_model_name_or_path keeps its own.",
+    )
+    parser.add_argument(
         "--max_noise_level",
         type=int,
         default=MAX_NOISE_LEVEL,
@@ -224,9 +241,47 @@ def build_unet(args) -> UNet2DModel:
     return unet
 
 
+# How many training images the residuals' scale is measured on: enough for a stable standard deviation, few enough to
+# take a moment on a large dataset.
+RESIDUAL_SCALE_IMAGES = 1000
+
+
+def resolve_prediction_target(args, data) -> float | None:
+    """The scale of a residual model's residuals, None for an image model; resolves --prediction_target into `args`
+    so the record holds what was trained. A pretrained folder keeps its own target and scale (one saved before
+    residual models existed holds an image model); a new residual model's scale gives the residuals of (up to 1000)
+    training images unit variance, measured the same way on every process and on resume."""
+    if args.pretrained_model_name_or_path is not None:
+        config = SuperResolutionPipeline.load_config(args.pretrained_model_name_or_path)
+        saved = config.get("prediction_target", "image")
+        if args.prediction_target not in (None, saved):
+            raise ValueError(
+                f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path} holds a model that predicts "
+                f"the {saved}, so it cannot continue as --prediction_target {args.prediction_target}: leave the flag "
+                "out"
+            )
+        args.prediction_target = saved
+        return config.get("residual_scale", 1.0) if saved == "residual" else None
+    args.prediction_target = args.prediction_target or "residual"
+    if args.prediction_target == "image":
+        return None
+    train = data.evaluation.train
+    count = min(len(train), RESIDUAL_SCALE_IMAGES)
+    images = images_as_tensor(train, args.resolution, args.color_mode, num_images=count, seed=args.seed)
+    spread = residual_std(images, args.low_resolution)
+    if not spread > 0:
+        raise ValueError(
+            f"the training images are exactly their bicubic upsampling from --low_resolution {args.low_resolution}, "
+            "so there is no residual to learn: pass --prediction_target image or a smaller --low_resolution"
+        )
+    return 1.0 / spread
+
+
 def build_scheduler(args) -> DDPMScheduler:
     """The noise process (that of the denoiser and of the augmentation): from the pretrained folder, or from the
-    flags. Resolves --prediction_type into `args` so the record holds what was trained."""
+    flags. Resolves --prediction_type into `args` so the record holds what was trained. A new residual model's
+    sampler does not clip its estimate of the clean sample to [-1, 1]: residuals at unit variance go past it, and the
+    image they are added to is clamped at the end."""
     if args.pretrained_model_name_or_path is not None:
         scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
         # the pretrained model's schedule is kept: the record shows it, not the flags' defaults
@@ -239,6 +294,7 @@ def build_scheduler(args) -> DDPMScheduler:
         num_train_timesteps=args.num_train_timesteps,
         beta_schedule=args.beta_schedule,
         prediction_type=args.prediction_type,
+        clip_sample=args.prediction_target == "image",
     )
 
 
@@ -246,13 +302,9 @@ def load_base(args) -> hfgen.DDPMPipeline | None:
     """The base DDPM of --base_model_name_or_path, checked to make what this model super-resolves; None without it."""
     if args.base_model_name_or_path is None:
         return None
+    # a folder of another kind (this script's own, say) is refused here in one line naming it and its class
     base = hfgen.DDPMPipeline.from_pretrained(args.base_model_name_or_path)
     config = base.unet.config
-    if config.in_channels != config.out_channels or config.class_embed_type is not None:
-        raise ValueError(
-            f"--base_model_name_or_path {args.base_model_name_or_path} holds no unconditional DDPM UNet: give a "
-            "folder train_ddpm.py wrote"
-        )
     if config.sample_size != args.low_resolution or config.out_channels != (1 if args.color_mode == "L" else 3):
         raise ValueError(
             f"--base_model_name_or_path {args.base_model_name_or_path} makes {config.sample_size}px "
@@ -263,20 +315,22 @@ def load_base(args) -> hfgen.DDPMPipeline | None:
     return base
 
 
-def super_resolution_loss(unet, noise_scheduler, pixel_values, args):
+def super_resolution_loss(unet, noise_scheduler, pixel_values, args, residual_scale: float | None):
     """Algorithm 1 of Ho et al. on a pair made here: the image downsampled then upsampled is the conditioning, noised
-    to a uniform level in [0, --max_noise_level] (given to the UNet as its class embedding); the squared error of the
-    prediction of the --prediction_type target of the noisy image (min-SNR weighted with --snr_gamma)."""
+    to a uniform level in [0, --max_noise_level] (given to the UNet as its class embedding); the clean sample is the
+    image, or its scaled residual over the clean upsampled image when `residual_scale` is given; the squared error of
+    the prediction of the --prediction_type target of the noisy sample (min-SNR weighted with --snr_gamma)."""
     batch_size = pixel_values.shape[0]
-    conditioning = upsample(downsample(pixel_values, args.low_resolution), pixel_values.shape[-1])
+    upsampled = upsample(downsample(pixel_values, args.low_resolution), pixel_values.shape[-1])
     levels = torch.randint(0, args.max_noise_level + 1, (batch_size,), device=pixel_values.device)
     alphas_cumprod = noise_scheduler.alphas_cumprod
-    conditioning = augment_conditioning(conditioning, levels, alphas_cumprod, torch.randn_like(conditioning))
-    noise = training_noise(pixel_values, args.noise_offset)
+    conditioning = augment_conditioning(upsampled, levels, alphas_cumprod, torch.randn_like(upsampled))
+    clean = pixel_values if residual_scale is None else to_residual(pixel_values, upsampled, residual_scale)
+    noise = training_noise(clean, args.noise_offset)
     timesteps = sample_timesteps(batch_size, noise_scheduler.config.num_train_timesteps, pixel_values.device)
-    noisy = noise_scheduler.add_noise(pixel_values, noise, timesteps)
+    noisy = noise_scheduler.add_noise(clean, noise, timesteps)
     prediction = unet(torch.cat([noisy, conditioning], dim=1), timesteps, class_labels=levels).sample
-    target = diffusion_target(args.prediction_type, pixel_values, noise, timesteps, alphas_cumprod)
+    target = diffusion_target(args.prediction_type, clean, noise, timesteps, alphas_cumprod)
     weights = None
     if args.snr_gamma is not None:
         weights = min_snr_loss_weights(timesteps, alphas_cumprod, args.snr_gamma, args.prediction_type)
@@ -305,13 +359,19 @@ def comparison_images(pipeline, originals: torch.Tensor, args) -> list:
     return pipeline.image_processor.postprocess(torch.cat(rows), output_type="pil")
 
 
+def stage_pipeline(unet, noise_scheduler, residual_scale: float | None, args) -> SuperResolutionPipeline:
+    """The super-resolution pipeline of the run's model, as its folder will load it."""
+    scale = 1.0 if residual_scale is None else residual_scale
+    return sampling_pipeline(unet, noise_scheduler, args.low_resolution, args.prediction_target, scale)
+
+
 @torch.no_grad()
-def evaluate(unet, ema, noise_scheduler, fixed_images, data, args, accelerator, step) -> dict:
+def evaluate(unet, ema, noise_scheduler, residual_scale, fixed_images, data, args, accelerator, step) -> dict:
     """Validation grid (main process) and the super-resolution metrics (every process) of the averaged weights."""
     model = accelerator.unwrap_model(unet)
     with averaged_weights(ema, list(model.parameters())):
         model.eval()
-        pipeline = sampling_pipeline(model, noise_scheduler, args.low_resolution)
+        pipeline = stage_pipeline(model, noise_scheduler, residual_scale, args)
         if accelerator.is_main_process:
             images = comparison_images(pipeline, fixed_images, args)
             folder = os.path.join(args.output_dir, "validation")
@@ -334,12 +394,18 @@ def main(args):
     # the base is checked before any training, so a mismatch does not cost the run
     set_seed(args.seed)
     unet = build_unet(args)
+    residual_scale = resolve_prediction_target(args, data)
     noise_scheduler = build_scheduler(args)
     base = load_base(args)
     if args.dry_run:
         data = {split: len(images) for split, images in data.dataset.items()}
         print_dry_run(
-            args, accelerator, unet_config=dict(unet.config), scheduler_config=dict(noise_scheduler.config), data=data
+            args,
+            accelerator,
+            unet_config=dict(unet.config),
+            scheduler_config=dict(noise_scheduler.config),
+            residual_scale=residual_scale,
+            data=data,
         )
         return None
     to_training_memory_format(args, unet)
@@ -392,7 +458,7 @@ def main(args):
             if args.random_flip:
                 pixel_values = random_flip(pixel_values)  # before the pair is made: both halves flip together
             with gradient_sync(accelerator, unet, index, micro_batches):
-                loss = super_resolution_loss(unet, noise_scheduler, pixel_values, args)
+                loss = super_resolution_loss(unet, noise_scheduler, pixel_values, args, residual_scale)
                 check_finite(loss, "the loss", global_step, args.output_dir)
                 accelerator.backward(loss / micro_batches)
         if args.max_grad_norm is not None:
@@ -413,18 +479,18 @@ def main(args):
         if global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
         if global_step % args.validation_steps == 0 and global_step < args.max_train_steps:
-            evaluate(unet, ema, noise_scheduler, fixed_images, data, args, accelerator, global_step)
+            evaluate(unet, ema, noise_scheduler, residual_scale, fixed_images, data, args, accelerator, global_step)
     progress.close()
 
     # 6. the end of the run: final metrics of the averaged weights (all processes), the cascade's when there is a
     # base; then, on the main process, the Hub-ready folder (pipeline, grid, record, card) and the upload
     run_facts = check_replicas(accelerator, unet, global_step, logger)
-    metrics = evaluate(unet, ema, noise_scheduler, fixed_images, data, args, accelerator, global_step)
+    metrics = evaluate(unet, ema, noise_scheduler, residual_scale, fixed_images, data, args, accelerator, global_step)
     model = accelerator.unwrap_model(unet)
     if ema is not None:
         ema.copy_to(model.parameters())  # the run is over: the saved model is the average
     model.eval()
-    super_resolution = sampling_pipeline(model, noise_scheduler, args.low_resolution)
+    super_resolution = stage_pipeline(model, noise_scheduler, residual_scale, args)
     cascade = None
     if base is not None:
         cascade = cascade_pipeline(base.to(accelerator.device), super_resolution)
@@ -455,6 +521,7 @@ def main(args):
             tags=tags,
             pipeline_tag="unconditional-image-generation" if cascade is not None else "image-to-image",
             unet_config=dict(model.config),
+            residual_scale=residual_scale,
             cascade=cascade is not None,
             base_unet_config=dict(base.unet.config) if base is not None else None,
         )

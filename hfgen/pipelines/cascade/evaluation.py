@@ -57,10 +57,16 @@ CARD_METRIC_NAMES = {
 }
 
 
-def sampling_pipeline(unet, noise_scheduler, low_resolution: int) -> SuperResolutionPipeline:
+def sampling_pipeline(
+    unet, noise_scheduler, low_resolution: int, prediction_target: str, residual_scale: float
+) -> SuperResolutionPipeline:
     """The pipeline validation and the metrics super-resolve with: DDIM (eta 0) on the training schedule."""
     pipeline = SuperResolutionPipeline(
-        unet=unet, scheduler=DDIMScheduler.from_config(noise_scheduler.config), low_resolution=low_resolution
+        unet=unet,
+        scheduler=DDIMScheduler.from_config(noise_scheduler.config),
+        low_resolution=low_resolution,
+        prediction_target=prediction_target,
+        residual_scale=residual_scale,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -74,6 +80,8 @@ def cascade_pipeline(base: DDPMPipeline, super_resolution: SuperResolutionPipeli
         unet=super_resolution.unet,
         scheduler=DDIMScheduler.from_config(super_resolution.scheduler.config),
         low_resolution=super_resolution.config.low_resolution,
+        prediction_target=super_resolution.config.prediction_target,
+        residual_scale=super_resolution.config.residual_scale,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -194,7 +202,10 @@ def evaluate_folder(folder: str, run: argparse.Namespace, accelerator) -> Folder
     it at the end of its run, on `run`'s data."""
     saved = load_pipeline(folder).to(accelerator.device)
     cascade = isinstance(saved, CascadedDiffusionPipeline)
-    super_resolution = sampling_pipeline(saved.unet, saved.scheduler, saved.config.low_resolution)
+    config = saved.config
+    super_resolution = sampling_pipeline(
+        saved.unet, saved.scheduler, config.low_resolution, config.prediction_target, config.residual_scale
+    )
     # the UNet's own image size and colours decide how the real images are read, as the run read them
     run.resolution = saved.unet.config.sample_size
     run.color_mode = "L" if saved.unet.config.out_channels == 1 else "RGB"

@@ -26,7 +26,7 @@ from ..ddpm.pipeline_ddpm import DDPMPipeline
 from ..denoising import check_sampling_arguments, unet_sample_shape
 from ..pipeline_checks import check_generator, check_latents, check_output_type, resolve_batch_size
 from ..pipeline_folder import PipelineFolderMixin
-from .pipeline_super_resolution import DEFAULT_NOISE_LEVEL, SuperResolutionPipeline
+from .pipeline_super_resolution import DEFAULT_NOISE_LEVEL, SuperResolutionPipeline, check_prediction_target
 
 
 @dataclass
@@ -64,6 +64,11 @@ class CascadedDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline):
             Its scheduler, on its training schedule.
         low_resolution (`int`, *optional*):
             The low resolution the super-resolution stage was trained on, recorded for its tools.
+        prediction_target (`str`, *optional*, defaults to `"image"`):
+            What the super-resolution UNet denoises, the image or its residual over the upsampled base image (see
+            [`SuperResolutionPipeline`]).
+        residual_scale (`float`, *optional*, defaults to 1.0):
+            The scale of a residual model's residuals.
     """
 
     model_cpu_offload_seq = "base_unet->unet"
@@ -75,15 +80,20 @@ class CascadedDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline):
         unet: UNet2DModel,
         scheduler: SchedulerMixin,
         low_resolution: int | None = None,
+        prediction_target: str = "image",
+        residual_scale: float = 1.0,
     ):
         super().__init__()
+        check_prediction_target(prediction_target, residual_scale)
         if base_unet.config.out_channels != unet.config.out_channels:
             raise ValueError(
                 f"the base_unet makes {base_unet.config.out_channels}-channel images but the super-resolution unet "
                 f"{unet.config.out_channels}-channel ones: train both on images of the same colours"
             )
         self.register_modules(base_unet=base_unet, base_scheduler=base_scheduler, unet=unet, scheduler=scheduler)
-        self.register_to_config(low_resolution=low_resolution)
+        self.register_to_config(
+            low_resolution=low_resolution, prediction_target=prediction_target, residual_scale=residual_scale
+        )
         greyscale = unet.config.out_channels == 1
         self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_convert_grayscale=greyscale)
 
@@ -91,7 +101,11 @@ class CascadedDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline):
         """The base and super-resolution pipelines of the current components, with this pipeline's progress bar."""
         base = DDPMPipeline(unet=self.base_unet, scheduler=self.base_scheduler)
         super_resolution = SuperResolutionPipeline(
-            unet=self.unet, scheduler=self.scheduler, low_resolution=self.config.low_resolution
+            unet=self.unet,
+            scheduler=self.scheduler,
+            low_resolution=self.config.low_resolution,
+            prediction_target=self.config.prediction_target,
+            residual_scale=self.config.residual_scale,
         )
         for stage in (base, super_resolution):
             stage.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))

@@ -1,7 +1,9 @@
 """Super-resolution by diffusion (Saharia et al. 2021, SR3; Ho et al. 2021, cascaded diffusion): a diffusers
 `UNet2DModel` denoises the high-resolution image, given the low-resolution one upsampled and concatenated to its
 input, and the level of noise that conditioning was augmented with as its second timestep (`class_labels`, embedded by
-`class_embed_type="timestep"`).
+`class_embed_type="timestep"`). A residual model (Li et al. 2022, SRDiff; the default of train_super_resolution.py)
+denoises the scaled difference between the high-resolution image and the upsampled one instead, and the pipeline adds
+the upsampled image back: the model only has to draw the detail bicubic upsampling misses.
 
 diffusers has the UNet and the schedulers but no pipeline for such a pixel-space model (its upscalers work on the
 latents of Stable Diffusion, and DeepFloyd IF's stage II needs a text encoder): this is that pipeline.
@@ -22,7 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..denoising import check_sampling_arguments, scheduler_step_kwargs
 from ..pipeline_checks import check_generator, check_latents, check_output_type, check_positive_int
 from ..pipeline_folder import PipelineFolderMixin
-from .resampling import augment_conditioning, upsample
+from .resampling import augment_conditioning, from_residual, upsample
 
 # The noise conditioning augmentation of the low-resolution image at sampling time, a timestep of the model's
 # schedule: on the built-in digits the cascade of a 16 px DDPM and the default 16 -> 32 px model reads FID 36.0 at
@@ -44,6 +46,17 @@ class SuperResolutionPipelineOutput(BaseOutput):
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     latents: torch.Tensor
+
+
+PREDICTION_TARGETS = ("image", "residual")
+
+
+def check_prediction_target(prediction_target, residual_scale) -> None:
+    """Raise unless `prediction_target` is one the pipelines know and `residual_scale` a positive number."""
+    if prediction_target not in PREDICTION_TARGETS:
+        raise ValueError(f"prediction_target must be one of {PREDICTION_TARGETS}, got {prediction_target!r}")
+    if isinstance(residual_scale, bool) or not isinstance(residual_scale, (int, float)) or not residual_scale > 0:
+        raise ValueError(f"residual_scale must be a positive number, got {residual_scale!r}")
 
 
 def check_super_resolution_unet(unet: UNet2DModel) -> None:
@@ -79,15 +92,33 @@ class SuperResolutionPipeline(PipelineFolderMixin, DiffusionPipeline):
         low_resolution (`int`, *optional*):
             The side of the low-resolution images the model was trained on, recorded for the demo and the metrics,
             which downsample images to it. Inputs of any size are upsampled to the UNet's `sample_size`.
+        prediction_target (`str`, *optional*, defaults to `"image"`):
+            What the UNet denoises: `"image"`, the high-resolution image (SR3), or `"residual"`, the high-resolution
+            image minus the upsampled low-resolution one, times `residual_scale` (SRDiff); the pipeline then adds the
+            upsampled image back. Folders saved before residual models existed hold image models, hence the default;
+            train_super_resolution.py records what it trained.
+        residual_scale (`float`, *optional*, defaults to 1.0):
+            The factor the residuals were multiplied by in training (1 / their standard deviation on the training
+            images); only for `prediction_target="residual"`.
     """
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, low_resolution: int | None = None):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin,
+        low_resolution: int | None = None,
+        prediction_target: str = "image",
+        residual_scale: float = 1.0,
+    ):
         super().__init__()
         check_super_resolution_unet(unet)
+        check_prediction_target(prediction_target, residual_scale)
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(low_resolution=low_resolution)
+        self.register_to_config(
+            low_resolution=low_resolution, prediction_target=prediction_target, residual_scale=residual_scale
+        )
         self.image_processor = VaeImageProcessor(
             vae_scale_factor=1, do_resize=False, do_convert_grayscale=unet.config.out_channels == 1
         )
@@ -117,15 +148,14 @@ class SuperResolutionPipeline(PipelineFolderMixin, DiffusionPipeline):
             raise ValueError(f"image has {pixels.shape[1]} channels but the model makes {channels}-channel images")
         return pixels
 
-    def conditioning(self, low_res: torch.Tensor, noise_level: int, generator, batch_size: int) -> torch.Tensor:
-        """The UNet's conditioning input: `low_res` (in [-1, 1]) upsampled and noised to `noise_level`, one noise draw
-        per image from its generator (after its starting noise)."""
-        conditioning = upsample(low_res, self._sample_shape[1:])
+    def conditioning(self, upsampled: torch.Tensor, noise_level: int, generator, batch_size: int) -> torch.Tensor:
+        """The UNet's conditioning input: the `upsampled` low-resolution images (in [-1, 1]) noised to `noise_level`,
+        one noise draw per image from its generator (after its starting noise)."""
         if noise_level == 0:
-            return conditioning
-        noise = randn_tensor(conditioning.shape, generator=generator, device=low_res.device, dtype=low_res.dtype)
-        levels = torch.full((batch_size,), noise_level, device=low_res.device, dtype=torch.long)
-        return augment_conditioning(conditioning, levels, noise_schedule(self.scheduler), noise)
+            return upsampled
+        noise = randn_tensor(upsampled.shape, generator=generator, device=upsampled.device, dtype=upsampled.dtype)
+        levels = torch.full((batch_size,), noise_level, device=upsampled.device, dtype=torch.long)
+        return augment_conditioning(upsampled, levels, noise_schedule(self.scheduler), noise)
 
     def check_noise_level(self, noise_level) -> None:
         steps = noise_schedule(self.scheduler).shape[0]
@@ -137,10 +167,12 @@ class SuperResolutionPipeline(PipelineFolderMixin, DiffusionPipeline):
 
     def denoise(self, low_res, noise_level, generator, num_inference_steps, eta, latents) -> torch.Tensor:
         """The sampling loop from `latents` (checked, standard normal) under `low_res` (`(batch, ...)` in [-1, 1] on
-        the execution device): the super-resolved images in [-1, 1]. The cascade calls it with its base's images."""
+        the execution device): the super-resolved images in [-1, 1] (a residual model's sample added to the upsampled
+        images, unclamped). The cascade calls it with its base's images."""
         step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
         batch_size = latents.shape[0]
-        conditioning = self.conditioning(low_res, noise_level, generator, batch_size)
+        upsampled = upsample(low_res, self._sample_shape[1:])
+        conditioning = self.conditioning(upsampled, noise_level, generator, batch_size)
         levels = torch.full((batch_size,), noise_level, device=latents.device, dtype=torch.long)
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         sample = latents * self.scheduler.init_noise_sigma
@@ -150,6 +182,9 @@ class SuperResolutionPipeline(PipelineFolderMixin, DiffusionPipeline):
             model_output = self.unet(model_input, timestep, class_labels=levels).sample
             # 2. one step of the sampler
             sample = self.scheduler.step(model_output, timestep, sample, **step_kwargs).prev_sample
+        if self.config.prediction_target == "residual":
+            # the detail drawn goes onto the clean upsampled image, not the noise-augmented conditioning
+            return from_residual(sample, upsampled, self.config.residual_scale)
         return sample
 
     @torch.no_grad()

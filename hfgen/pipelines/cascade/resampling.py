@@ -1,6 +1,7 @@
 """The image operations of a super-resolution diffusion model, shared by its pipelines and its training script: how a
-training pair is made (downsampling), how the low-resolution image enters the UNet (upsampling) and its noise
-conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models"; Saharia et al. 2022, Imagen).
+training pair is made (downsampling), how the low-resolution image enters the UNet (upsampling), its noise
+conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models"; Saharia et al. 2022, Imagen), and the residual
+over the upsampled image that a residual model generates (Li et al. 2022, SRDiff).
 
 Images are tensors in [-1, 1], `(batch, channels, height, width)`.
 """
@@ -44,3 +45,23 @@ def augment_conditioning(
     alphas = alphas.reshape(-1, 1, 1, 1)
     noised = alphas.sqrt() * conditioning + (1 - alphas).sqrt() * noise
     return torch.where(noise_levels.reshape(-1, 1, 1, 1) > 0, noised, conditioning)
+
+
+def to_residual(images: torch.Tensor, upsampled: torch.Tensor, scale: float) -> torch.Tensor:
+    """What a residual super-resolution model generates (SRDiff, Li et al. 2022): the detail bicubic upsampling
+    misses, `images - upsampled`, multiplied by `scale` so that it has about unit variance, as the diffusion noise does
+    (a residual is mostly near 0: unscaled, the noise would drown it at all but the last timesteps)."""
+    return (images - upsampled) * scale
+
+
+def from_residual(residual: torch.Tensor, upsampled: torch.Tensor, scale: float) -> torch.Tensor:
+    """The image a residual model's sample stands for: the upsampled image plus the unscaled residual."""
+    return upsampled + residual / scale
+
+
+@torch.no_grad()
+def residual_std(images: torch.Tensor, low_resolution: int) -> float:
+    """The standard deviation of the residuals of `images` (`(batch, channels, height, width)` in [-1, 1]) over their
+    bicubic upsampling from `low_resolution`: its reciprocal is the scale that gives them unit variance."""
+    upsampled = upsample(downsample(images, low_resolution), images.shape[-2:])
+    return (images - upsampled).std().item()

@@ -39,6 +39,21 @@ class DDPMPipelineOutput(BaseOutput):
     latents: torch.Tensor
 
 
+def unconditional_unet_problem(config) -> str | None:
+    """What keeps a `UNet2DModel` config from being an unconditional denoiser's (the noisy image in, as many channels
+    out, nothing but the timestep embedded), in words that follow "its unet"; None when it is one. A super-resolution
+    UNet, for one, takes the upsampled image as extra input channels and its noise level as a class embedding."""
+    in_channels, out_channels = config.get("in_channels"), config.get("out_channels")
+    conditioning = config.get("class_embed_type") or config.get("num_class_embeds")
+    if in_channels == out_channels and conditioning is None:
+        return None
+    embedding = f" and a {conditioning!r} class embedding" if conditioning is not None else ""
+    return (
+        f"takes {in_channels} input channels for {out_channels} output ones{embedding}, where an unconditional "
+        "denoiser takes as many as it makes and no class embedding"
+    )
+
+
 class DDPMPipeline(PipelineFolderMixin, DiffusionPipeline):
     r"""
     Unconditional image generation with a [`~diffusers.UNet2DModel`] trained as a denoising diffusion model.
@@ -58,8 +73,15 @@ class DDPMPipeline(PipelineFolderMixin, DiffusionPipeline):
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
         super().__init__()
+        problem = unconditional_unet_problem(unet.config)
+        if problem is not None:
+            raise ValueError(f"the unet {problem}: DDPMPipeline samples unconditional UNets such as train_ddpm.py's")
         self.register_modules(unet=unet, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_convert_grayscale=unet.config.in_channels == 1)
+
+    @classmethod
+    def component_config_problem(cls, component: str, config: dict) -> str | None:
+        return unconditional_unet_problem(config) if component == "unet" else None
 
     @property
     def _sample_shape(self) -> tuple[int, int, int]:
