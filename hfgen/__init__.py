@@ -21,6 +21,7 @@ from .models.owlvit_heads import OwlViTDetectionConfig, OwlViTForOpenVocabularyD
 from .models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
 from .models.stackgan import StackGANConfig, StackGANDiscriminator, StackGANGenerator
 from .models.stylegan import StyleGANConfig, StyleGANDiscriminator, StyleGANGenerator
+from .models.unclip import UnCLIPRegressionPrior, UnCLIPRegressionPriorConfig
 from .models.vae import VAEConfig, VAEModel
 from .pipelines.cascade import (
     CascadedDiffusionPipeline,
@@ -32,6 +33,7 @@ from .pipelines.cyclegan import CycleGANPipeline, Pix2PixPipeline, TranslationPi
 from .pipelines.ddpm import DDPMPipeline, DDPMPipelineOutput
 from .pipelines.gan import GANPipeline, GANPipelineOutput
 from .pipelines.groupvit import GroupViTSegmentationPipeline, GroupViTSegmentationPipelineOutput
+from .pipelines.inpainting import LatentBlendingInpaintPipeline, LatentDiffusionInpaintPipeline
 from .pipelines.latent_diffusion import (
     LatentDiffusionControlNetPipeline,
     LatentDiffusionPipeline,
@@ -41,6 +43,7 @@ from .pipelines.progan import ProGANPipeline
 from .pipelines.score_sde import ScoreSdePipeline
 from .pipelines.stackgan import StackGANPipeline, StackGANPipelineOutput
 from .pipelines.stylegan import StyleGANPipeline, StyleGANPipelineOutput
+from .pipelines.unclip import UnCLIPPipeline, UnCLIPPipelineOutput
 from .pipelines.vae import VAEPipeline, VAEPipelineOutput
 from .pipelines.vqgan import VQGANPipeline, VQGANPipelineOutput
 
@@ -56,6 +59,7 @@ for _config, _model in (
     (StyleGANConfig, StyleGANGenerator),
     (ProGANConfig, ProGANGenerator),
     (StackGANConfig, StackGANGenerator),
+    (UnCLIPRegressionPriorConfig, UnCLIPRegressionPrior),
     (CLIPZeroShotClassifierConfig, CLIPZeroShotClassifier),
     (CLIPLinearProbeConfig, CLIPLinearProbe),
     (BLIPCaptionScorerConfig, BLIPCaptionScorer),
@@ -94,7 +98,9 @@ __all__ = [
     "GANPipelineOutput",
     "GroupViTSegmentationPipeline",
     "GroupViTSegmentationPipelineOutput",
+    "LatentBlendingInpaintPipeline",
     "LatentDiffusionControlNetPipeline",
+    "LatentDiffusionInpaintPipeline",
     "LatentDiffusionPipeline",
     "LatentDiffusionPipelineOutput",
     "OwlViTDetectionConfig",
@@ -118,6 +124,10 @@ __all__ = [
     "SuperResolutionPipeline",
     "SuperResolutionPipelineOutput",
     "TranslationPipelineOutput",
+    "UnCLIPPipeline",
+    "UnCLIPPipelineOutput",
+    "UnCLIPRegressionPrior",
+    "UnCLIPRegressionPriorConfig",
     "VAEConfig",
     "VAEModel",
     "VAEPipeline",

@@ -1,0 +1,3 @@
+from .pipeline_unclip import UnCLIPPipeline, UnCLIPPipelineOutput
+
+__all__ = ["UnCLIPPipeline", "UnCLIPPipelineOutput"]
