@@ -39,7 +39,9 @@ def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
     not take, or a prompt or control image it needs and was not given, is a `CommandError`."""
     parameters = inspect.signature(type(pipeline).__call__).parameters
     name = type(pipeline).__name__
-    if "prompt" in parameters and args.prompt is None:
+    # a pipeline whose prompt is optional takes a prompt or an input image (unCLIP: text-to-image or variations)
+    either = "prompt" in parameters and parameters["prompt"].default is not inspect.Parameter.empty
+    if "prompt" in parameters and not either and args.prompt is None:
         raise CommandError(f'{name} draws from a text prompt: pass --prompt "..."')
     kwargs = {}
     for flag in PIPELINE_FLAGS:
@@ -53,7 +55,12 @@ def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
         if "class_labels" not in parameters:
             raise CommandError(f"--class_label: {name} takes no class labels")
         kwargs["class_labels"] = [args.class_label]
-    if "image" in parameters:  # a control image (ControlNet): every sample is drawn under it
+    if "mask_image" in parameters:  # inpainting: every sample repaints the white of the mask in the image
+        if not args.images or len(args.images) != 2:
+            raise CommandError(f"{name} repaints an image: pass --images <image file> <mask file> (white: repaint)")
+        kwargs["image"], kwargs["mask_image"] = read_images(args.images)
+    elif "image" in parameters and (args.images or not either):  # a control image (ControlNet), or the image
+        # whose variations unCLIP draws: every sample is drawn under it
         if not args.images or len(args.images) != 1:
             raise CommandError(f"{name} draws under a control image: pass --images <one image file>")
         kwargs["image"] = read_images(args.images)[0]
@@ -300,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="Input images (files or folders): translated by CycleGAN / pix2pix (each beside its translation), "
-        "segmented by GroupViT, or the control image of a ControlNet pipeline.",
+        "segmented by GroupViT, the control image of a ControlNet pipeline, or an image and its mask (white: "
+        "repaint) for an inpainting pipeline.",
     )
     sample.add_argument("--direction", choices=["a_to_b", "b_to_a"], default=None, help="CycleGAN's direction.")
     sample.add_argument("--class_names", default=None, help='Comma-separated classes for GroupViT ("cat, dog").')

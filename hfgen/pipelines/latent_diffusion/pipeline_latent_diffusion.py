@@ -105,10 +105,21 @@ class LatentDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline, StableDiff
         scheduler: SchedulerMixin,
     ):
         super().__init__()
+        self.check_unet(unet)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(
             vae_scale_factor=1, do_convert_grayscale=vae.config.out_channels == 1, resample="bicubic"
         )
+
+    def check_unet(self, unet: UNet2DConditionModel) -> None:
+        """Raise unless `unet` denoises latents alone (as many input channels as output channels): an inpainting
+        UNet, which also takes a mask and the masked image's latents, belongs to `LatentDiffusionInpaintPipeline`."""
+        if unet.config.in_channels != unet.config.out_channels:
+            raise ValueError(
+                f"the unet takes {unet.config.in_channels} input channels for {unet.config.out_channels}-channel "
+                f"latents: an inpainting UNet (latents, mask, masked-image latents) loads with "
+                "LatentDiffusionInpaintPipeline, not this text-to-image pipeline"
+            )
 
     @classmethod
     def load_lora_into_text_encoder(

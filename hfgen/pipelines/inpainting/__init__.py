@@ -1,0 +1,3 @@
+from .pipeline_latent_diffusion_inpaint import LatentBlendingInpaintPipeline, LatentDiffusionInpaintPipeline
+
+__all__ = ["LatentBlendingInpaintPipeline", "LatentDiffusionInpaintPipeline"]
