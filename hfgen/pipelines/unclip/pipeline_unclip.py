@@ -99,6 +99,15 @@ def prior_embedding_dim(prior: PriorTransformer | UnCLIPRegressionPrior) -> int:
     return prior.config.embedding_dim
 
 
+def prior_text_inputs(prior: PriorTransformer, text_embeds, hidden_states, attention_mask) -> dict:
+    """The text conditioning of a `PriorTransformer` call: the text embedding, and the text encoder's hidden states
+    with their padding mask when the prior attends to them (`encoder_hid_proj_type="linear"`, which needs the text
+    encoder's hidden size to be the embedding size, as in OpenAI's CLIPs and train_clip.py's)."""
+    if prior.encoder_hidden_states_proj is None:
+        return {"proj_embedding": text_embeds}
+    return {"proj_embedding": text_embeds, "encoder_hidden_states": hidden_states, "attention_mask": attention_mask}
+
+
 def check_decoder(decoder: UNet2DConditionModel, embedding_dim: int) -> None:
     """Raise unless `decoder` is conditioned on `embedding_dim`-wide image embeddings the way this pipeline passes
     them (`added_cond_kwargs={"image_embeds": ...}`)."""
@@ -268,11 +277,7 @@ class UnCLIPPipeline(PipelineFolderMixin, DiffusionPipeline):
             # 2. the prior predicts the clean embedding under the prompt (and the empty prompt, for guidance)
             model_input = torch.cat([sample] * 2) if guided else sample
             predicted = self.prior(
-                model_input,
-                timestep=timestep,
-                proj_embedding=text_embeds,
-                encoder_hidden_states=hidden_states,
-                attention_mask=mask,
+                model_input, timestep=timestep, **prior_text_inputs(self.prior, text_embeds, hidden_states, mask)
             ).predicted_image_embedding
             if guided:
                 unconditional, conditional = predicted.chunk(2)
