@@ -454,6 +454,7 @@ def test_every_family_that_allows_space_has_a_demo():
     packages["vqgan"] = "pipelines.vqgan"
     packages["stackgan"] = "pipelines.stackgan"
     packages["super_resolution"] = "pipelines.cascade"  # its folders: SuperResolutionPipeline or a cascade
+    packages["inpainting"] = "pipelines.inpainting"
     packages["unclip"] = "pipelines.unclip"
     assert set(DEMO_FAMILIES) == set(packages)
     for family in DEMO_FAMILIES:

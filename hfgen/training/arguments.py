@@ -165,6 +165,7 @@ DEMO_FAMILIES = (
     "controlnet",
     "dreambooth-lora",
     "lcm",
+    "inpainting",
     "unclip",
     "groupvit",
     "clip",

@@ -8,6 +8,7 @@ from seed `--seed + i`) and the input's pixels kept outside it. Measured:
 - `fid`: FID of the inpainted images against the originals through the run's feature extractor: only the masked
   region differs, so it is the quality of the repainted regions in their context;
 - `class_accuracy` (built-in digits): the digits classifier reads the inpainted digit as its true class;
+- `unprompted_*`: the same with empty prompts, where only the context can keep the digit's class;
 - `psnr_outside`: PSNR of the decoded latents against the original outside the mask, before the input's pixels are
   pasted back: how much of the context the model kept (its ceiling is the first stage's reconstruction).
 
@@ -47,6 +48,10 @@ METRIC_NAMES = {
     "blending_fid": "FID, plain LDM with latent blending",
     "blending_class_accuracy": "class preservation, plain LDM with latent blending",
     "blending_psnr_outside": "PSNR outside the mask, plain LDM with latent blending (dB)",
+    "unprompted_fid": "FID of the inpainted images, empty prompts",
+    "unprompted_class_accuracy": "class preservation, empty prompts (the context alone tells the class)",
+    "blending_unprompted_fid": "FID, plain LDM with latent blending, empty prompts",
+    "blending_unprompted_class_accuracy": "class preservation, plain LDM with latent blending, empty prompts",
     "unfilled_fid": "FID of the masked inputs, unfilled",
     "unfilled_class_accuracy": "class preservation of the masked inputs, unfilled",
 }
@@ -136,19 +141,24 @@ def inpainting_metrics(originals, masks, filled, evaluation, labels=None, decode
     return metrics
 
 
-def evaluate_inpainting(pipeline, data, captions, args, accelerator, baseline=None) -> dict:
+def evaluate_inpainting(pipeline, data, captions, args, accelerator, baseline=None, unprompted=False) -> dict:
     """The metrics of `pipeline` (an inpainting pipeline), of the masked inputs unfilled (`unfilled_*`), and of
-    `baseline` (a `LatentBlendingInpaintPipeline` of the plain model, `blending_*`) when given."""
+    `baseline` (a `LatentBlendingInpaintPipeline` of the plain model, `blending_*`) when given; with `unprompted`,
+    also of both with empty prompts (`unprompted_*`, `blending_unprompted_*`): only the context tells the class."""
     prompts = evaluation_prompts(data, captions, args)
-    originals, masks, decoded, labels = inpaint_evaluation_images(pipeline, data, prompts, args, accelerator)
-    filled = originals * (1 - masks) + decoded * masks
-    metrics = inpainting_metrics(originals, masks, filled, data.evaluation, labels, decoded)
+    runs = [("", pipeline, prompts), ("blending_", baseline, prompts)]
+    if unprompted and any(prompts):
+        empty = [""] * len(prompts)
+        runs += [("unprompted_", pipeline, empty), ("blending_unprompted_", baseline, empty)]
+    metrics = {}
+    for prefix, inpainter, texts in runs:
+        if inpainter is None:
+            continue
+        originals, masks, decoded, labels = inpaint_evaluation_images(inpainter, data, texts, args, accelerator)
+        filled = originals * (1 - masks) + decoded * masks
+        metrics.update(inpainting_metrics(originals, masks, filled, data.evaluation, labels, decoded, prefix))
     unfilled = masked_images(originals, masks)
     metrics.update(inpainting_metrics(originals, masks, unfilled, data.evaluation, labels, prefix="unfilled_"))
-    if baseline is not None:
-        _, _, blended, _ = inpaint_evaluation_images(baseline, data, prompts, args, accelerator)
-        filled = originals * (1 - masks) + blended * masks
-        metrics.update(inpainting_metrics(originals, masks, filled, data.evaluation, labels, blended, "blending_"))
     return metrics
 
 
@@ -166,6 +176,7 @@ def inpainting_protocol(data, captions, args, baseline: str | None) -> dict:
         "psnr_outside": "the decoded latents against the original outside the mask (before pasting back), [-1, 1] "
         "range, averaged over the images",
         "unfilled": "the masked input, its hole grey (0 in [-1, 1]), as the inpainting UNet sees it",
+        "unprompted": "the same with empty prompts (guidance scale 1): the class must come from the context",
     }
     if isinstance(captions, LabelCaptions):
         protocol["prompts"] = f"'{captions.templates[0]}' with each image's own class"
@@ -200,7 +211,8 @@ def evaluate_folder(folder: str, run: argparse.Namespace, accelerator) -> Folder
     baseline = None
     if base is not None:
         baseline = LatentBlendingInpaintPipeline.from_pretrained(base).to(accelerator.device)
-        baseline.scheduler = type(pipeline.scheduler).from_config(baseline.scheduler.config)
+        # the sampler the run measured it with: the inpainting folder's own (DDIM on the base's training schedule)
+        baseline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)
         baseline.set_progress_bar_config(disable=True)
-    metrics = evaluate_inpainting(pipeline, data, captions, run, accelerator, baseline)
+    metrics = evaluate_inpainting(pipeline, data, captions, run, accelerator, baseline, unprompted=True)
     return FolderEvaluation(metrics, inpainting_protocol(data, captions, run, base), METRIC_NAMES, "image-to-image")
