@@ -5,7 +5,7 @@
     python benchmarks/bench_cascade.py                                       # the scripts' defaults
     python benchmarks/bench_cascade.py --base_steps 800                      # the base of the README's figures
     python benchmarks/bench_cascade.py --base_model_name_or_path ddpm-16/    # reuse a trained base
-    python benchmarks/bench_cascade.py --dataset_name faces                  # the stage alone, on the faces
+    python benchmarks/bench_cascade.py --dataset_name hfgen/faces            # the stage alone, on the faces
     python benchmarks/bench_cascade.py --sr_flags="--prediction_target image" # the SR3 formulation
 
 The runs are the scripts as users run them, with their defaults but the resolution, the output folder and the
@@ -98,13 +98,13 @@ class SavedRun:
         from hfgen.pipelines.cascade.evaluation import cascade_pipeline, evaluate_cascade
 
         run = argparse.Namespace(**vars(self.run))
-        run.sampling_noise_level = noise_level
+        run.cascade_noise_level = noise_level
         cascade = cascade_pipeline(self.saved.stages()[0], self.stage)
         return evaluate_cascade(cascade, self.data, run, self.accelerator)["cascade_fid"]
 
 
 def stage_row(name: str, metrics: dict, prefix: str = "") -> str:
-    fid = f"{metrics[prefix + 'fid']:.2f}" if prefix + "fid" in metrics else "-"
+    fid = f"{metrics[prefix + 'fid']:.3g}" if prefix + "fid" in metrics else "-"
     return f"| {name} | {metrics[prefix + 'psnr']:.2f} | {metrics[prefix + 'ssim']:.4f} | {fid} |"
 
 
@@ -121,16 +121,19 @@ def main():
         "--sr_steps", type=int, default=None, help="train_super_resolution.py's steps (its default if unset)."
     )
     parser.add_argument("--sr_flags", default="", help="More flags for train_super_resolution.py, as one string.")
-    parser.add_argument("--dataset_name", default=None, help="Another built-in dataset (faces): the stage alone.")
+    parser.add_argument("--dataset_name", default=None, help="Another dataset (hfgen/faces): the stage alone.")
     parser.add_argument("--noise_levels", default="0,25,50,100", help="Cascade FID at these sampling noise levels.")
     parser.add_argument("--sr_noise_levels", default="0,50", help="The stage alone at these noise levels.")
     parser.add_argument("--steps", default="5,10,25,50", help="The stage alone at these DDIM steps (noise level 0).")
+    parser.add_argument(
+        "--measure_only", action="store_true", help="Measure the folders already in --output_root again, no training."
+    )
     args = parser.parse_args()
     os.makedirs(args.output_root, exist_ok=True)
     name = "super_resolution-16-32" if args.dataset_name else "cascade-16-32"
     sr_dir = os.path.join(args.output_root, name)
 
-    base_time = None
+    base_time = sr_time = None
     sr_flags = ["--resolution", "32", "--low_resolution", "16", *shlex.split(args.sr_flags)]
     sr_flags += ["--max_train_steps", str(args.sr_steps)] if args.sr_steps else []
     if args.dataset_name:
@@ -141,17 +144,20 @@ def main():
             base_dir = os.path.join(args.output_root, "ddpm-16")
             base_flags = ["--resolution", "16"]
             base_flags += ["--max_train_steps", str(args.base_steps)] if args.base_steps else []
-            base_time = train("train_ddpm.py", base_dir, base_flags)
+            if not args.measure_only:
+                base_time = train("train_ddpm.py", base_dir, base_flags)
         sr_flags += ["--base_model_name_or_path", base_dir]
-    sr_time = train("train_super_resolution.py", sr_dir, sr_flags)
+    if not args.measure_only:
+        sr_time = train("train_super_resolution.py", sr_dir, sr_flags)
 
     with open(os.path.join(sr_dir, "metrics.json")) as file:
         record = json.load(file)
     metrics = record["metrics"]
     with open(os.path.join(sr_dir, "training_args.json")) as file:
         target = json.load(file)["prediction_target"]
-    times = f"base DDPM 16 px: {base_time / 60:.1f} min; " if base_time is not None else ""
-    print(f"\n{times}super-resolution 16 -> 32 px ({target} model): {sr_time / 60:.1f} min")
+    times = f": base DDPM 16 px {base_time / 60:.1f} min" if base_time is not None else ""
+    times += f", super-resolution {sr_time / 60:.1f} min" if sr_time is not None else ""
+    print(f"\nsuper-resolution 16 -> 32 px, {target} model{times}")
     print(f"({record['protocol']['sampler']}; {record['protocol']['dataset']}, {record['protocol']['split']})\n")
     print("| 16 -> 32 px on the held-out images | PSNR (dB) | SSIM | FID |")
     print("|---|---|---|---|")

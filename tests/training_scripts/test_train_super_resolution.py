@@ -32,6 +32,8 @@ TINY_RUN = [
     "10",
     "--sampling_noise_level",
     "5",
+    "--cascade_noise_level",
+    "7",
     "--num_inference_steps",
     "2",
     "--base_num_inference_steps",
@@ -132,6 +134,7 @@ def test_the_bicubic_baseline_is_the_held_out_digits_downsampled_and_upsampled(c
     record = json.loads((output_dir / "metrics.json").read_text())
     assert record["step"] == 4 and record["protocol"]["split"] == "test"
     assert record["protocol"]["sampler"] == "DDIM (eta 0), 2 steps, conditioning noise level 5"
+    assert "super-resolved at conditioning noise level 7 (cascade_*)" in record["protocol"]["cascade"]
     # measured here from the data alone: the numbers the card sets the model against
     originals = images_as_tensor(load_digits_dataset(16)["test"], 16, "L")
     bicubic = upsample(downsample(originals, 8), 16)
@@ -214,9 +217,8 @@ def test_a_users_folder_and_the_one_line_errors(tmp_path, tiny_folders):
     assert "--low_resolution 32 must be smaller than --resolution 32" in parse_error(
         script, "--resolution", "32", "--low_resolution", "32"
     )
-    assert "--sampling_noise_level 1000 is beyond the schedule's --num_train_timesteps 1000" in parse_error(
-        script, "--sampling_noise_level", "1000"
-    )
+    for flag in ("--sampling_noise_level", "--cascade_noise_level"):
+        assert f"{flag} 1000 is beyond the schedule's --num_train_timesteps 1000" in parse_error(script, flag, "1000")
     # a base of another size is refused before any training
     with pytest.raises(ValueError, match=r"makes 8px 1-channel images, but this model super-resolves 16px") as error:
         dry_run(

@@ -48,6 +48,7 @@ from hfgen.pipelines.cascade.evaluation import (
     sampling_pipeline,
     super_resolution_protocol,
 )
+from hfgen.pipelines.cascade.pipeline_cascade import CASCADE_NOISE_LEVEL
 from hfgen.pipelines.cascade.pipeline_super_resolution import (
     DEFAULT_NOISE_LEVEL,
     PREDICTION_TARGETS,
@@ -164,7 +165,15 @@ def parse_args(input_args=None):
         "--sampling_noise_level",
         type=int,
         default=DEFAULT_NOISE_LEVEL,
-        help="The augmentation level validation and the metrics sample with (the pipelines' default).",
+        help="The augmentation level the stage alone is validated and measured with, on downsampled real images "
+        "(SuperResolutionPipeline's default).",
+    )
+    parser.add_argument(
+        "--cascade_noise_level",
+        type=int,
+        default=CASCADE_NOISE_LEVEL,
+        help="The augmentation level of the base's samples in the cascade's metrics and samples "
+        "(CascadedDiffusionPipeline's default).",
     )
     parser.add_argument(
         "--base_num_inference_steps",
@@ -191,13 +200,13 @@ def parse_args(input_args=None):
     )
     args = parser.parse_args(input_args)
     check_run_arguments(parser, args)
-    levels = {"max_noise_level": (0, None, "closed"), "sampling_noise_level": (0, None, "closed")}
+    levels = {name: (0, None, "closed") for name in ("max_noise_level", "sampling_noise_level", "cascade_noise_level")}
     steps = {"base_num_inference_steps": (1, None, "closed"), "low_resolution": (1, None, "closed")}
     check_flag_ranges(parser, args, {**DIFFUSION_FLAG_RANGES, **levels, **steps})
     args.low_resolution = args.low_resolution or args.resolution // 2
     if args.low_resolution >= args.resolution:
         parser.error(f"--low_resolution {args.low_resolution} must be smaller than --resolution {args.resolution}")
-    for flag in ("max_noise_level", "sampling_noise_level", "num_inference_steps"):
+    for flag in ("max_noise_level", "sampling_noise_level", "cascade_noise_level", "num_inference_steps"):
         if getattr(args, flag) >= args.num_train_timesteps + (flag == "num_inference_steps"):
             parser.error(
                 f"--{flag} {getattr(args, flag)} is beyond the schedule's --num_train_timesteps "
@@ -505,7 +514,7 @@ def main(args):
                 generator=torch.Generator().manual_seed(args.seed),
                 num_inference_steps=args.num_inference_steps,
                 base_num_inference_steps=args.base_num_inference_steps,
-                noise_level=args.sampling_noise_level,
+                noise_level=args.cascade_noise_level,
             )
             side = args.resolution
             grid += [image.resize((side, side), Image.NEAREST) for image in samples.low_res_images] + samples.images

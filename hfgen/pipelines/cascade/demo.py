@@ -6,8 +6,7 @@ import torch
 from PIL import Image
 
 from ...demo import enlarged, image_grid, import_gradio, sampling_controls
-from .pipeline_cascade import CascadedDiffusionPipeline
-from .pipeline_super_resolution import DEFAULT_NOISE_LEVEL
+from .pipeline_cascade import CASCADE_NOISE_LEVEL, CascadedDiffusionPipeline
 from .resampling import upsample
 
 # The noise conditioning augmentation the sliders offer, in timesteps of the model's schedule.
@@ -42,7 +41,7 @@ def build_demo(pipeline):
     gr = import_gradio()
     side = pipeline.unet.config.sample_size
     levels = pipeline.scheduler.config.num_train_timesteps
-    noise_levels = (0, min(MAX_DEMO_NOISE_LEVEL, levels - 1), min(DEFAULT_NOISE_LEVEL, levels - 1))
+    noise_levels = (0, min(MAX_DEMO_NOISE_LEVEL, levels - 1), min(CASCADE_NOISE_LEVEL, levels - 1))
     if isinstance(pipeline, CascadedDiffusionPipeline):
         with gr.Blocks(title="Cascaded diffusion", analytics_enabled=False) as demo:
             low = pipeline.base_unet.config.sample_size

@@ -8,7 +8,8 @@ against the original, and FID of the super-resolved set against the originals th
 beside them: the baseline the model must beat.
 
 The cascade (a `CascadedDiffusionPipeline` folder, or a run given `--base_model_name_or_path`): FID and its kin of
-`--num_eval_samples` samples drawn through both stages against the held-out images, beside those of the base model's
+`--num_eval_samples` samples drawn through both stages (the base's images noised to `--cascade_noise_level`) against
+the held-out images, beside those of the base model's
 samples upsampled bicubically (what the super-resolution stage adds to the base).
 """
 
@@ -29,7 +30,7 @@ from ...training.evaluation import (
 )
 from ..ddpm.pipeline_ddpm import DDPMPipeline
 from ..sampling import load_pipeline
-from .pipeline_cascade import CascadedDiffusionPipeline
+from .pipeline_cascade import CASCADE_NOISE_LEVEL, CascadedDiffusionPipeline
 from .pipeline_super_resolution import DEFAULT_NOISE_LEVEL, SuperResolutionPipeline
 from .resampling import downsample, upsample
 
@@ -42,6 +43,7 @@ EVALUATION_DEFAULTS = dict(
     num_inference_steps=SUPER_RESOLUTION_SAMPLING_STEPS,
     base_num_inference_steps=50,
     sampling_noise_level=DEFAULT_NOISE_LEVEL,
+    cascade_noise_level=CASCADE_NOISE_LEVEL,
     low_resolution=None,
 )
 
@@ -155,7 +157,7 @@ def evaluate_cascade(cascade: CascadedDiffusionPipeline, data, args, accelerator
             generator=generator,
             num_inference_steps=args.num_inference_steps,
             base_num_inference_steps=args.base_num_inference_steps,
-            noise_level=args.sampling_noise_level,
+            noise_level=args.cascade_noise_level,
             output_type="pt",
         ).images
         return images * 2 - 1
@@ -192,7 +194,8 @@ def super_resolution_protocol(evaluation, args, cascade: bool) -> dict:
     if cascade:
         protocol["cascade"] = (
             f"{args.num_eval_samples} samples of the base model (DDIM, {args.base_num_inference_steps} steps) "
-            "super-resolved (cascade_*), or upsampled bicubically (base_upsampled_*)"
+            f"super-resolved at conditioning noise level {args.cascade_noise_level} (cascade_*), or upsampled "
+            "bicubically (base_upsampled_*)"
         )
     return protocol
 

@@ -26,7 +26,12 @@ from ..ddpm.pipeline_ddpm import DDPMPipeline
 from ..denoising import check_sampling_arguments, unet_sample_shape
 from ..pipeline_checks import check_generator, check_latents, check_output_type, resolve_batch_size
 from ..pipeline_folder import PipelineFolderMixin
-from .pipeline_super_resolution import DEFAULT_NOISE_LEVEL, SuperResolutionPipeline, check_prediction_target
+from .pipeline_super_resolution import SuperResolutionPipeline, check_prediction_target
+
+# The noise conditioning augmentation of the base's samples, a timestep of the super-resolution model's schedule: the
+# samples of a base model are not downsampled real images, and a little noise hides the difference (the level is
+# measured by the sweep of benchmarks/bench_cascade.py).
+CASCADE_NOISE_LEVEL = 50
 
 
 @dataclass
@@ -118,7 +123,7 @@ class CascadedDiffusionPipeline(PipelineFolderMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_inference_steps: int = 50,
         base_num_inference_steps: int = 50,
-        noise_level: int = DEFAULT_NOISE_LEVEL,
+        noise_level: int = CASCADE_NOISE_LEVEL,
         eta: float = 0.0,
         latents: torch.Tensor | None = None,
         super_resolution_latents: torch.Tensor | None = None,
