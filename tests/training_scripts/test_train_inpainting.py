@@ -50,7 +50,9 @@ def launch_run(launch_script, base, output_dir, *extra):
 @pytest.fixture(scope="module")
 def inpainting_run(tmp_path_factory, tiny_ldm_folder, launch_script):
     output_dir = tmp_path_factory.mktemp("inpainting") / "run"
-    result = launch_run(launch_script, tiny_ldm_folder, output_dir)
+    result = launch_run(
+        launch_script, tiny_ldm_folder, output_dir, "--report_to", "tensorboard", "--hub_token", FAKE_TOKEN
+    )
     return output_dir, result
 
 
@@ -58,6 +60,9 @@ def test_the_folder_is_the_base_widened_into_an_inpainting_model(inpainting_run,
     output_dir, result = inpainting_run
     assert f"Hub-ready folder: {output_dir}" in result.stdout
     assert (output_dir / "validation" / "step-000002-inpainting.png").is_file()
+    # the token given on the command line reached no file (card, records, TensorBoard events, checkpoints)
+    assert list(output_dir.glob("logs/**/*tfevents*")) and (output_dir / "checkpoint-2").is_dir()
+    assert files_containing(output_dir, FAKE_TOKEN) == [] and FAKE_TOKEN not in result.stdout + result.stderr
     pipeline = hfgen.LatentDiffusionInpaintPipeline.from_pretrained(output_dir)
     pipeline.set_progress_bar_config(disable=True)
     assert pipeline.unet.config.in_channels == 9 and type(pipeline.scheduler).__name__ == "DDIMScheduler"
@@ -143,24 +148,28 @@ def test_hfgen_evaluate_sample_and_demo_on_the_folder(inpainting_run, tmp_path, 
     assert type(build_demo(str(output_dir))).__name__ == "Blocks"
 
 
-def test_a_users_folder_trains_and_no_token_reaches_a_file(tmp_path, tiny_ldm_folder, launch_script):
+def test_a_users_folder_of_unlabelled_images(tmp_path, inpainting_run, tiny_ldm_folder, capsys):
+    from .conftest import hfgen_evaluate
+
+    output_dir, _ = inpainting_run
     folder = tmp_path / "photos"
     folder.mkdir()
     for index in range(12):
         Image.new("RGB", (20 + index, 24), (10 * index, 80, 200)).save(folder / f"{index}.png")
-    output_dir = tmp_path / "run"
-    result = launch_script(
-        "train_inpainting.py",
-        "--pretrained_model_name_or_path", tiny_ldm_folder, "--train_data_dir", folder, "--output_dir", output_dir,
-        "--train_batch_size", "4", "--max_train_steps", "1", "--num_inference_steps", "1", "--num_eval_samples", "4",
-        "--validation_split", "4", "--report_to", "tensorboard", "--hub_token", FAKE_TOKEN,
+    report = json.loads(
+        dry_run(
+            "train_inpainting.py",
+            "--pretrained_model_name_or_path", tiny_ldm_folder, "--train_data_dir", folder, "--output_dir", tmp_path,
+        )
     )  # fmt: skip
-    record = json.loads((output_dir / "metrics.json").read_text())
-    # no labels: no class preservation, no digits classifier, the data named as the user gave it
-    assert "class_accuracy" not in record["metrics"] and "psnr_outside" in record["metrics"]
-    assert record["protocol"]["dataset"] == str(folder)
-    assert json.loads((output_dir / "training_args.json").read_text())["color_mode"] == "L"  # the base's
-    assert files_containing(output_dir, FAKE_TOKEN) == [] and FAKE_TOKEN not in result.stdout + result.stderr
+    # the base decides the size and colours; the images are read as it takes them
+    assert report["args"]["color_mode"] == "L" and report["args"]["resolution"] == 16
+    assert report["data"] == {"train": 12}
+    # measured on them: no labels, so no class preservation; no extractor for the data, so no FID
+    printed = hfgen_evaluate(capsys, output_dir, "--train_data_dir", folder)
+    assert {"psnr_outside", "blending_psnr_outside"} <= set(printed["metrics"])
+    assert not {"class_accuracy", "fid", "unprompted_psnr_outside"} & set(printed["metrics"])
+    assert printed["protocol"]["dataset"] == str(folder) and printed["protocol"]["num_real_samples"] == 4
 
 
 def test_one_line_errors(tmp_path, tiny_ldm_folder):
