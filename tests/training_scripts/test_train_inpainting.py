@@ -188,3 +188,15 @@ def test_one_line_errors(tmp_path, tiny_ldm_folder):
         dry_run("train_inpainting.py", "--pretrained_model_name_or_path", tiny_ldm_folder, "--output_dir", tmp_path)
     )
     assert report["unet_config"]["in_channels"] == 9 and report["args"]["resolution"] == 16
+
+
+def test_an_inpainting_folder_continues_as_it_is(inpainting_run, tmp_path):
+    output_dir, _ = inpainting_run
+    report = json.loads(
+        dry_run("train_inpainting.py", "--pretrained_model_name_or_path", output_dir, "--output_dir", tmp_path)
+    )
+    assert report["unet_config"]["in_channels"] == 9  # not widened a second time
+    script = import_script("train_inpainting.py")
+    components, plain = script.load_base(script.parse_args(["--pretrained_model_name_or_path", str(output_dir)]))
+    trained = load_file(output_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    assert plain is None and torch.equal(components["unet"].conv_in.weight, trained["conv_in.weight"])
