@@ -321,7 +321,6 @@ def build_models(args, clip: CLIPModel, tokenizer):
         num_train_timesteps=args.num_train_timesteps,
         beta_schedule=args.beta_schedule,
         prediction_type=args.prediction_type,
-        clip_sample=False,
     )
     prior_schedule = UnCLIPScheduler(
         num_train_timesteps=args.prior_num_train_timesteps,

@@ -21,7 +21,7 @@ import logging
 import torch
 import torch.nn.functional as F
 from accelerate.utils import gather_object
-from diffusers import DDIMScheduler, UnCLIPScheduler
+from diffusers import DDPMScheduler, UnCLIPScheduler
 
 from ...data.captions import ColumnCaptions, LabelCaptions, dataset_captions
 from ...metrics import load_digits_classifier, to_classifier_pixels
@@ -91,11 +91,11 @@ def prior_kind(prior) -> str:
 
 def sampling_pipeline(components: dict, decoder_noise_scheduler, prior_noise_scheduler) -> UnCLIPPipeline:
     """The pipeline of the run's current weights (`components`: prior, decoder, the CLIP towers, tokenizer and
-    feature extractor), sampling the decoder with DDIM and the diffusion prior with the UnCLIPScheduler, each on its
-    training schedule."""
-    decoder_scheduler = DDIMScheduler.from_config(
-        decoder_noise_scheduler.config, clip_sample=False, set_alpha_to_one=False
-    )
+    feature extractor), each stage sampling on its training schedule: the decoder with DDPM's ancestral sampler over a
+    shortened schedule, its clean-image estimates clipped to [-1, 1] (on the digits' default run deterministic DDIM
+    left many samples grainy at 25 steps, as it does for train_ddpm.py's models, where this sampler drew clean
+    digits), the diffusion prior with the UnCLIPScheduler."""
+    decoder_scheduler = DDPMScheduler.from_config(decoder_noise_scheduler.config, clip_sample=True)
     prior_scheduler = None
     if not isinstance(components["prior"], UnCLIPRegressionPrior):
         prior_scheduler = UnCLIPScheduler.from_config(prior_noise_scheduler.config)
@@ -282,7 +282,8 @@ def unclip_protocol(data, captions, args) -> dict:
     protocol = {
         **run_protocol(data.evaluation, args.num_eval_samples),
         "sampler": f"prior: UnCLIPScheduler, {args.prior_num_inference_steps} steps, guidance scale "
-        f"{args.prior_guidance_scale} (the diffusion prior); decoder: DDIM (eta 0), {args.num_inference_steps} steps, "
+        f"{args.prior_guidance_scale} (the diffusion prior); decoder: DDPM (ancestral, x0 clipped), "
+        f"{args.num_inference_steps} steps, "
         f"guidance scale {args.guidance_scale}",
         "prior": f"each of the {len(data.eval)} held-out images' caption through the prior; cosine with the image's "
         "own CLIP image embedding; retrieval: the held-out image nearest the prediction matches the caption (same "

@@ -149,7 +149,7 @@ class UnCLIPPipeline(PipelineFolderMixin, DiffusionPipeline):
         feature_extractor ([`~transformers.image_processing_utils.BaseImageProcessor`]):
             CLIP's image processor: it prepares PIL input images, and its mean and std normalise tensors.
         decoder_scheduler ([`~diffusers.SchedulerMixin`]):
-            The decoder's discrete-time scheduler (DDIM in the folders train_unclip.py writes).
+            The decoder's discrete-time scheduler (DDPM with clipped estimates in the folders train_unclip.py writes).
         prior_scheduler ([`~diffusers.UnCLIPScheduler`], *optional*):
             The diffusion prior's scheduler; None with the regression prior.
     """
