@@ -26,6 +26,7 @@ from collections.abc import Sequence as SequenceOf
 from io import BytesIO
 
 import numpy as np
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Sequence, Value, load_dataset
 from PIL import Image as PILImage
 
@@ -282,27 +283,50 @@ def load_canvas_vqa(
     canvas_size: int = 64, num_train: int = CANVAS_TRAIN_SIZE, num_test: int = CANVAS_TEST_SIZE, seed: int = 0
 ) -> DatasetDict:
     """Visual questions about the built-in canvases ([`load_digit_canvases`], same arguments): one row per question
-    of [`canvas_questions`], with columns `image` (the canvas), `question`, `answer` and `canvas_index` (its row in
-    the canvases' split). The `train` and `test` rows come from the `train` and `test` canvases, so no test canvas
-    (nor test digit) is seen in training."""
+    of [`canvas_questions`], with columns `image` (the canvas), `question`, `answer`, `canvas_index` (its row in the
+    canvases' split) and `segmentation` (the canvas's pixel mask: 0 on background, 1 + class id on a digit's ink, for
+    training aids that teach which digit is where). The `train` and `test` rows come from the `train` and `test`
+    canvases, so no test canvas (nor test digit) is seen in training."""
     canvases = load_digit_canvases(canvas_size, num_train, num_test, seed)
     features = Features(
-        {"image": Image(), "question": Value("string"), "answer": Value("string"), "canvas_index": Value("int64")}
+        {
+            "image": Image(),
+            "question": Value("string"),
+            "answer": Value("string"),
+            "canvas_index": Value("int64"),
+            "segmentation": Image(),
+        }
     )
     splits = {}
     for split_number, (split, rows) in enumerate(canvases.items()):
         class_names = rows.features["objects"]["category"].feature.names
-        # the encoded canvases, repeated as they are rather than decoded and encoded once per question
+        # the encoded canvases and masks, repeated as they are rather than decoded and encoded once per question
         encoded = rows.cast_column("image", Image(decode=False))["image"]
-        columns = {"image": [], "question": [], "answer": [], "canvas_index": []}
+        masks = rows.cast_column("segmentation", Image(decode=False))["segmentation"]
+        columns = {"image": [], "question": [], "answer": [], "canvas_index": [], "segmentation": []}
         for index, objects in enumerate(rows["objects"]):
             for question, answer in canvas_questions(objects, class_names, seed=[seed, split_number, index]):
                 columns["image"].append(encoded[index])
                 columns["question"].append(question)
                 columns["answer"].append(answer)
                 columns["canvas_index"].append(index)
+                columns["segmentation"].append(masks[index])
         splits[split] = Dataset.from_dict(columns, features=features)
     return DatasetDict(splits)
+
+
+def patch_labels(masks: SequenceOf, patch_size: int, num_classes: int = len(NUMBER_WORDS)) -> torch.Tensor:
+    """`(images, patches)` labels of canvases' pixel masks (PIL images or arrays of one size, 0 on background and
+    1 + class on a digit's ink, as [`load_digit_canvases`] draws them) cut into `patch_size` squares: in each patch,
+    the label with the most ink pixels (the smaller class on a tie), or 0 where it holds no ink. Patches are numbered
+    row by row, as a ViT numbers them; what the training-only patch losses of the vision-language scripts learn to
+    predict."""
+    masks = torch.from_numpy(np.stack([np.asarray(mask, dtype=np.uint8) for mask in masks]))
+    images, height, width = masks.shape
+    rows, columns = height // patch_size, width // patch_size
+    patches = masks[:, : rows * patch_size, : columns * patch_size].reshape(images, rows, patch_size, columns, -1)
+    ink = torch.stack([(patches == 1 + k).sum(dim=(2, 4)) for k in range(num_classes)], dim=-1).flatten(1, 2)
+    return torch.where(ink.sum(dim=-1) > 0, ink.argmax(dim=-1) + 1, 0)
 
 
 # --- user data: local folders and `datasets` names ---

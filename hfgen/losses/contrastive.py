@@ -66,6 +66,35 @@ def multi_label_contrastive_loss(
     return _soft_target_loss(logit_scale.exp() * image_embeddings @ text_embeddings.t(), positives)
 
 
+def grouped_multi_label_contrastive_loss(
+    group_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """[`multi_label_contrastive_loss`] with each image read as a set of group embeddings (GroupViT's final groups):
+    an image scores a text by the cosine similarity of its group nearest that text, so an image matches the prompt
+    of a class it holds when one of its groups does, as segmentation reads the groups.
+
+    `group_embeddings` is `(num_images, num_groups, dim)`, `text_embeddings` `(num_texts, dim)` (both normalised
+    here) and `positives` `(num_images, num_texts)` bool. With one group per image it is
+    [`multi_label_contrastive_loss`].
+    """
+    if (
+        group_embeddings.ndim != 3
+        or text_embeddings.ndim != 2
+        or group_embeddings.shape[2] != text_embeddings.shape[1]
+    ):
+        raise ValueError(
+            f"group_embeddings {tuple(group_embeddings.shape)} and text_embeddings {tuple(text_embeddings.shape)} "
+            "must be (num_images, num_groups, dim) and (num_texts, dim)"
+        )
+    expected = (group_embeddings.shape[0], text_embeddings.shape[0])
+    if positives.shape != expected or positives.dtype != torch.bool or not positives.any():
+        raise ValueError(f"positives must be a {expected} bool matrix with at least one match")
+    similarity = torch.einsum(
+        "igd,td->igt", F.normalize(group_embeddings, dim=-1), F.normalize(text_embeddings, dim=-1)
+    ).amax(dim=1)
+    return _soft_target_loss(logit_scale.exp() * similarity, positives)
+
+
 def _soft_target_loss(logits_per_image: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """The mean of the image-to-text and text-to-image cross-entropies of a `(num_images, num_texts)` score matrix,
     each row's target spread evenly over its `positives` (rows without one left out)."""

@@ -23,7 +23,7 @@ from hfgen.data import (
     object_captions,
 )
 from hfgen.data.captions import NUMBER_WORDS
-from hfgen.data.vision_language import INK_LEVEL, MAX_BOX_IOU
+from hfgen.data.vision_language import INK_LEVEL, MAX_BOX_IOU, patch_labels
 
 CANVAS = 64
 
@@ -195,7 +195,7 @@ def test_visual_questions_keep_the_canvas_split(canvases):
     fingerprints = {}
     for split_number, split in enumerate(("train", "test")):
         rows = vqa[split]
-        assert rows.column_names == ["image", "question", "answer", "canvas_index"]
+        assert rows.column_names == ["image", "question", "answer", "canvas_index", "segmentation"]
         assert sorted(set(rows["canvas_index"])) == list(range(len(canvases[split])))
         for index in (0, len(canvases[split]) - 1):
             canvas = canvases[split][index]
@@ -203,8 +203,21 @@ def test_visual_questions_keep_the_canvas_split(canvases):
             pairs = [(rows[k]["question"], rows[k]["answer"]) for k in picked]
             assert pairs == canvas_questions(canvas["objects"], list(NUMBER_WORDS), seed=[0, split_number, index])
             assert np.array_equal(np.asarray(rows[picked[0]]["image"]), np.asarray(canvas["image"]))
+            assert np.array_equal(np.asarray(rows[picked[-1]]["segmentation"]), np.asarray(canvas["segmentation"]))
         fingerprints[split] = {np.asarray(image).tobytes() for image in rows["image"]}
     assert not fingerprints["train"] & fingerprints["test"]
+
+
+def test_patch_labels_name_the_digit_with_the_most_ink():
+    """8 px patches of a 16 px mask: a patch takes the label with the most ink pixels (1 + class), background only
+    where it holds no ink at all; patches are numbered row by row, as a ViT numbers them."""
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[0:2, 0:3] = 4  # top left: 6 pixels of a three, 3 of an eight
+    mask[5, 0:3] = 9
+    mask[2, 12] = 8  # top right: a single pixel of a seven
+    mask[12:16, 4:8] = 1  # bottom left: 16 of a zero; bottom right: nothing
+    labels = patch_labels([PILImage.fromarray(mask), np.zeros_like(mask)], patch_size=8)
+    assert labels.tolist() == [[4, 8, 1, 0], [0, 0, 0, 0]]
 
 
 # --- user folders ---

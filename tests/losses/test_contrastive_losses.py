@@ -7,7 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hfgen.losses.contrastive import clip_contrastive_loss, multi_label_contrastive_loss
+from hfgen.losses.contrastive import (
+    clip_contrastive_loss,
+    grouped_multi_label_contrastive_loss,
+    multi_label_contrastive_loss,
+)
 
 
 def test_multi_label_loss_by_hand():
@@ -63,3 +67,27 @@ def test_multi_label_loss_checks_its_inputs():
         multi_label_contrastive_loss(images, texts, torch.tensor(0.0), torch.ones(3, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="at least one match"):
         multi_label_contrastive_loss(images, texts, torch.tensor(0.0), torch.zeros(2, 3, dtype=torch.bool))
+
+
+def test_grouped_loss_reads_each_text_against_its_nearest_group():
+    torch.manual_seed(2)
+    groups, texts = torch.randn(3, 4, 8), torch.randn(5, 8)
+    positives = torch.rand(3, 5) < 0.5
+    positives[0, 0] = True
+    scale = torch.tensor(1.5)
+    # one group per image: the image embedding itself
+    assert grouped_multi_label_contrastive_loss(groups[:, :1], texts, scale, positives).item() == pytest.approx(
+        multi_label_contrastive_loss(groups[:, 0], texts, scale, positives).item()
+    )
+    # each image scores each text with its nearest group by cosine, whatever the groups' lengths
+    similarity = (F.normalize(groups, dim=-1) @ F.normalize(texts, dim=-1).t()).amax(dim=1)
+    scaled = groups * torch.tensor([1.0, 3.0, 0.5, 2.0]).view(1, 4, 1)
+    grouped = grouped_multi_label_contrastive_loss(scaled, texts, scale, positives)
+    image_to_text = F.cross_entropy(scale.exp() * similarity, positives.float() / positives.sum(1, keepdim=True))
+    kept = positives.t()[positives.t().any(dim=1)].float()
+    text_to_image = F.cross_entropy(
+        (scale.exp() * similarity).t()[positives.t().any(dim=1)], kept / kept.sum(1, keepdim=True)
+    )
+    assert grouped.item() == pytest.approx(((image_to_text + text_to_image) / 2).item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"must be \(num_images, num_groups, dim\) and \(num_texts, dim\)"):
+        grouped_multi_label_contrastive_loss(groups[:, 0], texts, scale, positives)

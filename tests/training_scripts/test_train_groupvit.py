@@ -85,8 +85,13 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert sorted(path.name for path in (output_dir / "validation").iterdir())[:1] == ["step-000002-segmentation.png"]
     # TensorBoard's own reader finds every logged scalar at every step; the card shows them drawn
     scalars = read_scalars(str(output_dir / "logs"))
-    for tag in ("loss", "caption_loss", "prompt_loss", "temperature", "lr"):
+    for tag in ("loss", "caption_loss", "prompt_loss", "patch_loss", "temperature", "lr"):
         assert [step for step, _ in scalars[tag]] == [1, 2, 3, 4], tag
+    # the patch classifier (on by default on the canvases) is checkpointed beside the model, and not saved with it
+    head = load_file(output_dir / "checkpoint-2" / "model_1.safetensors")
+    assert set(head) == {"weight", "bias"} and head["weight"].shape == (11, TEXT["hidden_size"])
+    saved = load_file(output_dir / "model" / "model.safetensors")
+    assert set(saved) == set(load_file(output_dir / "checkpoint-2" / "model.safetensors"))
     assert [step for step, _ in scalars["eval/mean_iou"]] == [2, 4]
     assert "![training curves](training_curves.png)" in card and (output_dir / "training_curves.png").exists()
     assert not files_containing(output_dir, FAKE_TOKEN)
@@ -213,13 +218,17 @@ def test_flag_errors_are_one_line(train_groupvit):
     assert "exactly one {}" in parse_error(train_groupvit, "--prompt_template", "a photo")
     assert "do not apply to your data" in parse_error(train_groupvit, "--train_data_dir", "x", "--canvas_size", "32")
     assert "--prompt_loss_weight must lie in [0, inf]" in parse_error(train_groupvit, "--prompt_loss_weight", "-1")
+    assert "your data has none" in parse_error(train_groupvit, "--train_data_dir", "x", "--patch_loss_weight", "1")
+    assert "--patch_loss_weight must lie in [0, inf]" in parse_error(train_groupvit, "--patch_loss_weight", "-1")
 
 
 def test_defaults_and_dry_run(train_groupvit, tmp_path):
     args = train_groupvit.parse_args([])
     assert (args.learning_rate, args.resolution, args.canvas_size, args.num_train_canvases) == (1e-3, 64, 64, 8000)
     assert args.prompt_template == "the digit {}"
+    assert (args.prompt_pooling, args.patch_loss_weight) == ("max", 1.0)
     assert train_groupvit.parse_args(["--train_data_dir", "x"]).prompt_template == "a photo of a {}"
+    assert train_groupvit.parse_args(["--train_data_dir", "x"]).patch_loss_weight == 0.0
     report = json.loads(dry_run("train_groupvit.py", "--output_dir", tmp_path / "dry", "--num_train_canvases", 50))
     assert report["data"] == {"train": 50, "evaluation": 200}
     assert report["prompts"][7] == "the digit seven"
@@ -261,6 +270,14 @@ def test_a_step_reads_a_caption_per_image_and_every_class_prompt(train_groupvit,
     presence = train_groupvit.class_presence(batch, len(data.class_names))
     for row, classes in enumerate(batch["classes"]):
         assert presence[row].nonzero().flatten().tolist() == sorted(classes)
+    # with a patch size, each image brings the labels of its patches, read off its mask
+    labelled = train_groupvit.CaptionedImages(data, 32, builtin=True, patch_size=8)
+    patches = train_groupvit.collate([labelled[index] for index in range(6)])["patch_labels"]
+    masks = [np.asarray(mask) for mask in labelled.images.select(range(6))["segmentation"]]
+    assert torch.equal(patches, train_groupvit.patch_labels(masks, 8)) and patches.shape == (6, 16)
+    assert ((patches > 0).any(dim=1)).all()  # every canvas holds a digit
+    with pytest.raises(ValueError, match="--canvas_size 64, or --patch_loss_weight 0"):
+        train_groupvit.CaptionedImages(data, 64, builtin=True, patch_size=8)
 
 
 def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, tmp_path):
