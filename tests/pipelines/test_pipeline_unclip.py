@@ -206,7 +206,7 @@ def test_variations_decode_the_input_images_own_embeddings(pipeline):
 
 
 def test_prior_and_decoder_guidance_change_the_images(pipeline):
-    guided = run(pipeline, prompt=PROMPT)
+    guided = run(pipeline, prompt=PROMPT, guidance_scale=3.0)
     assert torch.allclose(guided.image_embeds.norm(dim=-1), torch.ones(1), atol=1e-5)
     assert not torch.allclose(guided.image_embeds, run(pipeline, prompt=PROMPT, prior_guidance_scale=1.0).image_embeds)
     assert not torch.allclose(guided.images, run(pipeline, prompt=PROMPT, guidance_scale=1.0).images)
