@@ -29,8 +29,9 @@ from ..pipeline_folder import PipelineFolderMixin
 from .pipeline_super_resolution import SuperResolutionPipeline, check_prediction_target
 
 # The noise conditioning augmentation of the base's samples, a timestep of the super-resolution model's schedule: the
-# samples of a base model are not downsampled real images, and a little noise hides the difference (the level is
-# measured by the sweep of benchmarks/bench_cascade.py).
+# samples of a base model are not downsampled real images, and a little noise hides the difference: on the built-in
+# digits the cascade of a 16 px DDPM and the default 16 -> 32 px residual model reads FID 34.55 at level 0 (worse than
+# the base upsampled, 33.90), 30.23 at 25 and 30.24 at 50 (benchmarks/bench_cascade.py).
 CASCADE_NOISE_LEVEL = 50
 
 
