@@ -225,6 +225,8 @@ def test_vqa_run_on_the_canvases(tmp_path, launch_script, capsys):
         output_dir,
         "--train_from_scratch_config",
         config,
+        "--resolution",
+        "32",
         "--num_train_canvases",
         "32",
         "--num_test_canvases",
@@ -235,9 +237,16 @@ def test_vqa_run_on_the_canvases(tmp_path, launch_script, capsys):
         "3",
         "--validation_steps",
         "3",
+        "--checkpointing_steps",
+        "3",
         "--num_validation_images",
         "3",
     )
+    # the patch classifier (on by default on the canvases) is checkpointed beside the model, and not saved with it
+    checkpoint = output_dir / "checkpoint-3"
+    assert set(load_file(checkpoint / "model_1.safetensors")) == {"weight", "bias"}
+    assert load_file(checkpoint / "model_1.safetensors")["weight"].shape == (11, TINY_TOWER["hidden_size"])
+    assert set(load_file(output_dir / "model.safetensors")) == set(load_file(checkpoint / "model.safetensors"))
     model = BlipForQuestionAnswering.from_pretrained(output_dir)
     processor = BlipProcessor.from_pretrained(output_dir)
     assert model.config.vision_config.image_size == 32
@@ -284,6 +293,10 @@ def test_flag_errors_are_one_line(captioning, vqa):
     assert "--random_flip would swap the left and right" in parse_error(vqa, "--random_flip")
     assert "--class_filter" in parse_error(vqa, "--class_filter", "3")
     assert "--num_train_canvases" in parse_error(vqa, "--num_train_canvases", "0")
+    assert "your data has none" in parse_error(vqa, "--train_data_dir", "x", "--patch_loss_weight", "1")
+    assert "--patch_loss_weight" in parse_error(vqa, "--patch_loss_weight", "-1")
+    assert vqa.parse_args([]).patch_loss_weight == 1.0 and vqa.parse_args([]).resolution == 64
+    assert vqa.parse_args(["--train_data_dir", "x"]).patch_loss_weight == 0.0
     assert captioning.parse_args([]).learning_rate == 1e-3
     assert vqa.parse_args(["--model_name_or_path", "x"]).learning_rate == 1e-5
     assert vqa.parse_args(["--model_name_or_path", "x", "--use_lora"]).learning_rate == 1e-4
@@ -311,7 +324,8 @@ def test_dry_runs_write_nothing(tmp_path):
             "4",
         )
     )
-    assert report["model_config"]["vision_config"]["patch_size"] == 4 and set(report["data"]) == {"train", "test"}
+    vision = report["model_config"]["vision_config"]
+    assert (vision["patch_size"], vision["image_size"]) == (8, 64) and set(report["data"]) == {"train", "test"}
     assert not (tmp_path / "dry").exists() and not (tmp_path / "vqa").exists()
 
 
@@ -397,9 +411,9 @@ def test_padding_adds_nothing_to_either_loss(captioning, vqa, tiny_models):
         questions = ["is there a seven?", "which digit is on the left?"]
         answers = ["no", "a picture of the number two"]
         answer_tokens = [len(processor.tokenizer(text).input_ids) - 1 for text in answers]
-        batch = vqa.vqa_loss(answerer, processor, bos, pixel_values, questions, answers)
+        batch = vqa.vqa_loss(answerer, processor, bos, pixel_values, questions, answers).loss
         alone = [
-            vqa.vqa_loss(answerer, processor, bos, pixel_values[i : i + 1], [questions[i]], [answers[i]])
+            vqa.vqa_loss(answerer, processor, bos, pixel_values[i : i + 1], [questions[i]], [answers[i]]).loss
             for i in range(2)
         ]
     expected = (alone[0] * answer_tokens[0] + alone[1] * answer_tokens[1]) / sum(answer_tokens)
