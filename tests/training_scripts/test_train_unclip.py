@@ -77,6 +77,8 @@ def test_the_folder_is_an_unclip_pipeline_with_its_card_and_no_token(unclip_run,
     for name in ("README.md", "samples.png", "variations.png", "metrics.json", "training_args.json"):
         assert (output_dir / name).is_file(), name
     assert f"Hub-ready folder: {output_dir}" in result.stdout
+    width, height = Image.open(output_dir / "samples.png").size
+    assert width * 8 == height * 10  # eight full rows, a column per digit
     for root, _, files in os.walk(output_dir):
         for name in files:
             with open(os.path.join(root, name), "rb") as file:

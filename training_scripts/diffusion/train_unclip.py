@@ -452,8 +452,12 @@ def sample_grids(pipeline, captions, data, args, count: int) -> tuple[list, list
         for row in range(2)
     ]
     originals = pipeline.image_processor.postprocess(inputs, output_type="pil")
-    columns = len(captions.phrases) if isinstance(captions, LabelCaptions) else 8
-    return samples, originals + variations[0] + variations[1], columns
+    return samples, originals + variations[0] + variations[1], grid_columns(captions)
+
+
+def grid_columns(captions) -> int:
+    """A grid's columns: one per class for captions written from labels, else eight."""
+    return len(captions.phrases) if isinstance(captions, LabelCaptions) else 8
 
 
 @torch.no_grad()
@@ -601,7 +605,8 @@ def main(args):
             accelerator.unwrap_model(model).eval().to(memory_format=torch.contiguous_format)
         pipeline, _ = pipelines(models, clip_parts, schedules, accelerator, args)
         pipeline.save_pretrained(args.output_dir)
-        samples, variations, columns = sample_grids(pipeline, captions, data, args, 64)
+        # samples.png: eight full rows (a column per class)
+        samples, variations, columns = sample_grids(pipeline, captions, data, args, 8 * grid_columns(captions))
         save_card_grid(samples, args.output_dir, columns=columns)
         save_card_grid(variations, args.output_dir, columns=len(variations) // 3, name="variations.png")
         protocol = unclip_protocol(data, captions, args)
