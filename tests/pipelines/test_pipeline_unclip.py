@@ -190,6 +190,9 @@ def test_tensors_are_prepared_as_the_image_processor_prepares_pil_images(pipelin
     from_tensor = clip_pixels(tensor * 2 - 1, 16, processor.image_mean, processor.image_std)
     assert torch.allclose(from_pil, from_tensor, atol=1e-5)
     assert torch.allclose(pipeline.encode_image(Image.fromarray(array)), pipeline.encode_image(tensor), atol=1e-5)
+    # an array is channels-last, and one image may come unbatched, as np.asarray(pil_image) / 255 gives it
+    from_array = pipeline.encode_image(array[:, :, None] / 255)
+    assert torch.allclose(from_array, pipeline.encode_image(tensor), atol=1e-5)
 
 
 def test_variations_decode_the_input_images_own_embeddings(pipeline):

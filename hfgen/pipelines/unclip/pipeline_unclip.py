@@ -230,8 +230,11 @@ class UnCLIPPipeline(PipelineFolderMixin, DiffusionPipeline):
         ):
             pixels = self.feature_extractor(images=image, return_tensors="pt").pixel_values
         elif isinstance(image, (np.ndarray, torch.Tensor)):
-            images = torch.from_numpy(image).permute(0, 3, 1, 2) if isinstance(image, np.ndarray) else image
+            images = torch.from_numpy(image) if isinstance(image, np.ndarray) else image
             images = images.unsqueeze(0) if images.ndim == 3 else images
+            if isinstance(image, np.ndarray) and images.ndim == 4:
+                # arrays are channels-last, as diffusers' image processors take them; one image may come unbatched
+                images = images.permute(0, 3, 1, 2)
             if images.ndim != 4 or images.shape[1] not in (1, 3):
                 raise ValueError(
                     f"image must be (batch, channels, height, width) with 1 or 3 channels, got {tuple(images.shape)}"
