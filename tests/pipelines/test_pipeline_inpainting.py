@@ -185,6 +185,8 @@ def test_unets_masks_and_images_that_do_not_fit_are_one_line_errors(tmp_path):
         pipeline(prompt=PROMPT, image=IMAGE, mask_image=torch.ones(1, 1, 8, 8))
     with raises_value_error("image holds values in [-0.9", "give images in [0, 1]"):
         pipeline(prompt=PROMPT, image=IMAGE * 2 - 1, mask_image=MASK)
+    with raises_value_error("image holds values in [3, 255]", "give images in [0, 1]"):  # an 8-bit array
+        pipeline(prompt=PROMPT, image=(IMAGE[0].permute(1, 2, 0) * 255).round().numpy(), mask_image=MASK)
     with raises_value_error("mask_image holds 2 masks for 3 images"):
         pipeline(prompt=PROMPT, image=IMAGE.repeat(3, 1, 1, 1), mask_image=MASK.repeat(2, 1, 1, 1))
     with raises_value_error("mask_image must be a PIL image"):
@@ -203,6 +205,7 @@ def test_pil_and_array_inputs_give_the_tensors_result(image_kind):
         image = Image.fromarray((pixels * 255).byte().numpy(), mode="L").convert("RGB")
         mask = Image.fromarray((MASK[0, 0] * 255).byte().numpy(), mode="L")
     else:
-        image, mask = pixels[None, :, :, None].numpy(), MASK[0, 0][None, :, :, None].numpy()
+        # a boolean mask, as `array > 0` gives it, is as good as a 0 / 1 one
+        image, mask = pixels[None, :, :, None].numpy(), MASK[0, 0][None, :, :, None].numpy() > 0.5
     images = run(pipeline, image=image, mask_image=mask).images
     torch.testing.assert_close(images, expected, rtol=0, atol=2e-2)

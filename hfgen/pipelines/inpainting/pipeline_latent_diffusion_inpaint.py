@@ -122,10 +122,14 @@ class LatentDiffusionInpaintPipeline(LatentDiffusionPipeline):
     def prepare_image_and_mask(self, image: ImageInput, mask_image: ImageInput) -> tuple[torch.Tensor, torch.Tensor]:
         """`(pixels in [-1, 1] in the model's colours, binary mask in {0, 1})`, both `(batch, channels, height,
         width)` at the model's image size on the execution device; one-line errors for inputs that do not pair."""
-        if isinstance(image, torch.Tensor) and (image.min() < 0 or image.max() > 1):
+        # diffusers' image processor takes arrays as well as tensors to be in [0, 1]: np.asarray(pil_image) (0-255)
+        # would otherwise pass unscaled
+        if isinstance(image, (np.ndarray, torch.Tensor)) and (image.min() < 0 or image.max() > 1):
             raise ValueError(
                 f"image holds values in [{image.min().item():.3g}, {image.max().item():.3g}]: give images in [0, 1]"
             )
+        if isinstance(mask_image, (np.ndarray, torch.Tensor)) and mask_image.dtype in (np.bool_, torch.bool):
+            mask_image = mask_image * 1.0  # a boolean mask (True: repaint) resizes as 0 / 1
         image_size, mask_size = _input_size(image, "image"), _input_size(mask_image, "mask_image")
         if image_size != mask_size:
             raise ValueError(
