@@ -184,6 +184,10 @@ def test_one_line_errors(tmp_path, tiny_ldm_folder):
             "--pretrained_model_name_or_path", tiny_ldm_folder, "--resolution", "32", "--output_dir", tmp_path,
         )  # fmt: skip
     assert "\n" not in str(error.value)
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "config.json").write_text("{}")  # a CLIP folder, not a latent diffusion one
+    with pytest.raises(ValueError, match="--pretrained_model_name_or_path .* has no unet/config.json: give a latent"):
+        dry_run("train_inpainting.py", "--pretrained_model_name_or_path", tmp_path / "clip", "--output_dir", tmp_path)
     report = json.loads(
         dry_run("train_inpainting.py", "--pretrained_model_name_or_path", tiny_ldm_folder, "--output_dir", tmp_path)
     )

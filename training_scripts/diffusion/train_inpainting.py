@@ -187,6 +187,13 @@ def load_base(args):
     """The base's components, its UNet widened into an inpainting UNet (or kept, when it is one already), and the
     plain pipeline for the latent blending baseline (None when the base is an inpainting folder)."""
     folder = local_folder(args.pretrained_model_name_or_path)
+    if not os.path.isfile(os.path.join(folder, "unet", "config.json")):
+        # a CLIP or unCLIP folder, say: diffusers' own error would not name the flag
+        raise ValueError(
+            f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path} has no unet/config.json: give a "
+            "latent diffusion folder (train_ldm.py's output, or Stable-Diffusion-style with vae, text_encoder, "
+            "tokenizer, unet and scheduler)"
+        )
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     if is_inpainting_unet(unet):
         components = LatentDiffusionInpaintPipeline.from_pretrained(folder, unet=unet).components
