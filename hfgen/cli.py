@@ -43,6 +43,11 @@ def sampling_arguments(pipeline, args: argparse.Namespace) -> dict:
     either = "prompt" in parameters and parameters["prompt"].default is not inspect.Parameter.empty
     if "prompt" in parameters and not either and args.prompt is None:
         raise CommandError(f'{name} draws from a text prompt: pass --prompt "..."')
+    if either and "image" in parameters and (args.prompt is None) == (not args.images):
+        # the pipeline's own message names its arguments, not these flags
+        raise CommandError(
+            f'{name} draws from a prompt or varies an image: pass --prompt "..." or --images, one of them'
+        )
     kwargs = {}
     for flag in PIPELINE_FLAGS:
         value = getattr(args, flag)

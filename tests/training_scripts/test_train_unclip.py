@@ -153,6 +153,9 @@ def test_hfgen_evaluate_sample_and_the_demo_use_the_folder(unclip_run, tmp_path,
         grid = tmp_path / f"{flags[0][2:]}.png"
         assert main(["sample", str(output_dir), *flags, "--num_images", "2", "--output", str(grid)]) == 0
         assert "2 images from UnCLIPPipeline" in capsys.readouterr().out
+    for flags in ([], ["--prompt", "the digit one", "--images", str(tmp_path / "input.png")]):
+        assert main(["sample", str(output_dir), *flags, "--output", str(tmp_path / "grid.png")]) != 0
+        assert 'pass --prompt "..." or --images, one of them' in capsys.readouterr().err
     assert type(build_demo(str(output_dir))).__name__ == "Blocks"
     assert unclip_arguments("the digit two", None, 2.0, 3.0, 5)["prompt"] == "the digit two"
     assert unclip_arguments("", "an image", 2.0, 3.0, 5) == {"image": "an image", "guidance_scale": 3.0,
