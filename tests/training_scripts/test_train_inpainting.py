@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import hfgen
+from hfgen.model_card import render_model_card
 from hfgen.testing.pipeline_tester import seeded
 
 from .conftest import TINY_RUN, dry_run, evaluate_saved_copy, import_script, parse_error
@@ -80,6 +81,17 @@ def test_the_folder_is_the_base_widened_into_an_inpainting_model(inpainting_run,
     mask.paste(255, (4, 4, 12, 12))
     result = pipeline("a handwritten digit three", image=image, mask_image=mask, num_inference_steps=2).images[0]
     assert result.size == (16, 16) and result.getpixel((0, 0)) == 0  # outside the mask: the input's own pixels
+    card = (output_dir / "README.md").read_text()
+    assert "the new input channels starting at zero" in card and "latent blending (same masks" in card
+    # a run that continues an inpainting folder says so, with no widening and no latent blending baseline
+    values = {
+        "repo_id_or_path": "x", "protocol": {}, "samples_image": "samples.png", "example_prompt": "",
+        "training_args": json.loads((output_dir / "training_args.json").read_text()), "class_preservation": False,
+        "unet_config": json.loads((output_dir / "unet" / "config.json").read_text()), "widened": False,
+    }  # fmt: skip
+    card = str(render_model_card("inpainting", "x", [], "image-to-image", template_values=values))
+    assert "It continues the inpainting model" in card and "The baseline is the masked input" in card
+    assert "starting at zero" not in card and "latent blending (same masks" not in card
 
 
 def test_the_figures_stand_beside_latent_blending_and_the_unfilled_input(inpainting_run, tiny_ldm_folder):

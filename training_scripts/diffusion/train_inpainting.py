@@ -403,6 +403,7 @@ def main(args):
             unet_config=dict(model.config),
             example_prompt=fixed[2][0] if isinstance(captions, LabelCaptions) else "",
             class_preservation="class_accuracy" in metrics,
+            widened=plain_unet is not None,
         )
         print_run_summary(args.output_dir, data.evaluation, metrics)
         if args.push_to_hub:
