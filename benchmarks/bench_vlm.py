@@ -29,7 +29,10 @@ DEFAULT_RUNS = {
     "blip-captioning": ("train_blip_captioning.py", ["exact_match", "bleu_4", "cider"]),
     "blip-vqa": ("train_blip_vqa.py", ["vqa_accuracy"]),
     "owlvit": ("train_owlvit_detection.py", ["map_50", "map"]),
-    "groupvit": ("train_groupvit.py", ["mean_iou", "foreground_iou", "foreground_class_accuracy", "pixel_accuracy"]),
+    "groupvit": (
+        "train_groupvit.py",
+        ["mean_iou", "foreground_iou", "foreground_class_accuracy", "pixel_accuracy", "grouping_foreground_iou"],
+    ),
 }
 
 

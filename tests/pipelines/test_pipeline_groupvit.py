@@ -108,8 +108,9 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
         pipeline = self.get_pipeline()
         output = self.run_pipeline(pipeline)
         as_tuple = self.run_pipeline(pipeline, return_dict=False)
-        assert isinstance(as_tuple, tuple) and len(as_tuple) == 3
-        for got, expected in zip(as_tuple, (output.images, output.label_maps, output.scores), strict=True):
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == 4
+        expected_parts = (output.images, output.label_maps, output.scores, output.group_maps)
+        for got, expected in zip(as_tuple, expected_parts, strict=True):
             assert torch.equal(got, expected)
 
     def test_batch_size_is_checked(self):
@@ -180,6 +181,10 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
         expected = F.interpolate(grid, size=(32, 32), mode="bilinear", align_corners=False)
         assert torch.allclose(output.scores, expected, atol=1e-5)
         assert torch.equal(output.label_maps, expected.argmax(dim=1) + 1)
+        # the group maps: each pixel the final group of its patch, the 4 x 4 patch grid blown up to 32 px
+        patch_groups = final_group.view(2, 4, 4)
+        assert torch.equal(output.group_maps, patch_groups.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2))
+        assert output.group_maps.dtype == torch.int64 and set(output.group_maps.unique().tolist()) <= {0, 1}
         # the threshold: a pixel whose best similarity falls under it is background, the others keep their class
         threshold = output.scores.max(dim=1).values.median().item()
         with_background = pipeline(images, CLASS_NAMES, background_threshold=threshold, output_type="pt").label_maps
@@ -208,6 +213,7 @@ class TestGroupViTSegmentationPipeline(PipelineTesterMixin):
         for images in (array, [array], tensor[0], [pil], pil.convert("L")):
             output = pipeline(images, CLASS_NAMES, output_type="np")
             assert output.label_maps.shape == (1, 32, 32) and output.label_maps.dtype == np.int64
+            assert output.group_maps.shape == (1, 32, 32) and output.group_maps.dtype == np.int64
         assert np.array_equal(pipeline([pil], CLASS_NAMES, output_type="np").label_maps, reference.label_maps)
         colours = label_colours(len(CLASS_NAMES) + 1).numpy()
         assert np.allclose(reference.images[0], colours[reference.label_maps[0]], atol=1e-6)

@@ -36,7 +36,7 @@ def scratch_config(tmp_path_factory):
 
 
 def scratch_arguments(output_dir, config, *extra):
-    """A tiny GroupViT (16 patches at 32 px, 4 then 2 groups) on 24 + 8 canvases of 32 px, four steps of batch 8."""
+    """A tiny GroupViT (16 patches at 32 px grouped into 4) on 24 + 8 canvases of 32 px, four steps of batch 8."""
     return [
         "--output_dir", output_dir, "--train_from_scratch_config", config, "--resolution", "32",
         "--canvas_size", "32", "--num_train_canvases", "24", "--num_test_canvases", "8", "--train_batch_size", "8",
@@ -63,23 +63,37 @@ def test_scratch_run_saves_a_segmentation_pipeline(scratch_run):
     assert len(pipeline.tokenizer("the digit seven").input_ids) == 5
     record = json.loads((output_dir / "metrics.json").read_text())
     metrics, baselines = record["metrics"], record["baselines"]
-    assert set(metrics) == {"mean_iou", "pixel_accuracy", "foreground_iou", "foreground_class_accuracy"}
-    assert all(0 <= value <= 1 for value in metrics.values())
+    assert set(metrics) == {
+        "mean_iou",
+        "pixel_accuracy",
+        "foreground_iou",
+        "foreground_class_accuracy",
+        "grouping_foreground_iou",
+        "groups_per_image",
+    }
+    groups_per_image = metrics.pop("groups_per_image")
+    assert all(0 <= value <= 1 for value in metrics.values()) and 1 <= groups_per_image <= 4  # 4 final groups
     assert baselines["foreground_class_accuracy"] == {"chance": 0.1}
     # the calibrated threshold is the folder's, and the metrics are those of the saved pipeline on the test canvases
     threshold = pipeline.config.background_threshold
     assert f"{threshold:.4g}" in record["protocol"]["labels"] and list(pipeline.config.templates) == ["the digit {}"]
     canvases = hfgen.data.load_digit_canvases(32, 24, 8)["test"]
     names = canvases.features["objects"]["category"].feature.names
-    predicted = torch.from_numpy(pipeline(list(canvases["image"]), names, output_type="np").label_maps)
+    output = pipeline(list(canvases["image"]), names, output_type="pt")
     targets = torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.int64)) for mask in canvases["segmentation"]])
-    assert hfgen.metrics.mean_iou(predicted, targets, 11)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
+    assert hfgen.metrics.mean_iou(output.label_maps, targets, 11)["mean_iou"] == pytest.approx(
+        metrics["mean_iou"], abs=1e-6
+    )
+    grouping = groupvit_evaluation.grouping_metrics(list(output.group_maps), list(targets))
+    assert grouping == pytest.approx({**grouping, "groups_per_image": groups_per_image})
+    assert grouping["grouping_foreground_iou"] == pytest.approx(metrics["grouping_foreground_iou"])
     # everything background scores the background's IoU alone; the true masks score 1 on the foreground
     assert baselines["foreground_iou"] == {"all_background": 0.0, "true_masks_random_classes": 1.0}
     assert baselines["mean_iou"]["all_background"] < baselines["mean_iou"]["true_masks_random_classes"] < 1
     assert record["protocol"]["dataset"] == "hfgen/digit-canvases" and record["protocol"]["split"] == "test"
     card = (output_dir / "README.md").read_text()
     assert "mIoU" in card and "pipeline_tag: image-segmentation" in card and "true_masks_random_classes" in card
+    assert "grouping foreground IoU" in card and "their embeddings do not name them" in card
     assert "GroupViTSegmentationPipeline.from_pretrained" in card
     assert Image.open(output_dir / "samples.png").size[0] >= 6 * 32
     assert sorted(path.name for path in (output_dir / "validation").iterdir())[:1] == ["step-000002-segmentation.png"]
@@ -293,10 +307,10 @@ def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, 
     targets = [torch.from_numpy(groupvit_evaluation.target_mask(row)) for row in data.train]
 
     def train_miou(value):
-        predictions = [groupvit_evaluation.labels_at(value, best, best_class) for best, best_class in scored]
+        predictions = [groupvit_evaluation.labels_at(value, best, best_class) for best, best_class, _ in scored]
         return groupvit_evaluation.segmentation_metrics(predictions, targets, 3)["mean_iou"]
 
-    everything = torch.cat([best.flatten() for best, _ in scored])
+    everything = torch.cat([best.flatten() for best, _, _ in scored])
     for other in (-1.0, *torch.quantile(everything, torch.tensor([0.1, 0.5, 0.9])).tolist()):
         assert train_miou(threshold) >= train_miou(other) - 1e-9
     perfect = groupvit_evaluation.segmentation_metrics(targets, targets, 3)
@@ -309,8 +323,27 @@ def test_threshold_calibration_and_metrics(train_groupvit, pretrained_groupvit, 
     # a pipeline without a background threshold labels every pixel with a class, and its protocol says so
     assert "never background" in groupvit_evaluation.groupvit_protocol(data, pipeline, args)["labels"]
     assert len(predictions) == len(data.eval) and "foreground_class_accuracy" in metrics
+    most = 4  # VISION's first stage makes 4 groups; the second groups nothing
+    assert 1 <= metrics["groups_per_image"] <= most and 0 <= metrics["grouping_foreground_iou"] <= 1
     grid = train_groupvit.segmentation_grid(data, predictions, 2)
     assert len(grid) == 6 and grid[1].size == grid[0].size == data.eval[0]["image"].size
+
+
+def test_grouping_metrics_by_hand():
+    """Each image's groups are called object when most of their true pixels are objects (half is not most)."""
+    groups = [torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1]]), torch.zeros(2, 4, dtype=torch.long), torch.tensor([[0, 1]])]
+    targets = [
+        torch.tensor([[0, 0, 3, 3], [0, 0, 3, 0]]),
+        torch.tensor([[0, 0, 0, 0], [0, 2, 0, 0]]),
+        torch.tensor([[1, 0]]),
+    ]
+    metrics = groupvit_evaluation.grouping_metrics(groups, targets)
+    # object pixels called object: 3 (group 1 of the first image); called object wrongly: 1; missed: 1 + 0; the third
+    # image's groups hold one pixel each, the object one called object
+    assert metrics["grouping_foreground_iou"] == pytest.approx((3 + 1) / (3 + 1 + 1 + 1))
+    assert metrics["groups_per_image"] == pytest.approx((2 + 1 + 2) / 3)
+    half = groupvit_evaluation.grouping_metrics([torch.zeros(1, 2, dtype=torch.long)], [torch.tensor([[1, 0]])])
+    assert half["grouping_foreground_iou"] == 0
 
 
 def pipeline_processor(pipeline):

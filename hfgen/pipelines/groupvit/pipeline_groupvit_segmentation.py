@@ -12,6 +12,10 @@ assignment attention (soft, before the hard choice). The pipeline turns them int
 4. a pixel whose best similarity stays under `background_threshold` is background (label 0): groups of plain
    background resemble no class text.
 
+The output also holds `group_maps`, the final group of each pixel's patch: what the grouping alone made of the image,
+before any class is named (GroupViT's group visualisation, and the way to tell a grouping that misses the objects from
+one whose groups are misnamed).
+
 `background_threshold` is a cosine similarity; hfgen's training script calibrates it on training images and saves
 it in the folder's `model_index.json`, and a call may override it.
 """
@@ -48,11 +52,16 @@ class GroupViTSegmentationPipelineOutput(BaseOutput):
             `class_names[c]` (a tensor for `output_type="pt"`, an array otherwise).
         scores (`np.ndarray` or `torch.Tensor`):
             `(batch, num_classes, height, width)` cosine similarities of each pixel's groups to each class.
+        group_maps (`np.ndarray` or `torch.Tensor`):
+            `(batch, height, width)` int64: the final group (0 to the model's number of output groups - 1) that each
+            pixel's patch is assigned to, at the input images' size (a tensor for `output_type="pt"`, an array
+            otherwise).
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     label_maps: np.ndarray | torch.Tensor
     scores: np.ndarray | torch.Tensor
+    group_maps: np.ndarray | torch.Tensor
 
 
 def label_colours(num_labels: int) -> torch.Tensor:
@@ -174,7 +183,8 @@ class GroupViTSegmentationPipeline(PipelineFolderMixin, DiffusionPipeline):
             output_type (`str`, defaults to `"pil"`):
                 `"pil"`, `"np"` or `"pt"` (see [`GroupViTSegmentationPipelineOutput`]).
             return_dict (`bool`, defaults to `True`):
-                Return a [`GroupViTSegmentationPipelineOutput`] instead of a tuple `(images, label_maps, scores)`.
+                Return a [`GroupViTSegmentationPipelineOutput`] instead of a tuple `(images, label_maps, scores,
+                group_maps)`.
         """
         # 1. check inputs
         check_output_type(output_type)
@@ -210,6 +220,8 @@ class GroupViTSegmentationPipeline(PipelineFolderMixin, DiffusionPipeline):
             F.one_hot(attention.argmax(dim=1), attention.shape[1]).transpose(1, 2) for attention in vision.attentions
         ]
         grouping = get_grouping_from_attentions([h.to(dtype) for h in hard], size)  # (batch, num_groups, *size)
+        group_maps = _patch_groups(vision.attentions, size, self.model.config.vision_config.patch_size)
+        group_maps = F.interpolate(group_maps[:, None].float(), size=(height, width), mode="nearest")[:, 0].long()
 
         # 4. per pixel: the assignment-weighted similarity to each class, at the input's size; the best class, or
         # background under the threshold
@@ -224,15 +236,31 @@ class GroupViTSegmentationPipeline(PipelineFolderMixin, DiffusionPipeline):
 
         # 5. outputs
         if output_type == "pt":
-            output = (coloured, label_maps.cpu(), scores.cpu())
+            output = (coloured, label_maps.cpu(), scores.cpu(), group_maps.cpu())
         else:
             array = coloured.permute(0, 2, 3, 1).float().numpy()
             colours = [PIL.Image.fromarray((image * 255).round().astype(np.uint8)) for image in array]
-            output = (colours if output_type == "pil" else array, label_maps.cpu().numpy(), scores.cpu().numpy())
+            output = (
+                colours if output_type == "pil" else array,
+                label_maps.cpu().numpy(),
+                scores.cpu().numpy(),
+                group_maps.cpu().numpy(),
+            )
         self.maybe_free_model_hooks()
         if not return_dict:
             return output
         return GroupViTSegmentationPipelineOutput(*output)
+
+
+def _patch_groups(attentions, size: tuple[int, int], patch_size) -> torch.Tensor:
+    """`(batch, rows, columns)` int64: the final group of every patch, each stage assigning every token to its most
+    attended group (`attentions` holds one `(batch, groups, tokens)` map per grouping stage)."""
+    groups = None
+    for attention in attentions:
+        step = attention.argmax(dim=1)  # (batch, tokens): each token's group at this stage
+        groups = step if groups is None else step.gather(1, groups)
+    patch = tuple(patch_size) if isinstance(patch_size, (list, tuple)) else (patch_size, patch_size)
+    return groups.view(groups.shape[0], size[0] // patch[0], size[1] // patch[1])
 
 
 def _check_templates(templates) -> None:
