@@ -32,7 +32,6 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from transformers import CLIPTokenizer, GroupViTModel
 from transformers.image_processing_utils import BaseImageProcessor
-from transformers.models.groupvit.modeling_groupvit import get_grouping_from_attentions
 
 from ...models.clip_heads import prompt_ensemble_embeddings
 from ..pipeline_checks import check_output_type
@@ -216,12 +215,11 @@ class GroupViTSegmentationPipeline(PipelineFolderMixin, DiffusionPipeline):
         similarity = group_embeddings @ classes.t()  # (batch, num_groups, num_classes)
         # each stage assigns every token to its most attended group, as the model's forward does (hard assignment):
         # the stages' soft attention can be nearly uniform even when the assignment is clear
-        hard = [
-            F.one_hot(attention.argmax(dim=1), attention.shape[1]).transpose(1, 2) for attention in vision.attentions
-        ]
-        grouping = get_grouping_from_attentions([h.to(dtype) for h in hard], size)  # (batch, num_groups, *size)
-        group_maps = _patch_groups(vision.attentions, size, self.model.config.vision_config.patch_size)
-        group_maps = F.interpolate(group_maps[:, None].float(), size=(height, width), mode="nearest")[:, 0].long()
+        patch_groups = _patch_groups(vision.attentions, size, self.model.config.vision_config.patch_size)
+        num_groups = vision.attentions[-1].shape[1]
+        grouping = F.one_hot(patch_groups, num_groups).permute(0, 3, 1, 2).to(dtype)  # (batch, groups, rows, cols)
+        grouping = F.interpolate(grouping, size=size, mode="bilinear", align_corners=False)
+        group_maps = F.interpolate(patch_groups[:, None].float(), size=(height, width), mode="nearest")[:, 0].long()
 
         # 4. per pixel: the assignment-weighted similarity to each class, at the input's size; the best class, or
         # background under the threshold
