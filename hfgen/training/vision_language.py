@@ -71,6 +71,28 @@ def resolve_model_arguments(parser: argparse.ArgumentParser, args: argparse.Name
         args.learning_rate = 1e-4 if args.use_lora else 1e-5 if args.model_name_or_path else 1e-3
 
 
+def add_patch_loss_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--patch_loss_weight",
+        type=float,
+        default=None,
+        help="Weight of the training-only loss that names the digit (or background) in each image patch, read off the "
+        "built-in canvases' pixel masks (0 turns it off). Default: 1 on the built-in canvases, 0 on other data, which "
+        "has no masks.",
+    )
+
+
+def resolve_patch_loss_weight(parser: argparse.ArgumentParser, args: argparse.Namespace, builtin: bool) -> None:
+    """`--patch_loss_weight` left out: 1 on the built-in canvases (`builtin`), 0 on other data; a positive weight on
+    data without the canvases' masks is a one-line error. Its range is checked with the script's other flags."""
+    if args.patch_loss_weight is None:
+        args.patch_loss_weight = 1.0 if builtin else 0.0
+    elif args.patch_loss_weight > 0 and not builtin:
+        parser.error(
+            "--patch_loss_weight reads the built-in canvases' pixel masks, and your data has none: leave it out"
+        )
+
+
 def weight_decay_groups(parameters, weight_decay: float) -> list[dict]:
     """The trained `parameters` as optimizer groups with weight decay on weight matrices only: gains, biases and
     scalars such as a learned temperature are left alone, as CLIP and BLIP train them."""

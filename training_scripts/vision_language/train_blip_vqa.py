@@ -78,11 +78,13 @@ from hfgen.training.vision_language import (
     add_lora_adapter,
     add_lora_arguments,
     add_model_arguments,
+    add_patch_loss_argument,
     check_lora_arguments,
     load_config,
     load_pretrained,
     processor_pixels,
     resolve_model_arguments,
+    resolve_patch_loss_weight,
     weight_decay_groups,
 )
 
@@ -141,14 +143,7 @@ def parse_args(input_args=None):
         "answers. Default: a small one (all towers 3 layers of width 64, 8-pixel patches).",
     )
     add_lora_arguments(parser, default_targets=["qkv", "projection", "query", "key", "value"])
-    parser.add_argument(
-        "--patch_loss_weight",
-        type=float,
-        default=None,
-        help="Weight of the training-only loss that names the digit (or background) in each image patch, read off the "
-        "built-in canvases' pixel masks (0 turns it off). Default: 1 on the built-in canvases, 0 on other data, which "
-        "has no masks.",
-    )
+    add_patch_loss_argument(parser)
     # optimisation
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
@@ -186,12 +181,7 @@ def parse_args(input_args=None):
             "patch_loss_weight": (0, None, "closed"),
         },
     )
-    if args.patch_loss_weight is None:
-        args.patch_loss_weight = 1.0 if uses_canvases(args) else 0.0
-    elif args.patch_loss_weight > 0 and not uses_canvases(args):
-        parser.error(
-            "--patch_loss_weight reads the built-in canvases' pixel masks, and your data has none: leave it out"
-        )
+    resolve_patch_loss_weight(parser, args, uses_canvases(args))
     if args.random_flip:
         parser.error("--random_flip would swap the left and right that questions ask about: leave it out")
     if args.class_filter is not None:

@@ -89,6 +89,7 @@ from hfgen.training.vision_language import (
     add_lora_adapter,
     add_lora_arguments,
     add_model_arguments,
+    add_patch_loss_argument,
     check_lora_arguments,
     load_config,
     load_detection_data,
@@ -96,6 +97,7 @@ from hfgen.training.vision_language import (
     processor_pixels,
     resolve_detection_data_arguments,
     resolve_model_arguments,
+    resolve_patch_loss_weight,
     weight_decay_groups,
 )
 
@@ -153,14 +155,7 @@ def parse_args(input_args=None):
         help="What the class prompts are read against: the image's group nearest each prompt (max, as segmentation "
         "reads the groups), or the mean of its groups (mean, the image embedding of Xu et al.'s loss).",
     )
-    parser.add_argument(
-        "--patch_loss_weight",
-        type=float,
-        default=None,
-        help="Weight of the training-only loss that names the digit (or background) in each image patch, read off the "
-        "built-in canvases' pixel masks (0 turns it off). Default: 1 on the built-in canvases, 0 on other data, which "
-        "has no masks.",
-    )
+    add_patch_loss_argument(parser)
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     # model
     add_model_arguments(
@@ -196,12 +191,7 @@ def parse_args(input_args=None):
         parser, args, {"prompt_loss_weight": (0, None, "closed"), "patch_loss_weight": (0, None, "closed")}
     )
     builtin = resolve_detection_data_arguments(parser, args, CANVAS_SIZE, TRAIN_CANVASES)
-    if args.patch_loss_weight is None:
-        args.patch_loss_weight = 1.0 if builtin else 0.0
-    elif args.patch_loss_weight > 0 and not builtin:
-        parser.error(
-            "--patch_loss_weight reads the built-in canvases' pixel masks, and your data has none: leave it out"
-        )
+    resolve_patch_loss_weight(parser, args, builtin)
     if args.prompt_template is None:
         args.prompt_template = "the digit {}" if builtin else "a photo of a {}"
     if args.prompt_template.count("{}") != 1:
